@@ -1,0 +1,58 @@
+"""Checks before start: a missing microphone or an unreadable source file is a clear error at
+once, not a retry loop (while running, a vanished device is reopened with backoff instead)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import soundfile
+
+from pipeline.config import Config
+
+LISTED_DEVICES = 12
+
+
+class PreflightError(RuntimeError):
+    pass
+
+
+def check_source(config: Config) -> None:
+    if config.audio.source:
+        _check_file(Path(config.audio.source))
+    else:
+        _check_device(config.audio.device, config.audio.rate, config.audio.channels)
+
+
+def _check_file(path: Path) -> None:
+    if not path.is_file():
+        raise PreflightError(f"audio.source: {path} does not exist")
+    try:
+        info = soundfile.info(str(path))
+    except (soundfile.LibsndfileError, RuntimeError, OSError) as exc:
+        raise PreflightError(f"audio.source: {path} is not a readable audio file ({exc}); use WAV or FLAC") from None
+    if info.frames == 0:
+        raise PreflightError(f"audio.source: {path} holds no audio")
+
+
+def _check_device(device: str, rate: int, channels: int) -> None:
+    import alsaaudio
+
+    try:
+        pcm = alsaaudio.PCM(
+            alsaaudio.PCM_CAPTURE,
+            alsaaudio.PCM_NORMAL,
+            device=device,
+            rate=rate,
+            channels=channels,
+            format=alsaaudio.PCM_FORMAT_S16_LE,
+        )
+    except alsaaudio.ALSAAudioError as exc:
+        try:
+            known = ", ".join(alsaaudio.pcms(alsaaudio.PCM_CAPTURE)[:LISTED_DEVICES])
+        except alsaaudio.ALSAAudioError:
+            known = "none"
+        raise PreflightError(
+            f"audio.device: cannot open capture device {device!r} at {rate} Hz, {channels} channel(s): {exc}. "
+            f"Is the microphone plugged in? Capture devices ALSA knows: {known} (see `arecord -L`)"
+        ) from None
+    pcm.close()

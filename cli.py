@@ -1,0 +1,185 @@
+"""Command line of the gunshot detector: logs go to stderr, results to stdout."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from pipeline.config import ConfigError, describe, load_config, override
+from pipeline.process import configure_logging
+
+__version__ = "0.1.0"
+
+DEMO_RECORDING = Path(__file__).parent / "assets" / "demo.flac"
+DEMO_RECIPIENT = "+447700900123"  # a number reserved for drama by Ofcom: never a real phone
+
+log = logging.getLogger("cli")
+
+
+def _load(config_path: Path | None, changes: dict) -> object:
+    try:
+        config = load_config(config_path)
+        return override(config, {k: v for k, v in changes.items() if v is not None})
+    except ConfigError as exc:
+        raise click.ClickException(f"config: {exc}") from None
+
+
+@click.group()
+@click.version_option(__version__, prog_name="gunshot-detector")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(verbose: bool) -> None:
+    """Real-time gunshot detector: listens to a microphone, texts phone numbers when it hears gunfire."""
+    configure_logging(logging.DEBUG if verbose else logging.INFO)
+
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="TOML config file (default: ./config.toml if present, else built-in defaults).",
+)
+
+
+@main.command()
+@config_option
+@click.option("--device", help="ALSA PCM to capture from (e.g. plughw:CARD=Device).")
+@click.option("--rate", type=int, help="Capture sample rate in Hz.")
+@click.option("--source", type=click.Path(path_type=Path), help="Replay this audio file at real time instead.")
+@click.option("--gammurc", type=click.Path(path_type=Path), help="Gammu config file to use instead of [modem].")
+@click.option("--recipient", "recipients", multiple=True, help="Phone number (E.164); repeatable; replaces the list.")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Folder for events, clips and the outbox.")
+@click.option("--demo", is_flag=True, help="Replay the bundled recording with Gammu's dummy phone, then exit.")
+def start(config_path, device, rate, source, gammurc, recipients, data_dir, demo) -> None:
+    """Run the detector until SIGTERM/Ctrl-C (or, with --source/--demo, the end of the recording)."""
+    from pipeline.run import demo_overrides, print_demo_report, run_detector
+
+    changes = {
+        "audio.device": device,
+        "audio.rate": rate,
+        "audio.source": str(source) if source else None,
+        "modem.gammurc": str(gammurc) if gammurc else None,
+        "alerts.recipients": list(recipients) or None,
+        "storage.data_dir": str(data_dir) if data_dir else None,
+    }
+    if demo:
+        changes = {**changes, **demo_overrides(DEMO_RECORDING, DEMO_RECIPIENT, changes)}
+    config = _load(config_path, changes)
+    code = run_detector(config)
+    if demo:
+        print_demo_report(config)
+    sys.exit(code)
+
+
+@main.command("test-modem")
+@config_option
+@click.option("--gammurc", type=click.Path(path_type=Path), help="Gammu config file to use instead of [modem].")
+@click.option("--send", "send_to", help="Also send a test text to this number (E.164).")
+def test_modem_command(config_path, gammurc, send_to) -> None:
+    """Initialise the modem and print its identity, SIM, network and signal."""
+    from alerting.modem import ModemError
+    from alerting.sender import test_modem
+
+    from alerting.phone import PhoneNumberError, validate_e164
+
+    config = _load(config_path, {"modem.gammurc": str(gammurc) if gammurc else None})
+    try:
+        if send_to:
+            validate_e164(send_to)
+        report = test_modem(config, send_to)
+    except (ModemError, PhoneNumberError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for key, value in report.items():
+        click.echo(f"{key}: {value}")
+
+
+@main.command()
+@config_option
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text")
+def analyze(config_path, files, fmt) -> None:
+    """Detect gunshots in audio files with the same models, windows, vote and merging as `start`."""
+    from pipeline.run import analyze_files
+
+    config = _load(config_path, {})
+    failures = 0
+    for line in analyze_files(config, files):
+        failures += "error" in line
+        if fmt == "jsonl":
+            click.echo(json.dumps(line))
+        elif "error" in line:
+            click.echo(f"{line['file']}: ERROR {line['error']}")
+        else:
+            spans = ", ".join(f"{e['start']:.2f}-{e['end']:.2f} s ({e['confidence']:.2f})" for e in line["events"])
+            click.echo(f"{line['file']}: score {line['score']:.3f} {'GUNSHOT ' + spans if spans else 'no gunshot'}")
+    if failures:
+        sys.exit(1)
+
+
+@main.command()
+@config_option
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Data folder (default from the config).")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text")
+def events(config_path, data_dir, limit, fmt) -> None:
+    """List recorded events."""
+    from pipeline.run import list_events
+
+    config = _load(config_path, {"storage.data_dir": str(data_dir) if data_dir else None})
+    for record in list_events(config, limit):
+        click.echo(json.dumps(record) if fmt == "jsonl" else _event_line(record))
+
+
+def _event_line(record: dict) -> str:
+    votes = " ".join(f"{m}={p:.2f}" for m, p in record["votes"].items())
+    flags = " degraded" if record["degraded"] else ""
+    return f"#{record['id']} {record['local_time']} conf {record['confidence']:.2f} [{votes}] {record['state']}{flags}"
+
+
+@main.command("check-config")
+@config_option
+def check_config(config_path) -> None:
+    """Validate a config file and print every setting."""
+    config = _load(config_path, {})
+    for key, value, doc in describe(config):
+        click.echo(f"{key} = {value!r}    # {doc}")
+
+
+@main.command()
+@config_option
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Data folder (default from the config).")
+def stats(config_path, data_dir) -> None:
+    """Show the latest per-process figures written by a running detector."""
+    from pipeline.stats import STATS_FILE
+
+    config = _load(config_path, {"storage.data_dir": str(data_dir) if data_dir else None})
+    path = Path(config.storage.data_dir) / STATS_FILE
+    if not path.exists():
+        raise click.ClickException(f"{path} does not exist: is the detector running on this data folder?")
+    click.echo(path.read_text())
+
+
+@main.command()
+@click.option(
+    "--manifest", type=click.Path(path_type=Path), default=Path("../shared/data/manifest.csv"), show_default=True
+)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("models"), show_default=True)
+@click.option("--epochs", type=int, default=None, help="Override the training schedule.")
+@click.option("--quick", is_flag=True, help="A short schedule, for a smoke test.")
+def train(manifest, out, epochs, quick) -> None:
+    """Train the three CNNs and export them to TFLite (needs the `train` extra: TensorFlow)."""
+    try:
+        from models.training.train import main as train_main
+    except ImportError as exc:
+        raise click.ClickException(f"training needs TensorFlow: pip install -e '.[train]' ({exc})") from None
+    if not manifest.exists():
+        raise click.ClickException(f"manifest {manifest} does not exist")
+    train_main(manifest, out, epochs=epochs, quick=quick)
+
+
+if __name__ == "__main__":
+    main()

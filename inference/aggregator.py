@@ -1,0 +1,141 @@
+"""The aggregator: votes -> decisions -> events; the text is queued the moment an event opens.
+
+An opening event goes first to the event log and the persistent outbox (so a crash after this
+point loses nothing), then the SMS process is woken. Closing completes the record and saves the
+evidence clip from the audio ring once its post-roll has been captured.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from multiprocessing.synchronize import Event as StopEvent
+from pathlib import Path
+
+from alerting.compose import EventAlert, queue_event_alert
+from alerting.outbox import Outbox, outbox_path
+
+from inference.eventlog import EventLog
+from inference.events import Event, EventTracker
+from inference.frontend import hop_samples
+from inference.model import Ensemble, load_ensemble
+from inference.vote import Decision, VoteBox
+from pipeline.config import Config
+from pipeline.layout import AUDIO_SHAPE, Layout
+from pipeline.messages import OutboxChanged
+from pipeline.metrics import StatsSlot, StatsTable
+from pipeline.process import process_setup
+from pipeline.ring import Lapped, NotWritten, Ring
+
+RECEIVE_TIMEOUT = 0.1  # also the resolution of vote timeouts and clip writing
+
+log = logging.getLogger(__name__)
+
+
+def wall_time(monotonic_time: float) -> float:
+    return time.time() - (time.monotonic() - monotonic_time)
+
+
+@dataclass
+class _ClipDue:
+    event_id: int
+    first: int  # audio rows of the clip
+    stop: int
+
+
+class Aggregator:
+    """Decisions and their side effects, without the process loop (tests drive it directly)."""
+
+    def __init__(self, config: Config, ensemble: Ensemble, audio: Ring, slot: StatsSlot, layout: Layout) -> None:
+        self.config = config
+        self.audio = audio
+        self.slot = slot
+        self.layout = layout
+        self.rate = ensemble.sample_rate
+        self.versions = {m.id: m.version for m in ensemble.models}
+        thresholds = {m.id: m.threshold for m in ensemble.models}
+        self.box = VoteBox(thresholds, config.detector.votes_required, config.detector.vote_timeout)
+        hop = hop_samples(config, ensemble)
+        self.tracker = EventTracker(ensemble.window_samples, hop, round(config.detector.merge_gap * self.rate))
+        data_dir = Path(config.storage.data_dir)
+        self.events = EventLog(data_dir)
+        if interrupted := self.events.mark_interrupted():
+            log.warning("%d events were open when the aggregator last stopped: marked interrupted", interrupted)
+        self.outbox = Outbox(outbox_path(data_dir))
+        self.clips: list[_ClipDue] = []
+
+    def handle(self, decision: Decision) -> None:
+        update = self.tracker.update(decision)
+        if update.closed is not None:
+            self._close(update.closed)
+        if update.opened is not None:
+            self._open(update.opened)
+
+    def _open(self, event: Event) -> None:
+        start = wall_time(self.audio.time_of(event.start))
+        event.record_id = self.events.open_event(start, event.confidence, event.votes, self.versions, event.degraded)
+        alert = EventAlert(event.record_id, start, event.confidence, event.degraded)
+        queue_event_alert(self.outbox, self.config, alert, now=time.time())
+        self.layout.outbox.send(OutboxChanged())
+        log.warning(
+            "GUNSHOT event %d: confidence %.2f, votes %s%s",
+            event.record_id,
+            event.confidence,
+            {m: round(p, 2) for m, p in event.votes.items()},
+            " (degraded)" if event.degraded else "",
+        )
+
+    def _close(self, event: Event) -> None:
+        end = wall_time(self.audio.time_of(event.end))
+        self.events.close_event(event.record_id, end, event.confidence, event.votes, event.degraded, event.windows)
+        if self.config.storage.clips:
+            pre = round(self.config.storage.clip_pre_roll * self.rate)
+            post = round(self.config.storage.clip_post_roll * self.rate)
+            self.clips.append(_ClipDue(event.record_id, max(0, event.start - pre), event.end + post))
+
+    def write_due_clips(self) -> None:
+        for clip in list(self.clips):
+            if self.audio.write_pos < clip.stop:
+                continue
+            self.clips.remove(clip)
+            try:
+                samples = self.audio.read(max(clip.first, self.audio.oldest()), clip.stop - clip.first)
+            except (Lapped, NotWritten) as exc:
+                log.error("evidence clip of event %d lost: %s", clip.event_id, exc)
+                self.slot.add("errors")
+                continue
+            if not self.events.attach_clip(clip.event_id, samples, self.rate):
+                self.slot.add("errors")
+
+    def shutdown(self) -> None:
+        """Decide what is pending and close the open event, so its record is complete."""
+        for decision in self.box.flush():
+            self.handle(decision)
+        if (event := self.tracker.finish()) is not None:
+            self._close(event)
+        self.events.close()
+        self.outbox.close()
+
+
+def run_aggregator(config: Config, layout: Layout, stop: StopEvent) -> int:
+    process_setup("aggregator")
+    ensemble = load_ensemble(config.detector.models_dir)
+    audio = Ring.attach(layout.audio_ring, AUDIO_SHAPE)
+    slot = StatsTable.attach(layout.stats, layout.process_names).slot("aggregator")
+    aggregator = Aggregator(config, ensemble, audio, slot, layout)
+    while not stop.is_set():
+        slot.beat()
+        vote = layout.votes.receive(RECEIVE_TIMEOUT)
+        now = time.monotonic()
+        for message in [vote, *layout.votes.drain()] if vote is not None else []:
+            aggregator.box.add(message.index, message.model_id, message.probability, now)
+        decisions = aggregator.box.decide(now)
+        if decisions:
+            since = slot.busy()
+            for decision in decisions:
+                aggregator.handle(decision)
+            slot.done(since, items=len(decisions))
+        aggregator.write_due_clips()
+    aggregator.shutdown()
+    return 0

@@ -1,0 +1,128 @@
+"""The front end: log-mel frames once per hop into feature rings, and window announcements.
+
+Each distinct log-mel stream (by `LogMelSpec.key`) is computed once, frame by frame as audio
+arrives, whichever models use it; models read their window's frames by index. Frame k of a
+stream starts at audio sample k * hop_length, so ring positions are absolute and shared.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from multiprocessing.synchronize import Event as StopEvent
+
+from inference.features import LogMelFrontend, LogMelSpec, int16_to_float
+from inference.model import Ensemble, load_ensemble
+from pipeline.config import Config
+from pipeline.layout import AUDIO_SHAPE, Layout, feature_shape
+from pipeline.messages import WindowReady
+from pipeline.metrics import StatsTable
+from pipeline.process import process_setup
+from pipeline.ring import Ring
+
+POLL_SECONDS = 0.05  # how often the audio ring is checked for new samples
+
+log = logging.getLogger(__name__)
+
+
+def hop_samples(config: Config, ensemble: Ensemble) -> int:
+    """The window hop in samples: a whole number of frames of every log-mel stream."""
+    hop = round(config.detector.hop * ensemble.sample_rate)
+    for spec in ensemble.logmel_specs().values():
+        if hop % spec.hop_length:
+            raise ValueError(
+                f"detector.hop: {config.detector.hop} s is not a multiple of the {spec.hop_length}-sample "
+                f"frame hop of the models' features (try 0.5)"
+            )
+    if hop > ensemble.window_samples:
+        raise ValueError(f"detector.hop: {config.detector.hop} s is longer than the models' window")
+    return hop
+
+
+def feature_ring_capacity(spec: LogMelSpec, audio_capacity: int) -> int:
+    """Frames covering as much time as the audio ring."""
+    return audio_capacity // spec.hop_length + 1
+
+
+class Frontend:
+    """Steps the feature streams forward over an audio ring and reports the windows now complete."""
+
+    def __init__(
+        self,
+        audio: Ring,
+        streams: dict[str, tuple[LogMelSpec, Ring]],
+        window: int,
+        hop: int,
+        resume_at: int = 0,
+    ) -> None:
+        """`resume_at`: after a restart, the first window not announced yet (from the stats table)."""
+        self.audio = audio
+        self.streams = {key: (LogMelFrontend(spec), ring) for key, (spec, ring) in streams.items()}
+        self.window = window
+        self.hop = hop
+        self.next_window = max(resume_at, -(-audio.oldest() // hop))
+        self.skipped_windows = 0
+
+    def step(self) -> list[WindowReady]:
+        """Compute every frame whose audio has arrived; return the windows that became complete."""
+        available = self.audio.write_pos
+        lapped_to = self.audio.oldest()
+        if self.next_window * self.hop < lapped_to:
+            skip_to = -(-lapped_to // self.hop)
+            self.skipped_windows += skip_to - self.next_window
+            log.warning("front end fell behind: skipped %d windows", skip_to - self.next_window)
+            self.next_window = skip_to
+        for frontend, ring in self.streams.values():
+            self._advance(frontend, ring, available)
+        ready = []
+        while self.next_window * self.hop + self.window <= available:
+            ready.append(WindowReady(index=self.next_window, start=self.next_window * self.hop))
+            self.next_window += 1
+        return ready
+
+    def _advance(self, frontend: LogMelFrontend, ring: Ring, available: int) -> None:
+        spec = frontend.spec
+        first = ring.write_pos
+        oldest_frame = -(-self.audio.oldest() // spec.hop_length)
+        if first < oldest_frame:  # audio for these frames is gone: keep indices true, mark as silence
+            ring.skip(oldest_frame - first)
+            first = oldest_frame
+        last = spec.frames_in(available) if available >= spec.n_fft else 0
+        if last <= first:
+            return
+        start = first * spec.hop_length
+        audio = self.audio.read(start, (last - 1) * spec.hop_length + spec.n_fft - start)
+        ring.write(frontend.frames(int16_to_float(audio)))
+
+
+def attach_streams(ensemble: Ensemble, layout: Layout) -> dict[str, tuple[LogMelSpec, Ring]]:
+    return {
+        key: (spec, Ring.attach(layout.feature_rings[key], feature_shape(spec.n_mels)))
+        for key, spec in ensemble.logmel_specs().items()
+    }
+
+
+def run_frontend(config: Config, layout: Layout, stop: StopEvent) -> int:
+    process_setup("frontend")
+    ensemble = load_ensemble(config.detector.models_dir)
+    audio = Ring.attach(layout.audio_ring, AUDIO_SHAPE)
+    streams = attach_streams(ensemble, layout)
+    slot = StatsTable.attach(layout.stats, layout.process_names).slot("frontend")
+    frontend = Frontend(
+        audio, streams, ensemble.window_samples, hop_samples(config, ensemble), resume_at=int(slot.get("cursor"))
+    )
+    log.info("front end ready: %d feature streams, first window %d", len(streams), frontend.next_window)
+    while not stop.is_set():
+        slot.beat()
+        if audio.write_pos < frontend.next_window * frontend.hop + frontend.window:
+            time.sleep(POLL_SECONDS)
+            continue
+        since = slot.busy()
+        windows = frontend.step()
+        for window in windows:
+            for channel in layout.windows.values():
+                if not channel.send(window):
+                    slot.add("dropped")
+        slot.set("cursor", frontend.next_window)
+        slot.done(since, items=len(windows))
+    return 0

@@ -1,0 +1,207 @@
+"""One TOML config file, validated at start: every key has a type, a default, bounds and a doc line.
+
+Unknown keys, wrong types and out-of-range values raise ConfigError naming the dotted key.
+CLI flags are applied with `override()`, which validates again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+import zoneinfo
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alerting.phone import PhoneNumberError, validate_e164
+
+DEFAULT_CONFIG_PATH = Path("config.toml")
+
+
+class ConfigError(ValueError):
+    """A config problem; the message starts with the dotted key."""
+
+
+def setting(default: Any, doc: str, lo: float | None = None, hi: float | None = None, **kw: Any) -> Any:
+    """A config field with a doc line and optional inclusive bounds."""
+    meta = {"doc": doc, "lo": lo, "hi": hi}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    name: str = setting("Unnamed site", "Site name, put in every text.")
+    timezone: str = setting("UTC", "IANA time zone for the times in texts, e.g. Africa/Nairobi.")
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    device: str = setting("default", "ALSA PCM to capture from, e.g. plughw:CARD=Device (see arecord -L).")
+    rate: int = setting(16000, "Capture sample rate in Hz; resampled to the models' rate if different.", 8000, 192000)
+    channels: int = setting(1, "Channels to open the device with; they are averaged to mono.", 1, 8)
+    period: float = setting(0.1, "ALSA period in seconds (one read).", 0.01, 1.0)
+    ring_seconds: float = setting(60.0, "Seconds of audio kept in the shared-memory ring.", 10.0, 600.0)
+    source: str = setting("", "Replay this WAV/FLAC file at real time instead of the device.")
+    reopen_max_backoff: float = setting(30.0, "Longest wait between attempts to reopen a failed device, s.", 1.0, 600.0)
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    models_dir: str = setting("", "Folder with the .tflite models and .json sidecars; empty: the shipped models/.")
+    hop: float = setting(0.5, "Seconds between window starts; windows overlap by window - hop.", 0.1, 2.0)
+    votes_required: int = setting(2, "Models that must vote 'gunshot' in a window (of all models).", 1, 16)
+    vote_timeout: float = setting(1.5, "Seconds after a window's first vote to decide without late models.", 0.2, 30.0)
+    merge_gap: float = setting(2.0, "Positive windows closer than this (s) belong to one event.", 0.0, 60.0)
+
+
+@dataclass(frozen=True)
+class ModemConfig:
+    gammurc: str = setting("", "Path to a Gammu config file; when set, the keys below are ignored.")
+    device: str = setting("/dev/ttyUSB0", "Modem serial device; prefer a stable /dev/serial/by-id/... name.")
+    connection: str = setting("at", "Gammu connection, e.g. at, at115200.")
+    model: str = setting("", "Gammu model, usually empty (auto).")
+    pin: str = setting("", "SIM PIN, if the SIM asks for one.")
+    smsc: str = setting("", "SMS centre number; empty takes the one stored on the SIM.")
+    retry_initial: float = setting(5.0, "First wait after a failed send, s (doubles up to retry_max).", 0.1, 3600.0)
+    retry_max: float = setting(300.0, "Longest wait between send attempts, s.", 1.0, 86400.0)
+
+
+DEFAULT_TEMPLATE = "{site}: possible gunshot at {time} (confidence {confidence}).{note}"
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    recipients: list[str] = setting([], "Phone numbers in E.164 form, e.g. +447700900123.")
+    template: str = setting(DEFAULT_TEMPLATE, "Text of an alert; fields: {site} {time} {confidence} {note}.")
+    max_per_hour: int = setting(
+        10, "Alert texts per recipient per hour; events beyond it go out as one summary text.", 1, 1000
+    )
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    data_dir: str = setting("./data", "Folder for events, evidence clips and the outbox.")
+    clips: bool = setting(True, "Save an evidence clip (FLAC) of each event.")
+    clip_pre_roll: float = setting(2.0, "Seconds of audio kept before an event in its clip.", 0.0, 20.0)
+    clip_post_roll: float = setting(2.0, "Seconds of audio kept after an event in its clip.", 0.0, 20.0)
+    retention_days: float = setting(30.0, "Evidence clips and closed events older than this are deleted.", 1.0, 3650.0)
+
+
+@dataclass(frozen=True)
+class Config:
+    site: SiteConfig = field(default_factory=SiteConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    modem: ModemConfig = field(default_factory=ModemConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+
+
+def load_config(path: Path | None) -> Config:
+    """Read and validate `path`; None (or the default path, when absent) gives the defaults."""
+    if path is None:
+        if not DEFAULT_CONFIG_PATH.exists():
+            return validate(Config())
+        path = DEFAULT_CONFIG_PATH
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist (copy config.example.toml)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    return validate(_build(Config, raw, ""))
+
+
+def override(config: Config, changes: dict[str, Any]) -> Config:
+    """Apply {"section.key": value} changes (from CLI flags) and validate again."""
+    sections: dict[str, dict[str, Any]] = {}
+    for dotted, value in changes.items():
+        section, key = dotted.split(".", 1)
+        sections.setdefault(section, {})[key] = value
+    replaced = {name: dataclasses.replace(getattr(config, name), **values) for name, values in sections.items()}
+    return validate(dataclasses.replace(config, **replaced))
+
+
+def validate(config: Config) -> Config:
+    """Checks that span a field's type: bounds, time zone, phone numbers, modem settings."""
+    for section in dataclasses.fields(config):
+        value = getattr(config, section.name)
+        for f in dataclasses.fields(value):
+            _check_bounds(f"{section.name}.{f.name}", getattr(value, f.name), f.metadata)
+    try:
+        zoneinfo.ZoneInfo(config.site.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"site.timezone: unknown time zone {config.site.timezone!r} (use an IANA name like Europe/Paris)"
+        ) from None
+    for i, number in enumerate(config.alerts.recipients):
+        try:
+            validate_e164(number)
+        except PhoneNumberError as exc:
+            raise ConfigError(f"alerts.recipients[{i}]: {exc}") from None
+    try:
+        config.alerts.template.format(site="", time="", confidence="", note="")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(
+            f"alerts.template: bad placeholder {exc} (use {{site}} {{time}} {{confidence}} {{note}})"
+        ) from None
+    if config.modem.retry_initial > config.modem.retry_max:
+        raise ConfigError("modem.retry_initial: must not exceed modem.retry_max")
+    return config
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a table, got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in raw.items():
+        dotted = f"{prefix}{key}"
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"{dotted}: unknown key (known here: {known})")
+        kind = hints[key]
+        if dataclasses.is_dataclass(kind):
+            values[key] = _build(kind, value, f"{dotted}.")
+        else:
+            values[key] = _coerce(dotted, value, kind)
+    return cls(**values)
+
+
+def _coerce(dotted: str, value: Any, kind: Any) -> Any:
+    origin = typing.get_origin(kind)
+    if origin is list:
+        (item_kind,) = typing.get_args(kind)
+        if not isinstance(value, list):
+            raise ConfigError(f"{dotted}: expected a list, got {type(value).__name__} {value!r}")
+        return [_coerce(f"{dotted}[{i}]", item, item_kind) for i, item in enumerate(value)]
+    if isinstance(kind, types.UnionType):
+        raise TypeError(f"unsupported config type {kind}")
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
+        raise ConfigError(f"{dotted}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _check_bounds(dotted: str, value: Any, meta: typing.Mapping[str, Any]) -> None:
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ConfigError(f"{dotted}: {value!r} is out of range ({lo} to {hi})")
+
+
+def describe(config: Config) -> list[tuple[str, Any, str]]:
+    """(dotted key, value, doc) for every setting, for `check-config` and the example file."""
+    rows = []
+    for section in dataclasses.fields(config):
+        value = getattr(config, section.name)
+        for f in dataclasses.fields(value):
+            rows.append((f"{section.name}.{f.name}", getattr(value, f.name), f.metadata["doc"]))
+    return rows

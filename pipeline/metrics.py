@@ -1,0 +1,110 @@
+"""Per-process health and counters in one shared-memory table (one row per process, one writer each).
+
+A process beats its heartbeat on every loop turn and marks `busy_since` while it works on an item,
+so the supervisor can tell a dead process (no exit code yet, stale heartbeat) from a hung one.
+"""
+
+from __future__ import annotations
+
+import time
+from multiprocessing import shared_memory
+
+import numpy as np
+
+from pipeline.shm import attach_segment, create_segment
+
+FIELDS = (
+    "pid",
+    "started",  # monotonic time the process (re)started
+    "heartbeat",  # monotonic time of the last loop turn
+    "busy_since",  # monotonic start of the item in hand, 0 when idle
+    "processed",  # items done (windows, votes, texts, periods)
+    "dropped",  # items lost because this process or its consumer was behind
+    "errors",  # failures it survived (device errors, send failures, bad reads)
+    "busy_ms_ema",  # moving average of the time per item
+    "busy_ms_max",
+    "restarts",  # written by the supervisor
+    "cursor",  # where to resume after a restart (the front end's next window)
+)
+_INDEX = {name: i for i, name in enumerate(FIELDS)}
+EMA_WEIGHT = 0.05
+
+
+class StatsSlot:
+    """One process's row: its own writer API."""
+
+    def __init__(self, row: np.ndarray) -> None:
+        self._row = row
+
+    def started(self, pid: int) -> None:
+        self._row[_INDEX["pid"]] = pid
+        self._row[_INDEX["started"]] = self._row[_INDEX["heartbeat"]] = time.monotonic()
+        self._row[_INDEX["busy_since"]] = 0.0
+
+    def beat(self) -> None:
+        self._row[_INDEX["heartbeat"]] = time.monotonic()
+
+    def busy(self) -> float:
+        now = time.monotonic()
+        self._row[_INDEX["busy_since"]] = now
+        self._row[_INDEX["heartbeat"]] = now
+        return now
+
+    def done(self, since: float, items: int = 1) -> None:
+        now = time.monotonic()
+        ms = (now - since) * 1000.0
+        ema = self._row[_INDEX["busy_ms_ema"]]
+        self._row[_INDEX["busy_ms_ema"]] = ms if ema == 0 else ema + EMA_WEIGHT * (ms - ema)
+        self._row[_INDEX["busy_ms_max"]] = max(self._row[_INDEX["busy_ms_max"]], ms)
+        self._row[_INDEX["processed"]] += items
+        self._row[_INDEX["busy_since"]] = 0.0
+        self._row[_INDEX["heartbeat"]] = now
+
+    def add(self, field: str, n: float = 1) -> None:
+        self._row[_INDEX[field]] += n
+
+    def set(self, field: str, value: float) -> None:
+        self._row[_INDEX[field]] = value
+
+    def get(self, field: str) -> float:
+        return float(self._row[_INDEX[field]])
+
+    def as_dict(self) -> dict[str, float]:
+        return {name: float(self._row[i]) for i, name in enumerate(FIELDS)}
+
+
+class StatsTable:
+    """The table of all processes' rows, by process name."""
+
+    def __init__(self, segment: shared_memory.SharedMemory, names: tuple[str, ...], owner: bool) -> None:
+        self._segment = segment
+        self._owner = owner
+        self.names = names
+        self._rows = np.ndarray((len(names), len(FIELDS)), dtype=np.float64, buffer=segment.buf)
+
+    @classmethod
+    def create(cls, segment_name: str, names: tuple[str, ...]) -> StatsTable:
+        segment = create_segment(segment_name, max(1, len(names) * len(FIELDS) * 8))
+        table = cls(segment, names, owner=True)
+        table._rows[:] = 0.0
+        return table
+
+    @classmethod
+    def attach(cls, segment_name: str, names: tuple[str, ...]) -> StatsTable:
+        return cls(attach_segment(segment_name), names, owner=False)
+
+    @property
+    def segment_name(self) -> str:
+        return self._segment.name
+
+    def slot(self, name: str) -> StatsSlot:
+        return StatsSlot(self._rows[self.names.index(name)])
+
+    def snapshot(self) -> dict[str, dict[str, float]]:
+        return {name: self.slot(name).as_dict() for name in self.names}
+
+    def close(self) -> None:
+        del self._rows
+        self._segment.close()
+        if self._owner:
+            self._segment.unlink()

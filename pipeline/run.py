@@ -1,0 +1,124 @@
+"""What the CLI commands do, as plain functions: run the detector, the demo, analyze, list events."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import zoneinfo
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Config
+
+DEMO_DATA_DIR = "data/demo"
+DUMMY_GAMMURC = """[gammu]
+device = {device}
+connection = none
+model = dummy
+"""
+
+log = logging.getLogger(__name__)
+
+
+def run_detector(config: Config) -> int:
+    """Start the pipeline and supervise it until stopped; a non-zero exit code on a fatal problem."""
+    from capture.preflight import PreflightError, check_source
+
+    from inference.frontend import hop_samples
+    from inference.model import ModelError, load_ensemble
+    from pipeline.supervisor import AlreadyRunning, Supervisor
+
+    try:
+        ensemble = load_ensemble(config.detector.models_dir)
+        hop_samples(config, ensemble)
+        check_source(config)
+    except (ModelError, PreflightError, ValueError) as exc:
+        log.error("%s", exc)
+        return 2
+    if not config.alerts.recipients:
+        log.warning("alerts.recipients is empty: events are recorded but no text will be sent")
+    supervisor = Supervisor(config, ensemble)
+    try:
+        supervisor.start()
+    except AlreadyRunning as exc:
+        log.error("%s", exc)
+        return 2
+    return supervisor.run()
+
+
+def demo_overrides(recording: Path, recipient: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """Replay the bundled recording through the whole pipeline with Gammu's dummy phone."""
+    data_dir = Path(changes.get("storage.data_dir") or DEMO_DATA_DIR)
+    modem_dir = data_dir / "dummy-modem"
+    modem_dir.mkdir(parents=True, exist_ok=True)
+    gammurc = data_dir / "gammurc"
+    gammurc.write_text(DUMMY_GAMMURC.format(device=modem_dir.resolve()))
+    return {
+        "audio.source": str(recording),
+        "modem.gammurc": str(gammurc),
+        "alerts.recipients": changes.get("alerts.recipients") or [recipient],
+        "storage.data_dir": str(data_dir),
+    }
+
+
+def print_demo_report(config: Config) -> None:
+    from alerting.outbox import Outbox, outbox_path
+
+    records = list_events(config, limit=1000)
+    print(f"detections: {len(records)}")
+    for record in records:
+        votes = ", ".join(f"{m} {p:.2f}" for m, p in record["votes"].items())
+        print(f"  event {record['id']} at {record['local_time']}: confidence {record['confidence']:.2f} ({votes})")
+    outbox = Outbox(outbox_path(Path(config.storage.data_dir)))
+    try:
+        rows = outbox.rows()
+    finally:
+        outbox.close()
+    print(f"texts: {len(rows)}")
+    for row in rows:
+        print(f"  to {row.recipient} [{row.state}]: {row.text}")
+
+
+def analyze_files(config: Config, files: Sequence[Path]) -> Iterator[dict[str, Any]]:
+    """One result dict per file, in order; unreadable files give {"file", "error"}."""
+    from capture.audio_file import AudioFileError
+
+    from inference.frontend import hop_samples
+    from inference.model import load_ensemble
+    from inference.offline import OfflineDetector
+
+    ensemble = load_ensemble(config.detector.models_dir)
+    detector = OfflineDetector(
+        ensemble, hop_samples(config, ensemble), config.detector.merge_gap, config.detector.votes_required
+    )
+    for path in files:
+        try:
+            result = detector.analyze_file(Path(path))
+        except AudioFileError as exc:
+            yield {"file": str(path), "error": str(exc)}
+            continue
+        yield {
+            "file": str(path),
+            "score": round(result.score, 4),
+            "detected": result.detected,
+            "events": [event.to_json() for event in result.events],
+        }
+
+
+def list_events(config: Config, limit: int) -> list[dict[str, Any]]:
+    from inference.eventlog import EVENTS_DB, EventLog
+
+    data_dir = Path(config.storage.data_dir)
+    if not (data_dir / EVENTS_DB).exists():
+        return []
+    zone = zoneinfo.ZoneInfo(config.site.timezone)
+    log_ = EventLog(data_dir)
+    try:
+        records = log_.events(limit)
+    finally:
+        log_.close()
+    return [
+        {**record.to_json(), "local_time": datetime.datetime.fromtimestamp(record.start_time, zone).isoformat()}
+        for record in records
+    ]

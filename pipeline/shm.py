@@ -1,0 +1,79 @@
+"""Named shared-memory segments: the supervisor creates and unlinks them, processes only attach.
+
+Names are `gs-<run_id>-<what>`. An attaching process unregisters the segment from the
+resource tracker, so a dying child never unlinks a segment the pipeline still uses.
+A crashed run leaves segments behind; `remove_stale_segments` deletes those whose run is dead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from multiprocessing import resource_tracker, shared_memory
+from pathlib import Path
+
+import psutil
+
+SHM_PREFIX = "gs-"
+SHM_DIR = Path("/dev/shm")
+
+log = logging.getLogger(__name__)
+
+
+def segment_name(run_id: str, what: str) -> str:
+    return f"{SHM_PREFIX}{run_id}-{what}"
+
+
+def new_run_id() -> str:
+    """The supervisor's pid in hex: stale-segment cleanup checks whether that pid still runs."""
+    return f"{os.getpid():x}"
+
+
+def create_segment(name: str, size: int) -> shared_memory.SharedMemory:
+    return shared_memory.SharedMemory(name=name, create=True, size=size)
+
+
+def attach_segment(name: str) -> shared_memory.SharedMemory:
+    """Attach to an existing segment without letting this process's tracker unlink it."""
+    segment = shared_memory.SharedMemory(name=name, create=False)
+    resource_tracker.unregister(segment._name, "shared_memory")
+    return segment
+
+
+def unlink_segment(name: str) -> None:
+    try:
+        segment = shared_memory.SharedMemory(name=name, create=False)
+    except FileNotFoundError:
+        return
+    segment.close()
+    segment.unlink()
+
+
+def remove_stale_segments() -> list[str]:
+    """Unlink `gs-<pid>-*` segments whose supervisor pid is no longer running a detector."""
+    removed = []
+    for path in SHM_DIR.glob(f"{SHM_PREFIX}*"):
+        run_id = path.name[len(SHM_PREFIX) :].split("-", 1)[0]
+        if _run_alive(run_id):
+            continue
+        try:
+            path.unlink()
+            removed.append(path.name)
+        except FileNotFoundError:
+            continue
+    if removed:
+        log.warning("removed %d stale shared-memory segments of a crashed run: %s", len(removed), removed)
+    return removed
+
+
+def _run_alive(run_id: str) -> bool:
+    try:
+        pid = int(run_id, 16)
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        return psutil.Process(pid).is_running() and "python" in psutil.Process(pid).name().lower()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False

@@ -1,0 +1,104 @@
+"""Per-process figures of a running detector: CPU per second of audio, memory, counters.
+
+The supervisor logs one JSON line every REPORT_INTERVAL seconds and writes the same object to
+`<data_dir>/stats.json`, which `python cli.py stats` shows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psutil
+
+if TYPE_CHECKING:
+    from pipeline.supervisor import Supervisor
+
+REPORT_INTERVAL = 60.0
+STATS_FILE = "stats.json"
+MB = 1024 * 1024
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _CpuMark:
+    cpu: float  # user + system seconds
+    audio: int  # audio rows written
+
+
+def process_figures(pid: int) -> dict[str, float]:
+    """CPU seconds so far and memory (RSS, PSS, USS in MB) of one process."""
+    try:
+        process = psutil.Process(pid)
+        with process.oneshot():
+            times = process.cpu_times()
+            memory = process.memory_full_info()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return {}
+    return {
+        "cpu_s": times.user + times.system,
+        "rss_mb": memory.rss / MB,
+        "pss_mb": getattr(memory, "pss", memory.rss) / MB,
+        "uss_mb": memory.uss / MB,
+    }
+
+
+class StatsReporter:
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.supervisor = supervisor
+        self.path = Path(supervisor.config.storage.data_dir) / STATS_FILE
+        self._marks: dict[str, _CpuMark] = {}
+        self._last = time.monotonic()
+
+    def maybe_report(self) -> None:
+        if time.monotonic() - self._last >= REPORT_INTERVAL:
+            self.report()
+
+    def report(self) -> dict[str, Any]:
+        self._last = time.monotonic()
+        snapshot = self.collect()
+        log.info("stats %s", json.dumps(snapshot, separators=(",", ":")))
+        tmp = self.path.with_suffix(".tmp")
+        try:
+            tmp.write_text(json.dumps(snapshot, indent=1))
+            tmp.replace(self.path)
+        except OSError as exc:
+            log.error("cannot write %s: %s", self.path, exc)
+        return snapshot
+
+    def collect(self) -> dict[str, Any]:
+        sup = self.supervisor
+        audio_rows = sup.audio.write_pos
+        rate = sup.ensemble.sample_rate
+        processes = {"supervisor": {"pid": os.getpid(), **process_figures(os.getpid())}}
+        for name, managed in sup.managed.items():
+            row = sup.stats.slot(name).as_dict()
+            pid = int(row["pid"])
+            processes[name] = {**row, **(process_figures(pid) if managed.process is not None else {})}
+        for name, figures in processes.items():
+            key = f"{name}:{int(figures['pid'])}"  # a restarted process starts a new CPU count
+            mark = self._marks.get(key)
+            cpu = figures.get("cpu_s")
+            if mark is not None and cpu is not None and audio_rows > mark.audio:
+                figures["cpu_ms_per_audio_s"] = 1000.0 * (cpu - mark.cpu) / ((audio_rows - mark.audio) / rate)
+            if cpu is not None:
+                self._marks[key] = _CpuMark(cpu, audio_rows)
+        total = {
+            key: sum(p.get(key, 0.0) for p in processes.values())
+            for key in ("rss_mb", "pss_mb", "uss_mb", "cpu_ms_per_audio_s")
+        }
+        return {
+            "time": time.time(),
+            "audio_seconds": audio_rows / rate,
+            "lost_samples": sup.audio.lost,
+            "overruns": sup.audio.overruns,
+            "degraded": sup.degraded,
+            "total": total,
+            "processes": processes,
+        }

@@ -1,0 +1,296 @@
+"""The supervisor: builds the shared memory and channels, starts one OS process per role,
+restarts what dies or hangs, and shuts everything down in order.
+
+Restart rule: a process that exits non-zero, is killed, stops beating its heartbeat for
+HEARTBEAT_TIMEOUT s, or stays busy on one item for HUNG_AFTER s is (killed and) restarted after
+a backoff of 1, 2, 4 ... MAX_BACKOFF s. More than RESTART_BURST restarts in RESTART_WINDOW s marks
+the detector degraded (logged as an error) but it keeps trying: an unattended detector must not
+give up. A clean exit (0) of the capture means the replayed source ended: the pipeline drains
+and stops.
+"""
+
+from __future__ import annotations
+
+import collections
+import fcntl
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.context import BaseContext
+from pathlib import Path
+from typing import Any
+
+from alerting.sender import run_sender
+from capture.process import run_capture
+
+from inference.aggregator import run_aggregator
+from inference.frontend import feature_ring_capacity, run_frontend
+from inference.model import Ensemble
+from inference.worker import run_worker
+from pipeline.channel import Channel
+from pipeline.config import Config
+from pipeline.layout import AUDIO_RING, AUDIO_SHAPE, STATS, Layout, feature_shape
+from pipeline.metrics import StatsTable
+from pipeline.ring import Ring
+from pipeline.shm import new_run_id, remove_stale_segments, segment_name
+from pipeline.stats import StatsReporter
+
+HEARTBEAT_TIMEOUT = 10.0
+HUNG_AFTER = 10.0
+STARTUP_GRACE = 60.0  # loading models on a Pi 3B+ takes seconds; no heartbeat check before this
+FIRST_BACKOFF = 1.0
+MAX_BACKOFF = 30.0
+RESTART_BURST = 5
+RESTART_WINDOW = 60.0
+JOIN_TIMEOUT = 5.0
+WATCH_INTERVAL = 0.5
+DRAIN_LIMIT = 30.0  # longest wait, after a replayed source ends, for the last votes and texts
+LOCK_FILE = "detector.lock"
+PRELOAD = [
+    "numpy",
+    "capture.process",
+    "inference.frontend",
+    "inference.worker",
+    "inference.aggregator",
+    "alerting.sender",
+]
+SHUTDOWN_ORDER = ("capture", "frontend", "model.", "aggregator", "sms")
+
+log = logging.getLogger(__name__)
+
+
+class AlreadyRunning(RuntimeError):
+    pass
+
+
+@dataclass
+class Managed:
+    name: str
+    target: Callable[..., int]
+    args: tuple[Any, ...]
+    process: multiprocessing.process.BaseProcess | None = None
+    restarts: collections.deque = field(default_factory=lambda: collections.deque(maxlen=RESTART_BURST + 1))
+    restart_at: float = 0.0
+    backoff: float = FIRST_BACKOFF
+    finished: bool = False  # exited 0 on its own (the replayed source ended)
+
+
+class Supervisor:
+    def __init__(self, config: Config, ensemble: Ensemble, context: BaseContext | None = None) -> None:
+        self.config = config
+        self.ensemble = ensemble
+        self.context = context or _default_context()
+        self.stop_event = self.context.Event()
+        self.data_dir = Path(config.storage.data_dir)
+        self.run_id = new_run_id()
+        self.degraded = False
+        self._lock_fd: int | None = None
+        self._owned: list[Any] = []
+        self.managed: dict[str, Managed] = {}
+        self._finished_at: float | None = None
+
+    # --- start -------------------------------------------------------------------------------
+    def start(self) -> Layout:
+        self._take_lock()
+        remove_stale_segments()
+        self.layout = self._build_layout()
+        for name, target, args in self._roles():
+            self.managed[name] = Managed(name, target, args)
+            self._spawn(self.managed[name])
+        self.reporter = StatsReporter(self)
+        log.info("detector started: %s", ", ".join(self.managed))
+        return self.layout
+
+    def _take_lock(self) -> None:
+        """One detector per data folder. flock dies with its process, so a crash leaves no stale lock."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise AlreadyRunning(
+                f"another detector is running on data folder {self.data_dir} (stop it, or use --data-dir)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def _build_layout(self) -> Layout:
+        rate = self.ensemble.sample_rate
+        capacity = round(self.config.audio.ring_seconds * rate)
+        audio = Ring.create(segment_name(self.run_id, AUDIO_RING), capacity, AUDIO_SHAPE, rate)
+        self._owned.append(audio)
+        feature_rings = {}
+        for index, (key, spec) in enumerate(self.ensemble.logmel_specs().items()):
+            ring = Ring.create(
+                segment_name(self.run_id, f"features{index}"),
+                feature_ring_capacity(spec, capacity),
+                feature_shape(spec.n_mels),
+                rate / spec.hop_length,
+            )
+            self._owned.append(ring)
+            feature_rings[key] = ring.name
+        names = ("capture", "frontend", *(f"model.{m.id}" for m in self.ensemble.models), "aggregator", "sms")
+        self.stats = StatsTable.create(segment_name(self.run_id, STATS), names)
+        self._owned.append(self.stats)
+        self.audio = audio
+        return Layout(
+            run_id=self.run_id,
+            audio_ring=audio.name,
+            stats=self.stats.segment_name,
+            process_names=names,
+            feature_rings=feature_rings,
+            windows={m.id: Channel(f"windows.{m.id}") for m in self.ensemble.models},
+            votes=Channel("votes"),
+            outbox=Channel("outbox"),
+        )
+
+    def _roles(self) -> list[tuple[str, Callable[..., int], tuple[Any, ...]]]:
+        common = (self.layout, self.stop_event)
+        roles = [
+            ("capture", run_capture, (self.config, *common)),
+            ("frontend", run_frontend, (self.config, *common)),
+        ]
+        roles += [(f"model.{m.id}", run_worker, (self.config, m.id, *common)) for m in self.ensemble.models]
+        roles += [
+            ("aggregator", run_aggregator, (self.config, *common)),
+            ("sms", run_sender, (self.config, *common)),
+        ]
+        return roles
+
+    def _spawn(self, managed: Managed) -> None:
+        process = self.context.Process(target=managed.target, args=managed.args, name=managed.name, daemon=False)
+        process.start()
+        managed.process = process
+        self.stats.slot(managed.name).started(process.pid)
+        self.stats.slot(managed.name).set("restarts", len(managed.restarts))
+
+    # --- watch -------------------------------------------------------------------------------
+    def watch_once(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        for managed in self.managed.values():
+            if managed.finished:
+                continue
+            process = managed.process
+            if process is None:
+                if now >= managed.restart_at:
+                    self._spawn(managed)
+                continue
+            if process.exitcode is None:
+                self._check_health(managed, now)
+                continue
+            if process.exitcode == 0:
+                managed.finished = True
+                log.info("%s finished", managed.name)
+                continue
+            log.error("%s died (exit code %s)", managed.name, process.exitcode)
+            self._schedule_restart(managed, now)
+
+    def _check_health(self, managed: Managed, now: float) -> None:
+        row = self.stats.slot(managed.name)
+        if now - row.get("started") < STARTUP_GRACE and row.get("processed") == 0:
+            return
+        busy_since = row.get("busy_since")
+        reason = None
+        if now - row.get("heartbeat") > HEARTBEAT_TIMEOUT:
+            reason = f"no heartbeat for {now - row.get('heartbeat'):.0f} s"
+        elif busy_since and now - busy_since > HUNG_AFTER:
+            reason = f"stuck on one item for {now - busy_since:.0f} s"
+        if reason:
+            log.error("%s is hung (%s): killing it", managed.name, reason)
+            managed.process.kill()
+            managed.process.join(JOIN_TIMEOUT)
+            self._schedule_restart(managed, now)
+
+    def _schedule_restart(self, managed: Managed, now: float) -> None:
+        managed.process.close()
+        managed.process = None
+        managed.restarts.append(now)
+        recent = [t for t in managed.restarts if now - t <= RESTART_WINDOW]
+        if len(recent) > RESTART_BURST and not self.degraded:
+            self.degraded = True
+            log.error("%s restarted %d times in %d s: detector DEGRADED", managed.name, len(recent), RESTART_WINDOW)
+        managed.restart_at = now + managed.backoff
+        log.warning("restarting %s in %.0f s", managed.name, managed.backoff)
+        managed.backoff = min(managed.backoff * 2, MAX_BACKOFF) if len(recent) > 1 else FIRST_BACKOFF
+
+    def source_finished(self) -> bool:
+        return self.managed["capture"].finished
+
+    def run(self, until: Callable[[], bool] | None = None) -> int:
+        """Watch until SIGTERM/SIGINT, `until()` is true, or the replayed source has ended and drained."""
+        stop_requested = []
+        previous = {
+            sig: signal.signal(sig, lambda signum, _frame: stop_requested.append(signum))
+            for sig in (signal.SIGTERM, signal.SIGINT)
+        }
+        try:
+            while not stop_requested and not (until and until()):
+                self.watch_once()
+                self.reporter.maybe_report()
+                if self.source_finished() and self._drained(time.monotonic()):
+                    break
+                time.sleep(WATCH_INTERVAL)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.shutdown()
+        return 0
+
+    def _drained(self, now: float) -> bool:
+        """After the source ended: every window decided and every text handed on (or DRAIN_LIMIT)."""
+        if self._finished_at is None:
+            self._finished_at = now
+        if now - self._finished_at > DRAIN_LIMIT:
+            log.warning("pipeline did not drain within %.0f s of the source's end", DRAIN_LIMIT)
+            return True
+        frontend, aggregator = self.stats.slot("frontend"), self.stats.slot("aggregator")
+        hop = round(self.config.detector.hop * self.ensemble.sample_rate)
+        last_window = (self.audio.write_pos - self.ensemble.window_samples) // hop
+        if frontend.get("cursor") <= last_window or aggregator.get("processed") < frontend.get("processed"):
+            return False
+        return self._outbox_idle()
+
+    def _outbox_idle(self) -> bool:
+        from alerting.outbox import Outbox, outbox_path
+
+        outbox = Outbox(outbox_path(self.data_dir))
+        try:
+            return outbox.pending_count() == 0
+        finally:
+            outbox.close()
+
+    # --- stop --------------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Stop event, then join in data-flow order (the SMS process last, so it flushes), kill
+        stragglers, unlink shared memory, release the lock."""
+        self.stop_event.set()
+        for prefix in SHUTDOWN_ORDER:
+            for managed in self.managed.values():
+                if managed.name.startswith(prefix) and managed.process is not None:
+                    managed.process.join(JOIN_TIMEOUT)
+                    if managed.process.exitcode is None:
+                        log.error("%s did not stop in %.0f s: killed", managed.name, JOIN_TIMEOUT)
+                        managed.process.kill()
+                        managed.process.join(JOIN_TIMEOUT)
+        self.reporter.report()
+        for owned in reversed(self._owned):
+            owned.close()
+        self._owned.clear()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        log.info("detector stopped")
+
+
+def _default_context() -> BaseContext:
+    """forkserver: children fork from a clean, thread-free server that preloaded the heavy modules
+    (numpy, LiteRT), so they start fast and share those pages."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    return context

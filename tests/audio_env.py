@@ -1,0 +1,87 @@
+"""Real audio plumbing for tests: a private PulseAudio daemon with a null sink (a clocked
+stand-in for a microphone) and ALSA configs that replay raw files through pyalsaaudio."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ALSA_BASE_CONFIG = "/usr/share/alsa/alsa.conf"
+MIC_SINK = "mic"
+START_TIMEOUT = 20.0
+
+REPLAY_PCM = """pcm.replay {{
+    type file
+    slave.pcm "{slave}"
+    file "/dev/null"
+    infile "{infile}"
+    format "raw"
+}}
+"""
+
+
+def alsa_replay_config(folder: Path, raw_file: Path, clocked: bool) -> dict[str, str]:
+    """Environment for an ALSA PCM named `replay` that reads `raw_file` (S16_LE, no header).
+
+    clocked=False: the `null` slave has no clock, the file is read as fast as the reader asks.
+    clocked=True: the `pulse` slave paces the reads at real time (needs `PulseServer`), while
+    the data still comes bit-exact from the file.
+    """
+    conf = folder / "asound.conf"
+    conf.write_text(REPLAY_PCM.format(slave="pulse" if clocked else "null", infile=raw_file))
+    return {"ALSA_CONFIG_PATH": f"{ALSA_BASE_CONFIG}:{conf}"}
+
+
+def write_raw(path: Path, samples: np.ndarray) -> Path:
+    np.asarray(samples, dtype="<i2").tofile(path)
+    return path
+
+
+@dataclass
+class PulseServer:
+    runtime_dir: Path
+    rate: int
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"XDG_RUNTIME_DIR": str(self.runtime_dir), "PULSE_SOURCE": f"{MIC_SINK}.monitor"}
+
+    def play(self, wav: Path) -> subprocess.Popen:
+        env = {**os.environ, **self.env}
+        return subprocess.Popen(["paplay", f"--device={MIC_SINK}", str(wav)], env=env)
+
+    def stop(self) -> None:
+        env = {**os.environ, **self.env}
+        subprocess.run(["pulseaudio", "--kill"], env=env, capture_output=True, timeout=START_TIMEOUT)
+        shutil.rmtree(self.runtime_dir, ignore_errors=True)
+
+
+def pulseaudio_available() -> bool:
+    return all(shutil.which(tool) for tool in ("pulseaudio", "pactl", "paplay"))
+
+
+def start_pulse(rate: int) -> PulseServer:
+    runtime_dir = Path(tempfile.mkdtemp(prefix="gs-pulse-"))
+    server = PulseServer(runtime_dir, rate)
+    env = {**os.environ, **server.env}
+    subprocess.run(
+        ["pulseaudio", "-D", "--exit-idle-time=-1", "--disallow-exit"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=START_TIMEOUT,
+    )
+    subprocess.run(
+        ["pactl", "load-module", "module-null-sink", f"sink_name={MIC_SINK}", f"rate={rate}", "channels=1"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=START_TIMEOUT,
+    )
+    return server

@@ -1,0 +1,87 @@
+import subprocess
+import sys
+
+import pytest
+
+from pipeline.config import ConfigError, load_config, override
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path, text):
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[site]\nnmae = 'x'", "site.nmae: unknown key"),
+        ("[sight]\nname = 'x'", "sight: unknown key"),
+        ("[audio]\nrate = 'fast'", "audio.rate: expected int"),
+        ("[audio]\nrate = 100", "audio.rate: 100 is out of range"),
+        ("[audio]\nperiod = true", "audio.period: expected float"),
+        ("[alerts]\nrecipients = '+447700900123'", "alerts.recipients: expected a list"),
+        ("[alerts]\nrecipients = ['+447700900123', '07700 900123']", "alerts.recipients[1]"),
+        ("[alerts]\ntemplate = '{site} {oops}'", "alerts.template: bad placeholder"),
+        ("[site]\ntimezone = 'Mars/Olympus'", "site.timezone: unknown time zone"),
+        ("[detector]\nvotes_required = 0", "detector.votes_required: 0 is out of range"),
+        ("[modem]\nretry_initial = 500.0\nretry_max = 100.0", "modem.retry_initial"),
+        ("[audio\nrate = 1", "not valid TOML"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_config(write(tmp_path, text))
+
+
+def test_missing_file_says_so(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_example_config_is_valid_and_flags_override_it():
+    config = load_config(ROOT / "config.example.toml")
+    changed = override(config, {"audio.rate": 48000, "alerts.recipients": ["+12025550123"]})
+    assert (changed.audio.rate, changed.alerts.recipients) == (48000, ["+12025550123"])
+    with pytest.raises(ConfigError, match=r"audio\.rate"):
+        override(config, {"audio.rate": 5})
+
+
+def test_cli_reports_bad_config_without_traceback(tmp_path):
+    path = write(tmp_path, "[alerts]\nrecipients = ['12345']\n")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "check-config", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "alerts.recipients[0]" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+RUNTIME_MODULES = [
+    "cli",
+    "pipeline.supervisor",
+    "pipeline.run",
+    "capture.process",
+    "inference.frontend",
+    "inference.worker",
+    "inference.aggregator",
+    "inference.offline",
+    "alerting.sender",
+]
+
+
+def test_runtime_never_imports_tensorflow_or_librosa():
+    code = (
+        "import sys\n"
+        f"for m in {RUNTIME_MODULES!r}: __import__(m)\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'librosa', 'numba', 'keras'))\n"
+        "print(bad)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

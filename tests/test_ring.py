@@ -1,0 +1,67 @@
+import multiprocessing
+import uuid
+
+import numpy as np
+import pytest
+
+from pipeline.ring import Lapped, NotWritten, Ring, RingShape
+
+AUDIO = RingShape("int16")
+
+
+@pytest.fixture
+def ring():
+    r = Ring.create(f"gs-test-{uuid.uuid4().hex[:8]}-ring", 100, AUDIO, 16000.0)
+    yield r
+    r.close()
+
+
+def test_rows_wrap_around_and_read_back_by_absolute_index(ring):
+    ring.write(np.arange(70, dtype=np.int16))
+    ring.write(np.arange(70, 150, dtype=np.int16))
+    assert ring.write_pos == 150
+    assert ring.oldest() == 50
+    np.testing.assert_array_equal(ring.read(60, 80), np.arange(60, 140, dtype=np.int16))
+
+
+def test_a_lapped_reader_is_told_and_an_early_one_too(ring):
+    ring.write(np.zeros(80, dtype=np.int16))
+    ring.write(np.zeros(70, dtype=np.int16))
+    with pytest.raises(Lapped):
+        ring.read(10, 5)
+    with pytest.raises(NotWritten):
+        ring.read(140, 20)
+
+
+def test_a_write_bigger_than_the_ring_keeps_the_newest_rows_at_their_true_positions(ring):
+    ring.write(np.arange(250, dtype=np.int16))
+    assert ring.write_pos == 250
+    np.testing.assert_array_equal(ring.read(150, 100), np.arange(150, 250, dtype=np.int16))
+
+
+def test_loss_keeps_positions_true_to_time(ring):
+    ring.write(np.ones(10, dtype=np.int16))
+    ring.record_loss(20)
+    ring.skip(20)
+    assert (ring.write_pos, ring.lost, ring.overruns) == (30, 20, 1)
+    assert not ring.read(10, 20).any()
+
+
+def _child_writes(name: str) -> None:
+    child = Ring.attach(name, AUDIO)
+    child.write(np.full(40, 7, dtype=np.int16))
+    child.close()
+
+
+def test_another_process_writes_what_this_one_reads(ring):
+    process = multiprocessing.get_context("spawn").Process(target=_child_writes, args=(ring.name,))
+    process.start()
+    process.join(30)
+    assert process.exitcode == 0
+    np.testing.assert_array_equal(ring.read(0, 40), np.full(40, 7, dtype=np.int16))
+
+
+def test_time_of_a_row_is_extrapolated_from_the_last_write(ring):
+    ring.write(np.zeros(16, dtype=np.int16), captured_at=100.0)
+    assert ring.time_of(16) == pytest.approx(100.0)
+    assert ring.time_of(0) == pytest.approx(100.0 - 16 / 16000)

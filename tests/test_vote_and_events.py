@@ -1,0 +1,97 @@
+import math
+
+import pytest
+
+from inference.events import EventTracker
+from inference.vote import Decision, VoteBox
+
+THRESHOLDS = {"wave": 0.5, "mel_fine": 0.6, "mel_coarse": 0.4}
+WINDOW, HOP = 16000, 8000
+
+
+def box(timeout=1.0, required=2):
+    return VoteBox(THRESHOLDS, required, timeout)
+
+
+def test_two_of_three_positive_decides_at_once_without_the_third():
+    b = box()
+    b.add(0, "wave", 0.9, now=0.0)
+    assert b.decide(0.0) == []
+    b.add(0, "mel_fine", 0.7, now=0.1)
+    (d,) = b.decide(0.1)
+    assert d.positive and not d.degraded
+
+
+def test_thresholds_are_per_model():
+    b = box()
+    b.add(0, "wave", 0.55, now=0)
+    b.add(0, "mel_fine", 0.55, now=0)  # below its 0.6
+    b.add(0, "mel_coarse", 0.1, now=0)
+    (d,) = b.decide(0)
+    assert not d.positive
+    assert d.confidence == pytest.approx((0.55 + 0.55 + 0.1) / 3)
+
+
+def test_a_dead_model_does_not_stall_the_vote_and_marks_it_degraded():
+    b = box(timeout=1.0)
+    b.add(0, "wave", 0.9, now=0.0)
+    b.add(0, "mel_fine", 0.1, now=0.0)
+    assert b.decide(0.5) == []  # still waiting for mel_coarse
+    (d,) = b.decide(1.0)
+    assert d.degraded and not d.positive  # 1 of 2 present: needs ceil(2*2/3) = 2
+
+
+def test_two_of_two_alive_after_timeout():
+    b = box(timeout=1.0)
+    b.add(0, "wave", 0.9, now=0.0)
+    b.add(0, "mel_coarse", 0.1, now=0.0)
+    b.add(0, "mel_fine", 0.1, now=0.0)
+    b.decide(0.0)
+    for i in range(1, 4):  # mel_fine dies
+        b.add(i, "wave", 0.1, now=i)
+        b.add(i, "mel_coarse", 0.1, now=i)
+        b.decide(i + 1.0)
+    assert "mel_fine" not in b.present()
+    b.add(4, "wave", 0.9, now=10.0)
+    b.add(4, "mel_coarse", 0.9, now=10.0)
+    (d,) = b.decide(10.0)  # no waiting for the absent model
+    assert d.positive
+
+
+def test_one_model_left_decides_alone():
+    b = box(timeout=1.0)
+    b.add(0, "wave", 0.9, now=0.0)
+    (d,) = b.decide(1.0)
+    assert d.positive and d.degraded
+
+
+def test_windows_are_decided_in_order():
+    b = box(timeout=1.0)
+    b.add(1, "wave", 0.9, now=0.0)
+    b.add(1, "mel_fine", 0.9, now=0.0)
+    b.add(0, "wave", 0.1, now=0.0)
+    assert b.decide(0.1) == []  # window 0 still open
+    assert [d.index for d in b.decide(1.0)] == [0, 1]
+    assert [d.index for d in box(math.inf).flush()] == []
+
+
+def decision(index, positive, confidence=0.9):
+    return Decision(index, positive, confidence, {"wave": confidence}, False, 0.0)
+
+
+def test_overlapping_positive_windows_make_one_event_closed_after_the_gap():
+    tracker = EventTracker(WINDOW, HOP, merge_gap_samples=16000)
+    assert tracker.update(decision(2, True)).opened is not None
+    assert tracker.update(decision(3, True, 0.95)).opened is None
+    for i in range(4, 8):
+        assert tracker.update(decision(i, False)).closed is None
+    closed = tracker.update(decision(8, False)).closed
+    assert (closed.start, closed.end, closed.windows, closed.confidence) == (16000, 40000, 2, 0.95)
+
+
+def test_shots_further_apart_than_the_gap_are_separate_events():
+    tracker = EventTracker(WINDOW, HOP, merge_gap_samples=16000)
+    tracker.update(decision(0, True))
+    update = tracker.update(decision(10, True))
+    assert update.closed is not None and update.opened is not None
+    assert tracker.finish().first_window == 10
