@@ -82,15 +82,14 @@ def start(config_path, device, rate, source, gammurc, recipients, data_dir, demo
 def test_modem_command(config_path, gammurc, send_to) -> None:
     """Initialise the modem and print its identity, SIM, network and signal."""
     from alerting.modem import ModemError
-    from alerting.sender import test_modem
-
     from alerting.phone import PhoneNumberError, validate_e164
+    from alerting.sender import check_modem
 
     config = _load(config_path, {"modem.gammurc": str(gammurc) if gammurc else None})
     try:
         if send_to:
             validate_e164(send_to)
-        report = test_modem(config, send_to)
+        report = check_modem(config, send_to)
     except (ModemError, PhoneNumberError) as exc:
         raise click.ClickException(str(exc)) from None
     for key, value in report.items():

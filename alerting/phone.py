@@ -14,7 +14,7 @@ class PhoneNumberError(ValueError):
 def validate_e164(number: object) -> str:
     """Return the number unchanged if it is E.164; raise PhoneNumberError saying what is wrong."""
     if not isinstance(number, str):
-        raise PhoneNumberError(f"{number!r} is not a phone number (write it as a string like \"+447700900123\")")
+        raise PhoneNumberError(f'{number!r} is not a phone number (write it as a string like "+447700900123")')
     if E164.fullmatch(number):
         return number
     hint = "write it in E.164 form: + then country code and number, 8 to 15 digits, no spaces, e.g. +447700900123"

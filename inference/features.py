@@ -15,9 +15,6 @@ import numpy as np
 LOG_FLOOR = 1e-10
 """Power floor before the log, as librosa.power_to_db(amin=1e-10)."""
 
-INT16_SCALE = 32768.0
-"""int16 samples are divided by this to get float audio in [-1, 1)."""
-
 
 @dataclass(frozen=True)
 class LogMelSpec:
@@ -117,13 +114,3 @@ class LogMelFrontend:
         mel = power.astype(np.float32, copy=False) @ self._filters_t
         np.maximum(mel, LOG_FLOOR, out=mel)
         return (10.0 * np.log10(mel)).astype(np.float32, copy=False)
-
-
-def int16_to_float(samples: np.ndarray) -> np.ndarray:
-    return samples.astype(np.float32) / np.float32(INT16_SCALE)
-
-
-def float_to_int16(audio: np.ndarray) -> np.ndarray:
-    """Float audio to int16 as a sound card delivers it (rounded, clipped)."""
-    scaled = np.round(np.asarray(audio, dtype=np.float32) * np.float32(INT16_SCALE))
-    return np.clip(scaled, -INT16_SCALE, INT16_SCALE - 1).astype(np.int16)

@@ -11,7 +11,8 @@ import logging
 import time
 from multiprocessing.synchronize import Event as StopEvent
 
-from inference.features import LogMelFrontend, LogMelSpec, int16_to_float
+from capture.pcm import int16_to_float
+from inference.features import LogMelFrontend, LogMelSpec
 from inference.model import Ensemble, load_ensemble
 from pipeline.config import Config
 from pipeline.layout import AUDIO_SHAPE, Layout, feature_shape

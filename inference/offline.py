@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from capture.audio_file import iter_audio_blocks
 
+from capture.audio_file import iter_audio_blocks
+from capture.pcm import float_to_int16
 from inference.events import Event, EventTracker
-from inference.features import float_to_int16
 from inference.frontend import Frontend, feature_ring_capacity
 from inference.model import Ensemble, TFLiteModel
 from inference.vote import VoteBox
@@ -46,7 +46,7 @@ class StreamResult:
     score: float = 0.0  # highest ensemble confidence of any window
     windows: int = 0
     events: list[DetectedEvent] = field(default_factory=list)
-    window_scores: list[tuple[int, float]] = field(default_factory=list)  # (window index, confidence)
+    window_scores: list[tuple[int, dict[str, float]]] = field(default_factory=list)  # (window, votes)
 
     @property
     def detected(self) -> bool:
@@ -125,7 +125,7 @@ class _Run:
                 self.result.windows += 1
                 self.result.score = max(self.result.score, decision.confidence)
                 if self.keep_window_scores:
-                    self.result.window_scores.append((decision.index, decision.confidence))
+                    self.result.window_scores.append((decision.index, decision.votes))
                 if (closed := self.tracker.update(decision).closed) is not None:
                     self.events.append(closed)
 

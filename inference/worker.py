@@ -8,7 +8,7 @@ from multiprocessing.synchronize import Event as StopEvent
 
 import numpy as np
 
-from inference.features import int16_to_float
+from capture.pcm import int16_to_float
 from inference.model import ModelSpec, TFLiteModel, load_spec
 from pipeline.config import Config
 from pipeline.layout import AUDIO_SHAPE, Layout, feature_shape

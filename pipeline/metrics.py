@@ -33,8 +33,9 @@ EMA_WEIGHT = 0.05
 class StatsSlot:
     """One process's row: its own writer API."""
 
-    def __init__(self, row: np.ndarray) -> None:
+    def __init__(self, row: np.ndarray, table: StatsTable | None = None) -> None:
         self._row = row
+        self._table = table  # keeps the shared memory mapped while the slot is in use
 
     def started(self, pid: int) -> None:
         self._row[_INDEX["pid"]] = pid
@@ -98,7 +99,7 @@ class StatsTable:
         return self._segment.name
 
     def slot(self, name: str) -> StatsSlot:
-        return StatsSlot(self._rows[self.names.index(name)])
+        return StatsSlot(self._rows[self.names.index(name)], self)
 
     def snapshot(self) -> dict[str, dict[str, float]]:
         return {name: self.slot(name).as_dict() for name in self.names}

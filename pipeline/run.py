@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 def run_detector(config: Config) -> int:
     """Start the pipeline and supervise it until stopped; a non-zero exit code on a fatal problem."""
     from capture.preflight import PreflightError, check_source
-
     from inference.frontend import hop_samples
     from inference.model import ModelError, load_ensemble
     from pipeline.supervisor import AlreadyRunning, Supervisor
@@ -55,7 +54,7 @@ def demo_overrides(recording: Path, recipient: str, changes: dict[str, Any]) -> 
     gammurc = data_dir / "gammurc"
     gammurc.write_text(DUMMY_GAMMURC.format(device=modem_dir.resolve()))
     return {
-        "audio.source": str(recording),
+        "audio.source": changes.get("audio.source") or str(recording),
         "modem.gammurc": str(gammurc),
         "alerts.recipients": changes.get("alerts.recipients") or [recipient],
         "storage.data_dir": str(data_dir),
@@ -83,7 +82,6 @@ def print_demo_report(config: Config) -> None:
 def analyze_files(config: Config, files: Sequence[Path]) -> Iterator[dict[str, Any]]:
     """One result dict per file, in order; unreadable files give {"file", "error"}."""
     from capture.audio_file import AudioFileError
-
     from inference.frontend import hop_samples
     from inference.model import load_ensemble
     from inference.offline import OfflineDetector

@@ -34,19 +34,18 @@ def create_segment(name: str, size: int) -> shared_memory.SharedMemory:
 
 
 def attach_segment(name: str) -> shared_memory.SharedMemory:
-    """Attach to an existing segment without letting this process's tracker unlink it."""
-    segment = shared_memory.SharedMemory(name=name, create=False)
-    resource_tracker.unregister(segment._name, "shared_memory")
-    return segment
+    """Attach to an existing segment without registering it with a resource tracker.
 
-
-def unlink_segment(name: str) -> None:
+    Python 3.11 registers every attach. A tracker of another process tree would unlink the segment
+    when that tree ends (a `stats` reader could destroy a live detector's ring), and unregistering
+    afterwards removes the creator's own registration when the tracker is shared. So: never register.
+    """
+    register = resource_tracker.register
+    resource_tracker.register = lambda *_: None  # SharedMemory looks it up at call time
     try:
-        segment = shared_memory.SharedMemory(name=name, create=False)
-    except FileNotFoundError:
-        return
-    segment.close()
-    segment.unlink()
+        return shared_memory.SharedMemory(name=name, create=False)
+    finally:
+        resource_tracker.register = register
 
 
 def remove_stale_segments() -> list[str]:

@@ -1,0 +1,85 @@
+"""The three CNNs, sized for a Raspberry Pi 3B+ (a few million multiply-adds per window each)."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+WAVE_SAMPLES = 16000
+DROPOUT = 0.3
+
+
+@keras.saving.register_keras_serializable(package="gunshot")
+class PeakNormalize(layers.Layer):
+    """Divides a window by its peak: the waveform model sees the shape, not the microphone gain."""
+
+    def call(self, x):
+        return x / (ops.max(ops.abs(x), axis=1, keepdims=True) + 1e-3)
+
+
+@keras.saving.register_keras_serializable(package="gunshot")
+class BandMeanRemoval(layers.Layer):
+    """A second view of a log-mel patch with each band's mean over time removed (stationary
+    colouring of the microphone and the background gone), stacked as a channel."""
+
+    def __init__(self, mean: float = -50.0, std: float = 20.0, **kwargs):
+        super().__init__(**kwargs)
+        self.mean, self.std = float(mean), float(std)
+
+    def call(self, x):
+        level = (x - self.mean) / self.std
+        contrast = (x - ops.mean(x, axis=1, keepdims=True)) / self.std
+        return ops.stack([level, contrast], axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "mean": self.mean, "std": self.std}
+
+
+def _conv_block(y, filters: int, kernel, conv, pool=None, strides=1):
+    y = conv(filters, kernel, strides=strides, padding="same", use_bias=False)(y)
+    y = layers.BatchNormalization()(y)
+    y = layers.ReLU()(y)
+    return pool(y) if pool is not None else y
+
+
+def _head(y, pools):
+    y = layers.Concatenate()([pool()(y) for pool in pools])
+    y = layers.Dropout(DROPOUT)(y)
+    return layers.Dense(1, activation="sigmoid", name="gunshot")(y)
+
+
+def wave_model() -> keras.Model:
+    x = keras.Input((WAVE_SAMPLES,), name="waveform")
+    y = layers.Reshape((WAVE_SAMPLES, 1))(PeakNormalize()(x))
+    y = _conv_block(y, 16, 32, layers.Conv1D, layers.MaxPooling1D(4), strides=8)
+    y = _conv_block(y, 32, 9, layers.Conv1D, layers.MaxPooling1D(4))
+    y = _conv_block(y, 48, 5, layers.Conv1D, layers.MaxPooling1D(2))
+    y = _conv_block(y, 64, 3, layers.Conv1D)
+    return keras.Model(x, _head(y, [layers.GlobalMaxPooling1D, layers.GlobalAveragePooling1D]), name="wave")
+
+
+def mel_model(name: str, frames: int, mels: int, mean: float, std: float) -> keras.Model:
+    x = keras.Input((frames, mels), name="logmel")
+    y = BandMeanRemoval(mean, std)(x)
+    y = _conv_block(y, 16, 3, layers.Conv2D, layers.MaxPooling2D(2), strides=2)
+    y = _conv_block(y, 32, 3, layers.Conv2D, layers.MaxPooling2D(2))
+    y = _conv_block(y, 48, 3, layers.Conv2D, layers.MaxPooling2D(2))
+    y = _conv_block(y, 64, 3, layers.Conv2D)
+    return keras.Model(x, _head(y, [layers.GlobalMaxPooling2D, layers.GlobalAveragePooling2D]), name=name)
+
+
+def count_macs(model: keras.Model) -> int:
+    """Multiply-adds of the convolutions and dense layers for one window."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, layers.Conv1D | layers.Conv2D | layers.Dense):
+            kernel = layer.kernel.shape
+            out = layer.output.shape[1:-1]
+            positions = 1
+            for d in out:
+                positions *= d
+            fan = 1
+            for d in kernel:
+                fan *= d
+            total += positions * fan
+    return int(total)

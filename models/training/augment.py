@@ -1,0 +1,159 @@
+"""Training windows and the augmentation that attacks the field gap.
+
+Each window is 1 s at 16 kHz. Gunshots are placed anywhere in it (a clip's loudest sample is
+taken as the shot), mixed into other clips or synthetic noise at SNRs down to 0 dB; both classes
+get the same band-limiting (the 8 kHz-sampled sources hold most shots: "band-limited" must not
+mean "gunshot"), microphone colouring, reverberation, gain and clipping.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import signal
+
+from models.training.data import SAMPLE_RATE, Clip
+
+WINDOW = SAMPLE_RATE
+SHOT_POSITION = (0.02, 0.9)  # where in the window the shot's peak lands (fraction)
+SNR_DB = (0.0, 30.0)
+P_MIX = 0.7  # a shot is mixed into another clip or noise
+P_BANDLIMIT = 0.5
+BANDLIMIT_HZ = (2500.0, 4000.0)
+P_HIGHPASS = 0.3
+HIGHPASS_HZ = (50.0, 400.0)
+P_EQ = 0.4
+EQ_DB = 8.0
+P_REVERB = 0.3
+RT60_S = (0.1, 1.0)
+P_CLIP = 0.08
+PEAK_DBFS = (-35.0, -1.0)
+NOISE_FLOOR_DBFS = (-75.0, -45.0)
+P_NEGATIVE_MIX = 0.3  # a negative window is two clips mixed
+
+
+def colored_noise(rng: np.random.Generator, n: int, kind: str) -> np.ndarray:
+    white = rng.standard_normal(n)
+    if kind == "white":
+        noise = white
+    elif kind in ("pink", "brown"):
+        spectrum = np.fft.rfft(white)
+        f = np.maximum(np.fft.rfftfreq(n), 1.0 / n)
+        spectrum /= np.sqrt(f) if kind == "pink" else f
+        noise = np.fft.irfft(spectrum, n)
+    else:  # wind: low-passed brown noise with slow gusts
+        noise = colored_noise(rng, n, "brown")
+        gusts = np.interp(np.arange(n), np.linspace(0, n, 6), rng.uniform(0.2, 1.0, 6))
+        noise = noise * gusts
+    noise = noise - noise.mean()
+    return (noise / (np.sqrt(np.mean(noise**2)) + 1e-12)).astype(np.float32)
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)) + 1e-20))
+
+
+def crop(rng: np.random.Generator, audio: np.ndarray, n: int = WINDOW) -> np.ndarray:
+    """A random n-sample stretch; shorter audio is placed at random in zeros."""
+    out = np.zeros(n, dtype=np.float32)
+    if audio.shape[0] >= n:
+        start = rng.integers(0, audio.shape[0] - n + 1)
+        return audio[start : start + n].copy()
+    start = rng.integers(0, n - audio.shape[0] + 1)
+    out[start : start + audio.shape[0]] = audio
+    return out
+
+
+def place_shot(rng: np.random.Generator, audio: np.ndarray) -> tuple[np.ndarray, int]:
+    """The clip shifted so that its peak lands at a random place in the window."""
+    peak = int(np.argmax(np.abs(audio)))
+    at = int(rng.uniform(*SHOT_POSITION) * WINDOW)
+    out = np.zeros(WINDOW, dtype=np.float32)
+    src_start = peak - at
+    lo, hi = max(0, src_start), min(audio.shape[0], src_start + WINDOW)
+    out[lo - src_start : hi - src_start] = audio[lo:hi]
+    return out, at
+
+
+def background(rng: np.random.Generator, negatives: list[Clip]) -> np.ndarray:
+    if rng.random() < 0.6:
+        return crop(rng, negatives[rng.integers(len(negatives))].audio)
+    return colored_noise(rng, WINDOW, rng.choice(["white", "pink", "brown", "wind"]))
+
+
+def mix_at_snr(rng: np.random.Generator, shot: np.ndarray, at: int, bed: np.ndarray) -> np.ndarray:
+    """Shot power over 0.2 s around its peak against the bed's power, at a random SNR."""
+    half = SAMPLE_RATE // 10
+    shot_power = _rms(shot[max(0, at - half) : at + half])
+    snr = rng.uniform(*SNR_DB)
+    bed = bed * (shot_power / _rms(bed) / 10 ** (snr / 20))
+    return shot + bed
+
+
+def reverberate(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
+    rt60 = rng.uniform(*RT60_S)
+    n = int(min(rt60, 0.6) * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    ir = rng.standard_normal(n) * np.exp(-6.9 * t / rt60)
+    ir *= rng.uniform(0.1, 0.6) / (np.sqrt(np.sum(ir**2)) + 1e-12)
+    ir[0] = 1.0
+    return signal.fftconvolve(x, ir)[: x.shape[0]].astype(np.float32)
+
+
+def colour(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
+    """Band-limiting, high-pass and a peaking EQ: other microphones, codecs and distances."""
+    if rng.random() < P_BANDLIMIT:
+        sos = signal.butter(8, rng.uniform(*BANDLIMIT_HZ), "low", fs=SAMPLE_RATE, output="sos")
+        x = signal.sosfilt(sos, x)
+    if rng.random() < P_HIGHPASS:
+        sos = signal.butter(2, rng.uniform(*HIGHPASS_HZ), "high", fs=SAMPLE_RATE, output="sos")
+        x = signal.sosfilt(sos, x)
+    if rng.random() < P_EQ:
+        f0 = np.exp(rng.uniform(np.log(150), np.log(6000)))
+        gain = 10 ** (rng.uniform(-EQ_DB, EQ_DB) / 20)
+        b, a = signal.iirpeak(f0, Q=rng.uniform(0.7, 3.0), fs=SAMPLE_RATE)
+        x = x + (gain - 1) * signal.lfilter(b, a, x)
+    return np.asarray(x, dtype=np.float32)
+
+
+def finish(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
+    """Random level, a noise floor (no digital silence), sometimes clipping."""
+    x = x + colored_noise(rng, WINDOW, "pink") * 10 ** (rng.uniform(*NOISE_FLOOR_DBFS) / 20)
+    peak = np.max(np.abs(x)) + 1e-9
+    x = x * (10 ** (rng.uniform(*PEAK_DBFS) / 20) / peak)
+    if rng.random() < P_CLIP:
+        x = np.clip(x * 10 ** (rng.uniform(3, 15) / 20), -1.0, 1.0)
+    return x.astype(np.float32)
+
+
+def positive_window(rng: np.random.Generator, shot: Clip, negatives: list[Clip]) -> np.ndarray:
+    x, at = place_shot(rng, shot.audio)
+    if rng.random() < P_REVERB:
+        x = reverberate(rng, x)
+    if rng.random() < P_MIX:
+        x = mix_at_snr(rng, x, at, background(rng, negatives))
+    return finish(rng, colour(rng, x))
+
+
+def negative_window(rng: np.random.Generator, clip: Clip, negatives: list[Clip]) -> np.ndarray:
+    x = crop(rng, clip.audio)
+    if rng.random() < P_REVERB:
+        x = reverberate(rng, x)
+    if rng.random() < P_NEGATIVE_MIX:
+        other = background(rng, negatives)
+        x = x + other * (_rms(x) / _rms(other)) * 10 ** (-rng.uniform(0, 20) / 20)
+    return finish(rng, colour(rng, x))
+
+
+def plain_window(clip: Clip, position: float = 0.25) -> np.ndarray:
+    """Validation: no augmentation; a shot's peak at `position` of the window, a negative's start."""
+    if clip.label:
+        peak = int(np.argmax(np.abs(clip.audio)))
+        shifted = np.zeros(WINDOW, dtype=np.float32)
+        src = peak - int(position * WINDOW)
+        lo, hi = max(0, src), min(clip.audio.shape[0], src + WINDOW)
+        shifted[lo - src : hi - src] = clip.audio[lo:hi]
+        return shifted
+    out = np.zeros(WINDOW, dtype=np.float32)
+    n = min(WINDOW, clip.audio.shape[0])
+    out[:n] = clip.audio[:n]
+    return out

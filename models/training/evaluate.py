@@ -1,0 +1,146 @@
+"""Validation figures and threshold choice, computed through the runtime inference path."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from inference.model import load_ensemble
+from inference.offline import OfflineDetector
+from models.training.data import SAMPLE_RATE, Clip
+
+HOP = SAMPLE_RATE // 2
+MERGE_GAP_S = 2.0
+TARGET_FALSE_ALERTS_PER_HOUR = 0.5
+THRESHOLD_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998)
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Probability that a random positive outranks a random negative (ties count half)."""
+    labels = np.asarray(labels).astype(bool)
+    pos, neg = scores[labels], scores[~labels]
+    if not len(pos) or not len(neg):
+        return float("nan")
+    order = np.argsort(np.concatenate([pos, neg]), kind="mergesort")
+    ranks = np.empty(len(order))
+    ranks[order] = np.arange(1, len(order) + 1)
+    combined = np.concatenate([pos, neg])
+    for value in np.unique(combined):  # average ranks of ties
+        tied = combined == value
+        if tied.sum() > 1:
+            ranks[tied] = ranks[tied].mean()
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def binary_figures(labels: np.ndarray, decided: np.ndarray) -> dict[str, float]:
+    labels, decided = np.asarray(labels).astype(bool), np.asarray(decided).astype(bool)
+    tp, fp = int(np.sum(decided & labels)), int(np.sum(decided & ~labels))
+    fn = int(np.sum(~decided & labels))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "precision": round(precision, 4),
+        "recall": round(recall, 4),
+        "f1": round(f1, 4),
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+    }
+
+
+def window_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    return {"auc": round(roc_auc(labels, probs), 4), **binary_figures(labels, probs >= 0.5)}
+
+
+def clip_window_probs(models_dir: Path, clips: list[Clip]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Per clip, a (windows, models) array of probabilities from the exported models, run through
+    the same offline path as `analyze` (padding, windows, features, LiteRT)."""
+    models_dir = Path(models_dir)
+    ids = [p.stem for p in sorted(models_dir.glob("*.tflite"))]
+    (models_dir / "ensemble.json").write_text(json.dumps({"models": ids, "votes_required": 1}))
+    ensemble = load_ensemble(models_dir)
+    detector = OfflineDetector(ensemble, HOP, MERGE_GAP_S, votes_required=1)
+    order = [m.id for m in ensemble.models]
+    probs = []
+    for clip in clips:
+        result = detector.run([clip.audio], keep_window_scores=True)
+        probs.append(np.array([[votes[m] for m in order] for _, votes in result.window_scores]))
+    durations = np.array([c.audio.shape[0] / SAMPLE_RATE for c in clips])
+    return [dict(zip(order, p.T, strict=True)) for p in probs], durations
+
+
+def _detections(probs: list[dict], thresholds: dict[str, float], votes_required: int) -> np.ndarray:
+    detected = np.zeros(len(probs), dtype=bool)
+    for i, per_model in enumerate(probs):
+        yes = sum((p >= thresholds[m]).astype(int) for m, p in per_model.items())
+        detected[i] = bool(np.any(yes >= votes_required))
+    return detected
+
+
+def choose_thresholds(
+    probs: list[dict], clips: list[Clip], durations: np.ndarray, votes_required: int
+) -> tuple[dict[str, float], dict]:
+    """Highest clip recall with at most TARGET_FALSE_ALERTS_PER_HOUR on the negative clips."""
+    labels = np.array([c.label for c in clips], dtype=bool)
+    negative_hours = durations[~labels].sum() / 3600
+    allowed = int(TARGET_FALSE_ALERTS_PER_HOUR * negative_hours)
+    models = list(probs[0])
+    best = None
+    for combo in itertools.product(THRESHOLD_GRID, repeat=len(models)):
+        thresholds = dict(zip(models, combo, strict=True))
+        detected = _detections(probs, thresholds, votes_required)
+        fp = int(np.sum(detected & ~labels))
+        if fp > allowed:
+            continue
+        recall = float(np.mean(detected[labels]))
+        key = (recall, -fp, -sum(combo))
+        if best is None or key > best[0]:
+            best = (key, thresholds)
+    thresholds = best[1] if best else dict.fromkeys(models, max(THRESHOLD_GRID))
+    return thresholds, figures(probs, clips, durations, thresholds, votes_required, negative_hours)
+
+
+def figures(probs, clips, durations, thresholds, votes_required, negative_hours) -> dict:
+    labels = np.array([c.label for c in clips], dtype=bool)
+    detected = _detections(probs, thresholds, votes_required)
+    scores = np.array([np.max(np.mean(list(p.values()), axis=0)) for p in probs])
+    ensemble = {
+        **binary_figures(labels, detected),
+        "clip_auc": round(roc_auc(labels, scores), 4),
+        "false_alerts_per_hour": round(float(np.sum(detected & ~labels)) / negative_hours, 3),
+        "negative_hours": round(negative_hours, 3),
+        "thresholds": thresholds,
+        "votes_required": votes_required,
+    }
+    per_model = {}
+    for model in probs[0]:
+        alone = np.array([np.any(p[model] >= thresholds[model]) for p in probs])
+        model_scores = np.array([np.max(p[model]) for p in probs])
+        per_model[model] = {
+            "clips": {**binary_figures(labels, alone), "clip_auc": round(roc_auc(labels, model_scores), 4)}
+        }
+    per_source = defaultdict(dict)
+    for source in sorted({c.source for c in clips}):
+        mask = np.array([c.source == source for c in clips])
+        pos, neg = mask & labels, mask & ~labels
+        per_source[source] = {
+            "gunshot_clips": int(pos.sum()),
+            "recall": round(float(detected[pos].mean()), 4) if pos.any() else None,
+            "other_clips": int(neg.sum()),
+            "false_positive_clips": int((detected & neg).sum()),
+        }
+    per_category = {}
+    for category in sorted({c.category for c in clips if not c.label}):
+        mask = np.array([c.category == category and not c.label for c in clips])
+        per_category[category] = f"{int((detected & mask).sum())}/{int(mask.sum())}"
+    return {
+        "ensemble": ensemble,
+        "per_model": per_model,
+        "per_source": dict(per_source),
+        "false_positives_per_category": per_category,
+    }

@@ -1,0 +1,273 @@
+"""Train the three CNNs, export them to TFLite with sidecars, choose thresholds on validation.
+
+    python cli.py train [--manifest ../shared/data/manifest.csv] [--out models/] [--epochs N] [--quick]
+
+Deterministic (fixed seeds); the decoded clips and the augmented windows are cached under
+models/cache/ so a rerun with the same settings skips straight to training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from capture.pcm import float_to_int16, int16_to_float
+from inference.features import LogMelFrontend, LogMelSpec
+from models.training import augment
+from models.training.data import SAMPLE_RATE, Clip, load_clips
+from models.training.evaluate import choose_thresholds, clip_window_probs, window_metrics
+
+SEED = 20261125
+LOGMEL = {"mel_fine": (512, 160, 64), "mel_coarse": (1024, 320, 96)}
+MODEL_IDS = ("wave", "mel_fine", "mel_coarse")
+VOTES_REQUIRED = 2
+FMIN, FMAX = 50.0, 8000.0
+COPIES = {"positive": 4, "negative": 4, "noise": 800}
+QUICK_COPIES = {"positive": 1, "negative": 1, "noise": 100}
+EPOCHS, QUICK_EPOCHS = 24, 2
+BATCH = 64
+HARD_NEGATIVE_WEIGHT = 2.0
+PATIENCE = 6
+REPRESENTATIVE_WINDOWS = 300
+INT8_MAX_AUC_LOSS = 0.002  # quantisation is kept unless it costs more validation AUC than this
+# Tried in order. The waveform model is not fully int8: int8 input quantisation (steps of 1/128)
+# zeroes quiet audio, and the peak normalisation divides by a quantised zero on silence.
+QUANTISATION = {True: ("dynamic", "float32"), False: ("int8", "float32")}  # keyed by "is waveform"
+
+log = logging.getLogger("train")
+
+
+def logmel_spec(model_id: str) -> LogMelSpec:
+    import librosa
+
+    n_fft, hop, n_mels = LOGMEL[model_id]
+    filters = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=n_fft, n_mels=n_mels, fmin=FMIN, fmax=FMAX)
+    return LogMelSpec(SAMPLE_RATE, n_fft, hop, n_mels, FMIN, FMAX, filters)
+
+
+def as_captured(x: np.ndarray) -> np.ndarray:
+    """What the runtime sees: float audio quantised to int16 as a sound card delivers it."""
+    return int16_to_float(float_to_int16(x))
+
+
+def build_windows(clips: list[Clip], copies: dict[str, int], seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    negatives = [c for c in clips if not c.label]
+    windows, labels, weights = [], [], []
+    for clip in clips:
+        for _ in range(copies["positive" if clip.label else "negative"]):
+            if clip.label:
+                windows.append(augment.positive_window(rng, clip, negatives))
+            else:
+                windows.append(augment.negative_window(rng, clip, negatives))
+            labels.append(clip.label)
+            weights.append(HARD_NEGATIVE_WEIGHT if clip.hard_negative else 1.0)
+    for _ in range(copies["noise"]):
+        kind = rng.choice(["white", "pink", "brown", "wind"])
+        windows.append(augment.finish(rng, augment.colour(rng, augment.colored_noise(rng, augment.WINDOW, kind))))
+        labels.append(0)
+        weights.append(1.0)
+    x = as_captured(np.stack(windows))
+    return x, np.asarray(labels, dtype=np.float32), np.asarray(weights, dtype=np.float32)
+
+
+def plain_windows(clips: list[Clip]) -> tuple[np.ndarray, np.ndarray]:
+    """Unaugmented validation windows: each shot at two positions, each negative at its start."""
+    windows, labels = [], []
+    for clip in clips:
+        for position in (0.25, 0.6) if clip.label else (0.0,):
+            windows.append(augment.plain_window(clip, position))
+            labels.append(clip.label)
+    return as_captured(np.stack(windows)), np.asarray(labels, dtype=np.float32)
+
+
+def model_inputs(model_id: str, waves: np.ndarray, spec: LogMelSpec | None) -> np.ndarray:
+    if spec is None:
+        return waves
+    frontend = LogMelFrontend(spec)
+    return np.stack([frontend.frames(w) for w in waves])
+
+
+def cached_windows(cache: Path, name: str, build) -> tuple[np.ndarray, ...]:
+    path = cache / f"{name}.npz"
+    if path.exists():
+        stored = np.load(path)
+        return tuple(stored[k] for k in sorted(stored.files))
+    arrays = build()
+    np.savez(path, **{f"a{i}": a for i, a in enumerate(arrays)})
+    return arrays
+
+
+def train_one(model_id, x_train, y_train, w_train, x_val, y_val, epochs, spec, out_dir):
+    import keras
+
+    from models.training.architectures import count_macs, mel_model, wave_model
+
+    keras.utils.set_random_seed(SEED)
+    if spec is None:
+        model = wave_model()
+    else:
+        mean, std = float(np.mean(x_train[:2000])), float(np.std(x_train[:2000]))
+        model = mel_model(model_id, x_train.shape[1], x_train.shape[2], mean, std)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss="binary_crossentropy",
+        metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="acc")],
+    )
+    callbacks = [
+        keras.callbacks.EarlyStopping("val_auc", mode="max", patience=PATIENCE, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau("val_auc", mode="max", factor=0.5, patience=2),
+        keras.callbacks.CSVLogger(str(out_dir / "cache" / f"train-{model_id}.csv")),
+    ]
+    started = time.monotonic()
+    history = model.fit(
+        x_train,
+        y_train,
+        sample_weight=w_train,
+        validation_data=(x_val, y_val),
+        batch_size=BATCH,
+        epochs=epochs,
+        callbacks=callbacks,
+        verbose=2,
+        shuffle=True,
+    )
+    info = {
+        "epochs_run": len(history.history["loss"]),
+        "best_val_auc": float(max(history.history["val_auc"])),
+        "params": int(model.count_params()),
+        "macs": count_macs(model),
+        "train_seconds": round(time.monotonic() - started, 1),
+    }
+    return model, info
+
+
+def export(model, rep_inputs: np.ndarray, mode: str) -> bytes:
+    """mode: "int8" (weights and activations, calibrated on real windows; float input/output),
+    "dynamic" (int8 weights, float activations) or "float32"."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if mode in ("int8", "dynamic"):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "int8":
+
+        def representative():
+            for x in rep_inputs:
+                yield [x[None].astype(np.float32)]
+
+        converter.representative_dataset = representative
+    return converter.convert()
+
+
+def main(manifest: Path, out: Path, epochs: int | None = None, quick: bool = False) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    out = Path(out)
+    cache = out / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    epochs = epochs or (QUICK_EPOCHS if quick else EPOCHS)
+    copies = QUICK_COPIES if quick else COPIES
+    clips = load_clips(manifest, cache)
+    train = [c for c in clips if c.fold == "train"]
+    val = [c for c in clips if c.fold == "val"]
+    log.info("clips: %d train, %d val", len(train), len(val))
+    tag = "quick" if quick else "full"
+    x_tr, y_tr, w_tr = cached_windows(cache, f"train-{tag}", lambda: build_windows(train, copies, SEED))
+    x_va_aug, y_va_aug, _ = cached_windows(cache, f"val-aug-{tag}", lambda: build_windows(val, QUICK_COPIES, SEED + 1))
+    x_va_plain, y_va_plain = cached_windows(cache, "val-plain", lambda: plain_windows(val))
+    x_va = np.concatenate([x_va_aug, x_va_plain])
+    y_va = np.concatenate([y_va_aug, y_va_plain])
+    log.info("windows: %d train (%d gunshot), %d val", len(y_tr), int(y_tr.sum()), len(y_va))
+    version = f"{datetime.date.today():%Y.%m.%d}-{tag}"
+    report = {"version": version, "models": {}, "data": {"train_windows": len(y_tr), "val_windows": len(y_va)}}
+    for model_id in MODEL_IDS:
+        spec = logmel_spec(model_id) if model_id in LOGMEL else None
+        inputs_tr = model_inputs(model_id, x_tr, spec)
+        inputs_va = model_inputs(model_id, x_va, spec)
+        model, info = train_one(model_id, inputs_tr, y_tr, w_tr, inputs_va, y_va, epochs, spec, out)
+        (out / "keras").mkdir(exist_ok=True)
+        model.save(out / "keras" / f"{model_id}.keras")
+        keras_probs = model.predict(inputs_va, batch_size=256, verbose=0).reshape(-1)
+        rep = inputs_tr[np.random.default_rng(SEED).choice(len(inputs_tr), REPRESENTATIVE_WINDOWS, replace=False)]
+        info["keras_val"] = window_metrics(y_va, keras_probs)
+        for mode in QUANTISATION[spec is None]:
+            (out / f"{model_id}.tflite").write_bytes(export(model, rep, mode))
+            metrics = window_metrics(y_va, _tflite_probs(out / f"{model_id}.tflite", inputs_va))
+            info[f"{mode}_val"] = metrics
+            info["quantisation"] = mode
+            if info["keras_val"]["auc"] - metrics["auc"] <= INT8_MAX_AUC_LOSS:
+                break
+        info["tflite_bytes"] = (out / f"{model_id}.tflite").stat().st_size
+        _write_sidecar(out, model_id, version, spec, info)
+        report["models"][model_id] = info
+        log.info("%s: %s", model_id, json.dumps(info))
+    probs, durations = clip_window_probs(out, val)
+    thresholds, ensemble_figures = choose_thresholds(probs, val, durations, VOTES_REQUIRED)
+    for model_id, threshold in thresholds.items():
+        sidecar = out / f"{model_id}.json"
+        data = json.loads(sidecar.read_text())
+        data["threshold"] = threshold
+        data["validation"] = {**data["validation"], **ensemble_figures["per_model"][model_id]}
+        sidecar.write_text(json.dumps(data, indent=1))
+    report["ensemble"] = ensemble_figures
+    (out / "ensemble.json").write_text(
+        json.dumps(
+            {
+                "models": list(MODEL_IDS),
+                "votes_required": VOTES_REQUIRED,
+                "version": version,
+                "validation": ensemble_figures["ensemble"],
+            },
+            indent=1,
+        )
+    )
+    (out / "metrics.json").write_text(json.dumps(report, indent=1))
+    log.info("ensemble: %s", json.dumps(ensemble_figures["ensemble"]))
+
+
+def _tflite_probs(path: Path, inputs: np.ndarray) -> np.ndarray:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=2)
+    interpreter.allocate_tensors()
+    (inp,), (outp,) = interpreter.get_input_details(), interpreter.get_output_details()
+    probs = np.empty(len(inputs), dtype=np.float32)
+    for i, x in enumerate(inputs):
+        interpreter.set_tensor(inp["index"], x[None].astype(np.float32))
+        interpreter.invoke()
+        probs[i] = interpreter.get_tensor(outp["index"]).reshape(-1)[0]
+    return probs
+
+
+def _write_sidecar(out: Path, model_id: str, version: str, spec: LogMelSpec | None, info: dict) -> None:
+    sidecar = {
+        "id": model_id,
+        "version": version,
+        "file": f"{model_id}.tflite",
+        "sample_rate": SAMPLE_RATE,
+        "window_samples": augment.WINDOW,
+        "input": {"kind": "waveform"} if spec is None else {"kind": "logmel", "logmel": spec.to_json()},
+        "threshold": 0.5,
+        "validation": {"windows": info[f"{info['quantisation']}_val"]},
+        "training": {k: v for k, v in info.items() if not k.endswith("_val")},
+    }
+    (out / f"{model_id}.json").write_text(json.dumps(sidecar, indent=1))
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--manifest", type=Path, default=Path("../shared/data/manifest.csv"))
+    parser.add_argument("--out", type=Path, default=Path("models"))
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    main(args.manifest, args.out, args.epochs, args.quick)
+
+
+if __name__ == "__main__":
+    cli()
