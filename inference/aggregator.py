@@ -55,7 +55,8 @@ class Aggregator:
         self.rate = ensemble.sample_rate
         self.versions = {m.id: m.version for m in ensemble.models}
         thresholds = {m.id: m.threshold for m in ensemble.models}
-        self.box = VoteBox(thresholds, config.detector.votes_required, config.detector.vote_timeout)
+        votes = config.detector.votes_required or ensemble.votes_required
+        self.box = VoteBox(thresholds, votes, config.detector.vote_timeout)
         hop = hop_samples(config, ensemble)
         self.tracker = EventTracker(ensemble.window_samples, hop, round(config.detector.merge_gap * self.rate))
         data_dir = Path(config.storage.data_dir)

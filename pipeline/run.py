@@ -31,6 +31,10 @@ def run_detector(config: Config) -> int:
     try:
         ensemble = load_ensemble(config.detector.models_dir)
         hop_samples(config, ensemble)
+        if config.detector.votes_required > len(ensemble.models):
+            raise ValueError(
+                f"detector.votes_required: {config.detector.votes_required} but only {len(ensemble.models)} models"
+            )
         check_source(config)
     except (ModelError, PreflightError, ValueError) as exc:
         log.error("%s", exc)

@@ -26,7 +26,7 @@ def write(tmp_path, text):
         ("[alerts]\nrecipients = ['+447700900123', '07700 900123']", "alerts.recipients[1]"),
         ("[alerts]\ntemplate = '{site} {oops}'", "alerts.template: bad placeholder"),
         ("[site]\ntimezone = 'Mars/Olympus'", "site.timezone: unknown time zone"),
-        ("[detector]\nvotes_required = 0", "detector.votes_required: 0 is out of range"),
+        ("[detector]\nvotes_required = -1", "detector.votes_required: -1 is out of range"),
         ("[modem]\nretry_initial = 500.0\nretry_max = 100.0", "modem.retry_initial"),
         ("[audio\nrate = 1", "not valid TOML"),
     ],

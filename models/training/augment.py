@@ -16,7 +16,7 @@ from models.training.data import SAMPLE_RATE, Clip
 WINDOW = SAMPLE_RATE
 SHOT_POSITION = (0.02, 0.9)  # where in the window the shot's peak lands (fraction)
 SNR_DB = (0.0, 30.0)
-P_MIX = 0.7  # a shot is mixed into another clip or noise
+P_MIX = 0.85  # a shot is mixed into another clip or noise
 P_BANDLIMIT = 0.5
 BANDLIMIT_HZ = (2500.0, 4000.0)
 P_HIGHPASS = 0.3

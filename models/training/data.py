@@ -52,7 +52,8 @@ class Clip:
 def load_clips(manifest: Path, cache_dir: Path) -> list[Clip]:
     """Every clip of the manifest, audio decoded once and cached as one .npz next to the cache."""
     manifest = Path(manifest)
-    rows = list(csv.DictReader(manifest.open(newline="")))
+    with manifest.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
     digest = hashlib.sha1(manifest.read_bytes()).hexdigest()[:12]
     cache = Path(cache_dir) / f"clips-{digest}.npz"
     if cache.exists():

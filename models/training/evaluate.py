@@ -82,27 +82,41 @@ def _detections(probs: list[dict], thresholds: dict[str, float], votes_required:
     return detected
 
 
+def _stack(probs: list[dict], models: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """All windows as one (windows, models) array, and each window's clip index."""
+    windows = np.concatenate([np.stack([p[m] for m in models], axis=1) for p in probs])
+    owner = np.concatenate([np.full(len(p[models[0]]), i) for i, p in enumerate(probs)])
+    return windows, owner
+
+
 def choose_thresholds(
-    probs: list[dict], clips: list[Clip], durations: np.ndarray, votes_required: int
-) -> tuple[dict[str, float], dict]:
-    """Highest clip recall with at most TARGET_FALSE_ALERTS_PER_HOUR on the negative clips."""
+    probs: list[dict], clips: list[Clip], durations: np.ndarray, votes_choices: tuple[int, ...]
+) -> tuple[dict[str, float], int, dict]:
+    """Thresholds and vote with the highest clip recall and at most TARGET_FALSE_ALERTS_PER_HOUR
+    on the negative clips (ties: fewer false alerts, then the lower thresholds)."""
     labels = np.array([c.label for c in clips], dtype=bool)
     negative_hours = durations[~labels].sum() / 3600
     allowed = int(TARGET_FALSE_ALERTS_PER_HOUR * negative_hours)
     models = list(probs[0])
+    windows, owner = _stack(probs, models)
     best = None
-    for combo in itertools.product(THRESHOLD_GRID, repeat=len(models)):
-        thresholds = dict(zip(models, combo, strict=True))
-        detected = _detections(probs, thresholds, votes_required)
-        fp = int(np.sum(detected & ~labels))
-        if fp > allowed:
-            continue
-        recall = float(np.mean(detected[labels]))
-        key = (recall, -fp, -sum(combo))
-        if best is None or key > best[0]:
-            best = (key, thresholds)
-    thresholds = best[1] if best else dict.fromkeys(models, max(THRESHOLD_GRID))
-    return thresholds, figures(probs, clips, durations, thresholds, votes_required, negative_hours)
+    for votes_required in votes_choices:
+        for combo in itertools.product(THRESHOLD_GRID, repeat=len(models)):
+            yes = (windows >= np.array(combo)).sum(axis=1) >= votes_required
+            detected = np.zeros(len(probs), dtype=bool)
+            detected[owner[yes]] = True
+            fp = int(np.sum(detected & ~labels))
+            if fp > allowed:
+                continue
+            key = (float(np.mean(detected[labels])), -fp, -sum(combo))
+            if best is None or key > best[0]:
+                best = (key, dict(zip(models, combo, strict=True)), votes_required)
+    if best is None:
+        thresholds, votes_required = dict.fromkeys(models, max(THRESHOLD_GRID)), max(votes_choices)
+    else:
+        _, thresholds, votes_required = best
+    report = figures(probs, clips, durations, thresholds, votes_required, negative_hours)
+    return thresholds, votes_required, report
 
 
 def figures(probs, clips, durations, thresholds, votes_required, negative_hours) -> dict:

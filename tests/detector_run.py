@@ -1,0 +1,131 @@
+"""Runs the real detector (`python cli.py start`) as a child process and watches it from outside:
+its shared-memory ring and stats, its events database and its outbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from pipeline.layout import AUDIO_SHAPE
+from pipeline.ring import Ring
+from pipeline.shm import segment_name
+
+ROOT = Path(__file__).resolve().parent.parent
+ASSETS = ROOT / "assets"
+RATE = 16000
+RECIPIENTS = ["+447700900123", "+12025550143"]
+STOP_TIMEOUT = 60.0
+
+
+def stream_with_shots(duration: float, shots: list[tuple[float, str]], seed: int = 3) -> np.ndarray:
+    """A quiet outdoor-like background (wind, rumble, hiss) with bundled shots at given times."""
+    rng = np.random.default_rng(seed)
+    n = int(duration * RATE)
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    f = np.maximum(np.fft.rfftfreq(n, 1 / RATE), 1.0)
+    wind = np.fft.irfft(spectrum / f, n)
+    wind *= np.interp(np.arange(n), np.linspace(0, n, 8), rng.uniform(0.3, 1.0, 8))
+    audio = 0.01 * wind / np.sqrt(np.mean(wind**2)) + 0.001 * rng.standard_normal(n)
+    for at, name in shots:
+        shot, _ = soundfile.read(ASSETS / "shots" / f"{name}.flac", dtype="float32")
+        i = int(at * RATE) - int(np.argmax(np.abs(shot)))
+        audio[i : i + shot.shape[0]] += shot[: n - i]
+    return np.clip(audio, -1, 1).astype(np.float32)
+
+
+@dataclass
+class DetectorRun:
+    folder: Path
+    env: dict[str, str] = field(default_factory=dict)
+    config_lines: list[str] = field(default_factory=list)
+    process: subprocess.Popen | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.folder / "data"
+
+    def start(self, *args: str) -> None:
+        config = self.folder / "config.toml"
+        config.write_text("\n".join(self.config_lines) + "\n")
+        env = {**os.environ, **self.env, "PYTHONPATH": str(ROOT)}
+        self.log = (self.folder / "detector.log").open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "cli.py"), "start", "--config", str(config), "--data-dir",
+             str(self.data_dir), *args],
+            stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=self.folder,
+        )
+
+    def ring(self, timeout: float = 30.0) -> Ring:
+        name = segment_name(f"{self.process.pid:x}", "audio")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                return Ring.attach(name, AUDIO_SHAPE)
+            except FileNotFoundError:
+                self.assert_running()
+                time.sleep(0.1)
+        raise AssertionError(f"the detector made no audio ring in {timeout} s:\n{self.output()}")
+
+    def wait_for_audio(self, ring: Ring, timeout: float = 30.0) -> None:
+        """Until the ring's write counter moves: the capture really reads the device."""
+        start = ring.write_pos
+        deadline = time.monotonic() + timeout
+        while ring.write_pos == start:
+            self.assert_running()
+            assert time.monotonic() < deadline, f"no audio captured in {timeout} s:\n{self.output()}"
+            time.sleep(0.05)
+
+    def wait_until(self, condition, timeout: float, what: str) -> None:  # noqa: ANN001
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}:\n{self.output()}"
+            time.sleep(0.2)
+
+    def events(self) -> list[dict]:
+        return self._query("events.sqlite", "SELECT id, start_time, confidence, votes, degraded, state FROM events")
+
+    def texts(self) -> list[dict]:
+        return self._query("outbox.sqlite", "SELECT id, recipient, text, kind, state, repeat FROM texts ORDER BY id")
+
+    def _query(self, db: str, sql: str) -> list[dict]:
+        path = self.data_dir / db
+        if not path.exists():
+            return []
+        with sqlite3.connect(path, timeout=10) as connection:
+            connection.row_factory = sqlite3.Row
+            try:
+                return [dict(row) for row in connection.execute(sql)]
+            except sqlite3.OperationalError:
+                return []
+
+    def stats(self) -> dict:
+        path = self.data_dir / "stats.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def assert_running(self) -> None:
+        assert self.process.poll() is None, f"detector exited with {self.process.returncode}:\n{self.output()}"
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise AssertionError(f"detector did not stop on SIGTERM:\n{self.output()}") from None
+        self.log.close()
+        return code
+
+    def output(self) -> str:
+        self.log.flush()
+        return (self.folder / "detector.log").read_text()[-6000:]

@@ -1,0 +1,131 @@
+"""Bad input gets a clear error that says what is wrong and what to do: never a traceback."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from capture.audio_file import AudioFileError, iter_audio_blocks, read_audio
+from tests.detector_run import stream_with_shots
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 120
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], capture_output=True, text=True,
+                            timeout=TIMEOUT, cwd=cwd)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+@pytest.fixture
+def odd_files(tmp_path):
+    audio = stream_with_shots(3.0, [(1.5, "openarena-shotgun")])
+    files = {}
+    files["empty.wav"] = tmp_path / "empty.wav"
+    files["empty.wav"].write_bytes(b"")
+    files["text.wav"] = tmp_path / "text.wav"
+    files["text.wav"].write_text("this is not audio\n" * 100)
+    full = tmp_path / "full.flac"
+    soundfile.write(full, audio, 16000, subtype="PCM_16")
+    files["truncated.flac"] = tmp_path / "truncated.flac"
+    files["truncated.flac"].write_bytes(full.read_bytes()[: len(full.read_bytes()) // 3])
+    wav = tmp_path / "full.wav"
+    soundfile.write(wav, audio, 16000, subtype="PCM_16")
+    files["truncated.wav"] = tmp_path / "truncated.wav"
+    files["truncated.wav"].write_bytes(wav.read_bytes()[:20000])
+    for name, subtype in (("u8.wav", "PCM_U8"), ("s24.wav", "PCM_24"), ("float.wav", "FLOAT")):
+        files[name] = tmp_path / name
+        soundfile.write(files[name], audio, 16000, subtype=subtype)
+    files["96k.wav"] = tmp_path / "96k.wav"
+    soundfile.write(files["96k.wav"], np.repeat(audio, 6), 96000, subtype="PCM_16")
+    files["6ch.wav"] = tmp_path / "6ch.wav"
+    soundfile.write(files["6ch.wav"], np.tile(audio[:, None], (1, 6)), 16000, subtype="PCM_16")
+    files["short.wav"] = tmp_path / "short.wav"
+    soundfile.write(files["short.wav"], audio[:4000], 16000, subtype="PCM_16")
+    files["missing.wav"] = tmp_path / "missing.wav"
+    return files
+
+
+ERRORS = {"empty.wav", "text.wav", "missing.wav", "truncated.flac"}
+
+
+def test_unreadable_files_raise_a_clear_error(odd_files):
+    for name in ERRORS:
+        with pytest.raises(AudioFileError, match=name.split(".")[0]):
+            read_audio(odd_files[name], 16000)
+
+
+@pytest.mark.parametrize("name", ["u8.wav", "s24.wav", "float.wav", "96k.wav", "6ch.wav", "short.wav",
+                                  "truncated.wav"])
+def test_odd_but_valid_files_decode_to_16k_mono(odd_files, name):
+    audio = read_audio(odd_files[name], 16000)
+    assert audio.ndim == 1 and audio.dtype == np.float32
+    expected = {"short.wav": 4000}.get(name)
+    if expected:
+        assert len(audio) == expected
+    elif name != "truncated.wav":
+        assert abs(len(audio) - 48000) <= 16
+    assert 0.005 < np.max(np.abs(audio)) <= 1.0
+
+
+def test_streamed_blocks_equal_the_whole_file(odd_files):
+    whole = read_audio(odd_files["96k.wav"], 16000)
+    streamed = np.concatenate(list(iter_audio_blocks(odd_files["96k.wav"], 16000, block_seconds=0.37)))
+    np.testing.assert_allclose(streamed, whole, atol=1e-4)
+
+
+def test_analyze_reports_each_file_and_fails_at_the_end(odd_files, tmp_path):
+    names = ["u8.wav", "empty.wav", "short.wav", "text.wav", "6ch.wav", "missing.wav"]
+    result = cli("analyze", "--format", "jsonl", *(str(odd_files[n]) for n in names), cwd=tmp_path)
+    assert result.returncode == 1
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [Path(line["file"]).name for line in lines] == names
+    for name, line in zip(names, lines, strict=True):
+        if name in ERRORS:
+            assert set(line) == {"file", "error"} and line["error"]
+        else:
+            assert set(line) == {"file", "score", "detected", "events"}
+            assert 0.0 <= line["score"] <= 1.0
+            assert line["detected"] == bool(line["events"])
+
+
+def test_start_with_a_missing_microphone_says_so(tmp_path):
+    result = cli("start", "--device", "no_such_mic", "--data-dir", str(tmp_path / "data"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "audio.device" in result.stderr and "no_such_mic" in result.stderr and "arecord" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--recipient", "0770 090 0123"], "alerts.recipients[0]"),
+        (["--rate", "5"], "audio.rate"),
+        (["--source", "/no/such/file.wav"], "audio.source"),
+    ],
+)
+def test_start_with_bad_flags_names_the_setting(tmp_path, args, message):
+    result = cli("start", "--data-dir", str(tmp_path / "data"), *args, cwd=tmp_path)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_start_with_an_unknown_config_key_names_it(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text("[audio]\ndevice = 'default'\nperiodsize = 1600\n")
+    result = cli("start", "--config", str(config), cwd=tmp_path)
+    assert result.returncode != 0
+    assert "audio.periodsize: unknown key" in result.stderr
+
+
+def test_test_modem_without_a_modem_is_a_clear_error(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text(f"[modem]\ndevice = '{tmp_path / 'ttyUSB9'}'\nconnection = 'at'\n")
+    result = cli("test-modem", "--config", str(config), cwd=tmp_path)
+    assert result.returncode != 0
+    assert "ttyUSB9" in result.stderr and ("plugged in" in result.stderr or "cannot be opened" in result.stderr)

@@ -1,0 +1,56 @@
+"""The runtime log-mel front end against librosa, and streaming against whole-window computation."""
+
+import json
+
+import numpy as np
+import pytest
+
+from inference.features import LogMelFrontend, LogMelSpec
+from inference.model import SHIPPED_MODELS, load_ensemble
+from tests.detector_run import stream_with_shots
+
+librosa = pytest.importorskip("librosa")
+TOLERANCE_DB = 1e-3
+
+
+def shipped_specs():
+    return list(load_ensemble("").logmel_specs().values())
+
+
+@pytest.mark.parametrize("spec", shipped_specs(), ids=lambda s: s.key)
+def test_runtime_features_equal_librosa(spec):
+    audio = stream_with_shots(2.0, [(1.0, "openarena-shotgun")])
+    ours = LogMelFrontend(spec).frames(audio)
+    reference = librosa.power_to_db(
+        librosa.feature.melspectrogram(
+            y=audio, sr=spec.sample_rate, n_fft=spec.n_fft, hop_length=spec.hop_length, center=False,
+            n_mels=spec.n_mels, fmin=spec.fmin, fmax=spec.fmax, power=2.0,
+        ),
+        ref=1.0, amin=1e-10, top_db=None,
+    ).T
+    assert ours.shape == reference.shape
+    assert np.max(np.abs(ours - reference)) < TOLERANCE_DB
+
+
+@pytest.mark.parametrize("spec", shipped_specs(), ids=lambda s: s.key)
+def test_shipped_mel_matrix_is_librosas(spec):
+    expected = librosa.filters.mel(sr=spec.sample_rate, n_fft=spec.n_fft, n_mels=spec.n_mels, fmin=spec.fmin,
+                                   fmax=spec.fmax)
+    np.testing.assert_allclose(spec.filters, expected, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("spec", shipped_specs(), ids=lambda s: s.key)
+def test_frames_computed_hop_by_hop_equal_frames_of_a_whole_window(spec):
+    audio = stream_with_shots(3.0, [(1.2, "wesnoth-gunshot")])
+    frontend = LogMelFrontend(spec)
+    whole = frontend.frames(audio)
+    hop = 8000
+    first_window = frontend.frames(audio[hop : hop + 16000])
+    offset = hop // spec.hop_length
+    np.testing.assert_allclose(whole[offset : offset + len(first_window)], first_window, atol=1e-4)
+
+
+def test_sidecar_round_trip_keeps_the_filters():
+    sidecar = json.loads((SHIPPED_MODELS / "mel_fine.json").read_text())
+    spec = LogMelSpec.from_json(sidecar["input"]["logmel"])
+    assert LogMelSpec.from_json(spec.to_json()).filters.tobytes() == spec.filters.tobytes()

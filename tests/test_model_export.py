@@ -1,0 +1,75 @@
+"""TFLite (ai-edge-litert, the runtime) against the Keras models they were exported from, on real clips.
+
+TensorFlow runs in a separate process: the runtime never imports it, and the two runtimes are
+kept apart as they would be on the Pi.
+"""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from capture.audio_file import read_audio
+from capture.pcm import float_to_int16, int16_to_float
+from inference.features import LogMelFrontend
+from inference.model import SHIPPED_MODELS, TFLiteModel, load_ensemble
+from tests.conftest import SHARED_DATA
+
+pytest.importorskip("tensorflow")
+CLIPS_PER_LABEL = 6
+# int8 weights and activations move a probability by a few hundredths on these models; the
+# threshold search works on a 0.05-0.1 grid, so a tolerance of 0.05 keeps every decision honest
+# except at the very edge.
+TOLERANCE = 0.05
+
+KERAS_SCRIPT = """
+import sys, numpy as np, keras
+import models.training.architectures  # registers the custom layers
+model = keras.models.load_model(sys.argv[1])
+x = np.load(sys.argv[2])
+np.save(sys.argv[3], model.predict(x, verbose=0).reshape(-1))
+"""
+
+
+def validation_windows() -> np.ndarray:
+    manifest = SHARED_DATA / "manifest.csv"
+    if not manifest.exists():
+        pytest.skip(f"{manifest} is not here (the labelled data lives beside the repository)")
+    with manifest.open() as handle:
+        rows = [r for r in csv.DictReader(handle) if r["fold"] == "val"]
+    chosen = [r for r in rows if r["label"] == "gunshot"][:CLIPS_PER_LABEL]
+    chosen += [r for r in rows if r["label"] == "other"][:CLIPS_PER_LABEL]
+    windows = []
+    for row in chosen:
+        audio = read_audio(SHARED_DATA / row["path"], 16000)
+        peak = int(np.argmax(np.abs(audio)))
+        start = max(0, min(peak - 4000, len(audio) - 16000))
+        window = np.zeros(16000, dtype=np.float32)
+        piece = audio[start : start + 16000]
+        window[: len(piece)] = piece
+        windows.append(int16_to_float(float_to_int16(window)))
+    return np.stack(windows)
+
+
+@pytest.mark.parametrize("model_id", ["wave", "mel_fine", "mel_coarse"])
+def test_tflite_matches_keras_on_real_clips(model_id, tmp_path):
+    spec = next(m for m in load_ensemble("").models if m.id == model_id)
+    waves = validation_windows()
+    inputs = waves if spec.logmel is None else np.stack([LogMelFrontend(spec.logmel).frames(w) for w in waves])
+    np.save(tmp_path / "x.npy", inputs)
+    keras_file = SHIPPED_MODELS / "keras" / f"{model_id}.keras"
+    result = subprocess.run(
+        [sys.executable, "-c", KERAS_SCRIPT, str(keras_file), str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
+        capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    keras_probs = np.load(tmp_path / "y.npy")
+    model = TFLiteModel(spec)
+    tflite_probs = np.array([model.predict(x) for x in inputs])
+    assert np.max(np.abs(keras_probs - tflite_probs)) < TOLERANCE, np.c_[keras_probs, tflite_probs]
+    sidecar = json.loads((SHIPPED_MODELS / f"{model_id}.json").read_text())
+    assert 0 < sidecar["threshold"] < 1

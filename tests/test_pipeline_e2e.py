@@ -1,0 +1,122 @@
+"""The whole detector, end to end, on real parts: ALSA capture through pyalsaaudio (a clocked ALSA
+`file` PCM, and a PulseAudio null sink standing in for a microphone), all processes, shared memory,
+the models, SQLite, and Gammu's dummy phone."""
+
+from __future__ import annotations
+
+import time
+
+import psutil
+import pytest
+import soundfile
+
+from tests.audio_env import alsa_replay_config, pulseaudio_available, start_pulse, write_raw
+from tests.detector_run import RATE, RECIPIENTS, DetectorRun, stream_with_shots
+from tests.gammu_env import dummy_gammurc
+
+pytestmark = [
+    pytest.mark.realtime,
+    pytest.mark.skipif(not pulseaudio_available(), reason="needs pulseaudio, pactl, paplay (./setup.sh --test)"),
+]
+
+SHOTS = [(5.0, "wesnoth-gunshot"), (12.0, "openarena-shotgun"), (18.7, "hedgewars-shotgun")]
+DURATION = 24.0
+SHOT_SPACING_TOLERANCE = 1.5  # s: an event starts at a window boundary, up to a window before the shot
+SETTLE = 3.0  # s of extra listening after the last text, to catch late false events
+
+
+@pytest.fixture(scope="module")
+def pulse():
+    server = start_pulse(rate=48000)
+    yield server
+    server.stop()
+
+
+def make_run(tmp_path, device: str, rate: int, env: dict) -> DetectorRun:
+    run = DetectorRun(tmp_path, env=env)
+    run.config_lines = [
+        "[site]", 'name = "Test range"',
+        "[audio]", f'device = "{device}"', f"rate = {rate}",
+        "[modem]", f'gammurc = "{dummy_gammurc(tmp_path)}"', "retry_initial = 0.5",
+        "[alerts]", f"recipients = {RECIPIENTS!r}".replace("'", '"'),
+    ]
+    return run
+
+
+def expect_one_event_and_one_text_per_recipient_per_shot(run: DetectorRun, shots) -> None:  # noqa: ANN001
+    expected_texts = len(shots) * len(RECIPIENTS)
+
+    def all_sent() -> bool:
+        texts = run.texts()
+        return len(texts) >= expected_texts and all(t["state"] == "sent" for t in texts)
+
+    run.wait_until(all_sent, DURATION + 30, f"{expected_texts} texts sent")
+    time.sleep(SETTLE)
+    events = run.events()
+    assert len(events) == len(shots), f"events {events}\n{run.output()}"
+    gaps = [b["start_time"] - a["start_time"] for a, b in zip(events, events[1:], strict=False)]
+    expected_gaps = [b[0] - a[0] for a, b in zip(shots, shots[1:], strict=False)]
+    for gap, expected in zip(gaps, expected_gaps, strict=True):
+        assert abs(gap - expected) < SHOT_SPACING_TOLERANCE, (gaps, expected_gaps)
+    texts = run.texts()
+    assert len(texts) == expected_texts
+    for recipient in RECIPIENTS:
+        assert sum(t["recipient"] == recipient for t in texts) == len(shots)
+    assert all("Test range: possible gunshot" in t["text"] for t in texts)
+
+
+def test_alsa_file_pcm_capture_detects_each_shot_once(tmp_path, pulse):
+    raw = write_raw(tmp_path / "stream.raw", (stream_with_shots(DURATION, SHOTS) * 32767).astype("int16"))
+    env = {**pulse.env, **alsa_replay_config(tmp_path, raw, clocked=True)}
+    run = make_run(tmp_path, "replay", RATE, env)
+    run.start()
+    try:
+        run.wait_for_audio(run.ring())
+        expect_one_event_and_one_text_per_recipient_per_shot(run, SHOTS)
+    finally:
+        assert run.stop() == 0
+
+
+def play_when_listening(run: DetectorRun, pulse, tmp_path) -> None:  # noqa: ANN001
+    wav = tmp_path / "stream.wav"
+    soundfile.write(wav, stream_with_shots(DURATION, SHOTS), RATE, subtype="PCM_16")
+    run.wait_for_audio(run.ring())
+    pulse.play(wav)
+
+
+def test_pulseaudio_microphone_at_48k_detects_each_shot_once(tmp_path, pulse):
+    run = make_run(tmp_path, "pulse", 48000, pulse.env)
+    run.start()
+    try:
+        play_when_listening(run, pulse, tmp_path)
+        expect_one_event_and_one_text_per_recipient_per_shot(run, SHOTS)
+    finally:
+        assert run.stop() == 0
+
+
+def worker(run: DetectorRun, name: str) -> psutil.Process | None:
+    for child in psutil.Process(run.process.pid).children(recursive=True):
+        try:
+            if child.name() == name:
+                return child
+        except psutil.NoSuchProcess:
+            continue
+    return None
+
+
+def test_a_worker_killed_mid_run_is_restarted_and_the_next_shots_are_detected(tmp_path, pulse):
+    run = make_run(tmp_path, "pulse", 48000, pulse.env)
+    run.start()
+    try:
+        play_when_listening(run, pulse, tmp_path)
+        run.wait_until(lambda: len(run.events()) >= 1, SHOTS[0][0] + 10, "the first event")
+        victim = worker(run, "gs.model.wave")
+        assert victim is not None
+        victim.kill()
+        run.wait_until(
+            lambda: (w := worker(run, "gs.model.wave")) is not None and w.pid != victim.pid, 15, "the restart"
+        )
+        expect_one_event_and_one_text_per_recipient_per_shot(run, SHOTS)
+    finally:
+        assert run.stop() == 0
+    assert "model.wave died" in run.output()
