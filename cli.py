@@ -163,6 +163,31 @@ def stats(config_path, data_dir) -> None:
 
 
 @main.command()
+@config_option
+@click.option("--source", type=click.Path(path_type=Path), help="Replay this audio file (default: the demo).")
+@click.option("--device", help="Profile on a live ALSA device instead.")
+@click.option("--duration", type=float, default=60.0, show_default=True, help="Seconds of audio to run for.")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Data folder (default: a temporary one).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
+def profile(config_path, source, device, duration, data_dir, as_json) -> None:
+    """Run the full pipeline for a while and print CPU, memory, counters and latencies per process."""
+    import tempfile
+
+    from pipeline.profile import Profiler, format_table
+    from pipeline.run import demo_overrides
+
+    data_dir = data_dir or Path(tempfile.mkdtemp(prefix="gunshot-profile-"))
+    changes = {"storage.data_dir": str(data_dir), "audio.device": device}
+    if not device:
+        replay = {**changes, "audio.source": str(source) if source else None}
+        changes.update(demo_overrides(DEMO_RECORDING, DEMO_RECIPIENT, replay))
+    report = Profiler(_load(config_path, changes), duration).run()
+    if not report:
+        raise click.ClickException("the pipeline stopped before any figures were taken (see the log above)")
+    click.echo(json.dumps(report, indent=1) if as_json else format_table(report))
+
+
+@main.command()
 @click.option(
     "--manifest", type=click.Path(path_type=Path), default=Path("../shared/data/manifest.csv"), show_default=True
 )

@@ -57,7 +57,7 @@ def queue_event_alert(outbox: Outbox, config: Config, alert: EventAlert, now: fl
     ids = []
     for recipient in config.alerts.recipients:
         if outbox.sent_since(recipient, ("alert",), now - HOUR) < config.alerts.max_per_hour:
-            ids.append(outbox.enqueue(recipient, text, "alert", alert.event_id, now))
+            ids.append(outbox.enqueue(recipient, text, "alert", alert.event_id, now, alert.started_at))
         else:
             outbox.hold(recipient, alert.event_id, alert.started_at)
     return ids

@@ -21,6 +21,7 @@ CREATE TABLE IF NOT EXISTS texts (
     id INTEGER PRIMARY KEY,
     created REAL NOT NULL,            -- wall time queued
     event_id INTEGER,                 -- the event it reports, if any
+    event_time REAL,                  -- wall time of that event's start in the audio
     recipient TEXT NOT NULL,
     text TEXT NOT NULL,
     kind TEXT NOT NULL,               -- alert | summary | test | health
@@ -56,13 +57,17 @@ class OutboxRow:
     last_error: str | None
     repeat: bool
     sent_at: float | None
+    event_time: float | None = None
 
     @property
     def text_to_send(self) -> str:
         return REPEAT_PREFIX + self.text if self.repeat else self.text
 
 
-_COLUMNS = "id, created, event_id, recipient, text, kind, state, attempts, next_attempt, last_error, repeat, sent_at"
+_COLUMNS = (
+    "id, created, event_id, recipient, text, kind, state, attempts, next_attempt, last_error, repeat, sent_at, "
+    "event_time"
+)
 
 
 def outbox_path(data_dir: Path) -> Path:
@@ -78,13 +83,20 @@ class Outbox:
         self._db.executescript(_SCHEMA)
 
     def enqueue(
-        self, recipient: str, text: str, kind: str, event_id: int | None = None, now: float | None = None
+        self,
+        recipient: str,
+        text: str,
+        kind: str,
+        event_id: int | None = None,
+        now: float | None = None,
+        event_time: float | None = None,
     ) -> int:
         now = time.time() if now is None else now
         with self._db:
             cursor = self._db.execute(
-                "INSERT INTO texts (created, event_id, recipient, text, kind, next_attempt) VALUES (?,?,?,?,?,?)",
-                (now, event_id, recipient, text, kind, now),
+                "INSERT INTO texts (created, event_id, event_time, recipient, text, kind, next_attempt) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (now, event_id, event_time, recipient, text, kind, now),
             )
         return int(cursor.lastrowid)
 
@@ -175,4 +187,4 @@ class Outbox:
 
 
 def _row(r: tuple) -> OutboxRow:
-    return OutboxRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], bool(r[10]), r[11])
+    return OutboxRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], bool(r[10]), r[11], r[12])

@@ -20,7 +20,7 @@ from alerting.modem import Modem, ModemError
 from alerting.outbox import Outbox, OutboxRow, outbox_path
 from pipeline.config import Config
 from pipeline.layout import Layout
-from pipeline.metrics import StatsSlot, StatsTable
+from pipeline.metrics import LatencyTracker, StatsSlot, StatsTable
 from pipeline.process import process_setup
 
 POLL_SECONDS = 1.0
@@ -40,6 +40,7 @@ class Sender:
 
     def __init__(self, config: Config, outbox: Outbox, modem: Modem, slot: StatsSlot | None = None) -> None:
         self.config, self.outbox, self.modem, self.slot = config, outbox, modem, slot
+        self.latency = LatencyTracker(slot) if slot is not None else None
         self.rng = random.Random()
         self.failing: str | None = None
         self.retry_connect_at = 0.0
@@ -85,9 +86,12 @@ class Sender:
             self.retry_connect_at = now + delay
             self._report_failure(str(exc))
             return False
-        self.outbox.mark_sent(row.id, references, time.time())
+        sent_at = time.time()
+        self.outbox.mark_sent(row.id, references, sent_at)
         if self.slot is not None:
             self.slot.done(started)
+            if row.event_time is not None and row.attempts == 0:
+                self.latency.add((sent_at - row.event_time) * 1000.0)
         if self.failing is not None:
             log.info("modem works again: texts are going out")
             self.failing = None

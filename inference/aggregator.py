@@ -15,7 +15,6 @@ from pathlib import Path
 
 from alerting.compose import EventAlert, queue_event_alert
 from alerting.outbox import Outbox, outbox_path
-
 from inference.eventlog import EventLog
 from inference.events import Event, EventTracker
 from inference.frontend import hop_samples
@@ -24,7 +23,7 @@ from inference.vote import Decision, VoteBox
 from pipeline.config import Config
 from pipeline.layout import AUDIO_SHAPE, Layout
 from pipeline.messages import OutboxChanged
-from pipeline.metrics import StatsSlot, StatsTable
+from pipeline.metrics import LatencyTracker, StatsSlot, StatsTable
 from pipeline.process import process_setup
 from pipeline.ring import Lapped, NotWritten, Ring
 
@@ -65,8 +64,13 @@ class Aggregator:
             log.warning("%d events were open when the aggregator last stopped: marked interrupted", interrupted)
         self.outbox = Outbox(outbox_path(data_dir))
         self.clips: list[_ClipDue] = []
+        self.window = ensemble.window_samples
+        self.hop = hop
+        self.latency = LatencyTracker(slot)
 
     def handle(self, decision: Decision) -> None:
+        window_end = self.audio.time_of(decision.index * self.hop + self.window)
+        self.latency.add((time.monotonic() - window_end) * 1000.0)
         update = self.tracker.update(decision)
         if update.closed is not None:
             self._close(update.closed)
@@ -95,13 +99,15 @@ class Aggregator:
             post = round(self.config.storage.clip_post_roll * self.rate)
             self.clips.append(_ClipDue(event.record_id, max(0, event.start - pre), event.end + post))
 
-    def write_due_clips(self) -> None:
+    def write_due_clips(self, final: bool = False) -> None:
+        """Clips whose post-roll has been captured; with `final` (shutdown), all, cut at what is there."""
         for clip in list(self.clips):
-            if self.audio.write_pos < clip.stop:
+            if self.audio.write_pos < clip.stop and not final:
                 continue
             self.clips.remove(clip)
+            first, stop = max(clip.first, self.audio.oldest()), min(clip.stop, self.audio.write_pos)
             try:
-                samples = self.audio.read(max(clip.first, self.audio.oldest()), clip.stop - clip.first)
+                samples = self.audio.read(first, stop - first)
             except (Lapped, NotWritten) as exc:
                 log.error("evidence clip of event %d lost: %s", clip.event_id, exc)
                 self.slot.add("errors")
@@ -115,6 +121,7 @@ class Aggregator:
             self.handle(decision)
         if (event := self.tracker.finish()) is not None:
             self._close(event)
+        self.write_due_clips(final=True)
         self.events.close()
         self.outbox.close()
 
@@ -136,6 +143,7 @@ def run_aggregator(config: Config, layout: Layout, stop: StopEvent) -> int:
             since = slot.busy()
             for decision in decisions:
                 aggregator.handle(decision)
+            slot.set("queue_hwm", layout.votes.high_water)
             slot.done(since, items=len(decisions))
         aggregator.write_due_clips()
     aggregator.shutdown()

@@ -65,5 +65,6 @@ def run_worker(config: Config, model_id: str, layout: Layout, stop: StopEvent) -
             continue
         if not layout.votes.send(Vote(window.index, spec.id, probability, time.monotonic())):
             slot.add("dropped")
+        slot.set("queue_hwm", inbox.high_water)
         slot.done(since)
     return 0

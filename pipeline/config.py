@@ -54,7 +54,10 @@ class DetectorConfig:
     models_dir: str = setting("", "Folder with the .tflite models and .json sidecars; empty: the shipped models/.")
     hop: float = setting(0.5, "Seconds between window starts; windows overlap by window - hop.", 0.1, 2.0)
     votes_required: int = setting(
-        0, "Models that must vote 'gunshot' in a window; 0: the vote chosen on validation (models/ensemble.json).", 0, 16
+        0,
+        "Models that must vote 'gunshot' in a window; 0: the vote chosen on validation (models/ensemble.json).",
+        0,
+        16,
     )
     vote_timeout: float = setting(1.5, "Seconds after a window's first vote to decide without late models.", 0.2, 30.0)
     merge_gap: float = setting(2.0, "Positive windows closer than this (s) belong to one event.", 0.0, 60.0)

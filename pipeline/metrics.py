@@ -6,6 +6,7 @@ so the supervisor can tell a dead process (no exit code yet, stale heartbeat) fr
 
 from __future__ import annotations
 
+import collections
 import time
 from multiprocessing import shared_memory
 
@@ -25,9 +26,13 @@ FIELDS = (
     "busy_ms_max",
     "restarts",  # written by the supervisor
     "cursor",  # where to resume after a restart (the front end's next window)
+    "p50_ms",  # latency of the process's output: aggregator, window end -> decision;
+    "p99_ms",  # SMS, event start in the audio -> text accepted by the modem
+    "queue_hwm",  # most bytes seen waiting in the process's inbox channel
 )
 _INDEX = {name: i for i, name in enumerate(FIELDS)}
 EMA_WEIGHT = 0.05
+LATENCY_KEEP = 1024
 
 
 class StatsSlot:
@@ -72,6 +77,20 @@ class StatsSlot:
 
     def as_dict(self) -> dict[str, float]:
         return {name: float(self._row[i]) for i, name in enumerate(FIELDS)}
+
+
+class LatencyTracker:
+    """Recent latencies of one process, published to its row as p50/p99."""
+
+    def __init__(self, slot: StatsSlot, keep: int = LATENCY_KEEP) -> None:
+        self.slot = slot
+        self.recent: collections.deque[float] = collections.deque(maxlen=keep)
+
+    def add(self, ms: float) -> None:
+        self.recent.append(ms)
+        p50, p99 = np.percentile(self.recent, [50, 99])
+        self.slot.set("p50_ms", p50)
+        self.slot.set("p99_ms", p99)
 
 
 class StatsTable:

@@ -60,9 +60,20 @@ class DetectorRun:
         env = {**os.environ, **self.env, "PYTHONPATH": str(ROOT)}
         self.log = (self.folder / "detector.log").open("w")
         self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "cli.py"), "start", "--config", str(config), "--data-dir",
-             str(self.data_dir), *args],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=self.folder,
+            [
+                sys.executable,
+                str(ROOT / "cli.py"),
+                "start",
+                "--config",
+                str(config),
+                "--data-dir",
+                str(self.data_dir),
+                *args,
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=self.folder,
         )
 
     def ring(self, timeout: float = 30.0) -> Ring:
@@ -85,7 +96,7 @@ class DetectorRun:
             assert time.monotonic() < deadline, f"no audio captured in {timeout} s:\n{self.output()}"
             time.sleep(0.05)
 
-    def wait_until(self, condition, timeout: float, what: str) -> None:  # noqa: ANN001
+    def wait_until(self, condition, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         while not condition():
             assert time.monotonic() < deadline, f"timed out waiting for {what}:\n{self.output()}"

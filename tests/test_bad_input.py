@@ -17,8 +17,9 @@ TIMEOUT = 120
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], capture_output=True, text=True,
-                            timeout=TIMEOUT, cwd=cwd)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), *args], capture_output=True, text=True, timeout=TIMEOUT, cwd=cwd
+    )
     assert "Traceback" not in result.stderr, result.stderr
     return result
 
@@ -61,8 +62,7 @@ def test_unreadable_files_raise_a_clear_error(odd_files):
             read_audio(odd_files[name], 16000)
 
 
-@pytest.mark.parametrize("name", ["u8.wav", "s24.wav", "float.wav", "96k.wav", "6ch.wav", "short.wav",
-                                  "truncated.wav"])
+@pytest.mark.parametrize("name", ["u8.wav", "s24.wav", "float.wav", "96k.wav", "6ch.wav", "short.wav", "truncated.wav"])
 def test_odd_but_valid_files_decode_to_16k_mono(odd_files, name):
     audio = read_audio(odd_files[name], 16000)
     assert audio.ndim == 1 and audio.dtype == np.float32

@@ -23,10 +23,19 @@ def test_runtime_features_equal_librosa(spec):
     ours = LogMelFrontend(spec).frames(audio)
     reference = librosa.power_to_db(
         librosa.feature.melspectrogram(
-            y=audio, sr=spec.sample_rate, n_fft=spec.n_fft, hop_length=spec.hop_length, center=False,
-            n_mels=spec.n_mels, fmin=spec.fmin, fmax=spec.fmax, power=2.0,
+            y=audio,
+            sr=spec.sample_rate,
+            n_fft=spec.n_fft,
+            hop_length=spec.hop_length,
+            center=False,
+            n_mels=spec.n_mels,
+            fmin=spec.fmin,
+            fmax=spec.fmax,
+            power=2.0,
         ),
-        ref=1.0, amin=1e-10, top_db=None,
+        ref=1.0,
+        amin=1e-10,
+        top_db=None,
     ).T
     assert ours.shape == reference.shape
     assert np.max(np.abs(ours - reference)) < TOLERANCE_DB
@@ -34,8 +43,9 @@ def test_runtime_features_equal_librosa(spec):
 
 @pytest.mark.parametrize("spec", shipped_specs(), ids=lambda s: s.key)
 def test_shipped_mel_matrix_is_librosas(spec):
-    expected = librosa.filters.mel(sr=spec.sample_rate, n_fft=spec.n_fft, n_mels=spec.n_mels, fmin=spec.fmin,
-                                   fmax=spec.fmax)
+    expected = librosa.filters.mel(
+        sr=spec.sample_rate, n_fft=spec.n_fft, n_mels=spec.n_mels, fmin=spec.fmin, fmax=spec.fmax
+    )
     np.testing.assert_allclose(spec.filters, expected, rtol=1e-6, atol=1e-9)
 
 

@@ -64,7 +64,10 @@ def test_tflite_matches_keras_on_real_clips(model_id, tmp_path):
     keras_file = SHIPPED_MODELS / "keras" / f"{model_id}.keras"
     result = subprocess.run(
         [sys.executable, "-c", KERAS_SCRIPT, str(keras_file), str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
-        capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parent.parent,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     keras_probs = np.load(tmp_path / "y.npy")

@@ -4,6 +4,7 @@ the models, SQLite, and Gammu's dummy phone."""
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import psutil
@@ -35,15 +36,21 @@ def pulse():
 def make_run(tmp_path, device: str, rate: int, env: dict) -> DetectorRun:
     run = DetectorRun(tmp_path, env=env)
     run.config_lines = [
-        "[site]", 'name = "Test range"',
-        "[audio]", f'device = "{device}"', f"rate = {rate}",
-        "[modem]", f'gammurc = "{dummy_gammurc(tmp_path)}"', "retry_initial = 0.5",
-        "[alerts]", f"recipients = {RECIPIENTS!r}".replace("'", '"'),
+        "[site]",
+        'name = "Test range"',
+        "[audio]",
+        f'device = "{device}"',
+        f"rate = {rate}",
+        "[modem]",
+        f'gammurc = "{dummy_gammurc(tmp_path)}"',
+        "retry_initial = 0.5",
+        "[alerts]",
+        f"recipients = {RECIPIENTS!r}".replace("'", '"'),
     ]
     return run
 
 
-def expect_one_event_and_one_text_per_recipient_per_shot(run: DetectorRun, shots) -> None:  # noqa: ANN001
+def expect_one_event_and_one_text_per_recipient_per_shot(run: DetectorRun, shots) -> None:
     expected_texts = len(shots) * len(RECIPIENTS)
 
     def all_sent() -> bool:
@@ -54,8 +61,8 @@ def expect_one_event_and_one_text_per_recipient_per_shot(run: DetectorRun, shots
     time.sleep(SETTLE)
     events = run.events()
     assert len(events) == len(shots), f"events {events}\n{run.output()}"
-    gaps = [b["start_time"] - a["start_time"] for a, b in zip(events, events[1:], strict=False)]
-    expected_gaps = [b[0] - a[0] for a, b in zip(shots, shots[1:], strict=False)]
+    gaps = [b["start_time"] - a["start_time"] for a, b in itertools.pairwise(events)]
+    expected_gaps = [b[0] - a[0] for a, b in itertools.pairwise(shots)]
     for gap, expected in zip(gaps, expected_gaps, strict=True):
         assert abs(gap - expected) < SHOT_SPACING_TOLERANCE, (gaps, expected_gaps)
     texts = run.texts()
@@ -75,9 +82,14 @@ def test_alsa_file_pcm_capture_detects_each_shot_once(tmp_path, pulse):
         expect_one_event_and_one_text_per_recipient_per_shot(run, SHOTS)
     finally:
         assert run.stop() == 0
+    clips = sorted((run.data_dir / "clips").glob("event-*.flac"))
+    assert len(clips) == len(SHOTS)  # the last one cut short at shutdown
+    for clip in clips:
+        info = soundfile.info(clip)
+        assert info.samplerate == RATE and info.frames > RATE
 
 
-def play_when_listening(run: DetectorRun, pulse, tmp_path) -> None:  # noqa: ANN001
+def play_when_listening(run: DetectorRun, pulse, tmp_path) -> None:
     wav = tmp_path / "stream.wav"
     soundfile.write(wav, stream_with_shots(DURATION, SHOTS), RATE, subtype="PCM_16")
     run.wait_for_audio(run.ring())

@@ -7,6 +7,7 @@ from keras import layers, ops
 
 WAVE_SAMPLES = 16000
 DROPOUT = 0.3
+MEL_DROPOUT = 0.5  # the mel models overfit the training sources sooner than the waveform model
 
 
 @keras.saving.register_keras_serializable(package="gunshot")
@@ -35,6 +36,38 @@ class BandMeanRemoval(layers.Layer):
         return {**super().get_config(), "mean": self.mean, "std": self.std}
 
 
+@keras.saving.register_keras_serializable(package="gunshot")
+class SpecMask(layers.Layer):
+    """SpecAugment-style masking while training (one band of frames, one band of mels per example,
+    each up to `max_fraction` wide, set to the patch mean); the identity at inference and export."""
+
+    def __init__(self, max_fraction: float = 0.15, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.max_fraction = float(max_fraction)
+        self.seed = int(seed)
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x, training=False):
+        if not training:
+            return x
+        batch, frames, mels = ops.shape(x)[0], x.shape[1], x.shape[2]
+
+        def band(length: int, shape):
+            start = keras.random.uniform(shape, 0.0, 1.0, seed=self.seed_generator) * length
+            width = keras.random.uniform(shape, 0.0, self.max_fraction, seed=self.seed_generator) * length
+            return start, start + width
+
+        t0, t1 = band(frames, (batch, 1, 1))
+        f0, f1 = band(mels, (batch, 1, 1))
+        t = ops.cast(ops.reshape(ops.arange(frames), (1, frames, 1)), x.dtype)
+        f = ops.cast(ops.reshape(ops.arange(mels), (1, 1, mels)), x.dtype)
+        mask = ops.logical_or(ops.logical_and(t >= t0, t < t1), ops.logical_and(f >= f0, f < f1))
+        return ops.where(mask, ops.mean(x, axis=(1, 2), keepdims=True), x)
+
+    def get_config(self):
+        return {**super().get_config(), "max_fraction": self.max_fraction, "seed": self.seed}
+
+
 def _conv_block(y, filters: int, kernel, conv, pool=None, strides=1):
     y = conv(filters, kernel, strides=strides, padding="same", use_bias=False)(y)
     y = layers.BatchNormalization()(y)
@@ -42,30 +75,31 @@ def _conv_block(y, filters: int, kernel, conv, pool=None, strides=1):
     return pool(y) if pool is not None else y
 
 
-def _head(y, pools):
+def _head(y, pools, dropout: float = DROPOUT):
     y = layers.Concatenate()([pool()(y) for pool in pools])
-    y = layers.Dropout(DROPOUT)(y)
+    y = layers.Dropout(dropout)(y)
     return layers.Dense(1, activation="sigmoid", name="gunshot")(y)
 
 
 def wave_model() -> keras.Model:
     x = keras.Input((WAVE_SAMPLES,), name="waveform")
     y = layers.Reshape((WAVE_SAMPLES, 1))(PeakNormalize()(x))
-    y = _conv_block(y, 16, 32, layers.Conv1D, layers.MaxPooling1D(4), strides=8)
-    y = _conv_block(y, 32, 9, layers.Conv1D, layers.MaxPooling1D(4))
-    y = _conv_block(y, 48, 5, layers.Conv1D, layers.MaxPooling1D(2))
-    y = _conv_block(y, 64, 3, layers.Conv1D)
+    y = _conv_block(y, 24, 32, layers.Conv1D, layers.MaxPooling1D(4), strides=8)
+    y = _conv_block(y, 48, 9, layers.Conv1D, layers.MaxPooling1D(4))
+    y = _conv_block(y, 64, 5, layers.Conv1D, layers.MaxPooling1D(2))
+    y = _conv_block(y, 96, 3, layers.Conv1D)
     return keras.Model(x, _head(y, [layers.GlobalMaxPooling1D, layers.GlobalAveragePooling1D]), name="wave")
 
 
 def mel_model(name: str, frames: int, mels: int, mean: float, std: float) -> keras.Model:
     x = keras.Input((frames, mels), name="logmel")
-    y = BandMeanRemoval(mean, std)(x)
-    y = _conv_block(y, 16, 3, layers.Conv2D, layers.MaxPooling2D(2), strides=2)
-    y = _conv_block(y, 32, 3, layers.Conv2D, layers.MaxPooling2D(2))
+    y = BandMeanRemoval(mean, std)(SpecMask()(x))
+    y = _conv_block(y, 24, 3, layers.Conv2D, layers.MaxPooling2D(2), strides=2)
     y = _conv_block(y, 48, 3, layers.Conv2D, layers.MaxPooling2D(2))
-    y = _conv_block(y, 64, 3, layers.Conv2D)
-    return keras.Model(x, _head(y, [layers.GlobalMaxPooling2D, layers.GlobalAveragePooling2D]), name=name)
+    y = _conv_block(y, 64, 3, layers.Conv2D, layers.MaxPooling2D(2))
+    y = _conv_block(y, 96, 3, layers.Conv2D)
+    head = _head(y, [layers.GlobalMaxPooling2D, layers.GlobalAveragePooling2D], MEL_DROPOUT)
+    return keras.Model(x, head, name=name)
 
 
 def count_macs(model: keras.Model) -> int:

@@ -33,8 +33,20 @@ COPIES = {"positive": 4, "negative": 4, "ambient": 8, "noise": 1500}
 QUICK_COPIES = {"positive": 1, "negative": 1, "ambient": 1, "noise": 100}
 # Long ambient recordings from the gunshot sources' own places: the negatives most like a shot's
 # surroundings, so the model must learn the shot and not the place.
-AMBIENT = frozenset({"background", "forest_other", "air_conditioner", "engine_idling", "street_music",
-                     "children_playing", "wind", "rain", "crickets", "insects"})
+AMBIENT = frozenset(
+    {
+        "background",
+        "forest_other",
+        "air_conditioner",
+        "engine_idling",
+        "street_music",
+        "children_playing",
+        "wind",
+        "rain",
+        "crickets",
+        "insects",
+    }
+)
 EPOCHS, QUICK_EPOCHS = 30, 2
 BATCH = 64
 HARD_NEGATIVE_WEIGHT = 2.0
@@ -171,7 +183,14 @@ def export(model, rep_inputs: np.ndarray, mode: str) -> bytes:
     return converter.convert()
 
 
-def main(manifest: Path, out: Path, epochs: int | None = None, quick: bool = False) -> None:
+def main(
+    manifest: Path,
+    out: Path,
+    epochs: int | None = None,
+    quick: bool = False,
+    only: tuple[str, ...] = MODEL_IDS,
+) -> None:
+    """Train the models in `only` (the others keep their exported files), then calibrate all."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     out = Path(out)
     cache = out / "cache"
@@ -192,6 +211,9 @@ def main(manifest: Path, out: Path, epochs: int | None = None, quick: bool = Fal
     version = f"{datetime.date.today():%Y.%m.%d}-{'quick' if quick else 'full'}"
     report = {"version": version, "models": {}, "data": {"train_windows": len(y_tr), "val_windows": len(y_va)}}
     for model_id in MODEL_IDS:
+        if model_id not in only:
+            report["models"][model_id] = json.loads((out / f"{model_id}.json").read_text())["training"]
+            continue
         spec = logmel_spec(model_id) if model_id in LOGMEL else None
         inputs_tr = model_inputs(model_id, x_tr, spec)
         inputs_va = model_inputs(model_id, x_va, spec)
@@ -212,26 +234,27 @@ def main(manifest: Path, out: Path, epochs: int | None = None, quick: bool = Fal
         _write_sidecar(out, model_id, version, spec, info)
         report["models"][model_id] = info
         log.info("%s: %s", model_id, json.dumps(info))
+    calibrate(out, val, version, report)
+
+
+def calibrate(out: Path, val: list[Clip], version: str, report: dict) -> None:
+    """Thresholds and vote chosen on the validation clips through the runtime path; figures saved."""
     probs, durations = clip_window_probs(out, val)
     thresholds, votes_required, ensemble_figures = choose_thresholds(probs, val, durations, VOTES_CHOICES)
     for model_id, threshold in thresholds.items():
         sidecar = out / f"{model_id}.json"
         data = json.loads(sidecar.read_text())
         data["threshold"] = threshold
-        data["validation"] = {**data["validation"], **ensemble_figures["per_model"][model_id]}
+        data["validation"] = {"windows": data["validation"]["windows"], **ensemble_figures["per_model"][model_id]}
         sidecar.write_text(json.dumps(data, indent=1))
     report["ensemble"] = ensemble_figures
-    (out / "ensemble.json").write_text(
-        json.dumps(
-            {
-                "models": list(MODEL_IDS),
-                "votes_required": VOTES_REQUIRED,
-                "version": version,
-                "validation": ensemble_figures["ensemble"],
-            },
-            indent=1,
-        )
-    )
+    ensemble = {
+        "models": list(MODEL_IDS),
+        "votes_required": votes_required,
+        "version": version,
+        "validation": ensemble_figures["ensemble"],
+    }
+    (out / "ensemble.json").write_text(json.dumps(ensemble, indent=1))
     (out / "metrics.json").write_text(json.dumps(report, indent=1))
     log.info("ensemble: %s", json.dumps(ensemble_figures["ensemble"]))
 
@@ -277,8 +300,15 @@ def cli() -> None:
     parser.add_argument("--out", type=Path, default=Path("models"))
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=MODEL_IDS,
+        default=list(MODEL_IDS),
+        help="train these models; the others are only recalibrated",
+    )
     args = parser.parse_args()
-    main(args.manifest, args.out, args.epochs, args.quick)
+    main(args.manifest, args.out, args.epochs, args.quick, tuple(args.only))
 
 
 if __name__ == "__main__":

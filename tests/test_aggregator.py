@@ -1,0 +1,75 @@
+"""The aggregator's side effects: an opening event goes to the event log and the outbox at once;
+closing completes the record and saves the evidence clip from the ring."""
+
+import uuid
+
+import numpy as np
+import pytest
+import soundfile
+
+from alerting.outbox import Outbox, outbox_path
+from inference.aggregator import Aggregator
+from inference.eventlog import EventLog
+from inference.model import load_ensemble
+from inference.vote import Decision
+from pipeline.channel import Channel
+from pipeline.config import Config, override
+from pipeline.layout import AUDIO_SHAPE, Layout
+from pipeline.messages import OutboxChanged
+from pipeline.metrics import StatsTable
+from pipeline.ring import Ring
+
+RATE, WINDOW, HOP = 16000, 16000, 8000
+RECIPIENTS = ["+447700900123", "+12025550143"]
+
+
+@pytest.fixture
+def aggregator(tmp_path):
+    config = override(
+        Config(), {"storage.data_dir": str(tmp_path), "alerts.recipients": RECIPIENTS, "site.name": "Gate"}
+    )
+    stats = StatsTable.create(f"gs-test{uuid.uuid4().hex[:6]}-stats", ("aggregator",))
+    layout = Layout("t", "", stats.segment_name, ("aggregator",), outbox=Channel("outbox"))
+    audio = Ring.in_memory(RATE * 60, AUDIO_SHAPE, RATE)
+    agg = Aggregator(config, load_ensemble(""), audio, stats.slot("aggregator"), layout)
+    yield agg, audio, layout, tmp_path
+    stats.close()
+
+
+def decision(index: int, positive: bool, degraded: bool = False) -> Decision:
+    votes = {"wave": 0.9 if positive else 0.1, "mel_fine": 0.8 if positive else 0.2}
+    return Decision(index, positive, sum(votes.values()) / 2, votes, degraded, 0.0)
+
+
+def test_an_event_is_queued_for_every_recipient_the_moment_it_opens(aggregator):
+    agg, audio, layout, data = aggregator
+    audio.write(np.zeros(RATE * 4, dtype=np.int16))
+    agg.handle(decision(0, False))
+    agg.handle(decision(1, True, degraded=True))
+    outbox = Outbox(outbox_path(data))
+    rows = outbox.rows()
+    assert [r.recipient for r in rows] == RECIPIENTS
+    assert all(r.text.startswith("Gate: possible gunshot at ") and "degraded" in r.text for r in rows)
+    assert isinstance(layout.outbox.receive(1.0), OutboxChanged)
+    (event,) = EventLog(data).events()
+    assert event.state == "open" and event.degraded
+
+
+def test_closing_completes_the_record_and_saves_the_clip_with_pre_and_post_roll(aggregator):
+    agg, audio, _, data = aggregator
+    shot = np.zeros(RATE * 12, dtype=np.int16)
+    shot[int(RATE * 3.2)] = 20000
+    audio.write(shot)
+    agg.handle(decision(6, True))
+    agg.handle(decision(7, True))
+    for index in range(8, 15):  # the event closes once a window starts past end + merge_gap
+        agg.handle(decision(index, False))
+    (event,) = EventLog(data).events()
+    assert event.state == "closed" and event.windows == 2
+    agg.write_due_clips()
+    (event,) = EventLog(data).events()
+    clip, rate = soundfile.read(data / event.clip, dtype="int16")
+    assert rate == RATE
+    pre, post = agg.config.storage.clip_pre_roll, agg.config.storage.clip_post_roll
+    assert len(clip) == round((pre + (7 * HOP + WINDOW - 6 * HOP) / RATE + post) * RATE)
+    assert np.argmax(clip) == round((3.2 - (6 * HOP / RATE - pre)) * RATE)

@@ -1,0 +1,105 @@
+"""The capture process on real ALSA through pyalsaaudio (the `file` plugin, no sound card)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+from capture.process import run_capture
+from pipeline.config import Config, override
+from pipeline.layout import AUDIO_SHAPE, Layout
+from pipeline.metrics import StatsTable
+from pipeline.ring import Ring
+from tests.audio_env import alsa_replay_config, write_raw
+
+DEADLINE = 30.0
+NAMES = ("capture",)
+RING_SECONDS = 600
+
+
+@pytest.fixture
+def shared():
+    run = uuid.uuid4().hex[:8]
+    # The unclocked file plugin reads ~1000x faster than real time and returns zeros after the end
+    # of the file: a ten-minute ring keeps the file's samples long enough to check them.
+    ring = Ring.create(f"gs-test{run}-audio", 16000 * RING_SECONDS, AUDIO_SHAPE, 16000.0)
+    stats = StatsTable.create(f"gs-test{run}-stats", NAMES)
+    yield Layout(run, ring.name, stats.segment_name, NAMES), ring, stats
+    ring.close()
+    stats.close()
+
+
+def _capture_with_env(env: dict, config: Config, layout: Layout, stop) -> None:
+    os.environ.update(env)
+    run_capture(config, layout, stop)
+
+
+def start_capture(config: Config, layout: Layout, env: dict):
+    context = multiprocessing.get_context("spawn")  # a fresh process reads ALSA_CONFIG_PATH at its first open
+    stop = context.Event()
+    process = context.Process(target=_capture_with_env, args=(env, config, layout, stop))
+    process.start()
+    return process, stop
+
+
+def wait_for(condition, what: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def stop_capture(process, stop) -> None:
+    stop.set()
+    process.join(DEADLINE)
+    assert process.exitcode == 0
+
+
+def test_file_pcm_samples_reach_the_ring_bit_exact(tmp_path, shared):
+    layout, ring, _ = shared
+    samples = np.random.default_rng(1).integers(-20000, 20000, 16000 * 3).astype(np.int16)
+    env = alsa_replay_config(tmp_path, write_raw(tmp_path / "in.raw", samples), clocked=False)
+    config = override(Config(), {"audio.device": "replay", "audio.rate": 16000})
+    process, stop = start_capture(config, layout, env)
+    try:
+        wait_for(lambda: ring.write_pos >= samples.size, "the file's samples")
+    finally:
+        stop_capture(process, stop)
+    np.testing.assert_array_equal(ring.read(0, samples.size), samples)
+
+
+def test_a_48k_device_is_resampled_to_16k(tmp_path, shared):
+    layout, ring, _ = shared
+    seconds, tone = 2.0, 1000.0
+    t = np.arange(int(48000 * seconds)) / 48000
+    samples = (8000 * np.sin(2 * np.pi * tone * t)).astype(np.int16)
+    env = alsa_replay_config(tmp_path, write_raw(tmp_path / "in.raw", samples), clocked=False)
+    config = override(Config(), {"audio.device": "replay", "audio.rate": 48000})
+    process, stop = start_capture(config, layout, env)
+    try:
+        wait_for(lambda: ring.write_pos >= 16000 * seconds, "two seconds at 16 kHz")
+    finally:
+        stop_capture(process, stop)
+    got = ring.read(4000, 16000).astype(np.float32)
+    peak_hz = np.argmax(np.abs(np.fft.rfft(got))) * 16000 / got.size
+    assert abs(peak_hz - tone) < 2.0
+    assert 7000 < np.max(np.abs(got)) < 9000
+
+
+def test_a_missing_device_is_retried_with_a_clear_error_and_stops_cleanly(tmp_path, shared, capfd):
+    layout, ring, stats = shared
+    config = override(Config(), {"audio.device": "no_such_device", "audio.reopen_max_backoff": 1.0})
+    process, stop = start_capture(config, layout, {})
+    try:
+        wait_for(lambda: stats.slot("capture").get("errors") >= 2, "two failed attempts to open")
+        assert process.is_alive()
+    finally:
+        stop_capture(process, stop)
+    assert ring.write_pos == 0
+    err = capfd.readouterr().err
+    assert err.count("cannot open audio device 'no_such_device'") == 1  # one line per failure state
