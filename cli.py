@@ -139,6 +139,24 @@ def _event_line(record: dict) -> str:
     return f"#{record['id']} {record['local_time']} conf {record['confidence']:.2f} [{votes}] {record['state']}{flags}"
 
 
+@main.command("test-mic")
+@config_option
+@click.option("--device", help="ALSA PCM to capture from.")
+@click.option("--rate", type=int, help="Capture sample rate in Hz.")
+@click.option("--seconds", type=float, default=5.0, show_default=True)
+def test_mic(config_path, device, rate, seconds) -> None:
+    """Show the microphone's input level and clipping for a few seconds."""
+    from capture.alsa_source import DeviceError
+    from capture.meter import measure
+
+    config = _load(config_path, {"audio.device": device, "audio.rate": rate})
+    try:
+        for level in measure(config, seconds):
+            click.echo(str(level))
+    except DeviceError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @main.command("check-config")
 @config_option
 def check_config(config_path) -> None:

@@ -80,12 +80,11 @@ def _replay(source: FileSource, ring: Ring, slot: StatsSlot, stop: StopEvent) ->
     writer = RingWriter(ring, slot, MODEL_RATE)
     log.info("replaying %s", source.path)
     while not stop.is_set():
-        since = slot.busy()
-        chunk = source.read()
+        chunk = source.read()  # waits for the audio: not counted as busy
         if chunk is None:
             log.info("source finished: %s", source.path)
-            slot.done(since, items=0)
             break
+        since = slot.busy()
         writer.write(chunk.samples)
         slot.done(since)
     source.close()
@@ -101,8 +100,8 @@ def _capture(source: AlsaSource, ring: Ring, slot: StatsSlot, stop: StopEvent, m
                 source.open()
                 log.info("capturing from %s at %d Hz, %d channel(s)", source.device, source.rate, source.channels)
                 backoff, failing = FIRST_BACKOFF, None
+            chunk = source.read()  # blocks for one period
             since = slot.busy()
-            chunk = source.read()
             writer.write(chunk.samples, chunk.lost)
             slot.done(since)
         except DeviceError as exc:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from alerting.compose import EventAlert, queue_event_alert
 from alerting.outbox import Outbox, outbox_path
-from inference.eventlog import EventLog
+from inference.eventlog import SECONDS_PER_DAY, EventLog
 from inference.events import Event, EventTracker
 from inference.frontend import hop_samples
 from inference.model import Ensemble, load_ensemble
@@ -27,7 +27,8 @@ from pipeline.metrics import LatencyTracker, StatsSlot, StatsTable
 from pipeline.process import process_setup
 from pipeline.ring import Lapped, NotWritten, Ring
 
-RECEIVE_TIMEOUT = 0.1  # also the resolution of vote timeouts and clip writing
+PRUNE_INTERVAL = 3600.0  # s between retention passes
+IDLE_WAIT = 1.0  # s: longest wait for a vote (heartbeat, stop event and due clips are checked as often)
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class Aggregator:
             log.warning("%d events were open when the aggregator last stopped: marked interrupted", interrupted)
         self.outbox = Outbox(outbox_path(data_dir))
         self.clips: list[_ClipDue] = []
+        self.last_prune = 0.0
         self.window = ensemble.window_samples
         self.hop = hop
         self.latency = LatencyTracker(slot)
@@ -115,6 +117,17 @@ class Aggregator:
             if not self.events.attach_clip(clip.event_id, samples, self.rate):
                 self.slot.add("errors")
 
+    def prune(self, now: float) -> None:
+        """Retention: clips, closed events and sent texts older than storage.retention_days."""
+        if now - self.last_prune < PRUNE_INTERVAL:
+            return
+        self.last_prune = now
+        days = self.config.storage.retention_days
+        removed = self.events.prune(days, now)
+        texts = self.outbox.prune_sent(now - days * SECONDS_PER_DAY)
+        if removed or texts:
+            log.info("retention: removed %d events (with their clips) and %d sent texts", removed, texts)
+
     def shutdown(self) -> None:
         """Decide what is pending and close the open event, so its record is complete."""
         for decision in self.box.flush():
@@ -134,7 +147,9 @@ def run_aggregator(config: Config, layout: Layout, stop: StopEvent) -> int:
     aggregator = Aggregator(config, ensemble, audio, slot, layout)
     while not stop.is_set():
         slot.beat()
-        vote = layout.votes.receive(RECEIVE_TIMEOUT)
+        deadline = aggregator.box.next_deadline()
+        wait = IDLE_WAIT if deadline is None else min(IDLE_WAIT, max(0.0, deadline - time.monotonic()))
+        vote = layout.votes.receive(wait)
         now = time.monotonic()
         for message in [vote, *layout.votes.drain()] if vote is not None else []:
             aggregator.box.add(message.index, message.model_id, message.probability, now)
@@ -146,5 +161,6 @@ def run_aggregator(config: Config, layout: Layout, stop: StopEvent) -> int:
             slot.set("queue_hwm", layout.votes.high_water)
             slot.done(since, items=len(decisions))
         aggregator.write_due_clips()
+        aggregator.prune(time.time())
     aggregator.shutdown()
     return 0

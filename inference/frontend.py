@@ -21,7 +21,8 @@ from pipeline.metrics import StatsTable
 from pipeline.process import process_setup
 from pipeline.ring import Ring
 
-POLL_SECONDS = 0.05  # how often the audio ring is checked for new samples
+MIN_SLEEP = 0.01  # s: waits for the next window's audio are at least this ...
+MAX_SLEEP = 0.5  # ... and at most this, so the stop event and the heartbeat stay timely
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +116,9 @@ def run_frontend(config: Config, layout: Layout, stop: StopEvent) -> int:
     log.info("front end ready: %d feature streams, first window %d", len(streams), frontend.next_window)
     while not stop.is_set():
         slot.beat()
-        if audio.write_pos < frontend.next_window * frontend.hop + frontend.window:
-            time.sleep(POLL_SECONDS)
+        missing = frontend.next_window * frontend.hop + frontend.window - audio.write_pos
+        if missing > 0:  # sleep until the next window should be complete (audio arrives at its rate)
+            time.sleep(min(MAX_SLEEP, max(MIN_SLEEP, missing / ensemble.sample_rate)))
             continue
         since = slot.busy()
         windows = frontend.step()

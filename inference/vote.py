@@ -67,6 +67,12 @@ class VoteBox:
         """Decide everything pending now (end of a file or shutdown)."""
         return self.decide(now=math.inf)
 
+    def next_deadline(self) -> float | None:
+        """When the oldest undecided window times out (None when nothing waits)."""
+        if not self._pending:
+            return None
+        return min(p.first_vote_at for p in self._pending.values()) + self.timeout
+
     def present(self) -> list[str]:
         return [m for m, missed in self._missed.items() if missed < ABSENT_AFTER]
 

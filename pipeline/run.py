@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import zoneinfo
 from collections.abc import Iterator, Sequence
@@ -69,6 +70,10 @@ def print_demo_report(config: Config) -> None:
     from alerting.outbox import Outbox, outbox_path
 
     records = list_events(config, limit=1000)
+    index = Path(config.audio.source).with_suffix(".json")
+    if index.exists():
+        shots = json.loads(index.read_text())["shots"]
+        print(f"the recording holds {len(shots)} gunshots, at " + ", ".join(f"{s['time']:.1f} s" for s in shots))
     print(f"detections: {len(records)}")
     for record in records:
         votes = ", ".join(f"{m} {p:.2f}" for m, p in record["votes"].items())

@@ -1,6 +1,7 @@
 """The aggregator's side effects: an opening event goes to the event log and the outbox at once;
 closing completes the record and saves the evidence clip from the ring."""
 
+import time
 import uuid
 
 import numpy as np
@@ -73,3 +74,19 @@ def test_closing_completes_the_record_and_saves_the_clip_with_pre_and_post_roll(
     pre, post = agg.config.storage.clip_pre_roll, agg.config.storage.clip_post_roll
     assert len(clip) == round((pre + (7 * HOP + WINDOW - 6 * HOP) / RATE + post) * RATE)
     assert np.argmax(clip) == round((3.2 - (6 * HOP / RATE - pre)) * RATE)
+
+
+def test_retention_removes_old_clips_events_and_sent_texts_but_never_pending_ones(aggregator):
+    agg, audio, _, data = aggregator
+    audio.write(np.zeros(RATE * 12, dtype=np.int16))
+    agg.handle(decision(6, True))
+    for index in range(7, 14):
+        agg.handle(decision(index, False))
+    agg.write_due_clips()
+    outbox = Outbox(outbox_path(data))
+    first, second = outbox.rows()
+    outbox.mark_sent(first.id, [1], now=0.0)  # one text long sent, the other still pending
+    agg.prune(time.time() + (agg.config.storage.retention_days + 1) * 86400)
+    assert EventLog(data).events() == []
+    assert not list((data / "clips").glob("*.flac"))
+    assert [r.id for r in outbox.rows()] == [second.id]

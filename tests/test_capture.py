@@ -103,3 +103,23 @@ def test_a_missing_device_is_retried_with_a_clear_error_and_stops_cleanly(tmp_pa
     assert ring.write_pos == 0
     err = capfd.readouterr().err
     assert err.count("cannot open audio device 'no_such_device'") == 1  # one line per failure state
+
+
+def test_test_mic_reports_level_and_clipping_from_a_real_alsa_device(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.detector_run import ROOT
+
+    tone = (np.sin(np.arange(16000 * 2) * 2 * np.pi * 440 / 16000) * 32767).astype(np.int16)  # full scale
+    env = {**os.environ, **alsa_replay_config(tmp_path, write_raw(tmp_path / "in.raw", tone), clocked=False)}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "test-mic", "--device", "replay", "--seconds", "0.05"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    first = result.stdout.splitlines()[0]
+    assert "rms   -3.0 dBFS" in first and "clipped 40 " in first and "CLIPPING" in first  # samples at full scale

@@ -1,0 +1,56 @@
+"""`python cli.py test-mic`: the microphone's level and clipping, to set up a site."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from capture.alsa_source import AlsaSource
+from pipeline.config import Config
+
+CLIP_LEVEL = 32767 - 1  # a sample at (or next to) full scale counts as clipped
+REPORT_EVERY = 0.5  # s
+FLOOR_DB = -120.0
+
+
+@dataclass(frozen=True)
+class Level:
+    rms_dbfs: float
+    peak_dbfs: float
+    clipped: int  # samples at full scale
+
+    def __str__(self) -> str:
+        warning = "  CLIPPING: lower the gain (alsamixer)" if self.clipped else ""
+        return f"rms {self.rms_dbfs:6.1f} dBFS   peak {self.peak_dbfs:6.1f} dBFS   clipped {self.clipped}{warning}"
+
+
+def _dbfs(value: float) -> float:
+    return round(max(FLOOR_DB, 20 * np.log10(value)), 1) if value > 0 else FLOOR_DB
+
+
+def level_of(samples: np.ndarray) -> Level:
+    x = samples.astype(np.float64) / 32768.0
+    rms = float(np.sqrt(np.mean(x**2))) if x.size else 0.0
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    clipped = int(np.sum(np.abs(samples.astype(np.int32)) >= CLIP_LEVEL))
+    return Level(_dbfs(rms), _dbfs(peak), clipped)
+
+
+def measure(config: Config, seconds: float) -> Iterator[Level]:
+    """Levels every REPORT_EVERY seconds of captured audio; raises capture.alsa_source.DeviceError."""
+    audio = config.audio
+    source = AlsaSource(audio.device, audio.rate, audio.channels, round(audio.period * audio.rate))
+    source.open()
+    try:
+        block, collected = round(REPORT_EVERY * audio.rate), []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            collected.append(source.read().samples)
+            if sum(len(c) for c in collected) >= block:
+                yield level_of(np.concatenate(collected))
+                collected = []
+    finally:
+        source.close()
