@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -47,16 +47,24 @@ def write_raw(path: Path, samples: np.ndarray) -> Path:
 class PulseServer:
     runtime_dir: Path
     rate: int
+    players: list[subprocess.Popen] = field(default_factory=list)
 
     @property
     def env(self) -> dict[str, str]:
         return {"XDG_RUNTIME_DIR": str(self.runtime_dir), "PULSE_SOURCE": f"{MIC_SINK}.monitor"}
 
-    def play(self, wav: Path) -> subprocess.Popen:
+    def play(self, wav: Path) -> None:
         env = {**os.environ, **self.env}
-        return subprocess.Popen(["paplay", f"--device={MIC_SINK}", str(wav)], env=env)
+        self.players.append(subprocess.Popen(["paplay", f"--device={MIC_SINK}", str(wav)], env=env))
+
+    def stop_players(self) -> None:
+        for player in self.players:
+            player.kill()
+            player.wait()
+        self.players.clear()
 
     def stop(self) -> None:
+        self.stop_players()
         env = {**os.environ, **self.env}
         subprocess.run(["pulseaudio", "--kill"], env=env, capture_output=True, timeout=START_TIMEOUT)
         shutil.rmtree(self.runtime_dir, ignore_errors=True)

@@ -138,5 +138,6 @@ class DetectorRun:
         return code
 
     def output(self) -> str:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return (self.folder / "detector.log").read_text()[-6000:]

@@ -20,17 +20,27 @@ pytestmark = [
     pytest.mark.skipif(not pulseaudio_available(), reason="needs pulseaudio, pactl, paplay (./setup.sh --test)"),
 ]
 
-SHOTS = [(5.0, "wesnoth-gunshot"), (12.0, "openarena-shotgun"), (18.7, "hedgewars-shotgun")]
+# Two of the four bundled game sounds: the shipped models miss the other two (models/README.md).
+# These tests are about the pipeline (capture, rings, processes, vote, events, texts), so they
+# use sounds the models hear; the models' recall is measured by their own evaluation.
+SHOTS = [(5.0, "hedgewars-shotgun"), (12.0, "wesnoth-thunderstick"), (18.7, "hedgewars-shotgun")]
 DURATION = 24.0
 SHOT_SPACING_TOLERANCE = 1.5  # s: an event starts at a window boundary, up to a window before the shot
 SETTLE = 3.0  # s of extra listening after the last text, to catch late false events
 
 
 @pytest.fixture(scope="module")
-def pulse():
+def pulse_server():
     server = start_pulse(rate=48000)
     yield server
     server.stop()
+
+
+@pytest.fixture
+def pulse(pulse_server):
+    """The module's PulseAudio, with nothing left playing into the next test."""
+    yield pulse_server
+    pulse_server.stop_players()
 
 
 def make_run(tmp_path, device: str, rate: int, env: dict) -> DetectorRun:

@@ -16,7 +16,27 @@ from models.training.data import SAMPLE_RATE, Clip
 HOP = SAMPLE_RATE // 2
 MERGE_GAP_S = 2.0
 TARGET_FALSE_ALERTS_PER_HOUR = 0.5
-THRESHOLD_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998)
+THRESHOLD_GRID = (
+    0.1,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.6,
+    0.7,
+    0.8,
+    0.85,
+    0.9,
+    0.93,
+    0.95,
+    0.97,
+    0.98,
+    0.99,
+    0.995,
+    0.998,
+    0.999,
+    0.9995,
+)
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
