@@ -184,7 +184,13 @@ def stats(config_path, data_dir) -> None:
 @config_option
 @click.option("--source", type=click.Path(path_type=Path), help="Replay this audio file (default: the demo).")
 @click.option("--device", help="Profile on a live ALSA device instead.")
-@click.option("--duration", type=float, default=60.0, show_default=True, help="Seconds of audio to run for.")
+@click.option(
+    "--duration",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds of audio to run for (at most the source's length).",
+)
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Data folder (default: a temporary one).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 def profile(config_path, source, device, duration, data_dir, as_json) -> None:
