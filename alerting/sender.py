@@ -109,7 +109,7 @@ class Sender:
 def run_sender(
     config: Config, layout: Layout, stop: StopEvent, modem_factory: Callable[[Config], Modem] | None = None
 ) -> int:
-    process_setup("sms")
+    process_setup("sms", supervisor_pid=layout.supervisor_pid)
     slot = StatsTable.attach(layout.stats, layout.process_names).slot("sms")
     outbox = Outbox(outbox_path(Path(config.storage.data_dir)))
     if recovered := outbox.recover():

@@ -63,7 +63,7 @@ def _wait(stop: StopEvent, seconds: float, slot: StatsSlot) -> None:
 
 
 def run_capture(config: Config, layout: Layout, stop: StopEvent, realtime: bool = True) -> int:
-    process_setup("capture", nice=CAPTURE_NICE)
+    process_setup("capture", nice=CAPTURE_NICE, supervisor_pid=layout.supervisor_pid)
     ring = Ring.attach(layout.audio_ring, AUDIO_SHAPE)
     slot = StatsTable.attach(layout.stats, layout.process_names).slot("capture")
     audio = config.audio

@@ -140,7 +140,7 @@ class Aggregator:
 
 
 def run_aggregator(config: Config, layout: Layout, stop: StopEvent) -> int:
-    process_setup("aggregator")
+    process_setup("aggregator", supervisor_pid=layout.supervisor_pid)
     ensemble = load_ensemble(config.detector.models_dir)
     audio = Ring.attach(layout.audio_ring, AUDIO_SHAPE)
     slot = StatsTable.attach(layout.stats, layout.process_names).slot("aggregator")

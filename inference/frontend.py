@@ -105,7 +105,7 @@ def attach_streams(ensemble: Ensemble, layout: Layout) -> dict[str, tuple[LogMel
 
 
 def run_frontend(config: Config, layout: Layout, stop: StopEvent) -> int:
-    process_setup("frontend")
+    process_setup("frontend", supervisor_pid=layout.supervisor_pid)
     ensemble = load_ensemble(config.detector.models_dir)
     audio = Ring.attach(layout.audio_ring, AUDIO_SHAPE)
     streams = attach_streams(ensemble, layout)

@@ -39,7 +39,7 @@ class WindowReader:
 
 
 def run_worker(config: Config, model_id: str, layout: Layout, stop: StopEvent) -> int:
-    process_setup(f"model.{model_id}")
+    process_setup(f"model.{model_id}", supervisor_pid=layout.supervisor_pid)
     spec = load_spec(config.detector.models_dir, model_id)
     model = TFLiteModel(spec)
     audio = Ring.attach(layout.audio_ring, AUDIO_SHAPE)

@@ -30,3 +30,4 @@ class Layout:
     windows: dict[str, Channel] = field(default_factory=dict)  # model id -> frontend->worker channel
     votes: Channel | None = None  # workers -> aggregator
     outbox: Channel | None = None  # aggregator -> SMS process wake-ups
+    supervisor_pid: int | None = None  # processes exit when it is gone (None: not watched, in tests)

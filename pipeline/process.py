@@ -9,9 +9,12 @@ import logging
 import os
 import signal
 import sys
+import threading
+import time
 
 LOG_FORMAT = "%(asctime)s %(processName)s %(levelname)s %(name)s: %(message)s"
 _PR_SET_NAME = 15
+ORPHAN_CHECK_SECONDS = 1.0
 _COMM_LENGTH = 15  # the kernel keeps 15 characters of a thread name
 
 
@@ -20,18 +23,37 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr, force=True)
 
 
-def process_setup(role: str, nice: int = 0) -> None:
-    """Name the process `gs.<role>` (ps, top, htop), dump tracebacks on a fatal signal, log to stderr.
+def process_setup(role: str, nice: int = 0, supervisor_pid: int | None = None) -> None:
+    """Name the process `gs.<role>` (ps, top, htop), dump tracebacks on a fatal signal, log to stderr,
+    and die with the supervisor (`supervisor_pid`).
 
     SIGINT is ignored: a Ctrl-C goes to the whole process group, and shutdown is the supervisor's
     job (it sets the stop event and joins the processes in order).
     """
     title = f"gs.{role}"[:_COMM_LENGTH]
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).prctl(_PR_SET_NAME, title.encode(), 0, 0, 0)
+        libc = ctypes.CDLL(None)
+        libc.prctl(_PR_SET_NAME, title.encode(), 0, 0, 0)
     faulthandler.enable()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if nice:
         with contextlib.suppress(OSError):  # raising priority needs privileges: best effort
             os.nice(nice)
     configure_logging()
+    if supervisor_pid is not None:
+        threading.Thread(target=_die_with, args=(supervisor_pid,), name="orphan-watch", daemon=True).start()
+
+
+def _die_with(supervisor_pid: int) -> None:
+    """A crashed (SIGKILLed) supervisor must not leave orphans holding the microphone and the modem.
+
+    The processes are children of the forkserver, not of the supervisor, and the forkserver was
+    measured to outlive a SIGKILLed supervisor, so PR_SET_PDEATHSIG cannot be used: watch the pid.
+    """
+    while True:
+        time.sleep(ORPHAN_CHECK_SECONDS)
+        try:
+            os.kill(supervisor_pid, 0)
+        except ProcessLookupError:
+            logging.getLogger(__name__).error("supervisor %d is gone: exiting", supervisor_pid)
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -148,6 +148,7 @@ class Supervisor:
             windows={m.id: Channel(f"windows.{m.id}") for m in self.ensemble.models},
             votes=Channel("votes"),
             outbox=Channel("outbox"),
+            supervisor_pid=os.getpid(),
         )
 
     def _roles(self) -> list[tuple[str, Callable[..., int], tuple[Any, ...]]]:

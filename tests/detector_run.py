@@ -106,7 +106,9 @@ class DetectorRun:
         return self._query("events.sqlite", "SELECT id, start_time, confidence, votes, degraded, state FROM events")
 
     def texts(self) -> list[dict]:
-        return self._query("outbox.sqlite", "SELECT id, recipient, text, kind, state, repeat FROM texts ORDER BY id")
+        return self._query(
+            "outbox.sqlite", "SELECT id, event_id, recipient, text, kind, state, repeat FROM texts ORDER BY id"
+        )
 
     def _query(self, db: str, sql: str) -> list[dict]:
         path = self.data_dir / db
