@@ -68,6 +68,7 @@ def demo_overrides(recording: Path, recipient: str, changes: dict[str, Any]) -> 
 
 def print_demo_report(config: Config) -> None:
     from alerting.outbox import Outbox, outbox_path
+    from pipeline.stats import STATS_FILE
 
     records = list_events(config, limit=1000)
     index = Path(config.audio.source).with_suffix(".json")
@@ -75,9 +76,14 @@ def print_demo_report(config: Config) -> None:
         shots = json.loads(index.read_text())["shots"]
         print(f"the recording holds {len(shots)} gunshots, at " + ", ".join(f"{s['time']:.1f} s" for s in shots))
     print(f"detections: {len(records)}")
+    stats_file = Path(config.storage.data_dir) / STATS_FILE
+    audio_start = json.loads(stats_file.read_text()).get("audio_start_time") if stats_file.exists() else None
     for record in records:
         votes = ", ".join(f"{m} {p:.2f}" for m, p in record["votes"].items())
-        print(f"  event {record['id']} at {record['local_time']}: confidence {record['confidence']:.2f} ({votes})")
+        offset = f" ({record['start_time'] - audio_start:.1f} s into the recording)" if audio_start else ""
+        print(
+            f"  event {record['id']} at {record['local_time']}{offset}: confidence {record['confidence']:.2f} ({votes})"
+        )
     outbox = Outbox(outbox_path(Path(config.storage.data_dir)))
     try:
         rows = outbox.rows()

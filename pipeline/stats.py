@@ -93,8 +93,10 @@ class StatsReporter:
             key: sum(p.get(key, 0.0) for p in processes.values())
             for key in ("rss_mb", "pss_mb", "uss_mb", "cpu_ms_per_audio_s")
         }
+        now = time.time()
         return {
-            "time": time.time(),
+            "time": now,
+            "audio_start_time": now - (time.monotonic() - sup.audio.time_of(0)) if audio_rows else None,
             "audio_seconds": audio_rows / rate,
             "lost_samples": sup.audio.lost,
             "overruns": sup.audio.overruns,
