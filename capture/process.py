@@ -16,6 +16,7 @@ import numpy as np
 
 from capture.alsa_source import AlsaSource, DeviceError
 from capture.file_source import FileSource
+from capture.pcm import INT16_SCALE
 from capture.resample import Resampler
 from pipeline.config import Config
 from pipeline.layout import AUDIO_SHAPE, Layout
@@ -35,11 +36,13 @@ log = logging.getLogger(__name__)
 class RingWriter:
     """Resamples to the model rate and appends to the ring, counting lost audio."""
 
-    def __init__(self, ring: Ring, slot: StatsSlot, source_rate: int) -> None:
+    def __init__(self, ring: Ring, slot: StatsSlot, source_rate: int, silence_dbfs: float) -> None:
         self.ring, self.slot = ring, slot
         self.resampler = Resampler(source_rate, MODEL_RATE)
         self.source_rate = source_rate
         self.losses = 0
+        # Mean square of int16 samples at the silence level: compared without a log or a sqrt.
+        self.silence_power = (10 ** (silence_dbfs / 20) * INT16_SCALE) ** 2
 
     def write(self, samples: np.ndarray, lost_frames: int = 0) -> None:
         now = time.monotonic()
@@ -53,6 +56,8 @@ class RingWriter:
         out = self.resampler.process(samples)
         if out.shape[0]:
             self.ring.write(out, captured_at=now)
+            if np.mean(np.square(out, dtype=np.float32)) > self.silence_power:
+                self.slot.set("last_sound", now)
 
 
 def _wait(stop: StopEvent, seconds: float, slot: StatsSlot) -> None:
@@ -63,21 +68,21 @@ def _wait(stop: StopEvent, seconds: float, slot: StatsSlot) -> None:
 
 
 def run_capture(config: Config, layout: Layout, stop: StopEvent, realtime: bool = True) -> int:
+    """`realtime`: a replayed file is paced at real time (False: as fast as it is read)."""
     process_setup("capture", nice=CAPTURE_NICE, supervisor_pid=layout.supervisor_pid)
     ring = Ring.attach(layout.audio_ring, AUDIO_SHAPE)
     slot = StatsTable.attach(layout.stats, layout.process_names).slot("capture")
-    audio = config.audio
+    audio, silence = config.audio, config.health.silence_dbfs
     if audio.source:
-        return _replay(
-            FileSource(Path(audio.source), MODEL_RATE, round(audio.period * MODEL_RATE), realtime), ring, slot, stop
-        )
+        replay = FileSource(Path(audio.source), MODEL_RATE, round(audio.period * MODEL_RATE), realtime)
+        return _replay(replay, ring, slot, stop, silence)
     source = AlsaSource(audio.device, audio.rate, audio.channels, round(audio.period * audio.rate))
-    return _capture(source, ring, slot, stop, audio.reopen_max_backoff)
+    return _capture(source, ring, slot, stop, audio.reopen_max_backoff, silence)
 
 
-def _replay(source: FileSource, ring: Ring, slot: StatsSlot, stop: StopEvent) -> int:
+def _replay(source: FileSource, ring: Ring, slot: StatsSlot, stop: StopEvent, silence_dbfs: float) -> int:
     source.open()
-    writer = RingWriter(ring, slot, MODEL_RATE)
+    writer = RingWriter(ring, slot, MODEL_RATE, silence_dbfs)
     log.info("replaying %s", source.path)
     while not stop.is_set():
         chunk = source.read()  # waits for the audio: not counted as busy
@@ -91,8 +96,10 @@ def _replay(source: FileSource, ring: Ring, slot: StatsSlot, stop: StopEvent) ->
     return 0
 
 
-def _capture(source: AlsaSource, ring: Ring, slot: StatsSlot, stop: StopEvent, max_backoff: float) -> int:
-    writer = RingWriter(ring, slot, source.rate)
+def _capture(
+    source: AlsaSource, ring: Ring, slot: StatsSlot, stop: StopEvent, max_backoff: float, silence_dbfs: float
+) -> int:
+    writer = RingWriter(ring, slot, source.rate, silence_dbfs)
     backoff, failing = FIRST_BACKOFF, None
     while not stop.is_set():
         try:

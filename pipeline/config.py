@@ -97,6 +97,16 @@ class StorageConfig:
 
 
 @dataclass(frozen=True)
+class HealthConfig:
+    silence_alert_after: float = setting(
+        900.0, "Text the recipients when the microphone gave only silence (or nothing) this long, s.", 5.0, 86400.0
+    )
+    silence_dbfs: float = setting(
+        -85.0, "Audio quieter than this (RMS, dBFS) counts as silence: a dead or unplugged microphone.", -130.0, -20.0
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     site: SiteConfig = field(default_factory=SiteConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
@@ -104,6 +114,7 @@ class Config:
     modem: ModemConfig = field(default_factory=ModemConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
 
 
 def load_config(path: Path | None) -> Config:

@@ -29,6 +29,7 @@ FIELDS = (
     "p50_ms",  # latency of the process's output: aggregator, window end -> decision;
     "p99_ms",  # SMS, event start in the audio -> text accepted by the modem
     "queue_hwm",  # most bytes seen waiting in the process's inbox channel
+    "last_sound",  # capture: monotonic time of the last period louder than health.silence_dbfs
 )
 _INDEX = {name: i for i, name in enumerate(FIELDS)}
 EMA_WEIGHT = 0.05

@@ -32,7 +32,9 @@ from inference.model import Ensemble
 from inference.worker import run_worker
 from pipeline.channel import Channel
 from pipeline.config import Config
+from pipeline.health import HealthMonitor
 from pipeline.layout import AUDIO_RING, AUDIO_SHAPE, STATS, Layout, feature_shape
+from pipeline.messages import OutboxChanged
 from pipeline.metrics import StatsTable
 from pipeline.ring import Ring
 from pipeline.shm import new_run_id, remove_stale_segments, segment_name
@@ -102,6 +104,7 @@ class Supervisor:
             self.managed[name] = Managed(name, target, args)
             self._spawn(self.managed[name])
         self.reporter = StatsReporter(self)
+        self.health = HealthMonitor(self.config, self.stats.slot("capture"))
         log.info("detector started: %s", ", ".join(self.managed))
         return self.layout
 
@@ -234,6 +237,8 @@ class Supervisor:
             while not stop_requested and not (until and until()):
                 self.watch_once()
                 self.reporter.maybe_report()
+                if self.health.check() is not None:
+                    self.layout.outbox.send(OutboxChanged())
                 if self.source_finished() and self._drained(time.monotonic()):
                     break
                 time.sleep(WATCH_INTERVAL)

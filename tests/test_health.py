@@ -1,0 +1,61 @@
+"""A dead microphone must not look like a quiet night."""
+
+import time
+import uuid
+
+import numpy as np
+import soundfile
+
+from alerting.outbox import Outbox, outbox_path
+from pipeline.config import Config, override
+from pipeline.health import HealthMonitor
+from pipeline.metrics import StatsTable
+from tests.detector_run import RATE, RECIPIENTS, DetectorRun
+
+WALL = 1_800_000_000.0
+
+
+def test_one_text_when_the_mic_falls_silent_and_one_when_it_comes_back(tmp_path):
+    config = override(
+        Config(),
+        {
+            "storage.data_dir": str(tmp_path),
+            "alerts.recipients": RECIPIENTS,
+            "health.silence_alert_after": 60.0,
+            "site.name": "Gate",
+        },
+    )
+    stats = StatsTable.create(f"gs-test{uuid.uuid4().hex[:6]}-stats", ("capture",))
+    try:
+        capture = stats.slot("capture")
+        monitor = HealthMonitor(config, capture, started=0.0)
+        capture.set("last_sound", 1000.0)
+        assert monitor.check(1059.0, WALL) is None
+        assert "silence (or nothing) since 2027-01-15 07:58 UTC" in monitor.check(1061.0, WALL)  # 08:00:00 - 61 s
+        assert monitor.check(1500.0, WALL + 439) is None  # said once
+        capture.set("last_sound", 1600.0)
+        assert "works again" in monitor.check(1600.5, WALL + 539.5)
+    finally:
+        stats.close()
+    texts = Outbox(outbox_path(tmp_path)).rows()
+    assert [(t.kind, t.recipient) for t in texts] == [("health", r) for r in RECIPIENTS] * 2
+
+
+def test_the_running_detector_texts_about_a_silent_microphone(tmp_path):
+    silent = tmp_path / "silent.wav"
+    soundfile.write(silent, np.zeros(RATE * 14, dtype=np.int16), RATE, subtype="PCM_16")
+    run = DetectorRun(tmp_path)
+    run.config_lines = [
+        "[health]",
+        "silence_alert_after = 5.0",
+        "[alerts]",
+        f"recipients = {RECIPIENTS!r}".replace("'", '"'),
+    ]
+    started = time.monotonic()
+    run.start("--source", str(silent))
+    try:
+        run.wait_until(lambda: len([t for t in run.texts() if t["kind"] == "health"]) == 2, 30, "health texts")
+        assert time.monotonic() - started >= 5.0
+    finally:
+        run.stop()
+    assert all("microphone has given only silence" in t["text"] for t in run.texts())
