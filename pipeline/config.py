@@ -7,6 +7,7 @@ CLI flags are applied with `override()`, which validates again.
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 import types
 import typing
@@ -221,3 +222,37 @@ def describe(config: Config) -> list[tuple[str, Any, str]]:
         for f in dataclasses.fields(value):
             rows.append((f"{section.name}.{f.name}", getattr(value, f.name), f.metadata["doc"]))
     return rows
+
+
+EXAMPLE_VALUES = {"site.name": "North gate", "site.timezone": "Africa/Nairobi", "alerts.recipients": ["+447700900123"]}
+EXAMPLE_HEADER = """# Gunshot detector configuration. Copy to config.toml and edit; every key is optional.
+# Validate with: python cli.py check-config --config config.toml
+# (Made by `python -c "import pipeline.config as c; print(c.example_text(), end='')"`; a test keeps it current.)
+"""
+
+
+def example_text() -> str:
+    """The commented example config: every key with its doc line, range and default."""
+    lines = [EXAMPLE_HEADER]
+    config = Config()
+    for section in dataclasses.fields(config):
+        lines.append(f"[{section.name}]")
+        value = getattr(config, section.name)
+        for f in dataclasses.fields(value):
+            meta = f.metadata
+            bounds = f" Range {meta['lo']:g} to {meta['hi']:g}." if meta.get("lo") is not None else ""
+            lines.append(f"# {meta['doc']}{bounds}")
+            example = EXAMPLE_VALUES.get(f"{section.name}.{f.name}", getattr(value, f.name))
+            lines.append(f"{f.name} = {_toml(example)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(item) for item in value) + "]"
+    return repr(value)

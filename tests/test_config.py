@@ -85,3 +85,9 @@ def test_runtime_never_imports_tensorflow_or_librosa():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_example_config_documents_every_key_as_the_code_does():
+    from pipeline.config import example_text
+
+    assert (ROOT / "config.example.toml").read_text() == example_text()
