@@ -15,6 +15,7 @@ from pipeline.process import configure_logging
 __version__ = "0.1.0"
 
 DEMO_RECORDING = Path(__file__).parent / "assets" / "demo.flac"
+SHIPPED_MODELS = Path(__file__).parent / "models"
 DEMO_RECIPIENT = "+447700900123"  # a number reserved for drama by Ofcom: never a real phone
 
 log = logging.getLogger("cli")
@@ -137,6 +138,22 @@ def _event_line(record: dict) -> str:
     votes = " ".join(f"{m}={p:.2f}" for m, p in record["votes"].items())
     flags = " degraded" if record["degraded"] else ""
     return f"#{record['id']} {record['local_time']} conf {record['confidence']:.2f} [{votes}] {record['state']}{flags}"
+
+
+@main.command()
+@click.argument("manifest", type=click.Path(path_type=Path))
+@click.option("--fold", type=click.Choice(["val", "train", "all"]), default="val", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("reports"), show_default=True)
+@config_option
+def evaluate(manifest, fold, out, config_path) -> None:
+    """Score a labelled manifest with the shipped models, vote and thresholds (the `analyze` path)."""
+    from models.training.evaluate import evaluate_manifest
+
+    if not manifest.exists():
+        raise click.ClickException(f"manifest {manifest} does not exist")
+    config = _load(config_path, {})
+    report = evaluate_manifest(manifest, config.detector.models_dir or SHIPPED_MODELS, out, fold)
+    click.echo(json.dumps({k: report[k] for k in ("ensemble", "per_source", "clips")}, indent=1, default=float))
 
 
 @main.command("test-mic")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.model import load_ensemble
+from inference.model import Ensemble, load_ensemble, load_spec
 from inference.offline import OfflineDetector
 from models.training.data import SAMPLE_RATE, Clip
 
@@ -82,8 +82,7 @@ def clip_window_probs(models_dir: Path, clips: list[Clip]) -> tuple[list[np.ndar
     the same offline path as `analyze` (padding, windows, features, LiteRT)."""
     models_dir = Path(models_dir)
     ids = [p.stem for p in sorted(models_dir.glob("*.tflite"))]
-    (models_dir / "ensemble.json").write_text(json.dumps({"models": ids, "votes_required": 1}))
-    ensemble = load_ensemble(models_dir)
+    ensemble = Ensemble(tuple(load_spec(models_dir, model_id) for model_id in ids), votes_required=1)
     detector = OfflineDetector(ensemble, HOP, MERGE_GAP_S, votes_required=1)
     order = [m.id for m in ensemble.models]
     probs = []
@@ -178,3 +177,55 @@ def figures(probs, clips, durations, thresholds, votes_required, negative_hours)
         "per_source": dict(per_source),
         "false_positives_per_category": per_category,
     }
+
+
+WORST = 20  # false positives and misses listed in the report
+
+
+def evaluate_manifest(manifest: Path, models_dir: Path, out_dir: Path, fold: str) -> dict:
+    """`python cli.py evaluate`: the shipped models, vote and thresholds over a manifest's clips,
+    through the runtime path; writes metrics.json, roc.csv and the worst clips into `out_dir`."""
+    from models.training.data import load_clips
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    clips = [c for c in load_clips(manifest, out_dir / "cache") if fold == "all" or c.fold == fold]
+    if not clips:
+        raise ValueError(f"{manifest}: no clips in fold {fold!r}")
+    ensemble = load_ensemble(models_dir)
+    probs, durations = clip_window_probs(models_dir, clips)
+    labels = np.array([c.label for c in clips], dtype=bool)
+    thresholds = {m.id: m.threshold for m in ensemble.models}
+    report = figures(
+        probs, clips, durations, thresholds, ensemble.votes_required, max(durations[~labels].sum() / 3600, 1e-9)
+    )
+    scores = np.array([np.max(np.mean(list(p.values()), axis=0)) for p in probs])
+    detected = _detections(probs, thresholds, ensemble.votes_required)
+    order = np.argsort(scores)
+    report["worst_false_positives"] = [
+        {"path": clips[i].path, "category": clips[i].category, "score": round(float(scores[i]), 4)}
+        for i in order[::-1]
+        if detected[i] and not labels[i]
+    ][:WORST]
+    report["worst_misses"] = [
+        {"path": clips[i].path, "source": clips[i].source, "score": round(float(scores[i]), 4)}
+        for i in order
+        if labels[i] and not detected[i]
+    ][:WORST]
+    report["clips"] = {"gunshot": int(labels.sum()), "other": int((~labels).sum()), "fold": fold}
+    (out_dir / "metrics.json").write_text(json.dumps(report, indent=1, default=float))
+    _write_roc(out_dir / "roc.csv", labels, scores)
+    return report
+
+
+def _write_roc(path: Path, labels: np.ndarray, scores: np.ndarray) -> None:
+    """False-positive rate, recall and precision at every distinct ensemble score (for plotting)."""
+    rows = ["threshold,false_positive_rate,recall,precision"]
+    for threshold in np.unique(scores)[::-1]:
+        decided = scores >= threshold
+        tp, fp = int(np.sum(decided & labels)), int(np.sum(decided & ~labels))
+        rows.append(
+            f"{threshold:.5f},{fp / max(1, (~labels).sum()):.4f},{tp / max(1, labels.sum()):.4f},"
+            f"{tp / max(1, tp + fp):.4f}"
+        )
+    path.write_text("\n".join(rows) + "\n")
