@@ -1,4 +1,4 @@
-"""A recording replayed as if it were a microphone: at real time, or as fast as it is read."""
+"""A recording replayed as if it were a microphone, paced at real time."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from capture.pcm import float_to_int16
 class FileSource:
     """Already at the models' rate (decoded and resampled by capture.audio_file)."""
 
-    def __init__(self, path: Path, rate: int, period_frames: int, realtime: bool) -> None:
-        self.path, self.rate, self.period, self.realtime = Path(path), rate, period_frames, realtime
+    def __init__(self, path: Path, rate: int, period_frames: int) -> None:
+        self.path, self.rate, self.period = Path(path), rate, period_frames
         self._blocks = None
         self._started = 0.0
         self._delivered = 0
@@ -31,9 +31,8 @@ class FileSource:
         if block is None:
             self.finished = True
             return None
-        if self.realtime:
-            due = self._started + (self._delivered + block.shape[0]) / self.rate
-            time.sleep(max(0.0, due - time.monotonic()))
+        due = self._started + (self._delivered + block.shape[0]) / self.rate
+        time.sleep(max(0.0, due - time.monotonic()))
         self._delivered += block.shape[0]
         return Chunk(float_to_int16(block))
 

@@ -67,14 +67,13 @@ def _wait(stop: StopEvent, seconds: float, slot: StatsSlot) -> None:
         stop.wait(min(STOP_CHECK, max(0.0, deadline - time.monotonic())))
 
 
-def run_capture(config: Config, layout: Layout, stop: StopEvent, realtime: bool = True) -> int:
-    """`realtime`: a replayed file is paced at real time (False: as fast as it is read)."""
+def run_capture(config: Config, layout: Layout, stop: StopEvent) -> int:
     process_setup("capture", nice=CAPTURE_NICE, supervisor_pid=layout.supervisor_pid)
     ring = Ring.attach(layout.audio_ring, AUDIO_SHAPE)
     slot = StatsTable.attach(layout.stats, layout.process_names).slot("capture")
     audio, silence = config.audio, config.health.silence_dbfs
     if audio.source:
-        replay = FileSource(Path(audio.source), MODEL_RATE, round(audio.period * MODEL_RATE), realtime)
+        replay = FileSource(Path(audio.source), MODEL_RATE, round(audio.period * MODEL_RATE))
         return _replay(replay, ring, slot, stop, silence)
     source = AlsaSource(audio.device, audio.rate, audio.channels, round(audio.period * audio.rate))
     return _capture(source, ring, slot, stop, audio.reopen_max_backoff, silence)

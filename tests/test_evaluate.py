@@ -5,22 +5,15 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 from tests.conftest import SHARED_DATA
 from tests.detector_run import ROOT
+from tests.shared_data import validation_rows
 
 CLIPS_PER_LABEL = 4
 
 
 def test_evaluate_writes_metrics_and_worst_clips(tmp_path):
-    manifest = SHARED_DATA / "manifest.csv"
-    if not manifest.exists():
-        pytest.skip(f"{manifest} is not here (the labelled data lives beside the repository)")
-    with manifest.open() as handle:
-        rows = [r for r in csv.DictReader(handle) if r["fold"] == "val"]
-    chosen = [r for r in rows if r["label"] == "gunshot"][:CLIPS_PER_LABEL]
-    chosen += [r for r in rows if r["label"] == "other"][:CLIPS_PER_LABEL]
+    chosen = validation_rows(CLIPS_PER_LABEL)
     for row in chosen:
         row["path"] = str(SHARED_DATA / row["path"])
     small = tmp_path / "manifest.csv"

@@ -4,7 +4,6 @@ TensorFlow runs in a separate process: the runtime never imports it, and the two
 kept apart as they would be on the Pi.
 """
 
-import csv
 import json
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from capture.pcm import float_to_int16, int16_to_float
 from inference.features import LogMelFrontend
 from inference.model import SHIPPED_MODELS, TFLiteModel, load_ensemble
 from tests.conftest import SHARED_DATA
+from tests.shared_data import validation_rows
 
 pytest.importorskip("tensorflow")
 CLIPS_PER_LABEL = 6
@@ -36,15 +36,8 @@ np.save(sys.argv[3], model.predict(x, verbose=0).reshape(-1))
 
 
 def validation_windows() -> np.ndarray:
-    manifest = SHARED_DATA / "manifest.csv"
-    if not manifest.exists():
-        pytest.skip(f"{manifest} is not here (the labelled data lives beside the repository)")
-    with manifest.open() as handle:
-        rows = [r for r in csv.DictReader(handle) if r["fold"] == "val"]
-    chosen = [r for r in rows if r["label"] == "gunshot"][:CLIPS_PER_LABEL]
-    chosen += [r for r in rows if r["label"] == "other"][:CLIPS_PER_LABEL]
     windows = []
-    for row in chosen:
+    for row in validation_rows(CLIPS_PER_LABEL):
         audio = read_audio(SHARED_DATA / row["path"], 16000)
         peak = int(np.argmax(np.abs(audio)))
         start = max(0, min(peak - 4000, len(audio) - 16000))

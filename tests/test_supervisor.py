@@ -27,16 +27,22 @@ def detector_processes(pids: set[int]) -> list[psutil.Process]:
     return alive
 
 
-def test_a_killed_supervisor_leaves_no_orphans(tmp_path):
+def running_detector(tmp_path) -> tuple[DetectorRun, Path]:
+    """A detector replaying two minutes of background, once its capture is writing."""
     wav = tmp_path / "long.wav"
     soundfile.write(wav, stream_with_shots(120.0, []), RATE, subtype="PCM_16")
     run = DetectorRun(tmp_path)
     run.start("--source", str(wav))
     ring = run.ring()
     run.wait_for_audio(ring)
+    ring.close()
+    return run, wav
+
+
+def test_a_killed_supervisor_leaves_no_orphans(tmp_path):
+    run, _ = running_detector(tmp_path)
     children = {c.pid for c in psutil.Process(run.process.pid).children(recursive=True) if c.name().startswith("gs.")}
     assert len(children) == 7
-    ring.close()
     run.process.send_signal(signal.SIGKILL)
     run.process.wait()
     deadline = time.monotonic() + DEADLINE
@@ -49,13 +55,7 @@ def test_a_killed_supervisor_leaves_no_orphans(tmp_path):
 def test_after_the_whole_tree_is_killed_the_next_start_removes_its_stale_shared_memory(tmp_path):
     """As systemd does to a unit that will not stop, or an OOM kill of everything: the resource
     tracker dies too, so nothing unlinks the segments but the next start."""
-    wav = tmp_path / "long.wav"
-    soundfile.write(wav, stream_with_shots(120.0, []), RATE, subtype="PCM_16")
-    run = DetectorRun(tmp_path)
-    run.start("--source", str(wav))
-    ring = run.ring()
-    run.wait_for_audio(ring)
-    ring.close()
+    run, wav = running_detector(tmp_path)
     tree = [*psutil.Process(run.process.pid).children(recursive=True), psutil.Process(run.process.pid)]
     for process in tree:
         process.kill()
