@@ -135,6 +135,13 @@ class Outbox:
                 "UPDATE texts SET state='pending', repeat=1, next_attempt=0 WHERE state='sending'"
             ).rowcount
 
+    def next_attempt(self) -> float | None:
+        """When the next text becomes due (see `due`); None when all are sent."""
+        return self._db.execute(
+            "SELECT MIN(next_attempt) FROM texts WHERE id IN "
+            "(SELECT MIN(id) FROM texts WHERE state != 'sent' GROUP BY recipient)"
+        ).fetchone()[0]
+
     def pending_count(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM texts WHERE state != 'sent'").fetchone()[0]
 

@@ -2,8 +2,8 @@
 
 Failed sends back off exponentially (with +-25 % jitter) from modem.retry_initial to
 modem.retry_max; after a failure the modem is re-initialised before the next attempt. The
-outbox is polled every POLL_SECONDS as well as on wake-ups, so a lost wake-up delays nothing
-by more than that.
+process sleeps until a wake-up, the next retry, or IDLE_POLL seconds, so a lost wake-up (the
+channel full) delays nothing by more than that.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from pipeline.layout import Layout
 from pipeline.metrics import LatencyTracker, StatsSlot, StatsTable
 from pipeline.process import process_setup
 
-POLL_SECONDS = 1.0
+IDLE_POLL = 5.0
+MIN_WAIT = 0.05  # s: never a busy loop, whatever the clock says
 JITTER = 0.25
 TEST_TEXT = "{site}: test text from the gunshot detector."
 
@@ -58,6 +59,15 @@ class Sender:
                 break
             sent += 1
         return sent
+
+    def wait_time(self, now: float) -> float:
+        """Until the next text is due (and the modem may be retried), at most IDLE_POLL seconds."""
+        due = self.outbox.next_attempt()
+        if due is None:
+            return IDLE_POLL
+        if not self.modem.connected:
+            due = max(due, self.retry_connect_at)
+        return min(IDLE_POLL, max(MIN_WAIT, due - now))
 
     def _ensure_connected(self, now: float) -> bool:
         if self.modem.connected:
@@ -120,7 +130,7 @@ def run_sender(
         while not stop.is_set():
             slot.beat()
             sender.send_due(time.time())
-            layout.outbox.receive(POLL_SECONDS)
+            layout.outbox.receive(sender.wait_time(time.time()))
         sender.send_due(time.time())  # a last pass: flush what is due before going down
     finally:
         modem.terminate()

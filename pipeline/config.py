@@ -44,7 +44,7 @@ class AudioConfig:
     device: str = setting("default", "ALSA PCM to capture from, e.g. plughw:CARD=Device (see arecord -L).")
     rate: int = setting(16000, "Capture sample rate in Hz; resampled to the models' rate if different.", 8000, 192000)
     channels: int = setting(1, "Channels to open the device with; they are averaged to mono.", 1, 8)
-    period: float = setting(0.1, "ALSA period in seconds (one read).", 0.01, 1.0)
+    period: float = setting(0.25, "ALSA period in seconds (one read; shorter: less delay, more CPU).", 0.01, 1.0)
     ring_seconds: float = setting(60.0, "Seconds of audio kept in the shared-memory ring.", 10.0, 600.0)
     source: str = setting("", "Replay this WAV/FLAC file at real time instead of the device.")
     reopen_max_backoff: float = setting(30.0, "Longest wait between attempts to reopen a failed device, s.", 1.0, 600.0)

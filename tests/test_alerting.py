@@ -205,3 +205,15 @@ def test_missing_modem_gives_a_clear_error(tmp_path):
     )
     with pytest.raises(ModemError, match=r"cannot be opened|not found"):
         check_modem(config, None)
+
+
+def test_the_sender_sleeps_until_the_next_text_is_due(tmp_path):
+    config = config_for(tmp_path, **{"alerts.recipients": NUMBERS[:1]})
+    sender, outbox = sender_with(config, FlakyStateMachine(faults=[gammu.ERR_TIMEOUT]))
+    assert sender.wait_time(now=0.0) == 5.0  # nothing to send: the idle poll
+    queue_event_alert(outbox, config, EventAlert(1, 0.0, 0.9, False), now=100.0)
+    queue_event_alert(outbox, config, EventAlert(2, 0.0, 0.9, False), now=101.0)
+    assert sender.wait_time(now=99.0) == pytest.approx(1.0)
+    sender.send_due(100.0)  # times out: the first text is retried after a backoff of about 1 s
+    wait = sender.wait_time(now=100.0)
+    assert 0.7 <= wait <= 1.3  # not 0, though the second text was queued at 101 and is "older" than now
