@@ -21,6 +21,7 @@ SILENT_TEXT = (
     "{site}: the microphone has given only silence (or nothing) since {since}. Check it: the detector cannot hear."
 )
 BACK_TEXT = "{site}: the microphone works again (silent from {since} to {until})."
+DEGRADED_TEXT = "{site}: the detector is degraded ({reason}); it keeps trying, but needs a look."
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,10 @@ class HealthMonitor:
             self.silent_since = None
             return self._send(text)
         return None
+
+    def degraded(self, reason: str) -> str:
+        """A process keeps crashing: the detector may miss shots until somebody looks."""
+        return self._send(DEGRADED_TEXT.format(site=self.config.site.name, reason=reason))
 
     def _local(self, wall: float) -> str:
         return local_time(self.config, wall, "%Y-%m-%d %H:%M %Z")

@@ -218,7 +218,8 @@ class Supervisor:
         recent = [t for t in managed.restarts if now - t <= RESTART_WINDOW]
         if len(recent) > RESTART_BURST and not self.degraded:
             self.degraded = True
-            log.error("%s restarted %d times in %d s: detector DEGRADED", managed.name, len(recent), RESTART_WINDOW)
+            self.health.degraded(f"{managed.name} crashed {len(recent)} times in {RESTART_WINDOW:.0f} s")
+            self.layout.outbox.send(OutboxChanged())
         managed.restart_at = now + managed.backoff
         log.warning("restarting %s in %.0f s", managed.name, managed.backoff)
         managed.backoff = min(managed.backoff * 2, MAX_BACKOFF) if len(recent) > 1 else FIRST_BACKOFF

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import psutil
 import soundfile
 
 from pipeline.layout import AUDIO_SHAPE
@@ -120,6 +121,16 @@ class DetectorRun:
                 return [dict(row) for row in connection.execute(sql)]
             except sqlite3.OperationalError:
                 return []
+
+    def child(self, name: str) -> psutil.Process | None:
+        """The detector's process named `name` (e.g. gs.model.wave), if it runs."""
+        for child in psutil.Process(self.process.pid).children(recursive=True):
+            try:
+                if child.name() == name:
+                    return child
+            except psutil.NoSuchProcess:
+                continue
+        return None
 
     def stats(self) -> dict:
         path = self.data_dir / "stats.json"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 import time
 
-import psutil
 import pytest
 import soundfile
 
@@ -116,28 +115,16 @@ def test_pulseaudio_microphone_at_48k_detects_each_shot_once(tmp_path, pulse):
         assert run.stop() == 0
 
 
-def worker(run: DetectorRun, name: str) -> psutil.Process | None:
-    for child in psutil.Process(run.process.pid).children(recursive=True):
-        try:
-            if child.name() == name:
-                return child
-        except psutil.NoSuchProcess:
-            continue
-    return None
-
-
 def test_a_worker_killed_mid_run_is_restarted_and_the_next_shots_are_detected(tmp_path, pulse):
     run = make_run(tmp_path, "pulse", 48000, pulse.env)
     run.start()
     try:
         play_when_listening(run, pulse, tmp_path)
         run.wait_until(lambda: len(run.events()) >= 1, SHOTS[0][0] + 10, "the first event")
-        victim = worker(run, "gs.model.wave")
+        victim = run.child("gs.model.wave")
         assert victim is not None
         victim.kill()
-        run.wait_until(
-            lambda: (w := worker(run, "gs.model.wave")) is not None and w.pid != victim.pid, 15, "the restart"
-        )
+        run.wait_until(lambda: (w := run.child("gs.model.wave")) is not None and w.pid != victim.pid, 15, "the restart")
         expect_one_event_and_one_text_per_recipient_per_shot(run, SHOTS)
     finally:
         assert run.stop() == 0

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import psutil
 import soundfile
 
-from tests.detector_run import RATE, DetectorRun, stream_with_shots
+from tests.detector_run import RATE, RECIPIENTS, ROOT, DetectorRun, stream_with_shots
 
 DEADLINE = 30.0
 SHM = Path("/dev/shm")
@@ -27,11 +29,11 @@ def detector_processes(pids: set[int]) -> list[psutil.Process]:
     return alive
 
 
-def running_detector(tmp_path) -> tuple[DetectorRun, Path]:
+def running_detector(tmp_path, config_lines: tuple[str, ...] = ()) -> tuple[DetectorRun, Path]:
     """A detector replaying two minutes of background, once its capture is writing."""
     wav = tmp_path / "long.wav"
     soundfile.write(wav, stream_with_shots(120.0, []), RATE, subtype="PCM_16")
-    run = DetectorRun(tmp_path)
+    run = DetectorRun(tmp_path, config_lines=list(config_lines))
     run.start("--source", str(wav))
     ring = run.ring()
     run.wait_for_audio(ring)
@@ -70,3 +72,34 @@ def test_after_the_whole_tree_is_killed_the_next_start_removes_its_stale_shared_
     assert "stale shared-memory segments" in run.output()  # ... and the next start removed it
     for name in stale:
         assert not (SHM / name).exists()
+
+
+def test_a_second_detector_on_the_same_data_folder_is_refused_clearly(tmp_path):
+    run, wav = running_detector(tmp_path)
+    try:
+        second = subprocess.run(
+            [sys.executable, str(ROOT / "cli.py"), "start", "--source", str(wav), "--data-dir", str(run.data_dir)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 2
+        assert "another detector is running on data folder" in second.stderr
+    finally:
+        assert run.stop() == 0
+
+
+def test_a_process_that_keeps_crashing_marks_the_detector_degraded_and_texts(tmp_path):
+    recipients = f"recipients = {RECIPIENTS!r}".replace("'", '"')
+    run, _ = running_detector(tmp_path, ("[alerts]", recipients))
+    try:
+        for _ in range(6):  # RESTART_BURST + 1 crashes within RESTART_WINDOW
+            run.wait_until(lambda: run.child("gs.model.mel_co") is not None, 30, "the worker (back)")
+            run.child("gs.model.mel_co").kill()
+            time.sleep(0.3)
+        run.wait_until(
+            lambda: len([t for t in run.texts() if t["kind"] == "health"]) == len(RECIPIENTS), 60, "the degraded texts"
+        )
+    finally:
+        assert run.stop() == 0
+    assert all("detector is degraded (model.mel_coarse crashed 6 times in 60 s)" in t["text"] for t in run.texts())
