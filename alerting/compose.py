@@ -1,8 +1,9 @@
-"""The words of a text, and the hourly limit that turns a flood of events into summaries.
+"""The words of a text, and the hourly limit that turns a flood of events into a summary.
 
-Per recipient, at most `alerts.max_per_hour` alert texts go out in any rolling hour. Events
-beyond that are held (in the outbox database) and reported in one summary text, at most every
-SUMMARY_INTERVAL seconds: a flood is never silent and never drowns the phone.
+Per recipient, at most `alerts.max_per_hour` alert and summary texts are queued in any rolling
+hour. An event over the limit is never dropped: it is recorded (outbox table `held`), and when the
+limit allows another text, every event waiting for that recipient goes out in ONE summary text.
+Once events wait, later ones wait with them, so texts stay in time order.
 """
 
 from __future__ import annotations
@@ -11,23 +12,29 @@ import datetime
 import zoneinfo
 from dataclasses import dataclass
 
-from alerting.outbox import Outbox
+from alerting.outbox import HeldEvent, Outbox
 from pipeline.config import Config
 
 HOUR = 3600.0
-SUMMARY_INTERVAL = 900.0
-DEGRADED_NOTE = " Detector degraded: not all models voted."
+LIMITED_KINDS = ("alert", "summary")  # test and health texts do not count against the limit
+DEGRADED_NOTE = " Detector degraded: not all models are running."
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S %Z"
+CLOCK_FORMAT = "%H:%M"
+DATE_FORMAT = "%Y-%m-%d"
 
 
 @dataclass(frozen=True)
 class EventAlert:
+    """What the aggregator knows about a new event."""
+
     event_id: int
     started_at: float  # wall time of the event's start
-    confidence: float
-    degraded: bool
+    confidence: float  # 0..1
+    degraded: bool  # the detector runs with models missing
 
 
-def local_time(config: Config, wall_time: float, fmt: str = "%Y-%m-%d %H:%M:%S %Z") -> str:
+def local_time(config: Config, wall_time: float, fmt: str = TIME_FORMAT) -> str:
+    """`wall_time` in the site's time zone, e.g. "2026-11-25 14:03:07 EAT"."""
     zone = zoneinfo.ZoneInfo(config.site.timezone)
     return datetime.datetime.fromtimestamp(wall_time, zone).strftime(fmt)
 
@@ -41,33 +48,50 @@ def alert_text(config: Config, alert: EventAlert) -> str:
     )
 
 
-def summary_text(config: Config, event_times: list[float]) -> str:
-    first, last = local_time(config, event_times[0], "%H:%M"), local_time(config, event_times[-1], "%H:%M %Z")
-    count = len(event_times)
-    noun = "possible gunshot" if count == 1 else "more possible gunshots"
-    return (
-        f"{config.site.name}: {count} {noun} between {first} and {last} (texts limited to "
-        f"{config.alerts.max_per_hour}/hour)."
-    )
+def summary_text(config: Config, events: list[HeldEvent], now: float) -> str:
+    """E.g. "North gate: 7 more possible gunshots between 14:03 and 14:41 EAT (texts limited to 5/hour)."
+
+    Dates are added when the events span midnight or happened before today (local time)."""
+    first, last = events[0].event_time, events[-1].event_time
+    with_date = len({local_time(config, t, DATE_FORMAT) for t in (first, last, now)}) > 1
+    fmt = f"{DATE_FORMAT} {CLOCK_FORMAT}" if with_date else CLOCK_FORMAT
+    start, end = local_time(config, first, fmt), local_time(config, last, f"{fmt} %Z")
+    limit = f"(texts limited to {config.alerts.max_per_hour}/hour)"
+    if len(events) == 1:
+        return f"{config.site.name}: 1 more possible gunshot at {end} {limit}."
+    return f"{config.site.name}: {len(events)} more possible gunshots between {start} and {end} {limit}."
 
 
 def queue_event_alert(outbox: Outbox, config: Config, alert: EventAlert, now: float) -> list[int]:
-    """Queue the alert for every recipient (or hold it for a summary); returns the outbox ids."""
+    """Queue the alert for every recipient (or hold it for a summary); the outbox ids queued.
+
+    Called by the aggregator; one transaction, so the limit holds with the SMS process writing too."""
     text = alert_text(config, alert)
     ids = []
-    for recipient in config.alerts.recipients:
-        if outbox.sent_since(recipient, ("alert",), now - HOUR) < config.alerts.max_per_hour:
-            ids.append(outbox.enqueue(recipient, text, "alert", alert.event_id, now, alert.started_at))
-        else:
-            outbox.hold(recipient, alert.event_id, alert.started_at)
+    with outbox.transaction():
+        for recipient in config.alerts.recipients:
+            if outbox.has_waiting_held(recipient) or not _room(outbox, config, recipient, now):
+                outbox.hold(recipient, alert.event_id, alert.started_at, now)
+            else:
+                ids.append(outbox.enqueue(recipient, text, "alert", alert.event_id, now, alert.started_at))
+        ids += release_summaries(outbox, config, now)
     return ids
 
 
 def release_summaries(outbox: Outbox, config: Config, now: float) -> list[int]:
-    """Summary texts for held events, where the last summary is SUMMARY_INTERVAL old."""
+    """One summary text per recipient with waiting events, where the hourly limit has room.
+
+    The SMS process calls this on every pass, so a summary goes out as soon as the limit allows."""
+    if not outbox.waiting_held():
+        return []  # the usual case: a read, no write transaction
     ids = []
-    for recipient, event_times in outbox.held().items():
-        last = outbox.last_created(recipient, "summary")
-        if last is None or now - last >= SUMMARY_INTERVAL:
-            ids.append(outbox.release_held(recipient, summary_text(config, event_times), now))
+    with outbox.transaction():
+        for recipient, events in outbox.waiting_held().items():
+            if _room(outbox, config, recipient, now):
+                summary = summary_text(config, events, now)
+                ids.append(outbox.release_held(recipient, [e.id for e in events], summary, now))
     return ids
+
+
+def _room(outbox: Outbox, config: Config, recipient: str, now: float) -> bool:
+    return outbox.count_since(recipient, LIMITED_KINDS, now - HOUR) < config.alerts.max_per_hour

@@ -1,157 +1,235 @@
-"""The GSM modem through python-gammu: connect, identify, send a (multi-part) text.
+"""The GSM modem through python-gammu: connect (and unlock the SIM), check the network, send a
+text in as many parts as it needs, identify the modem for `cli.py test-modem`.
 
-Gammu's errors are translated into ModemError with a message a person can act on, and
-classified: `maybe_sent` when the failure came after a part was handed to the modem (the
-text may have gone out: resend it as a repeat).
+Every Gammu failure comes out as a ModemError (alerting/faults.py) saying what is wrong and what
+to do, with `maybe_sent` set when it came after a part was handed to the modem.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import gammu
 
+from alerting.encoding import SMSC_FROM_SIM, encode_parts
+from alerting.faults import (
+    BAD_TEXT,
+    NO_CONFIG,
+    NO_NETWORK,
+    NOT_CONNECTED,
+    PIN_REFUSED,
+    SIM_LOCKED,
+    UNKNOWN_FATE,
+    ModemError,
+    translate,
+)
 from pipeline.config import ModemConfig
 
-GSM7_BASIC = set(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§"
-    "¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-GSM7_EXTENSION = set("^{}\\[~]|€\f")
-SMSC_FROM_SIM = {"Location": 1}
+REGISTERED = frozenset({"HomeNetwork", "RoamingNetwork"})
+PIN_STATUS = "Pin"  # what GetSecurityStatus returns when the SIM wants its PIN
+PIN_CODE_TYPE = "PIN"  # what EnterSecurityCode takes for it
+UNSUPPORTED = (gammu.ERR_NOTSUPPORTED, gammu.ERR_NOTIMPLEMENTED)
+GAMMURC_SECTION = 0  # [gammu], the first section of a Gammu config file
+CONFIG_SLOT = 0  # the state machine's first configuration
 
 log = logging.getLogger(__name__)
 
-_HINTS = {
-    "ERR_DEVICENOTEXIST": "modem device {device} not found: is the modem plugged in? see `ls /dev/serial/by-id/`",
-    "ERR_DEVICENOPERMISSION": "modem device {device} cannot be opened (missing, or no permission): is it plugged "
-    "in, and is this user in the dialout group?",
-    "ERR_DEVICEOPENERROR": "modem device {device} cannot be opened: is it plugged in and free?",
-    "ERR_DEVICEBUSY": "modem device {device} is in use by another program (ModemManager? "
-    "`sudo systemctl disable --now ModemManager`)",
-    "ERR_DEVICELOCKED": "modem device {device} is locked by another program (ModemManager?)",
-    "ERR_TIMEOUT": "the modem did not answer in time",
-    "ERR_NOTCONNECTED": "the modem is not connected",
-    "ERR_NOSIM": "no SIM card in the modem",
-    "ERR_SECURITYERROR": "the SIM refused the PIN: check modem.pin",
-    "ERR_NETWORK_ERROR": "the mobile network refused the text (no signal or no credit?)",
-    "ERR_NOSERVICE": "no mobile network service",
-    "ERR_EMPTYSMSC": "no SMS centre number on the SIM: set modem.smsc",
-    "ERR_UNKNOWNCONNECTIONTYPESTRING": "unknown Gammu connection {connection!r}: use e.g. at, at115200",
-    "ERR_CANTOPENFILE": "cannot open the Gammu config file",
-}
-_UNKNOWN_FATE = {"ERR_TIMEOUT", "ERR_UNKNOWNRESPONSE", "ERR_DEVICEREADERROR", "ERR_NOTCONNECTED"}
 
+class ModemLike(Protocol):
+    """What the sender needs from a modem (the real one below, or a test's fake)."""
 
-class ModemError(RuntimeError):
-    def __init__(self, message: str, code: str = "", maybe_sent: bool = False) -> None:
-        super().__init__(message)
-        self.code = code
-        self.maybe_sent = maybe_sent
+    @property
+    def connected(self) -> bool: ...
 
+    def connect(self) -> None: ...
 
-def is_gsm7(text: str) -> bool:
-    return all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text)
+    def check_network(self) -> None: ...
 
+    def send_text(self, number: str, text: str, on_part: Callable[[], None] | None = None) -> list[int]: ...
 
-def encode_parts(number: str, text: str, smsc: str = "") -> list[dict]:
-    """The text as Gammu message parts (concatenated when long; UCS-2 only when GSM-7 cannot hold it)."""
-    parts = gammu.EncodeSMS(
-        {"Class": -1, "Unicode": not is_gsm7(text), "Entries": [{"ID": "ConcatenatedTextLong", "Buffer": text}]}
-    )
-    for part in parts:
-        part["SMSC"] = {"Number": smsc} if smsc else dict(SMSC_FROM_SIM)
-        part["Number"] = number
-    return parts
+    def identify(self) -> dict[str, str]: ...
+
+    def terminate(self) -> None: ...
 
 
 @dataclass
 class Modem:
-    """One modem connection; `connect()` before use, `terminate()` after."""
+    """One modem connection: `connect()` before use, `terminate()` after (and after any failure).
+
+    `machine_factory` makes the gammu.StateMachine (tests pass one that injects faults)."""
 
     config: ModemConfig
-    _machine: gammu.StateMachine | None = None
+    machine_factory: Callable[[], Any] | None = None
+    _machine: Any = field(default=None, repr=False)
+    _device: str = ""
+    _pin_refused: str = ""  # set once the SIM refused modem.pin: never enter it again (3 tries lock it)
 
     @property
     def device(self) -> str:
-        return self.config.gammurc or self.config.device
-
-    def connect(self) -> None:
-        machine = gammu.StateMachine()
-        try:
-            if self.config.gammurc:
-                if not Path(self.config.gammurc).is_file():
-                    raise ModemError(f"Gammu config file {self.config.gammurc} does not exist")
-                machine.ReadConfig(Section=0, Configuration=0, Filename=self.config.gammurc)
-            else:
-                machine.SetConfig(
-                    0,
-                    {"Device": self.config.device, "Connection": self.config.connection, "Model": self.config.model},
-                )
-            machine.Init()
-            self._machine = machine
-            self._unlock_sim()
-        except gammu.GSMError as exc:
-            self._machine = None
-            raise self._translate(exc, "connect") from None
-
-    def _unlock_sim(self) -> None:
-        status = self._machine.GetSecurityStatus()
-        if status is None:
-            return
-        if status != "PIN" or not self.config.pin:
-            raise ModemError(f"the SIM asks for its {status}: set modem.pin (or unlock the SIM once by hand)")
-        self._machine.EnterSecurityCode("PIN", self.config.pin)
+        return self._device or self.config.device
 
     @property
     def connected(self) -> bool:
         return self._machine is not None
 
-    def send_text(self, number: str, text: str) -> list[int]:
-        """Send every part; the references the modem gave. ModemError.maybe_sent after a submitted part."""
-        parts = encode_parts(number, text, self.config.smsc)
-        references = []
-        for part in parts:
+    def connect(self) -> None:
+        """Initialise the modem and unlock the SIM; ModemError says what is wrong."""
+        if self._machine is not None:
+            return
+        machine = (self.machine_factory or gammu.StateMachine)()
+        try:
+            self._configure(machine)
+            machine.Init()
+        except gammu.GSMError as exc:
+            raise translate(exc, "modem start", self.device, self.config.connection) from None
+        self._machine = machine
+        try:
+            self._unlock_sim()
+        except BaseException:
+            self.terminate()
+            raise
+
+    def check_network(self) -> None:
+        """Raise a (retryable) ModemError unless the modem is registered on a network."""
+        machine = self._require()
+        try:
+            info = machine.GetNetworkInfo()
+        except UNSUPPORTED:
+            return  # cannot tell: let the send try
+        except gammu.GSMError as exc:
+            raise translate(exc, "network check", self.device) from None
+        state = info.get("State", "unknown")
+        if state not in REGISTERED:
+            raise ModemError(
+                f"no mobile network (the modem reports {state}, signal {self._signal()}): check the antenna, "
+                "the SIM's plan and credit; texts wait until the network is back",
+                NO_NETWORK,
+            )
+
+    def send_text(self, number: str, text: str, on_part: Callable[[], None] | None = None) -> list[int]:
+        """Send every part of `text` to `number`; the modem's message references, one per part.
+
+        `on_part` is called after each accepted part (the sender beats its heartbeat there)."""
+        machine = self._require()
+        try:
+            parts = encode_parts(number, text, self.config.smsc)
+        except ValueError as exc:  # a bad number (or text) in the outbox: no modem can send it
+            raise ModemError(f"cannot send to {number}: {exc}", BAD_TEXT, retryable=False, modem_down=False) from None
+        references: list[int] = []
+        for index, part in enumerate(parts, 1):
             try:
-                references.append(self._machine.SendSMS(part))
+                references.append(int(machine.SendSMS(part)))
             except gammu.GSMError as exc:
-                error = self._translate(exc, "send")
-                error.maybe_sent = bool(references) or error.code in _UNKNOWN_FATE
+                error = translate(exc, f"sending part {index} of {len(parts)}", self.device)
+                error.maybe_sent = bool(references) or error.code in UNKNOWN_FATE
                 raise error from None
+            if on_part is not None:
+                on_part()
         return references
 
-    def identify(self) -> dict[str, object]:
-        m = self._machine
-        firmware = m.GetFirmware()
-        network = m.GetNetworkInfo()
-        signal = m.GetSignalQuality()
+    def identify(self) -> dict[str, str]:
+        """Manufacturer, model, firmware, IMEI, SIM, network, signal, SMS centre and clock."""
+        machine = self._require()
+        network = self._optional(machine.GetNetworkInfo)
+        if isinstance(network, dict):
+            network = " ".join(str(network.get(key, "")) for key in ("State", "NetworkName", "NetworkCode"))
+        model = self._optional(machine.GetModel)
+        if isinstance(model, tuple):
+            model = " ".join(part for part in model if part and part != "unknown")
+        firmware = self._optional(machine.GetFirmware)
+        smsc = self.config.smsc or self._optional(lambda: machine.GetSMSC(**SMSC_FROM_SIM).get("Number"))
         return {
-            "manufacturer": m.GetManufacturer(),
-            "model": " ".join(part for part in m.GetModel() if part and part != "unknown"),
-            "firmware": firmware[0],
-            "imei": m.GetIMEI(),
-            "sim": m.GetSecurityStatus() or "ready",
-            "network": f"{network.get('State')} {network.get('NetworkName', '')}".strip(),
-            "signal": f"{signal.get('SignalPercent')}%",
+            "manufacturer": str(self._optional(machine.GetManufacturer)),
+            "model": str(model),
+            "firmware": str(firmware[0] if isinstance(firmware, tuple) else firmware),
+            "imei": str(self._optional(machine.GetIMEI)),
+            "sim": _sim_state(self._optional(machine.GetSecurityStatus)),
+            "network": " ".join(str(network).split()),
+            "signal": self._signal(),
+            "sms centre": str(smsc) + ("" if self.config.smsc else " (from the SIM)"),
+            "modem clock": str(self._optional(machine.GetDateTime)),
         }
 
-    def network_time(self) -> object:
-        """The modem's clock (set by the network on most modems)."""
-        return self._machine.GetDateTime()
-
     def terminate(self) -> None:
-        if self._machine is not None:
+        """Close the connection (safe to call at any time)."""
+        machine, self._machine = self._machine, None
+        if machine is not None:
             try:
-                self._machine.Terminate()
+                machine.Terminate()
             except gammu.GSMError as exc:
                 log.debug("modem terminate failed: %s", exc)
-            self._machine = None
 
-    def _translate(self, exc: gammu.GSMError, during: str) -> ModemError:
-        code = type(exc).__name__
-        detail = exc.args[0].get("Text", "") if exc.args and isinstance(exc.args[0], dict) else str(exc)
-        hint = _HINTS.get(code, "modem error")
-        message = hint.format(device=self.device, connection=self.config.connection)
-        return ModemError(f"{message} ({code} during {during}: {detail})", code=code)
+    # --- helpers -------------------------------------------------------------------------------
+    def _configure(self, machine: Any) -> None:
+        if self.config.gammurc:
+            if not Path(self.config.gammurc).is_file():
+                raise ModemError(
+                    f"Gammu config file {self.config.gammurc} does not exist (modem.gammurc)",
+                    NO_CONFIG,
+                    retryable=False,
+                )
+            machine.ReadConfig(Section=GAMMURC_SECTION, Configuration=CONFIG_SLOT, Filename=self.config.gammurc)
+        else:
+            settings = {"Device": self.config.device, "Connection": self.config.connection}
+            machine.SetConfig(CONFIG_SLOT, {**settings, "Model": self.config.model})
+        self._device = str(machine.GetConfig(CONFIG_SLOT).get("Device") or "")
+
+    def _unlock_sim(self) -> None:
+        status = self._security_status()
+        if status is None:
+            return
+        if status != PIN_STATUS:
+            raise ModemError(f"the SIM asks for its {status}: unlock it in a phone first", SIM_LOCKED, retryable=False)
+        if not self.config.pin:
+            raise ModemError("the SIM asks for a PIN: set modem.pin in the config", SIM_LOCKED, retryable=False)
+        if self._pin_refused:
+            raise ModemError(self._pin_refused, PIN_REFUSED, retryable=False)
+        try:
+            self._machine.EnterSecurityCode(Type=PIN_CODE_TYPE, Code=self.config.pin)
+        except gammu.GSMError as exc:
+            # Any failure counts as a refusal: retrying a wrong PIN would lock the SIM.
+            self._pin_refused = (
+                f"the SIM did not take modem.pin ({type(exc).__name__}); not trying it again, as 3 wrong "
+                "PINs lock the SIM: check modem.pin and restart the detector"
+            )
+            raise ModemError(self._pin_refused, PIN_REFUSED, retryable=False) from None
+        log.info("SIM unlocked with modem.pin")
+        if (status := self._security_status()) is not None:
+            raise ModemError(f"the SIM still asks for its {status} after the PIN was entered", SIM_LOCKED)
+
+    def _security_status(self) -> str | None:
+        try:
+            return self._machine.GetSecurityStatus()
+        except UNSUPPORTED:
+            return None
+        except gammu.GSMError as exc:
+            raise translate(exc, "SIM check", self.device) from None
+
+    def _signal(self) -> str:
+        signal = self._optional(self._require().GetSignalQuality)
+        return f"{signal.get('SignalPercent')}%" if isinstance(signal, dict) else str(signal)
+
+    def _require(self) -> Any:
+        if self._machine is None:
+            raise ModemError("the modem is not connected", NOT_CONNECTED)
+        return self._machine
+
+    @staticmethod
+    def _optional(getter: Callable[[], Any]) -> Any:
+        """A value for the identity report; what the modem cannot tell is shown, not raised."""
+        try:
+            return getter()
+        except gammu.GSMError as exc:
+            return f"n/a ({type(exc).__name__})"
+
+
+def _sim_state(status: object) -> str:
+    if status is None:
+        return "ready"
+    if isinstance(status, str) and status.startswith("n/a"):
+        return status
+    return f"asks for its {status}"

@@ -1,46 +1,68 @@
-"""The persistent outbox (SQLite): every text is written here before any send attempt and stays
-until the modem accepted every part of it (at-least-once delivery).
+"""The persistent outbox (SQLite, `<data_dir>/outbox.sqlite`): every text is committed here before
+any send attempt and stays until the modem accepted every part of it (at-least-once delivery).
 
-A row is 'pending' until the SMS process takes it ('sending') and the modem accepts it ('sent').
-A row found 'sending' after a restart, or whose send timed out after submission, may or may not
-have gone out: it is sent again, marked as a repeat. Rows to one recipient go out in id order.
+A row is 'pending' until the SMS process takes it ('sending', committed before the modem is asked)
+and the modem accepts it ('sent'). A row found 'sending' after a crash, or whose send failed in a
+way that may have reached the network, is sent again marked as a repeat. Rows to one recipient go
+out in id order. Events over the hourly limit wait in `held` until a summary text reports them.
+Unsent texts are never pruned.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from alerting.phone import validate_e164
+
 OUTBOX_DB = "outbox.sqlite"
 REPEAT_PREFIX = "[repeat] "
+KINDS = ("alert", "summary", "test", "health")
+LOCK_WAIT = 30.0  # s: longest wait for another process's write transaction (they last milliseconds)
+ROWS_LIMIT = 1000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS texts (
     id INTEGER PRIMARY KEY,
-    created REAL NOT NULL,            -- wall time queued
-    event_id INTEGER,                 -- the event it reports, if any
-    event_time REAL,                  -- wall time of that event's start in the audio
-    recipient TEXT NOT NULL,
+    created REAL NOT NULL,              -- wall time queued
+    event_id INTEGER,                   -- the event it reports, if any
+    event_time REAL,                    -- wall time of that event's start in the audio
+    recipient TEXT NOT NULL,            -- E.164
     text TEXT NOT NULL,
-    kind TEXT NOT NULL,               -- alert | summary | test | health
+    kind TEXT NOT NULL,                 -- alert | summary | test | health
     state TEXT NOT NULL DEFAULT 'pending',  -- pending | sending | sent
     attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt REAL NOT NULL,
+    next_attempt REAL NOT NULL,         -- wall time it may be tried (again)
     last_error TEXT,
-    repeat INTEGER NOT NULL DEFAULT 0,  -- a resend after an unknown fate
+    repeat INTEGER NOT NULL DEFAULT 0,  -- 1: a resend after an unknown fate, sent with REPEAT_PREFIX
     sent_at REAL,
-    reference TEXT                     -- the modem's message references
+    reference TEXT                      -- the modem's message references, one per part
 );
-CREATE INDEX IF NOT EXISTS texts_state ON texts (state, recipient, id);
-CREATE TABLE IF NOT EXISTS held (      -- events over the hourly limit, waiting for a summary text
+CREATE TABLE IF NOT EXISTS held (       -- events over the hourly limit, reported by a summary text
     id INTEGER PRIMARY KEY,
     recipient TEXT NOT NULL,
     event_id INTEGER,
-    event_time REAL NOT NULL
+    event_time REAL NOT NULL,
+    created REAL,
+    summary_id INTEGER                  -- the summary text that reported it; NULL: still waiting
 );
 """
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS texts_state ON texts (state, recipient, id);
+CREATE INDEX IF NOT EXISTS held_waiting ON held (recipient, summary_id);
+"""
+_ADDED_COLUMNS = {"held": {"created": "REAL", "summary_id": "INTEGER"}}  # files from before these columns
+_COLUMNS = (
+    "id, created, event_id, recipient, text, kind, state, attempts, next_attempt, last_error, repeat, "
+    "sent_at, reference, event_time"
+)
+# Each recipient's oldest unsent text.
+_HEADS = "SELECT MIN(id) FROM texts WHERE state != 'sent' GROUP BY recipient"
+_HELD_COLUMNS = "id, recipient, event_id, event_time, summary_id"
 
 
 @dataclass(frozen=True)
@@ -57,31 +79,56 @@ class OutboxRow:
     last_error: str | None
     repeat: bool
     sent_at: float | None
+    reference: str | None = None
     event_time: float | None = None
 
     @property
     def text_to_send(self) -> str:
+        """The text as it goes out: a resend after an unknown fate says it may be a repeat."""
         return REPEAT_PREFIX + self.text if self.repeat else self.text
 
 
-_COLUMNS = (
-    "id, created, event_id, recipient, text, kind, state, attempts, next_attempt, last_error, repeat, sent_at, "
-    "event_time"
-)
+@dataclass(frozen=True)
+class HeldEvent:
+    id: int
+    recipient: str
+    event_id: int | None
+    event_time: float
+    summary_id: int | None
 
 
-def outbox_path(data_dir: Path) -> Path:
+def outbox_path(data_dir: Path | str) -> Path:
     return Path(data_dir) / OUTBOX_DB
 
 
 class Outbox:
-    def __init__(self, path: Path) -> None:
+    """One connection to the outbox file; every write is committed (and synced) before it returns."""
+
+    def __init__(self, path: Path | str) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+        self._db = sqlite3.connect(path, timeout=LOCK_WAIT, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a committed text survives a power cut
-        self._db.executescript(_SCHEMA)
+        self._db.executescript(_SCHEMA)  # each statement is idempotent: no transaction needed
+        self._migrate()
+        self._db.executescript(_INDEXES)
 
+    # --- transactions ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All writes inside commit together (or not at all); nests (inner ones join the outer)."""
+        if self._db.in_transaction:
+            yield
+            return
+        self._db.execute("BEGIN IMMEDIATE")  # take the write lock now: check-then-insert is atomic
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # --- texts ------------------------------------------------------------------------------------
     def enqueue(
         self,
         recipient: str,
@@ -91,8 +138,12 @@ class Outbox:
         now: float | None = None,
         event_time: float | None = None,
     ) -> int:
+        """Queue one text to one recipient, due at once; its id."""
+        validate_e164(recipient)
+        if kind not in KINDS:
+            raise ValueError(f"unknown text kind {kind!r} (one of {', '.join(KINDS)})")
         now = time.time() if now is None else now
-        with self._db:
+        with self.transaction():
             cursor = self._db.execute(
                 "INSERT INTO texts (created, event_id, event_time, recipient, text, kind, next_attempt) "
                 "VALUES (?,?,?,?,?,?,?)",
@@ -100,98 +151,153 @@ class Outbox:
             )
         return int(cursor.lastrowid)
 
-    def due(self, now: float) -> list[OutboxRow]:
-        """For each recipient, its oldest unsent text if its retry time has come (order is kept)."""
-        rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM texts WHERE id IN "
-            "(SELECT MIN(id) FROM texts WHERE state != 'sent' GROUP BY recipient) AND next_attempt <= ? ORDER BY id",
-            (now,),
-        ).fetchall()
-        return [_row(r) for r in rows]
+    def due(self, now: float, recipients: Iterable[str] | None = None) -> list[OutboxRow]:
+        """Each recipient's oldest unsent text, if its time has come (a later text never overtakes it)."""
+        query = f"SELECT {_COLUMNS} FROM texts WHERE id IN ({_HEADS}) AND next_attempt <= ? ORDER BY id"
+        rows = [_row(r) for r in self._db.execute(query, (now,))]
+        if recipients is not None:
+            wanted = set(recipients)
+            rows = [r for r in rows if r.recipient in wanted]
+        return rows
+
+    def next_attempt(self) -> float | None:
+        """When the next text becomes due (see `due`); None when all are sent."""
+        return self._db.execute(f"SELECT MIN(next_attempt) FROM texts WHERE id IN ({_HEADS})").fetchone()[0]
 
     def mark_sending(self, row_id: int) -> None:
-        with self._db:
+        """Committed before the modem is asked: a crash from here on means "maybe sent"."""
+        with self.transaction():
             self._db.execute("UPDATE texts SET state='sending', attempts=attempts+1 WHERE id=?", (row_id,))
 
-    def mark_sent(self, row_id: int, references: list, now: float) -> None:
-        with self._db:
+    def mark_sent(self, row_id: int, references: Iterable[int], now: float) -> None:
+        with self.transaction():
             self._db.execute(
                 "UPDATE texts SET state='sent', sent_at=?, reference=?, last_error=NULL WHERE id=?",
                 (now, ",".join(map(str, references)), row_id),
             )
 
     def mark_retry(self, row_id: int, error: str, retry_at: float, maybe_sent: bool) -> None:
-        """Back to pending; `maybe_sent` (a timeout after submission) makes the resend a repeat."""
-        with self._db:
+        """Back to pending until `retry_at`; `maybe_sent` makes the resend a repeat (for good)."""
+        with self.transaction():
             self._db.execute(
                 "UPDATE texts SET state='pending', next_attempt=?, last_error=?, repeat=MAX(repeat, ?) WHERE id=?",
                 (retry_at, error, int(maybe_sent), row_id),
             )
 
     def recover(self) -> int:
-        """After a crash: texts caught mid-send may have gone out; send them again as repeats."""
-        with self._db:
+        """At start: texts caught mid-send by a crash may have gone out; send them again as repeats."""
+        with self.transaction():
             return self._db.execute(
                 "UPDATE texts SET state='pending', repeat=1, next_attempt=0 WHERE state='sending'"
             ).rowcount
 
-    def next_attempt(self) -> float | None:
-        """When the next text becomes due (see `due`); None when all are sent."""
+    def make_due(self, recipient: str, now: float) -> int:
+        """Retry `recipient`'s waiting texts now, whatever their backoff (a person is testing)."""
+        with self.transaction():
+            return self._db.execute(
+                "UPDATE texts SET next_attempt=? WHERE recipient=? AND state='pending' AND next_attempt > ?",
+                (now, recipient, now),
+            ).rowcount
+
+    def clamp_next_attempt(self, latest: float) -> int:
+        """No text waits past `latest` (after the wall clock was set back, backoffs look too long)."""
+        late = "FROM texts WHERE state != 'sent' AND next_attempt > ?"
+        if self._db.execute(f"SELECT 1 {late} LIMIT 1", (latest,)).fetchone() is None:
+            return 0  # the usual case: a read, no write (called every second)
+        with self.transaction():
+            update = f"UPDATE texts SET next_attempt=? WHERE id IN (SELECT id {late})"
+            return self._db.execute(update, (latest, latest)).rowcount
+
+    def pending_count(self, recipient: str | None = None) -> int:
+        """Texts not yet accepted by the modem (to `recipient`, or to anyone)."""
+        if recipient is None:
+            return self._db.execute("SELECT COUNT(*) FROM texts WHERE state != 'sent'").fetchone()[0]
         return self._db.execute(
-            "SELECT MIN(next_attempt) FROM texts WHERE id IN "
-            "(SELECT MIN(id) FROM texts WHERE state != 'sent' GROUP BY recipient)"
+            "SELECT COUNT(*) FROM texts WHERE state != 'sent' AND recipient=?", (recipient,)
         ).fetchone()[0]
 
-    def pending_count(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM texts WHERE state != 'sent'").fetchone()[0]
+    def rows(self, limit: int = ROWS_LIMIT) -> list[OutboxRow]:
+        """The first `limit` texts, in id order."""
+        query = f"SELECT {_COLUMNS} FROM texts ORDER BY id LIMIT ?"
+        return [_row(r) for r in self._db.execute(query, (limit,))]
 
-    def rows(self, limit: int = 1000) -> list[OutboxRow]:
-        return [_row(r) for r in self._db.execute(f"SELECT {_COLUMNS} FROM texts ORDER BY id LIMIT ?", (limit,))]
+    def row(self, row_id: int) -> OutboxRow | None:
+        found = self._db.execute(f"SELECT {_COLUMNS} FROM texts WHERE id=?", (row_id,)).fetchone()
+        return None if found is None else _row(found)
 
-    def sent_since(self, recipient: str, kinds: tuple[str, ...], since: float) -> int:
-        """Texts of these kinds queued for `recipient` since `since` (sent or not)."""
+    def count_since(self, recipient: str, kinds: Iterable[str], since: float) -> int:
+        """Texts of these kinds queued for `recipient` after `since` (sent or not)."""
+        kinds = tuple(kinds)
         marks = ",".join("?" * len(kinds))
         return self._db.execute(
-            f"SELECT COUNT(*) FROM texts WHERE recipient=? AND kind IN ({marks}) AND created >= ?",
+            f"SELECT COUNT(*) FROM texts WHERE recipient=? AND kind IN ({marks}) AND created > ?",
             (recipient, *kinds, since),
         ).fetchone()[0]
 
-    def last_created(self, recipient: str, kind: str) -> float | None:
-        return self._db.execute(
-            "SELECT MAX(created) FROM texts WHERE recipient=? AND kind=?", (recipient, kind)
-        ).fetchone()[0]
-
-    def hold(self, recipient: str, event_id: int | None, event_time: float) -> None:
-        with self._db:
-            self._db.execute(
-                "INSERT INTO held (recipient, event_id, event_time) VALUES (?,?,?)", (recipient, event_id, event_time)
-            )
-
-    def held(self) -> dict[str, list[float]]:
-        """Event times held back per recipient, oldest first."""
-        held: dict[str, list[float]] = {}
-        for recipient, event_time in self._db.execute("SELECT recipient, event_time FROM held ORDER BY id"):
-            held.setdefault(recipient, []).append(event_time)
-        return held
-
-    def release_held(self, recipient: str, summary: str, now: float) -> int:
-        """Replace a recipient's held events by one summary text, atomically."""
-        with self._db:
-            self._db.execute("DELETE FROM held WHERE recipient=?", (recipient,))
+    # --- events held for a summary ------------------------------------------------------------------
+    def hold(self, recipient: str, event_id: int | None, event_time: float, now: float) -> int:
+        """Record an event that the hourly limit keeps from its own text."""
+        with self.transaction():
             cursor = self._db.execute(
-                "INSERT INTO texts (created, recipient, text, kind, next_attempt) VALUES (?,?,?,?,?)",
-                (now, recipient, summary, "summary", now),
+                "INSERT INTO held (recipient, event_id, event_time, created) VALUES (?,?,?,?)",
+                (recipient, event_id, event_time, now),
             )
         return int(cursor.lastrowid)
 
-    def prune_sent(self, before: float) -> int:
-        """Retention: delete texts sent before `before`; unsent ones are never pruned."""
-        with self._db:
-            return self._db.execute("DELETE FROM texts WHERE state='sent' AND sent_at < ?", (before,)).rowcount
+    def waiting_held(self) -> dict[str, list[HeldEvent]]:
+        """Events not yet reported, per recipient, oldest first."""
+        held: dict[str, list[HeldEvent]] = {}
+        query = f"SELECT {_HELD_COLUMNS} FROM held WHERE summary_id IS NULL ORDER BY id"
+        for r in self._db.execute(query):
+            held.setdefault(r[1], []).append(HeldEvent(*r))
+        return held
+
+    def has_waiting_held(self, recipient: str) -> bool:
+        return (
+            self._db.execute(
+                "SELECT 1 FROM held WHERE recipient=? AND summary_id IS NULL LIMIT 1", (recipient,)
+            ).fetchone()
+            is not None
+        )
+
+    def reported_by(self, summary_id: int) -> list[HeldEvent]:
+        """The events a summary text reports."""
+        query = f"SELECT {_HELD_COLUMNS} FROM held WHERE summary_id=? ORDER BY id"
+        return [HeldEvent(*r) for r in self._db.execute(query, (summary_id,))]
+
+    def release_held(self, recipient: str, held_ids: Iterable[int], summary: str, now: float) -> int:
+        """Queue the summary text and link the events it reports to it, in one commit; its id."""
+        with self.transaction():
+            summary_id = self.enqueue(recipient, summary, "summary", now=now)
+            self._db.executemany(
+                "UPDATE held SET summary_id=? WHERE id=?", [(summary_id, held_id) for held_id in held_ids]
+            )
+        return summary_id
+
+    # --- retention ----------------------------------------------------------------------------------
+    def prune_sent(self, older_than: float) -> int:
+        """Retention: delete texts sent before wall time `older_than` (and the events they reported).
+        Unsent texts are never pruned."""
+        with self.transaction():
+            removed = self._db.execute("DELETE FROM texts WHERE state='sent' AND sent_at < ?", (older_than,)).rowcount
+            self._db.execute(
+                "DELETE FROM held WHERE summary_id IS NOT NULL AND summary_id NOT IN (SELECT id FROM texts)"
+            )
+        return removed
 
     def close(self) -> None:
         self._db.close()
 
+    def _migrate(self) -> None:
+        for table, columns in _ADDED_COLUMNS.items():
+            present = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            with self.transaction():
+                for name, kind in columns.items():
+                    if name not in present:
+                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+
 
 def _row(r: tuple) -> OutboxRow:
-    return OutboxRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], bool(r[10]), r[11], r[12])
+    values = list(r)
+    values[10] = bool(values[10])  # repeat
+    return OutboxRow(*values)

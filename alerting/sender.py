@@ -1,168 +1,265 @@
-"""The SMS process: sends what the outbox holds, in order, until the modem accepted it.
+"""The SMS process: sends what the outbox holds, oldest first per recipient, until the modem
+accepted it.
 
-Failed sends back off exponentially (with +-25 % jitter) from modem.retry_initial to
-modem.retry_max; after a failure the modem is re-initialised before the next attempt. The
-process sleeps until a wake-up, the next retry, or IDLE_POLL seconds, so a lost wake-up (the
-channel full) delays nothing by more than that.
+A failed text waits an exponential backoff (+-25 % jitter) from modem.retry_initial to
+modem.retry_max; so does the modem after it failed as a whole (it is re-initialised before the
+next attempt). A text the modem refused does not hold up texts to other numbers. The process
+reads the outbox on every wake-up from the aggregator and at least every POLL_INTERVAL seconds
+(a wake-up can be lost), and logs one line when a failure starts or changes and one when it
+clears, never one per retry.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from multiprocessing.synchronize import Event as StopEvent
 from pathlib import Path
+from typing import Any
 
 from alerting.compose import release_summaries
-from alerting.modem import Modem, ModemError
+from alerting.faults import ModemError
+from alerting.modem import Modem, ModemLike
 from alerting.outbox import Outbox, OutboxRow, outbox_path
 from pipeline.config import Config
 from pipeline.layout import Layout
 from pipeline.metrics import LatencyTracker, StatsSlot, StatsTable
 from pipeline.process import process_setup
 
-IDLE_POLL = 5.0
+POLL_INTERVAL = 1.0  # s: longest wait between two reads of the outbox
 MIN_WAIT = 0.05  # s: never a busy loop, whatever the clock says
-JITTER = 0.25
-TEST_TEXT = "{site}: test text from the gunshot detector."
+JITTER = 0.25  # backoffs vary by +-25 % so retries do not fall into step
+MAX_TEXTS_PER_PASS = 100  # then the loop turns (heartbeat, stop check) before going on
+MODEM_SCOPE = "modem"
 
 log = logging.getLogger(__name__)
 
 
 def retry_delay(config: Config, attempts: int, rng: random.Random) -> float:
+    """Backoff after the `attempts`-th failure in a row: retry_initial, doubling to retry_max, +-JITTER."""
     base = min(config.modem.retry_max, config.modem.retry_initial * 2 ** max(0, attempts - 1))
     return base * rng.uniform(1 - JITTER, 1 + JITTER)
+
+
+class FailureLog:
+    """One log line when a failure starts or changes, one when it clears (per scope: the modem, or
+    one recipient whose texts the network refuses)."""
+
+    def __init__(self) -> None:
+        self.active: dict[str, tuple[str, float, int]] = {}  # scope -> (code, since, failures)
+
+    def failed(self, scope: str, error: ModemError, now: float, waiting: int, retry_in: float) -> None:
+        code = error.code or str(error)
+        previous = self.active.get(scope)
+        since, count = (now, 1) if previous is None else (previous[1], previous[2] + 1)
+        self.active[scope] = (code, since, count)
+        if previous is not None and previous[0] == code:
+            log.debug("still failing (%s, %d times): %s", scope, count, error)
+            return
+        what = "" if scope == MODEM_SCOPE else f"texts to {scope}: "
+        action = "retrying with backoff" if error.retryable else "needs a person; retrying slowly meanwhile"
+        log.error("%s%s; %d texts waiting, %s (next try in %.0f s)", what, error, waiting, action, retry_in)
+
+    def cleared(self, scope: str, now: float) -> None:
+        if (previous := self.active.pop(scope, None)) is not None:
+            what = "the modem works" if scope == MODEM_SCOPE else f"texts to {scope} go through"
+            log.info("%s again, after %d failed attempts over %.0f s", what, previous[2], now - previous[1])
+
+    @property
+    def failing(self) -> bool:
+        return bool(self.active)
 
 
 class Sender:
     """Outbox -> modem, one pass at a time; keeps the modem connected between passes."""
 
-    def __init__(self, config: Config, outbox: Outbox, modem: Modem, slot: StatsSlot | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        outbox: Outbox,
+        modem: ModemLike,
+        slot: StatsSlot | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
         self.config, self.outbox, self.modem, self.slot = config, outbox, modem, slot
         self.latency = LatencyTracker(slot) if slot is not None else None
-        self.rng = random.Random()
-        self.failing: str | None = None
-        self.retry_connect_at = 0.0
-        self.connect_attempts = 0
+        self.rng = rng or random.Random()
+        self.failures = FailureLog()
+        self.retry_connect_at = 0.0  # wall time the modem may be tried again
+        self.modem_failures = 0  # modem-level failures in a row (connect, or a send that lost it)
+        self.last_error: ModemError | None = None
 
-    def send_due(self, now: float) -> int:
-        """Send every due text; stops at the first failure (the modem is then re-initialised)."""
+    def send_due(
+        self,
+        now: float,
+        recipients: Iterable[str] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> int:
+        """Send the texts due at `now` (to `recipients`, default all); the number sent."""
         release_summaries(self.outbox, self.config, now)
-        due = self.outbox.due(now)
-        if not due or not self._ensure_connected(now):
+        self.outbox.clamp_next_attempt(now + self.config.modem.retry_max)
+        wanted = None if recipients is None else set(recipients)
+        due = self.outbox.due(now, wanted)
+        if not due or not self._ready(now):
             return 0
-        sent = 0
-        for row in due:
-            if not self._send(row, now):
-                break
-            sent += 1
+        sent, refused = 0, set()
+        while due and sent < MAX_TEXTS_PER_PASS and not (should_stop is not None and should_stop()):
+            error = self._send(due[0], now)
+            if error is None:
+                sent += 1
+            else:
+                refused.add(due[0].recipient)
+                if error.modem_down:
+                    break
+            due = [r for r in self.outbox.due(now, wanted) if r.recipient not in refused]
+        if refused:
+            self.modem.terminate()  # re-initialise before the next attempt
         return sent
 
     def wait_time(self, now: float) -> float:
-        """Until the next text is due (and the modem may be retried), at most IDLE_POLL seconds."""
+        """Until the next text is due (and the modem may be tried), at most POLL_INTERVAL."""
         due = self.outbox.next_attempt()
         if due is None:
-            return IDLE_POLL
+            return POLL_INTERVAL
         if not self.modem.connected:
             due = max(due, self.retry_connect_at)
-        return min(IDLE_POLL, max(MIN_WAIT, due - now))
+        return min(POLL_INTERVAL, max(MIN_WAIT, due - now))
 
-    def _ensure_connected(self, now: float) -> bool:
+    def _ready(self, now: float) -> bool:
+        """Connect (and check the network) unless the modem is backing off."""
         if self.modem.connected:
             return True
         if now < self.retry_connect_at:
             return False
         try:
             self.modem.connect()
+            self.modem.check_network()
         except ModemError as exc:
-            self.connect_attempts += 1
-            self.retry_connect_at = now + retry_delay(self.config, self.connect_attempts, self.rng)
-            self._report_failure(str(exc))
+            self.modem.terminate()
+            self._modem_failed(exc, now)
             return False
-        self.connect_attempts = 0
         return True
 
-    def _send(self, row: OutboxRow, now: float) -> bool:
-        self.outbox.mark_sending(row.id)
+    def _send(self, row: OutboxRow, now: float) -> ModemError | None:
+        self.outbox.mark_sending(row.id)  # committed: from here a crash means "maybe sent"
         started = time.monotonic()
         try:
-            references = self.modem.send_text(row.recipient, row.text_to_send)
+            references = self.modem.send_text(row.recipient, row.text_to_send, on_part=self._beat)
         except ModemError as exc:
-            delay = retry_delay(self.config, row.attempts + 1, self.rng)
+            delay = self._delay(exc, row.attempts + 1)
             self.outbox.mark_retry(row.id, str(exc), now + delay, exc.maybe_sent)
-            self.modem.terminate()  # re-initialise before the next attempt
-            self.retry_connect_at = now + delay
-            self._report_failure(str(exc))
-            return False
+            if exc.modem_down:
+                self._modem_failed(exc, now)
+            else:
+                self._count_error(exc)
+                self.failures.failed(row.recipient, exc, now, self.outbox.pending_count(), delay)
+            return exc
         sent_at = time.time()
         self.outbox.mark_sent(row.id, references, sent_at)
+        self.modem_failures = 0
+        self.failures.cleared(MODEM_SCOPE, now)
+        self.failures.cleared(row.recipient, now)
         if self.slot is not None:
             self.slot.done(started)
-            if row.event_time is not None and row.attempts == 0:
-                self.latency.add((sent_at - row.event_time) * 1000.0)
-        if self.failing is not None:
-            log.info("modem works again: texts are going out")
-            self.failing = None
-        log.info("text %d sent to %s (%s%s)", row.id, row.recipient, row.kind, ", repeat" if row.repeat else "")
-        return True
+        if self.latency is not None and row.event_time is not None and row.attempts == 0:
+            self.latency.add((sent_at - row.event_time) * 1000.0)
+        log.info(
+            "text %d (%s%s, %d part%s) sent to %s",
+            row.id,
+            row.kind,
+            ", repeat" if row.repeat else "",
+            len(references),
+            "" if len(references) == 1 else "s",
+            row.recipient,
+        )
+        return None
 
-    def _report_failure(self, message: str) -> None:
+    def _modem_failed(self, error: ModemError, now: float) -> None:
+        self.modem_failures += 1
+        delay = self._delay(error, self.modem_failures)
+        self.retry_connect_at = now + delay
+        self._count_error(error)
+        self.failures.failed(MODEM_SCOPE, error, now, self.outbox.pending_count(), delay)
+
+    def _delay(self, error: ModemError, failures: int) -> float:
+        """Backoff; the longest at once when waiting cannot help (a person must act)."""
+        if not error.retryable:
+            return self.config.modem.retry_max
+        return retry_delay(self.config, failures, self.rng)
+
+    def _count_error(self, error: ModemError) -> None:
+        self.last_error = error
         if self.slot is not None:
             self.slot.add("errors")
-        if message != self.failing:
-            log.error("%s; %d texts waiting in the outbox, retrying with backoff", message, self.outbox.pending_count())
-            self.failing = message
+
+    def _beat(self) -> None:
+        if self.slot is not None:
+            self.slot.beat()
+
+
+def send_pending_once(outbox: Outbox, modem: ModemLike, config: Config, now: float) -> int:
+    """One pass without a process: send what is due at `now`; the number sent (failures stay queued)."""
+    return Sender(config, outbox, modem).send_due(now)
+
+
+def real_modem(config: Config) -> Modem:
+    return Modem(config.modem)
+
+
+class _Terminated:
+    """SIGTERM asks for a clean stop (finish the text in hand, exit 0) instead of killing mid-send."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, _signum: int, _frame: Any) -> None:
+        self.requested = True
 
 
 def run_sender(
-    config: Config, layout: Layout, stop: StopEvent, modem_factory: Callable[[Config], Modem] | None = None
+    config: Config,
+    layout: Layout,
+    stop: StopEvent,
+    modem_factory: Callable[[Config], ModemLike] | None = None,
 ) -> int:
+    """The SMS process; returns 0 once `stop` is set (or SIGTERM arrives)."""
     process_setup("sms", supervisor_pid=layout.supervisor_pid)
     slot = StatsTable.attach(layout.stats, layout.process_names).slot("sms")
+    terminated = _Terminated()
+
+    def stopping() -> bool:
+        return terminated.requested or stop.is_set()
+
     outbox = Outbox(outbox_path(Path(config.storage.data_dir)))
     if recovered := outbox.recover():
-        log.warning("%d texts were mid-send when the SMS process stopped: sending them again as repeats", recovered)
-    modem = (modem_factory or _real_modem)(config)
+        log.warning("%d texts were mid-send when the SMS process stopped: they go again, as repeats", recovered)
+    modem = (modem_factory or real_modem)(config)
     sender = Sender(config, outbox, modem, slot)
+    log.info("SMS process started, %d texts waiting", outbox.pending_count())
     try:
-        while not stop.is_set():
+        while not stopping():
             slot.beat()
-            sender.send_due(time.time())
-            layout.outbox.receive(sender.wait_time(time.time()))
-        sender.send_due(time.time())  # a last pass: flush what is due before going down
+            sender.send_due(time.time(), should_stop=stopping)
+            wait = sender.wait_time(time.time())
+            if layout.outbox is None:
+                stop.wait(wait)
+            elif layout.outbox.receive(wait) is not None:
+                layout.outbox.drain()  # one pass answers every wake-up waiting
+        if not terminated.requested:
+            sender.send_due(time.time())  # the supervisor stops this process last: flush what is due
     finally:
         modem.terminate()
+        log.info("SMS process stopping, %d texts waiting", outbox.pending_count())
         outbox.close()
     return 0
 
 
-def _real_modem(config: Config) -> Modem:
-    return Modem(config.modem)
+def check_modem(config: Config, send_to: str | None) -> dict[str, str]:
+    """The name cli.py imports: see alerting.modem_check.test_modem."""
+    from alerting.modem_check import test_modem
 
-
-def check_modem(config: Config, send_to: str | None) -> dict[str, object]:
-    """Identify the modem; with `send_to`, queue a test text in the outbox and send it now."""
-    modem = Modem(config.modem)
-    modem.connect()
-    try:
-        report = modem.identify()
-        if send_to:
-            outbox = Outbox(outbox_path(Path(config.storage.data_dir)))
-            try:
-                row_id = outbox.enqueue(send_to, TEST_TEXT.format(site=config.site.name), "test")
-                (row,) = [r for r in outbox.rows() if r.id == row_id]
-                outbox.mark_sending(row_id)
-                try:
-                    references = modem.send_text(send_to, row.text)
-                except ModemError as exc:
-                    outbox.mark_retry(row_id, str(exc), time.time(), exc.maybe_sent)
-                    raise
-                outbox.mark_sent(row_id, references, time.time())
-                report["test text"] = f"sent to {send_to} (references {references})"
-            finally:
-                outbox.close()
-        return report
-    finally:
-        modem.terminate()
+    return test_modem(config, send_to)

@@ -1,219 +1,254 @@
-import multiprocessing
-import time
-import uuid
+"""Alerting without a modem: phone numbers, SMS parts (real gammu.EncodeSMS), alert and summary
+texts, the SQLite outbox (real files) and the hourly limit."""
 
-import gammu
+import sqlite3
+
 import pytest
 
-from alerting.compose import EventAlert, alert_text, queue_event_alert, release_summaries
-from alerting.modem import Modem, ModemError, encode_parts
-from alerting.outbox import REPEAT_PREFIX, Outbox, outbox_path
+from alerting.compose import EventAlert, alert_text, queue_event_alert, release_summaries, summary_text
+from alerting.encoding import encode_parts, is_gsm7
+from alerting.outbox import REPEAT_PREFIX, HeldEvent, Outbox, outbox_path
 from alerting.phone import PhoneNumberError, validate_e164
-from alerting.sender import Sender, check_modem, run_sender
-from pipeline.channel import Channel
-from pipeline.config import Config, override
-from pipeline.layout import Layout
-from pipeline.messages import OutboxChanged
-from pipeline.metrics import StatsTable
-from tests.gammu_env import FakeModem, FlakyStateMachine, dummy_gammurc
+from pipeline.config import ConfigError
+from tests.test_alerting_support import NUMBERS, config_for
 
-NUMBERS = ["+447700900123", "+12025550143"]
-DEADLINE = 30.0
+SHOT_TIME = 1_795_604_587.0  # 2026-11-25 14:03:07 EAT (11:03:07 UTC)
+A, B = NUMBERS
 
 
-def config_for(tmp_path, **changes):
-    base = {
-        "storage.data_dir": str(tmp_path / "data"),
-        "modem.gammurc": str(dummy_gammurc(tmp_path)),
-        "alerts.recipients": NUMBERS,
-        "modem.retry_initial": 1.0,
-        "modem.retry_max": 8.0,
-    }
-    return override(Config(), {**base, **changes})
-
-
+# --- phone numbers ----------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "bad",
+    ("bad", "says"),
     [
-        "",
-        "+",
-        "abc+1",
-        "07700900123",
-        "+44 7700 900123",
-        "+44-7700-900123",
-        "+0447700900123",
-        "+4477",
-        "+1234567890123456",
-        "447700900123",
-        447700900123,
+        ("", "no leading +"),
+        ("+", "not a valid international number"),
+        ("abc+1", "no leading +"),
+        ("07700900123", "no leading +"),
+        ("447700900123", "no leading +"),
+        ("+44 7700 900123", "spaces or dashes"),
+        (" +447700900123", "spaces or dashes"),
+        ("+44-7700-900123", "spaces or dashes"),
+        ("+0447700900123", "not a valid international number"),
+        ("+4477", "not a valid international number"),
+        ("+1234567890123456", "not a valid international number"),
+        ("+44770090012x", "not a valid international number"),
+        (447700900123, "not a phone number"),
+        (None, "not a phone number"),
     ],
 )
-def test_wrong_phone_numbers_are_refused_clearly(bad):
-    with pytest.raises(PhoneNumberError, match=r"E\.164|not a phone number"):
+def test_wrong_phone_numbers_are_refused_clearly(bad, says):
+    with pytest.raises(PhoneNumberError, match=says) as refused:
         validate_e164(bad)
+    assert "+447700900123" in str(refused.value)  # every message shows the right form
 
 
-@pytest.mark.parametrize("good", [*NUMBERS, "+254712345678"])
+@pytest.mark.parametrize("good", [*NUMBERS, "+254712345678", "+12345678", "+123456789012345"])
 def test_good_phone_numbers_pass(good):
     assert validate_e164(good) == good
 
 
-def test_long_and_unicode_texts_split_into_parts_only_as_needed():
-    assert len(encode_parts(NUMBERS[0], "short text")) == 1
-    assert len(encode_parts(NUMBERS[0], "x" * 400)) == 3  # 153 GSM-7 characters per part
-    unicode_parts = encode_parts(NUMBERS[0], "Kenya Ndovu – Séréna ☂ " * 5)
-    assert len(unicode_parts) == 2  # 67 UCS-2 characters per part
-    assert all(part["Number"] == NUMBERS[0] for part in unicode_parts)
+def test_the_config_names_the_bad_recipient(tmp_path):
+    with pytest.raises(ConfigError, match=r"alerts\.recipients\[1\]: '0712 345678' contains spaces"):
+        config_for(tmp_path, **{"alerts.recipients": [A, "0712 345678"]})
 
 
-def test_alert_text_names_the_site_and_local_time(tmp_path):
-    config = config_for(tmp_path, **{"site.name": "Ndovu ☂", "site.timezone": "Africa/Nairobi"})
-    text = alert_text(config, EventAlert(1, 1_800_000_000.0, 0.87, degraded=True))
-    assert text.startswith("Ndovu ☂: possible gunshot at 2027-01-15 11:00:00 EAT (confidence 87%).")
-    assert "degraded" in text
+# --- SMS parts --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "parts", "unicode"),
+    [
+        ("short text", 1, False),
+        ("x" * 160, 1, False),  # one GSM-7 part holds 160 characters
+        ("x" * 161, 2, False),  # split parts hold 153
+        ("x" * 400, 3, False),
+        ("Séréna € [ok] {1}", 1, False),  # é is GSM-7; € [ ] { } are its extension table
+        ("€" * 80, 1, False),  # extension characters cost two septets
+        ("€" * 81, 2, False),
+        ("Kenya Ndovu – Séréna ☂", 1, True),  # the en dash and the umbrella are not GSM-7
+        ("☂" * 70, 1, True),  # one UCS-2 part holds 70 characters
+        ("☂" * 71, 2, True),  # split parts hold 67
+        ("Kenya Ndovu – Séréna ☂: possible gunshot at 2026-11-25 14:03:07 EAT (confidence 87%).", 2, True),
+    ],
+)
+def test_texts_split_into_parts_and_use_unicode_only_when_needed(text, parts, unicode):
+    encoded = encode_parts(A, text)
+    assert len(encoded) == parts
+    coding = "Unicode_No_Compression" if unicode else "Default_No_Compression"
+    assert {part["Coding"] for part in encoded} == {coding}
+    assert is_gsm7(text) is not unicode
+    assert "".join(part["Text"] for part in encoded) == text
+    assert all(part["Number"] == A and part["SMSC"] == {"Location": 1} for part in encoded)
 
 
-def test_dummy_phone_sends_long_unicode_text(tmp_path):
-    config = config_for(tmp_path)
-    modem = Modem(config.modem)
-    modem.connect()
-    try:
-        assert len(modem.send_text(NUMBERS[0], "Séréna ☂ " * 30)) == 5
-    finally:
-        modem.terminate()
-    log = (tmp_path / "gammu.log").read_text(errors="replace")
-    assert log.count(f'Recipient number "{NUMBERS[0]}"') == 5
+def test_a_configured_sms_centre_replaces_the_sims():
+    (part,) = encode_parts(A, "hello", smsc="+447700900999")
+    assert part["SMSC"] == {"Number": "+447700900999"}
 
 
-def sender_with(config, machine):
-    outbox = Outbox(outbox_path(config.storage.data_dir))
-    return Sender(config, outbox, FakeModem(config.modem, machine)), outbox
+def test_parts_are_never_made_for_a_malformed_number():
+    with pytest.raises(PhoneNumberError):
+        encode_parts("abc+1", "hello")  # the dummy phone would take it; a real network would not
 
 
-def test_outbox_row_is_written_before_sending_and_kept_while_the_modem_fails(tmp_path):
-    config = config_for(tmp_path)
-    machine = FlakyStateMachine(faults=[gammu.ERR_NOTCONNECTED])
-    sender, outbox = sender_with(config, machine)
-    queue_event_alert(outbox, config, EventAlert(1, time.time(), 0.9, False), now=100.0)
-    assert outbox.pending_count() == 2
-    assert sender.send_due(100.0) == 0  # the modem says not connected
-    assert outbox.pending_count() == 2
-    assert sender.send_due(100.5) == 0  # backing off: no attempt yet
-    assert sender.send_due(110.0) == 2
-    assert outbox.pending_count() == 0
-    rows = outbox.rows()
-    assert [r.repeat for r in rows] == [True, False]  # not-connected mid-send: fate unknown
-    assert machine.sent[0]["Number"] == NUMBERS[0]
-
-
-def test_timeout_after_submit_resends_marked_as_repeat(tmp_path):
-    config = config_for(tmp_path, **{"alerts.recipients": NUMBERS[:1]})
-    machine = FlakyStateMachine(faults=[gammu.ERR_TIMEOUT])
-    sender, outbox = sender_with(config, machine)
-    queue_event_alert(outbox, config, EventAlert(1, time.time(), 0.9, False), now=0.0)
-    sender.send_due(0.0)
-    sender.send_due(100.0)
-    (row,) = outbox.rows()
-    assert row.state == "sent" and row.repeat
-    assert machine.sent[-1]["Text"].startswith(REPEAT_PREFIX)
-
-
-def test_init_failure_is_retried_until_the_modem_comes_back(tmp_path):
-    config = config_for(tmp_path, **{"alerts.recipients": NUMBERS[:1]})
-    machine = FlakyStateMachine(faults=[], init_faults=[gammu.ERR_DEVICENOTEXIST, gammu.ERR_NOSERVICE])
-    sender, outbox = sender_with(config, machine)
-    queue_event_alert(outbox, config, EventAlert(1, time.time(), 0.9, False), now=0.0)
-    assert sender.send_due(0.0) == 0
-    assert "not found" in sender.failing
-    assert sender.send_due(100.0) == 0
-    assert sender.send_due(200.0) == 1
-    assert not outbox.rows()[0].repeat  # never submitted before: not a repeat
-
-
-def test_a_restart_mid_send_loses_nothing_and_keeps_order(tmp_path):
-    config = config_for(tmp_path, **{"alerts.recipients": NUMBERS[:1]})
-    outbox = Outbox(outbox_path(config.storage.data_dir))
-    for event_id in (1, 2, 3):
-        queue_event_alert(outbox, config, EventAlert(event_id, time.time(), 0.9, False), now=float(event_id))
-    first = outbox.due(10.0)[0]
-    outbox.mark_sending(first.id)  # ... and the process dies here
-    outbox.close()
-    reopened = Outbox(outbox_path(config.storage.data_dir))
-    assert reopened.recover() == 1
-    machine = FlakyStateMachine(faults=[])
-    sender = Sender(config, reopened, FakeModem(config.modem, machine))
-    for _ in range(3):
-        sender.send_due(20.0)
-    assert [r.state for r in reopened.rows()] == ["sent"] * 3
-    assert [r.repeat for r in reopened.rows()] == [True, False, False]
-    assert len(machine.sent) == 3
-
-
-def test_a_flood_becomes_alerts_up_to_the_limit_then_summaries(tmp_path):
-    config = config_for(tmp_path, **{"alerts.recipients": NUMBERS[:1], "alerts.max_per_hour": 5})
-    outbox = Outbox(outbox_path(config.storage.data_dir))
-    start = 1_800_000_000.0
-    for i in range(30):
-        queue_event_alert(outbox, config, EventAlert(i, start + 2 * i, 0.9, False), now=start + 2 * i)
-    assert sum(r.kind == "alert" for r in outbox.rows()) == 5
-    release_summaries(outbox, config, now=start + 60)
-    summaries = [r for r in outbox.rows() if r.kind == "summary"]
-    assert len(summaries) == 1 and "25 more possible gunshots" in summaries[0].text
-    assert not outbox.held()
-
-
-def _run_sender(config, layout, stop):
-    run_sender(config, layout, stop)
-
-
-def test_sender_process_sends_with_the_dummy_phone_and_stops_cleanly(tmp_path):
-    config = config_for(tmp_path)
-    context = multiprocessing.get_context("forkserver")
-    stats = StatsTable.create(f"gs-test{uuid.uuid4().hex[:6]}-stats", ("sms",))
-    layout = Layout("t", "", stats.segment_name, ("sms",), outbox=Channel("outbox"))
-    stop = context.Event()
-    outbox = Outbox(outbox_path(config.storage.data_dir))
-    queue_event_alert(outbox, config, EventAlert(1, time.time(), 0.9, False), now=time.time())
-    process = context.Process(target=_run_sender, args=(config, layout, stop))
-    process.start()
-    try:
-        layout.outbox.send(OutboxChanged())
-        deadline = time.monotonic() + DEADLINE
-        while outbox.pending_count() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert outbox.pending_count() == 0
-        stop.set()
-        process.join(DEADLINE)
-        assert process.exitcode == 0
-    finally:
-        if process.is_alive():
-            process.kill()
-        stats.close()
-
-
-def test_check_modem_identifies_the_dummy_and_sends_a_test_text(tmp_path):
-    config = config_for(tmp_path)
-    report = check_modem(config, NUMBERS[0])
-    assert report["manufacturer"] == "Gammu"
-    assert report["imei"] == "999999999999999"
-    assert "sent to" in report["test text"]
-
-
-def test_missing_modem_gives_a_clear_error(tmp_path):
-    config = override(
-        Config(), {"modem.device": str(tmp_path / "no-such-tty"), "modem.connection": "none", "modem.model": "dummy"}
+# --- texts ------------------------------------------------------------------------------------------
+def test_alert_text_names_the_site_local_time_and_confidence(tmp_path):
+    config = config_for(tmp_path, **{"site.name": "Kenya Ndovu – Séréna ☂"})
+    alert = EventAlert(1, SHOT_TIME, 0.87, degraded=False)
+    assert alert_text(config, alert) == (
+        "Kenya Ndovu – Séréna ☂: possible gunshot at 2026-11-25 14:03:07 EAT (confidence 87%)."
     )
-    with pytest.raises(ModemError, match=r"cannot be opened|not found"):
-        check_modem(config, None)
+    degraded = alert_text(config, EventAlert(1, SHOT_TIME, 0.87, degraded=True))
+    assert degraded.endswith("(confidence 87%). Detector degraded: not all models are running.")
 
 
-def test_the_sender_sleeps_until_the_next_text_is_due(tmp_path):
-    config = config_for(tmp_path, **{"alerts.recipients": NUMBERS[:1]})
-    sender, outbox = sender_with(config, FlakyStateMachine(faults=[gammu.ERR_TIMEOUT]))
-    assert sender.wait_time(now=0.0) == 5.0  # nothing to send: the idle poll
-    queue_event_alert(outbox, config, EventAlert(1, 0.0, 0.9, False), now=100.0)
-    queue_event_alert(outbox, config, EventAlert(2, 0.0, 0.9, False), now=101.0)
-    assert sender.wait_time(now=99.0) == pytest.approx(1.0)
-    sender.send_due(100.0)  # times out: the first text is retried after a backoff of about 1 s
-    wait = sender.wait_time(now=100.0)
-    assert 0.7 <= wait <= 1.3  # not 0, though the second text was queued at 101 and is "older" than now
+def test_summary_text_gives_the_span_and_dates_only_when_needed(tmp_path):
+    config = config_for(tmp_path, **{"alerts.max_per_hour": 5})
+    events = [HeldEvent(i, A, i, SHOT_TIME + 60 * i, None) for i in range(7)]
+    assert summary_text(config, events, SHOT_TIME + 3600) == (
+        "North gate: 7 more possible gunshots between 14:03 and 14:09 EAT (texts limited to 5/hour)."
+    )
+    assert summary_text(config, events[:1], SHOT_TIME) == (
+        "North gate: 1 more possible gunshot at 14:03 EAT (texts limited to 5/hour)."
+    )
+    late = summary_text(config, events, SHOT_TIME + 86400)  # sent the next day
+    assert "between 2026-11-25 14:03 and 2026-11-25 14:09 EAT" in late
+
+
+# --- outbox -----------------------------------------------------------------------------------------
+def open_outbox(tmp_path):
+    return Outbox(outbox_path(tmp_path / "data"))
+
+
+def committed_states(tmp_path):
+    """What another process sees in the file now (proves the writes were committed)."""
+    other = sqlite3.connect(outbox_path(tmp_path / "data"))
+    try:
+        return [tuple(r) for r in other.execute("SELECT id, state, attempts, repeat FROM texts ORDER BY id")]
+    finally:
+        other.close()
+
+
+def test_texts_are_committed_before_any_send_and_survive_reopening(tmp_path):
+    outbox = open_outbox(tmp_path)
+    first = outbox.enqueue(A, "one", "alert", event_id=7, now=100.0)
+    assert committed_states(tmp_path) == [(first, "pending", 0, 0)]
+    outbox.mark_sending(first)  # what the sender does before asking the modem
+    assert committed_states(tmp_path) == [(first, "sending", 1, 0)]
+    outbox.close()
+    reopened = open_outbox(tmp_path)
+    assert reopened.recover() == 1  # a crash while sending: maybe sent
+    (row,) = reopened.rows()
+    assert (row.state, row.repeat, row.event_id, row.kind) == ("pending", True, 7, "alert")
+    assert row.text_to_send == REPEAT_PREFIX + "one"
+    assert reopened.due(now=100.0) == [row]
+    assert pragmas(tmp_path) == ("wal",)
+
+
+def pragmas(tmp_path):
+    other = sqlite3.connect(outbox_path(tmp_path / "data"))
+    try:
+        return other.execute("PRAGMA journal_mode").fetchone()
+    finally:
+        other.close()
+
+
+def test_a_later_text_never_overtakes_an_earlier_one_to_the_same_number(tmp_path):
+    outbox = open_outbox(tmp_path)
+    a1 = outbox.enqueue(A, "a1", "alert", now=0.0)
+    b1 = outbox.enqueue(B, "b1", "alert", now=0.0)
+    a2 = outbox.enqueue(A, "a2", "alert", now=0.0)
+    outbox.mark_sending(a1)
+    outbox.mark_retry(a1, "timeout", retry_at=50.0, maybe_sent=False)
+    assert [r.id for r in outbox.due(now=10.0)] == [b1]  # a2 is due by time, but a1 waits
+    outbox.mark_sent(b1, [1], now=10.0)
+    assert [r.id for r in outbox.due(now=60.0)] == [a1]
+    outbox.mark_sent(a1, [2], now=60.0)
+    assert [r.id for r in outbox.due(now=60.0)] == [a2]
+    assert outbox.next_attempt() == 0.0
+
+
+def test_retention_prunes_old_sent_texts_but_never_unsent_ones(tmp_path):
+    outbox = open_outbox(tmp_path)
+    old_sent = outbox.enqueue(A, "old", "alert", now=0.0)
+    old_pending = outbox.enqueue(B, "old, still waiting", "alert", now=0.0)
+    recent = outbox.enqueue(A, "recent", "alert", now=0.0)
+    outbox.mark_sent(old_sent, [1], now=10.0)
+    outbox.mark_sent(recent, [2], now=1000.0)
+    assert outbox.prune_sent(older_than=500.0) == 1
+    assert [r.id for r in outbox.rows()] == [old_pending, recent]
+
+
+def test_the_outbox_refuses_bad_numbers_and_kinds(tmp_path):
+    outbox = open_outbox(tmp_path)
+    with pytest.raises(PhoneNumberError):
+        outbox.enqueue("0712345678", "hi", "alert")
+    with pytest.raises(ValueError, match="unknown text kind"):
+        outbox.enqueue(A, "hi", "email")
+    assert outbox.rows() == []
+
+
+def test_texts_set_far_ahead_by_a_clock_that_went_back_are_brought_forward(tmp_path):
+    outbox = open_outbox(tmp_path)
+    row = outbox.enqueue(A, "hi", "alert", now=0.0)
+    outbox.mark_sending(row)
+    outbox.mark_retry(row, "timeout", retry_at=1e9, maybe_sent=False)  # the clock said 2001, then 1970
+    assert outbox.clamp_next_attempt(latest=300.0) == 1
+    assert [r.id for r in outbox.due(now=300.0)] == [row]
+    assert outbox.clamp_next_attempt(latest=300.0) == 0
+
+
+def test_an_outbox_file_from_before_summaries_were_linked_still_opens(tmp_path):
+    path = outbox_path(tmp_path / "data")
+    path.parent.mkdir()
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE held (id INTEGER PRIMARY KEY, recipient TEXT NOT NULL, event_id INTEGER, "
+        "event_time REAL NOT NULL)"
+    )
+    old.execute("INSERT INTO held (recipient, event_id, event_time) VALUES (?, 3, 50.0)", (A,))
+    old.commit()
+    old.close()
+    outbox = Outbox(path)
+    assert [(e.event_id, e.summary_id) for e in outbox.waiting_held()[A]] == [(3, None)]
+
+
+# --- the hourly limit -------------------------------------------------------------------------------
+def test_a_flood_gives_alerts_up_to_the_limit_then_one_summary_and_drops_nothing(tmp_path):
+    config = config_for(tmp_path, **{"alerts.max_per_hour": 5})
+    outbox = open_outbox(tmp_path)
+    start = SHOT_TIME
+    for i in range(30):  # 30 events in a minute
+        queue_event_alert(outbox, config, EventAlert(i, start + 2 * i, 0.9, False), now=start + 2 * i)
+    for recipient in NUMBERS:
+        texts = [r for r in outbox.rows() if r.recipient == recipient]
+        assert [r.kind for r in texts] == ["alert"] * 5
+        assert [r.event_id for r in texts] == [0, 1, 2, 3, 4]
+        assert len(outbox.waiting_held()[recipient]) == 25  # recorded, not dropped
+    assert release_summaries(outbox, config, now=start + 3599) == []  # the hour is still full
+    summaries = release_summaries(outbox, config, now=start + 3600)  # the first alert left the hour
+    assert len(summaries) == 2
+    for summary_id, recipient in zip(summaries, NUMBERS, strict=True):
+        summary = outbox.row(summary_id)
+        assert summary.recipient == recipient and summary.kind == "summary"
+        assert summary.text == (
+            "North gate: 25 more possible gunshots between 14:03 and 14:04 EAT (texts limited to 5/hour)."
+        )
+        assert [e.event_id for e in outbox.reported_by(summary_id)] == list(range(5, 30))
+    assert outbox.waiting_held() == {}
+    # The hour is full again (4 alerts + the summary): the next event waits for the next slot...
+    queue_event_alert(outbox, config, EventAlert(30, start + 3601, 0.9, False), now=start + 3601)
+    assert outbox.count_since(A, ("alert", "summary"), start + 1) == 5
+    # ... which opens when the second alert leaves the hour, as one more summary.
+    ids = release_summaries(outbox, config, now=start + 3602)
+    assert [outbox.row(i).text.split(" (")[0] for i in ids] == ["North gate: 1 more possible gunshot at 15:03 EAT"] * 2
+
+
+def test_an_event_after_a_quiet_hour_is_a_plain_alert_again(tmp_path):
+    config = config_for(tmp_path, **{"alerts.max_per_hour": 1, "alerts.recipients": [A]})
+    outbox = open_outbox(tmp_path)
+    assert len(queue_event_alert(outbox, config, EventAlert(1, 0.0, 0.9, False), now=0.0)) == 1
+    assert queue_event_alert(outbox, config, EventAlert(2, 10.0, 0.9, False), now=10.0) == []
+    summary_ids = release_summaries(outbox, config, now=3600.0)
+    assert len(summary_ids) == 1
+    (alert_id,) = queue_event_alert(outbox, config, EventAlert(3, 7300.0, 0.9, False), now=7300.0)
+    assert outbox.row(alert_id).kind == "alert"
+    assert [r.kind for r in outbox.rows()] == ["alert", "summary", "alert"]

@@ -1,0 +1,222 @@
+"""The modem layer on python-gammu's dummy phone (real Init, EncodeSMS, SendSMS, Gammu's own log),
+with faults the dummy cannot make injected around it as python-gammu's own exception classes."""
+
+import fcntl
+import os
+
+import gammu
+import pytest
+
+from alerting import modem_check
+from alerting.faults import ModemError
+from alerting.modem import Modem
+from alerting.outbox import Outbox, outbox_path
+from alerting.sender import check_modem
+from pipeline.config import Config, override
+from tests.test_alerting_support import (
+    NUMBERS,
+    After,
+    FaultScript,
+    Returns,
+    config_for,
+    sent_parts,
+    sent_texts,
+)
+
+A, B = NUMBERS
+SITE = "Kenya Ndovu – Séréna ☂"
+
+
+def connected_modem(config, script=None):
+    modem = Modem(config.modem, machine_factory=script.machine if script else None)
+    modem.connect()
+    return modem
+
+
+def test_the_dummy_phone_takes_long_and_unicode_texts_in_the_right_parts(tmp_path):
+    config = config_for(tmp_path)
+    long_text = "North gate: " + "possible gunshot. " * 20  # 372 GSM-7 characters: 3 parts
+    unicode_text = f"{SITE}: possible gunshot at 2026-11-25 14:03:07 EAT (confidence 87%)."  # 2 UCS-2 parts
+    modem = connected_modem(config)
+    try:
+        assert modem.send_text(A, long_text) == [255, 255, 255]  # the dummy's reference
+        assert len(modem.send_text(B, unicode_text)) == 2
+        assert len(modem.send_text(A, "Séréna € [ok]")) == 1  # GSM-7 with extension characters
+    finally:
+        modem.terminate()
+    parts = sent_parts(tmp_path)
+    assert [(p.recipient, p.total) for p in parts] == [(A, 3)] * 3 + [(B, 2)] * 2 + [(A, 1)]
+    assert sent_texts(tmp_path) == [(A, long_text), (B, unicode_text), (A, "Séréna € [ok]")]
+    log = (tmp_path / "gammu.log").read_text(encoding="utf-8")
+    assert log.count("Unicode SMS") == 2 and log.count("7 bit SMS") == 4
+
+
+def test_identify_reports_the_dummy_phone(tmp_path):
+    modem = connected_modem(config_for(tmp_path))
+    try:
+        report = modem.identify()
+    finally:
+        modem.terminate()
+    assert report["manufacturer"] == "Gammu" and report["model"] == "Dummy"
+    assert report["imei"] == "999999999999999"
+    assert report["sim"] == "ready"
+    assert report["network"] == "HomeNetwork GammuT3l 999 99"
+    assert report["signal"] == "42%"
+    assert report["sms centre"] == "123456 (from the SIM)"
+    assert report["firmware"] and report["modem clock"]
+
+
+def test_a_missing_modem_device_says_so_not_no_permission(tmp_path):
+    device = tmp_path / "ttyUSB0"
+    config = override(Config(), {"modem.device": str(device), "modem.connection": "none", "modem.model": "dummy"})
+    modem = Modem(config.modem)
+    with pytest.raises(ModemError) as missing:
+        modem.connect()  # Gammu's dummy driver says ERR_DEVICENOPERMISSION here
+    message = str(missing.value)
+    assert message.startswith(f"modem device {device} not found: is the modem plugged in? see ls /dev/serial/by-id")
+    assert "permission" not in message
+    assert missing.value.retryable and not modem.connected
+    device.mkdir()  # plugged in
+    modem.connect()
+    assert modem.connected
+    modem.terminate()
+
+
+def test_a_missing_gammu_config_file_is_named(tmp_path):
+    config = override(Config(), {"modem.gammurc": str(tmp_path / "nowhere.rc")})
+    with pytest.raises(ModemError, match=r"Gammu config file .*nowhere\.rc does not exist") as missing:
+        Modem(config.modem).connect()
+    assert not missing.value.retryable
+
+
+def test_the_pin_is_entered_when_the_sim_asks(tmp_path):
+    config = config_for(tmp_path, **{"modem.pin": "1234"})
+    script = FaultScript(tmp_path, {"GetSecurityStatus": [Returns("Pin"), Returns(None)]})
+    modem = connected_modem(config, script)
+    modem.terminate()
+    assert script.calls["EnterSecurityCode"] == 1
+    operations = (tmp_path / "phone" / "operations.log").read_text()
+    assert "Security code 2: 1234" in operations  # the dummy's record of the PIN it was given
+
+
+def test_a_refused_pin_is_never_tried_again(tmp_path):
+    config = config_for(tmp_path, **{"modem.pin": "0000"})
+    script = FaultScript(
+        tmp_path, {"GetSecurityStatus": [Returns("Pin")] * 3, "EnterSecurityCode": [gammu.ERR_SECURITYERROR]}
+    )
+    modem = Modem(config.modem, machine_factory=script.machine)
+    for _ in range(2):
+        with pytest.raises(ModemError, match="3 wrong PINs lock the SIM") as refused:
+            modem.connect()
+        assert not refused.value.retryable and not modem.connected
+    assert script.calls["EnterSecurityCode"] == 1
+
+
+@pytest.mark.parametrize(("status", "says"), [("Pin", "set modem.pin"), ("Puk", "asks for its Puk")])
+def test_a_locked_sim_without_a_usable_pin_says_what_to_do(tmp_path, status, says):
+    script = FaultScript(tmp_path, {"GetSecurityStatus": [Returns(status)]})
+    with pytest.raises(ModemError, match=says):
+        connected_modem(config_for(tmp_path), script)
+    assert script.calls["EnterSecurityCode"] == 0
+
+
+def test_no_network_is_reported_with_its_state_and_signal(tmp_path):
+    script = FaultScript(tmp_path, {"GetNetworkInfo": [Returns({"State": "NoNetwork"})]})
+    modem = connected_modem(config_for(tmp_path), script)
+    try:
+        with pytest.raises(ModemError, match=r"no mobile network \(the modem reports NoNetwork, signal 42%\)"):
+            modem.check_network()
+        modem.check_network()  # registered again
+    finally:
+        modem.terminate()
+
+
+@pytest.mark.parametrize(
+    ("steps", "maybe_sent", "modem_down", "retryable"),
+    [
+        ([gammu.ERR_TIMEOUT], True, True, True),  # no answer: the part may have gone
+        ([After(gammu.ERR_TIMEOUT)], True, True, True),  # it did go (the dummy took it)
+        ([gammu.ERR_NOTCONNECTED], True, True, True),
+        ([gammu.ERR_DEVICEREADERROR], True, True, True),
+        ([gammu.ERR_UNKNOWN], False, False, True),  # "+CMS ERROR": refused, not sent
+        ([gammu.ERR_INVALIDDATA], False, False, False),
+        ([gammu.ERR_NOSIM], False, True, True),  # may be "SIM busy": reconnect and retry
+        ([gammu.ERR_EMPTYSMSC], False, False, False),  # set modem.smsc: a person must act
+        ([gammu.ERR_DEVICEBUSY], False, True, True),
+        ([None, gammu.ERR_UNKNOWN], True, False, True),  # part 1 went out, part 2 refused
+    ],
+)
+def test_send_failures_are_classified(tmp_path, steps, maybe_sent, modem_down, retryable):
+    script = FaultScript(tmp_path, {"SendSMS": list(steps)})
+    modem = connected_modem(config_for(tmp_path), script)
+    try:
+        with pytest.raises(ModemError) as failed:
+            modem.send_text(A, "x" * 200)  # two parts
+    finally:
+        modem.terminate()
+    error = failed.value
+    assert (error.maybe_sent, error.modem_down, error.retryable) == (maybe_sent, modem_down, retryable)
+    assert error.code in str(error) and "during sending part" in str(error)
+
+
+# --- cli.py test-modem --------------------------------------------------------------------------------
+def test_test_modem_identifies_the_dummy_and_records_the_test_text(tmp_path):
+    config = config_for(tmp_path)
+    report = modem_check.test_modem(config, A)
+    assert report["manufacturer"] == "Gammu" and report["sim"] == "ready"
+    assert report["test text"].startswith(f"sent to {A} (outbox id 1,")
+    outbox = Outbox(outbox_path(config.storage.data_dir))
+    (row,) = outbox.rows()
+    assert (row.kind, row.state, row.recipient, row.reference) == ("test", "sent", A, "255")
+    assert sent_texts(tmp_path) == [(A, row.text)]
+    assert row.text.startswith("North gate: test text from the gunshot detector, 20")
+
+
+def test_test_modem_sends_earlier_waiting_texts_to_that_number_first(tmp_path):
+    config = config_for(tmp_path)
+    outbox = Outbox(outbox_path(config.storage.data_dir))
+    waiting = outbox.enqueue(A, "an alert the stopped detector left", "alert", now=0.0)
+    outbox.mark_sending(waiting)  # ... when it crashed
+    other = outbox.enqueue(B, "not this number's", "alert", now=0.0)
+    report = check_modem(config, A)  # the name cli.py uses
+    assert "after 1 earlier waiting text" in report["test text"]
+    assert sent_texts(tmp_path)[0][1] == "[repeat] an alert the stopped detector left"
+    assert [r.state for r in outbox.rows()] == ["sent", "pending", "sent"]
+    assert outbox.row(other).state == "pending"
+
+
+def test_test_modem_without_a_modem_says_what_is_wrong(tmp_path):
+    config = override(
+        Config(),
+        {
+            "modem.device": str(tmp_path / "ttyUSB9"),
+            "modem.connection": "none",
+            "modem.model": "dummy",
+            "storage.data_dir": str(tmp_path / "data"),
+        },
+    )
+    with pytest.raises(ModemError, match=r"ttyUSB9 not found: is the modem plugged in\?"):
+        modem_check.test_modem(config, None)
+    with pytest.raises(ModemError, match="not found"):
+        modem_check.test_modem(config, A)
+    assert Outbox(outbox_path(tmp_path / "data")).rows() == []  # failed at connect: nothing queued
+
+
+def test_test_modem_refuses_while_the_detector_runs(tmp_path):
+    config = config_for(tmp_path)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    fd = os.open(data_dir / modem_check.DETECTOR_LOCK, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what the supervisor holds while it runs
+        with pytest.raises(ModemError, match="the detector is running on data folder"):
+            modem_check.test_modem(config, A)
+    finally:
+        os.close(fd)
+    assert not sent_parts(tmp_path)
+
+
+def test_the_lock_file_is_the_supervisors():
+    from pipeline.supervisor import LOCK_FILE
+
+    assert modem_check.DETECTOR_LOCK == LOCK_FILE

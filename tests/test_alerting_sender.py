@@ -1,0 +1,319 @@
+"""The sender: outbox -> modem with retries, repeats, order and the hourly limit, on the dummy phone
+(faults injected around it as python-gammu's own exceptions), and the SMS process in real child
+processes: sending, the once-a-second poll, a clean stop (event or SIGTERM), and a SIGKILL mid-send."""
+
+import itertools
+import logging
+import multiprocessing
+import random
+import re
+import sqlite3
+import uuid
+from pathlib import Path
+
+import gammu
+import pytest
+
+from alerting.compose import EventAlert, queue_event_alert
+from alerting.faults import ModemError
+from alerting.modem import Modem
+from alerting.outbox import REPEAT_PREFIX, Outbox, outbox_path
+from alerting.sender import JITTER, Sender, retry_delay, run_sender, send_pending_once
+from pipeline.channel import Channel
+from pipeline.layout import Layout
+from pipeline.messages import OutboxChanged
+from pipeline.metrics import StatsTable
+from tests.test_alerting_support import (
+    DEADLINE,
+    NUMBERS,
+    After,
+    FaultScript,
+    Hang,
+    Returns,
+    config_for,
+    sent_texts,
+    wait_until,
+)
+
+A, B = NUMBERS
+SHOT_TIME = 1_795_604_587.0  # 2026-11-25 14:03:07 EAT
+ALERT_TEXT = "North gate: possible gunshot at 2026-11-25 14:03:07 EAT (confidence 90%)."
+JUST_BEFORE = 0.01  # s
+MAX_PASSES = 10
+
+
+def setup(tmp_path, steps=None, **changes):
+    config = config_for(tmp_path, **changes)
+    script = FaultScript(tmp_path, {method: list(queue) for method, queue in (steps or {}).items()})
+    outbox = Outbox(outbox_path(config.storage.data_dir))
+    modem = Modem(config.modem, machine_factory=script.machine)
+    return config, script, outbox, Sender(config, outbox, modem, rng=random.Random(1))
+
+
+def alert(event_id=1, started_at=SHOT_TIME):
+    return EventAlert(event_id, started_at, 0.9, degraded=False)
+
+
+def next_try(sender, outbox):
+    due = outbox.next_attempt()
+    return due if sender.modem.connected else max(due, sender.retry_connect_at)
+
+
+def send_until_empty(sender, outbox, script, start=0.0):
+    """Passes at the moments the sender may try again, until all is sent; the pass times.
+
+    Checks on the way that a failure leaves every text queued and that nobody touches the modem
+    before its backoff is over."""
+    now, times = start, []
+    for _ in range(MAX_PASSES):
+        times.append(now)
+        sender.send_due(now)
+        if outbox.pending_count() == 0:
+            return times
+        assert {r.state for r in outbox.rows()} <= {"pending", "sent"}  # nothing stuck in 'sending'
+        now = next_try(sender, outbox)
+        calls = sum(script.calls.values())
+        assert sender.send_due(now - JUST_BEFORE) == 0
+        assert sum(script.calls.values()) == calls, "the modem was tried before its backoff ended"
+    raise AssertionError(f"still {outbox.pending_count()} texts queued after {MAX_PASSES} passes")
+
+
+def assert_backoff(times, initial=1.0, longest=8.0):
+    for k, gap in enumerate((b - a for a, b in itertools.pairwise(times)), 1):
+        base = min(longest, initial * 2 ** (k - 1))
+        assert base * (1 - JITTER) <= gap <= base * (1 + JITTER), (k, gap)
+
+
+@pytest.mark.parametrize(
+    ("steps", "failures", "repeat"),
+    [
+        ({"SendSMS": [gammu.ERR_NOTCONNECTED]}, 1, True),  # lost mid-send: maybe sent
+        ({"SendSMS": [After(gammu.ERR_TIMEOUT)] * 2}, 2, True),  # the dummy took it, the answer was lost
+        ({"Init": [gammu.ERR_DEVICENOTEXIST] * 3}, 3, False),  # unplugged: never submitted
+        ({"GetNetworkInfo": [Returns({"State": "NoNetwork"})] * 2}, 2, False),
+        ({"SendSMS": [gammu.ERR_UNKNOWN]}, 1, False),  # "+CMS ERROR": refused, so not sent
+    ],
+    ids=["not-connected", "timeout-after-submit", "device-missing", "no-network", "refused"],
+)
+def test_modem_faults_leave_the_text_queued_until_they_clear(tmp_path, steps, failures, repeat):
+    config, script, outbox, sender = setup(tmp_path, steps, **{"alerts.recipients": [A]})
+    queue_event_alert(outbox, config, alert(), now=0.0)
+    times = send_until_empty(sender, outbox, script)
+    assert len(times) == failures + 1
+    assert_backoff(times)
+    (row,) = outbox.rows()
+    assert (row.state, row.repeat, row.reference) == ("sent", repeat, "255")
+    assert script.machines == failures + 1  # re-initialised after every failure
+    if any(isinstance(step, After) for queue in steps.values() for step in queue):
+        # The dummy took every attempt before the answer was lost: all but the first say "[repeat]".
+        expected = [ALERT_TEXT] + [REPEAT_PREFIX + ALERT_TEXT] * failures
+    else:
+        expected = [REPEAT_PREFIX + ALERT_TEXT if repeat else ALERT_TEXT]
+    assert sent_texts(tmp_path) == [(A, text) for text in expected]
+
+
+def test_a_missing_device_is_retried_until_plugged_in(tmp_path):
+    config = config_for(tmp_path, **{"alerts.recipients": [A]})
+    device = tmp_path / "phone"
+    device.rmdir()  # the real dummy now fails Init, as an unplugged modem would
+    outbox = Outbox(outbox_path(config.storage.data_dir))
+    sender = Sender(config, outbox, Modem(config.modem), rng=random.Random(1))
+    queue_event_alert(outbox, config, alert(), now=0.0)
+    assert sender.send_due(0.0) == 0
+    assert "not found: is the modem plugged in?" in str(sender.last_error)
+    assert sender.send_due(next_try(sender, outbox)) == 0
+    device.mkdir()  # plugged in
+    assert sender.send_due(next_try(sender, outbox)) == 1
+    assert not outbox.rows()[0].repeat
+    sender.modem.terminate()
+
+
+def test_a_refused_text_does_not_hold_up_texts_to_other_numbers(tmp_path):
+    config, script, outbox, sender = setup(tmp_path, {"SendSMS": [gammu.ERR_UNKNOWN]})
+    queue_event_alert(outbox, config, alert(), now=0.0)  # A first (lower id), then B
+    assert sender.send_due(0.0) == 1
+    assert [(r.recipient, r.state) for r in outbox.rows()] == [(A, "pending"), (B, "sent")]
+    assert "the modem refused the text" in outbox.rows()[0].last_error
+    assert sender.send_due(next_try(sender, outbox)) == 1
+    assert [recipient for recipient, _ in sent_texts(tmp_path)] == [B, A]
+    assert script.machines == 2
+
+
+def test_a_malformed_number_in_an_old_outbox_file_is_kept_and_blocks_nobody(tmp_path):
+    config, script, outbox, sender = setup(tmp_path)
+    bad = sqlite3.connect(outbox_path(config.storage.data_dir))
+    with bad:  # as an older version, or a person with sqlite3, might have written it
+        bad.execute(
+            "INSERT INTO texts (created, recipient, text, kind, next_attempt) VALUES (0,?,'hi','alert',0)",
+            ("0712 345678",),
+        )
+    bad.close()
+    queue_event_alert(outbox, config, alert(), now=0.0)
+    assert sender.send_due(0.0) == 2
+    first = outbox.rows()[0]
+    assert first.state == "pending" and "cannot send to 0712 345678" in first.last_error
+    assert first.next_attempt == config.modem.retry_max  # a person must fix it; it is never dropped
+    assert script.calls["SendSMS"] == 2
+
+
+def test_texts_to_one_number_keep_their_order_through_failures(tmp_path):
+    steps = {"SendSMS": [None, After(gammu.ERR_TIMEOUT), gammu.ERR_NOTCONNECTED]}
+    config, script, outbox, sender = setup(tmp_path, steps, **{"alerts.recipients": [A]})
+    for event_id in (1, 2, 3):
+        queue_event_alert(outbox, config, alert(event_id, SHOT_TIME + 60 * event_id), now=float(event_id))
+    send_until_empty(sender, outbox, script, start=10.0)
+    texts = [text for _, text in sent_texts(tmp_path)]
+    assert [t.split(" at ")[1][:19] for t in texts] == [
+        "2026-11-25 14:04:07",
+        "2026-11-25 14:05:07",  # taken by the dummy, answer lost ...
+        "2026-11-25 14:05:07",  # ... so sent again, as a repeat, before the third
+        "2026-11-25 14:06:07",
+    ]
+    assert [t.startswith(REPEAT_PREFIX) for t in texts] == [False, False, True, False]
+
+
+def test_a_restart_between_mark_sending_and_the_answer_loses_nothing(tmp_path):
+    config = config_for(tmp_path)
+    outbox = Outbox(outbox_path(config.storage.data_dir))
+    for event_id in (1, 2, 3):
+        queue_event_alert(outbox, config, alert(event_id, SHOT_TIME + event_id), now=float(event_id))
+    first = outbox.due(now=10.0)[0]
+    outbox.mark_sending(first.id)  # ... and the process dies here
+    outbox.close()
+    reopened = Outbox(outbox_path(config.storage.data_dir))
+    assert reopened.recover() == 1
+    modem = Modem(config.modem)
+    try:
+        assert send_pending_once(reopened, modem, config, now=20.0) == 6
+    finally:
+        modem.terminate()
+    sent = sent_texts(tmp_path)
+    assert [text.startswith(REPEAT_PREFIX) for _, text in sent] == [True] + [False] * 5
+    for number in NUMBERS:
+        times = [text.split(" at ")[1][:19] for recipient, text in sent if recipient == number]
+        assert times == sorted(times) and len(times) == 3
+
+
+def test_a_flood_goes_out_as_five_alerts_then_one_summary(tmp_path):
+    config, _, outbox, sender = setup(tmp_path, **{"alerts.recipients": [A], "alerts.max_per_hour": 5})
+    for i in range(30):
+        queue_event_alert(outbox, config, alert(i, SHOT_TIME + 2 * i), now=SHOT_TIME + 2 * i)
+    assert sender.send_due(SHOT_TIME + 60) == 5
+    assert sender.send_due(SHOT_TIME + 1800) == 0  # the hour is full: the rest waits, recorded
+    assert sender.send_due(SHOT_TIME + 3600) == 1  # the first alert left the hour
+    texts = [text for _, text in sent_texts(tmp_path)]
+    assert len(texts) == 6 and all(" possible gunshot at " in t for t in texts[:5])
+    assert texts[5] == ("North gate: 25 more possible gunshots between 14:03 and 14:04 EAT (texts limited to 5/hour).")
+    assert outbox.waiting_held() == {} and outbox.pending_count() == 0
+
+
+def test_a_failure_is_logged_once_when_it_starts_and_once_when_it_clears(tmp_path, caplog):
+    steps = {"Init": [gammu.ERR_DEVICENOTEXIST] * 4}
+    config, script, outbox, sender = setup(tmp_path, steps, **{"alerts.recipients": [A]})
+    queue_event_alert(outbox, config, alert(), now=0.0)
+    with caplog.at_level(logging.INFO, logger="alerting.sender"):
+        send_until_empty(sender, outbox, script)
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "alerting.sender"]
+    errors = [message for level, message in lines if level == "ERROR"]
+    assert len(errors) == 1 and "1 texts waiting, retrying with backoff" in errors[0]
+    (cleared,) = [message for _, message in lines if "works again" in message]
+    assert re.fullmatch(r"the modem works again, after 4 failed attempts over \d+ s", cleared)
+
+
+def test_backoff_doubles_from_retry_initial_to_retry_max_with_jitter(tmp_path):
+    config = config_for(tmp_path, **{"modem.retry_initial": 5.0, "modem.retry_max": 300.0})
+    rng = random.Random(3)
+    for attempts, base in [(1, 5.0), (2, 10.0), (3, 20.0), (6, 160.0), (7, 300.0), (30, 300.0)]:
+        delays = [retry_delay(config, attempts, rng) for _ in range(200)]
+        assert base * (1 - JITTER) <= min(delays) < base * 0.8 and base * 1.2 < max(delays) <= base * (1 + JITTER)
+
+
+def test_a_setting_a_person_must_fix_is_retried_at_the_longest_backoff(tmp_path):
+    config, _, outbox, sender = setup(
+        tmp_path, {"Init": [gammu.ERR_UNKNOWNCONNECTIONTYPESTRING]}, **{"alerts.recipients": [A]}
+    )
+    queue_event_alert(outbox, config, alert(), now=0.0)
+    sender.send_due(0.0)
+    assert isinstance(sender.last_error, ModemError) and not sender.last_error.retryable
+    assert sender.retry_connect_at == config.modem.retry_max
+    assert sender.send_due(config.modem.retry_max) == 1
+
+
+# --- the SMS process ----------------------------------------------------------------------------------
+def process_parts(tmp_path):
+    context = multiprocessing.get_context("forkserver")
+    stats = StatsTable.create(f"gs-test-{uuid.uuid4().hex[:8]}-stats", ("sms",))
+    layout = Layout("test", "", stats.segment_name, ("sms",), outbox=Channel("outbox"))
+    return context, stats, layout, context.Event()
+
+
+def stop_process(process):
+    if process.is_alive():
+        process.kill()
+    process.join(DEADLINE)
+
+
+@pytest.mark.parametrize("how", ["stop-event", "sigterm"])
+def test_the_sms_process_sends_queued_texts_and_stops_cleanly(tmp_path, how):
+    config = config_for(tmp_path)
+    context, stats, layout, stop = process_parts(tmp_path)
+    outbox = Outbox(outbox_path(config.storage.data_dir))
+    queue_event_alert(outbox, config, alert(1), now=0.0)  # waiting before the process starts
+    process = context.Process(target=run_sender, args=(config, layout, stop), name="sms")
+    process.start()
+    try:
+        wait_until(lambda: outbox.pending_count() == 0, "the texts queued before the start")
+        slot = stats.slot("sms")
+        beat = slot.get("heartbeat")
+        queue_event_alert(outbox, config, alert(2), now=1.0)  # no wake-up: the poll must find it
+        wait_until(lambda: outbox.pending_count() == 0, "a text queued without a wake-up")
+        queue_event_alert(outbox, config, alert(3), now=2.0)
+        layout.outbox.send(OutboxChanged())
+        wait_until(lambda: outbox.pending_count() == 0, "a text after a wake-up")
+        assert slot.get("processed") == 6 and slot.get("heartbeat") > beat and slot.get("errors") == 0
+        if how == "sigterm":
+            process.terminate()
+        else:
+            stop.set()
+        process.join(DEADLINE)
+        assert process.exitcode == 0
+    finally:
+        stop_process(process)
+        stats.close()
+    assert len(sent_texts(tmp_path)) == 6
+    assert (tmp_path / "gammu.log").read_text().rstrip().endswith("[Terminating]\n[Closing]")  # modem closed
+
+
+def hanging_modem(config):
+    """A modem whose first SendSMS never returns (the child is killed while it waits)."""
+    script = FaultScript(Path(config.modem.gammurc).parent, {"SendSMS": [Hang()]})
+    return Modem(config.modem, machine_factory=script.machine)
+
+
+def test_a_killed_sms_process_loses_nothing_and_its_successor_resends_as_a_repeat(tmp_path):
+    config = config_for(tmp_path, **{"alerts.recipients": [A]})
+    context, stats, layout, stop = process_parts(tmp_path)
+    outbox = Outbox(outbox_path(config.storage.data_dir))
+    for event_id in (1, 2):
+        queue_event_alert(outbox, config, alert(event_id, SHOT_TIME + 60 * event_id), now=float(event_id))
+    first = context.Process(target=run_sender, args=(config, layout, stop, hanging_modem), name="sms")
+    second = context.Process(target=run_sender, args=(config, layout, stop), name="sms")
+    first.start()
+    try:
+        wait_until(lambda: outbox.rows()[0].state == "sending", "the first text to be mid-send")
+        first.kill()  # SIGKILL: no cleanup at all
+        first.join(DEADLINE)
+        assert [r.state for r in outbox.rows()] == ["sending", "pending"]
+        second.start()
+        wait_until(lambda: outbox.pending_count() == 0, "the restarted process to send")
+        stop.set()
+        second.join(DEADLINE)
+        assert second.exitcode == 0
+    finally:
+        stop_process(first)
+        if second.pid is not None:
+            stop_process(second)
+        stats.close()
+    texts = [text for _, text in sent_texts(tmp_path)]
+    assert [t.startswith(REPEAT_PREFIX) for t in texts] == [True, False]
+    assert texts[0].endswith("14:04:07 EAT (confidence 90%).") and texts[1].endswith("14:05:07 EAT (confidence 90%).")
