@@ -144,16 +144,38 @@ def _event_line(record: dict) -> str:
 @click.argument("manifest", type=click.Path(path_type=Path))
 @click.option("--fold", type=click.Choice(["val", "train", "all"]), default="val", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("reports"), show_default=True)
+@click.option(
+    "--stream-hours",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Also run the streaming proxy: this many hours of validation background with inserted shots (0: off).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the streaming mixture.")
+@click.option(
+    "--summary",
+    type=click.Path(path_type=Path),
+    help="Also write the streaming figures without the list of missed shots here (e.g. models/reports/streaming.json).",
+)
 @config_option
-def evaluate(manifest, fold, out, config_path) -> None:
+def evaluate(manifest, fold, out, stream_hours, seed, summary, config_path) -> None:
     """Score a labelled manifest with the shipped models, vote and thresholds (the `analyze` path)."""
-    from models.training.evaluate import evaluate_manifest
+    from models.training.evaluate import evaluate_manifest, evaluate_stream
 
     if not manifest.exists():
         raise click.ClickException(f"manifest {manifest} does not exist")
     config = _load(config_path, {})
-    report = evaluate_manifest(manifest, config.detector.models_dir or SHIPPED_MODELS, out, fold)
+    models_dir = config.detector.models_dir or SHIPPED_MODELS
+    report = evaluate_manifest(manifest, models_dir, out, fold)
     click.echo(json.dumps({k: report[k] for k in ("ensemble", "per_source", "clips")}, indent=1, default=float))
+    if stream_hours > 0:
+        detector = config.detector
+        stream = evaluate_stream(manifest, models_dir, out, detector.hop, detector.merge_gap, stream_hours, seed)
+        stream.pop("missed")
+        click.echo(json.dumps(stream, indent=1))
+        if summary is not None:
+            summary.parent.mkdir(parents=True, exist_ok=True)
+            summary.write_text(json.dumps(stream, indent=1) + "\n")
 
 
 @main.command("test-mic")

@@ -12,6 +12,7 @@ import datetime
 import zoneinfo
 from dataclasses import dataclass
 
+from alerting.clock import UNSYNCHRONISED_NOTE
 from alerting.outbox import HeldEvent, Outbox
 from pipeline.config import Config
 
@@ -31,6 +32,7 @@ class EventAlert:
     started_at: float  # wall time of the event's start
     confidence: float  # 0..1
     degraded: bool  # the detector runs with models missing
+    clock_synchronised: bool = True  # False: the wall time may be wrong (no RTC, no NTP yet)
 
 
 def local_time(config: Config, wall_time: float, fmt: str = TIME_FORMAT) -> str:
@@ -44,7 +46,7 @@ def alert_text(config: Config, alert: EventAlert) -> str:
         site=config.site.name,
         time=local_time(config, alert.started_at),
         confidence=f"{alert.confidence:.0%}",
-        note=DEGRADED_NOTE if alert.degraded else "",
+        note=(DEGRADED_NOTE if alert.degraded else "") + ("" if alert.clock_synchronised else UNSYNCHRONISED_NOTE),
     )
 
 

@@ -3,19 +3,28 @@
 An opening event goes first to the event log and the persistent outbox (so a crash after this
 point loses nothing), then the SMS process is woken. Closing completes the record and saves the
 evidence clip from the audio ring once its post-roll has been captured.
+
+A full disk must not cost an alert: a failed event-log write is logged and counted (the text goes
+out without an event id); a failed outbox write gives up the outbox reserve and tries again, and
+an alert that still cannot be queued is kept in memory and retried every loop.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.synchronize import Event as StopEvent
 from pathlib import Path
+from typing import Any, TypeVar
 
+from alerting.clock import clock_synchronised
 from alerting.compose import EventAlert, queue_event_alert
 from alerting.outbox import Outbox, outbox_path
-from inference.eventlog import SECONDS_PER_DAY, EventLog
+from alerting.reserve import DiskReserve, is_disk_full
+from inference.eventlog import MB, SECONDS_PER_DAY, EventLog
 from inference.events import Event, EventTracker
 from inference.frontend import hop_samples
 from inference.model import Ensemble, load_ensemble
@@ -31,6 +40,7 @@ PRUNE_INTERVAL = 3600.0  # s between retention passes
 IDLE_WAIT = 1.0  # s: longest wait for a vote (heartbeat, stop event and due clips are checked as often)
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def wall_time(monotonic_time: float) -> float:
@@ -69,6 +79,9 @@ class Aggregator:
         self.window = ensemble.window_samples
         self.hop = hop
         self.latency = LatencyTracker(slot)
+        self.unqueued: list[EventAlert] = []
+        self.reserve = DiskReserve(data_dir)
+        self.min_free = round(config.storage.min_free_mb * MB)
 
     def handle(self, decision: Decision) -> None:
         window_end = self.audio.time_of(decision.index * self.hop + self.window)
@@ -81,21 +94,56 @@ class Aggregator:
 
     def _open(self, event: Event) -> None:
         start = wall_time(self.audio.time_of(event.start))
-        event.record_id = self.events.open_event(start, event.confidence, event.votes, self.versions, event.degraded)
-        alert = EventAlert(event.record_id, start, event.confidence, event.degraded)
-        queue_event_alert(self.outbox, self.config, alert, now=time.time())
-        self.layout.outbox.send(OutboxChanged())
+        event.record_id = self._record(
+            "event", self.events.open_event, start, event.confidence, event.votes, self.versions, event.degraded
+        )
+        self.unqueued.append(EventAlert(event.record_id, start, event.confidence, event.degraded, clock_synchronised()))
+        self.queue_alerts()
         log.warning(
-            "GUNSHOT event %d: confidence %.2f, votes %s%s",
+            "GUNSHOT event %s: confidence %.2f, votes %s%s",
             event.record_id,
             event.confidence,
             {m: round(p, 2) for m, p in event.votes.items()},
             " (degraded)" if event.degraded else "",
         )
 
+    def queue_alerts(self) -> None:
+        """Queue the alerts not yet in the outbox (the usual case: the one just decided)."""
+        while self.unqueued:
+            try:
+                queue_event_alert(self.outbox, self.config, self.unqueued[0], now=time.time())
+            except sqlite3.OperationalError as exc:
+                if is_disk_full(exc) and self.reserve.release():
+                    continue
+                log.critical("alert for event %s NOT queued yet (%s): retrying", self.unqueued[0].event_id, exc)
+                self.slot.add("errors")
+                return
+            self.unqueued.pop(0)
+            self.layout.outbox.send(OutboxChanged())
+
+    def _record(self, what: str, write: Callable[..., T], *args: Any) -> T | None:
+        """An event-log write that a full or broken disk may refuse: logged and counted, not fatal."""
+        try:
+            return write(*args)
+        except (sqlite3.Error, OSError) as exc:
+            log.error("%s record not written to the event log: %s", what, exc)
+            self.slot.add("errors")
+            return None
+
     def _close(self, event: Event) -> None:
+        if event.record_id is None:
+            return  # its opening was not recorded (disk full): nothing to complete, no clip to file
         end = wall_time(self.audio.time_of(event.end))
-        self.events.close_event(event.record_id, end, event.confidence, event.votes, event.degraded, event.windows)
+        self._record(
+            "event end",
+            self.events.close_event,
+            event.record_id,
+            end,
+            event.confidence,
+            event.votes,
+            event.degraded,
+            event.windows,
+        )
         if self.config.storage.clips:
             pre = round(self.config.storage.clip_pre_roll * self.rate)
             post = round(self.config.storage.clip_post_roll * self.rate)
@@ -114,7 +162,7 @@ class Aggregator:
                 log.error("evidence clip of event %d lost: %s", clip.event_id, exc)
                 self.slot.add("errors")
                 continue
-            if not self.events.attach_clip(clip.event_id, samples, self.rate):
+            if not self._record("clip", self.events.attach_clip, clip.event_id, samples, self.rate, self.min_free):
                 self.slot.add("errors")
 
     def prune(self, now: float) -> None:
@@ -122,9 +170,10 @@ class Aggregator:
         if now - self.last_prune < PRUNE_INTERVAL:
             return
         self.last_prune = now
+        self.reserve.ensure()
         days = self.config.storage.retention_days
-        removed = self.events.prune(days, now)
-        texts = self.outbox.prune_sent(now - days * SECONDS_PER_DAY)
+        removed = self._record("retention", self.events.prune, days, now)
+        texts = self._record("retention", self.outbox.prune_sent, now - days * SECONDS_PER_DAY)
         if removed or texts:
             log.info("retention: removed %d events (with their clips) and %d sent texts", removed, texts)
 
@@ -135,6 +184,9 @@ class Aggregator:
         if (event := self.tracker.finish()) is not None:
             self._close(event)
         self.write_due_clips(final=True)
+        self.queue_alerts()
+        for alert in self.unqueued:
+            log.critical("alert for event %s LOST: the outbox could not be written", alert.event_id)
         self.events.close()
         self.outbox.close()
 
@@ -160,6 +212,7 @@ def run_aggregator(config: Config, layout: Layout, stop: StopEvent) -> int:
                 aggregator.handle(decision)
             slot.set("queue_hwm", layout.votes.high_water)
             slot.done(since, items=len(decisions))
+        aggregator.queue_alerts()
         aggregator.write_due_clips()
         aggregator.prune(time.time())
     aggregator.shutdown()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import soundfile
 EVENTS_DB = "events.sqlite"
 CLIPS_DIR = "clips"
 SECONDS_PER_DAY = 86400.0
+MB = 1024 * 1024
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -85,8 +87,17 @@ class EventLog:
                 (end_time, confidence, json.dumps(votes), int(degraded), windows, event_id),
             )
 
-    def attach_clip(self, event_id: int, samples: np.ndarray, rate: int) -> bool:
-        """Write the evidence clip; False (logged) when the disk refuses, detection goes on."""
+    def attach_clip(self, event_id: int, samples: np.ndarray, rate: int, min_free_bytes: int = 0) -> bool:
+        """Write the evidence clip; False (logged) when the disk refuses or the clip would take it
+        below `min_free_bytes` even after deleting older clips. Detection goes on either way."""
+        if not self.make_room(min_free_bytes + samples.nbytes):  # FLAC is smaller than the samples
+            log.error(
+                "evidence clip of event %d not saved: %.0f MB free on %s, below storage.min_free_mb",
+                event_id,
+                self.free_bytes() / MB,
+                self.data_dir,
+            )
+            return False
         relative = Path(CLIPS_DIR) / f"event-{event_id:06d}.flac"
         path = self.data_dir / relative
         try:
@@ -98,6 +109,24 @@ class EventLog:
             return False
         with self._db:
             self._db.execute("UPDATE events SET clip=? WHERE id=?", (str(relative), event_id))
+        return True
+
+    def free_bytes(self) -> int:
+        return shutil.disk_usage(self.data_dir).free
+
+    def make_room(self, min_free_bytes: int) -> bool:
+        """Delete the oldest clips (their events stay) until `min_free_bytes` are free; False if
+        that is not enough."""
+        while self.free_bytes() < min_free_bytes:
+            oldest = self._db.execute(
+                "SELECT id, clip FROM events WHERE clip IS NOT NULL ORDER BY id LIMIT 1"
+            ).fetchone()
+            if oldest is None:
+                return False
+            (self.data_dir / oldest[1]).unlink(missing_ok=True)
+            with self._db:
+                self._db.execute("UPDATE events SET clip = NULL WHERE id = ?", (oldest[0],))
+            log.warning("disk space floor: deleted the evidence clip of event %d", oldest[0])
         return True
 
     def events(self, limit: int = 100) -> list[EventRecord]:

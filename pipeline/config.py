@@ -95,6 +95,9 @@ class StorageConfig:
     clip_pre_roll: float = setting(2.0, "Seconds of audio kept before an event in its clip.", 0.0, 20.0)
     clip_post_roll: float = setting(2.0, "Seconds of audio kept after an event in its clip.", 0.0, 20.0)
     retention_days: float = setting(30.0, "Evidence clips and closed events older than this are deleted.", 1.0, 3650.0)
+    min_free_mb: float = setting(
+        200.0, "Free space kept on the data folder's disk: older clips are deleted, new ones skipped.", 0.0, 1e6
+    )
 
 
 @dataclass(frozen=True)

@@ -12,15 +12,31 @@ import sys
 import threading
 import time
 
+from pipeline.systemd import under_journald
+
 LOG_FORMAT = "%(asctime)s %(processName)s %(levelname)s %(name)s: %(message)s"
 _PR_SET_NAME = 15
 ORPHAN_CHECK_SECONDS = 1.0
 _COMM_LENGTH = 15  # the kernel keeps 15 characters of a thread name
 
 
+JOURNAL_FORMAT = "%(processName)s %(levelname)s %(name)s: %(message)s"  # journald stamps the time itself
+_SYSLOG_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+
+class JournalFormatter(logging.Formatter):
+    """Prefix `<priority>` (sd-daemon(3)): journald then files each line at its level (`journalctl -p err`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = _SYSLOG_PRIORITY.get(record.levelno, _SYSLOG_PRIORITY[logging.INFO])
+        return f"<{priority}>{super().format(record)}"
+
+
 def configure_logging(level: int = logging.INFO) -> None:
-    """Log lines to stderr (journald keeps them under systemd); one write per line."""
-    logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr, force=True)
+    """Log lines to stderr, one write per line; under systemd, in the journal's own form."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JournalFormatter(JOURNAL_FORMAT) if under_journald() else logging.Formatter(LOG_FORMAT))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
 def process_setup(role: str, nice: int = 0, supervisor_pid: int | None = None) -> None:

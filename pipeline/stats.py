@@ -56,9 +56,11 @@ class StatsReporter:
         self._marks: dict[str, _CpuMark] = {}
         self._last = time.monotonic()
 
-    def maybe_report(self) -> None:
+    def maybe_report(self) -> dict[str, Any] | None:
+        """The snapshot if one was due (and written), else None."""
         if time.monotonic() - self._last >= REPORT_INTERVAL:
-            self.report()
+            return self.report()
+        return None
 
     def report(self) -> dict[str, Any]:
         self._last = time.monotonic()

@@ -39,6 +39,7 @@ from pipeline.metrics import StatsTable
 from pipeline.ring import Ring
 from pipeline.shm import new_run_id, remove_stale_segments, segment_name
 from pipeline.stats import StatsReporter
+from pipeline.systemd import Notifier
 
 HEARTBEAT_TIMEOUT = 10.0
 HUNG_AFTER = 10.0
@@ -94,6 +95,8 @@ class Supervisor:
         self._owned: list[Any] = []
         self.managed: dict[str, Managed] = {}
         self._finished_at: float | None = None
+        self.notifier = Notifier()
+        self._ready = False
 
     # --- start -------------------------------------------------------------------------------
     def start(self) -> Layout:
@@ -237,7 +240,10 @@ class Supervisor:
         try:
             while not stop_requested and not (until and until()):
                 self.watch_once()
-                self.reporter.maybe_report()
+                self.notifier.watchdog()
+                self._notify_ready()
+                if self.reporter.maybe_report() is not None:
+                    self.notifier.status(self.status_line())
                 if self.health.check() is not None:
                     self.layout.outbox.send(OutboxChanged())
                 if self.source_finished() and self._drained(time.monotonic()):
@@ -248,6 +254,25 @@ class Supervisor:
                 signal.signal(sig, handler)
             self.shutdown()
         return 0
+
+    def _notify_ready(self) -> None:
+        """Tell systemd we are up once the first window was decided (or the start-up grace ran out:
+        capture may be waiting for its device, which the health texts report)."""
+        if self._ready:
+            return
+        aggregator = self.stats.slot("aggregator")
+        if aggregator.get("processed") > 0 or time.monotonic() - aggregator.get("started") > STARTUP_GRACE:
+            self._ready = True
+            self.notifier.ready(self.status_line())
+
+    def status_line(self) -> str:
+        """One line for `systemctl status`: windows decided, lost audio, restarts, health."""
+        restarts = sum(len(managed.restarts) for managed in self.managed.values())
+        state = "DEGRADED" if self.degraded else "listening"
+        return (
+            f"{state}; {self.stats.slot('aggregator').get('processed'):.0f} windows decided, "
+            f"{self.audio.overruns} overruns ({self.audio.lost} samples lost), {restarts} restarts"
+        )
 
     def _drained(self, now: float) -> bool:
         """After the source ended: every window decided and every text handed on (or DRAIN_LIMIT)."""
@@ -276,6 +301,7 @@ class Supervisor:
     def shutdown(self) -> None:
         """Stop event, then join in data-flow order (the SMS process last, so it flushes), kill
         stragglers, unlink shared memory, release the lock."""
+        self.notifier.stopping()
         self.stop_event.set()
         for prefix in SHUTDOWN_ORDER:
             for managed in self.managed.values():
@@ -292,6 +318,7 @@ class Supervisor:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+        self.notifier.close()
         log.info("detector stopped")
 
 

@@ -1,8 +1,10 @@
 """The aggregator's side effects: an opening event goes to the event log and the outbox at once;
 closing completes the record and saves the evidence clip from the ring."""
 
+import contextlib
 import time
 import uuid
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -24,17 +26,25 @@ RATE, WINDOW, HOP = 16000, 16000, 8000
 RECIPIENTS = ["+447700900123", "+12025550143"]
 
 
+@contextlib.contextmanager
+def built(config: Config) -> Iterator[tuple[Aggregator, Ring, Layout]]:
+    """An Aggregator on an in-memory audio ring, with a real stats row and outbox channel."""
+    stats = StatsTable.create(f"gs-test{uuid.uuid4().hex[:6]}-stats", ("aggregator",))
+    layout = Layout("t", "", stats.segment_name, ("aggregator",), outbox=Channel("outbox"))
+    audio = Ring.in_memory(RATE * 60, AUDIO_SHAPE, RATE)
+    try:
+        yield Aggregator(config, load_ensemble(""), audio, stats.slot("aggregator"), layout), audio, layout
+    finally:
+        stats.close()
+
+
 @pytest.fixture
 def aggregator(tmp_path):
     config = override(
         Config(), {"storage.data_dir": str(tmp_path), "alerts.recipients": RECIPIENTS, "site.name": "Gate"}
     )
-    stats = StatsTable.create(f"gs-test{uuid.uuid4().hex[:6]}-stats", ("aggregator",))
-    layout = Layout("t", "", stats.segment_name, ("aggregator",), outbox=Channel("outbox"))
-    audio = Ring.in_memory(RATE * 60, AUDIO_SHAPE, RATE)
-    agg = Aggregator(config, load_ensemble(""), audio, stats.slot("aggregator"), layout)
-    yield agg, audio, layout, tmp_path
-    stats.close()
+    with built(config) as (agg, audio, layout):
+        yield agg, audio, layout, tmp_path
 
 
 def decision(index: int, positive: bool, degraded: bool = False) -> Decision:

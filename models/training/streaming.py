@@ -1,0 +1,203 @@
+"""Streaming evaluation: an hour or more of validation-fold background with validation gunshots
+inserted at known times and SNRs, run through the live windowing, vote and event merging
+(inference/offline.py), scored as event recall, false alerts per hour and detection delay.
+
+It is a proxy: the background reuses the same ~18 minutes of validation clips (changed in gain,
+pitch and speed and laid over synthetic noise), not hours of unseen recordings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import signal, stats
+
+from inference.model import Ensemble
+from inference.offline import DetectedEvent, OfflineDetector
+from models.training.augment import colored_noise
+from models.training.data import SAMPLE_RATE, Clip
+
+PROXY_NOTE = (
+    "Proxy: the background reuses the validation fold's ~18 min of non-gun clips (random gain, "
+    "pitch/speed change, synthetic noise) and the shots are validation clips; not unseen field audio."
+)
+SLOT_S = 30.0  # one shot per slot: 120 shots per hour, far enough apart never to merge into one event
+SHOT_MARGIN_S = 5.0  # a shot's peak lands at least this far from its slot's edges
+SNR_CHOICES_DB = (0.0, 5.0, 10.0, 20.0, 30.0)
+SNR_HALF_S = 0.1  # shot power over 0.2 s around its peak (as in training), bed power over 1 s
+BED_HALF_S = 0.5
+GAIN_DB = (-20.0, 6.0)
+SPEED_CHOICES = (0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15)  # resampling factor: pitch and tempo together
+P_SYNTHETIC = 0.15  # a background segment is synthetic noise instead of a clip
+NOISE_KINDS = ("white", "pink", "brown", "wind")
+NOISE_FLOOR_DBFS = (-70.0, -45.0)  # a synthetic noise bed under the whole mixture
+SYNTHETIC_SEGMENT_S = (2.0, 8.0)
+TAIL_S = 1.0  # a shot's echo: events this long after a clip ends still count as the shot
+PEAK_LIMIT = 0.99
+CONFIDENCE = 0.95
+PERCENTILES = (50, 99)
+
+
+@dataclass(frozen=True)
+class InsertedShot:
+    peak_s: float  # the shot's loudest sample: its onset for an impulsive sound
+    start_s: float  # the inserted clip's extent
+    end_s: float
+    snr_db: float
+    path: str
+
+
+@dataclass(frozen=True)
+class Mixture:
+    audio: np.ndarray  # float32 at 16 kHz
+    shots: list[InsertedShot]
+    background_clips: int  # distinct validation clips in the background
+
+    @property
+    def duration_s(self) -> float:
+        return self.audio.shape[0] / SAMPLE_RATE
+
+
+def _db(value: float) -> float:
+    return 10 ** (value / 20)
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)) + 1e-20))
+
+
+def _changed(rng: np.random.Generator, audio: np.ndarray) -> np.ndarray:
+    """A background clip at a random gain and speed (resampled: pitch and tempo change together)."""
+    speed = float(rng.choice(SPEED_CHOICES))
+    if speed != 1.0:
+        audio = signal.resample_poly(audio, 100, round(100 * speed)).astype(np.float32)
+    return audio * np.float32(_db(rng.uniform(*GAIN_DB)) / max(1e-3, float(np.max(np.abs(audio)))))
+
+
+def build_background(rng: np.random.Generator, negatives: list[np.ndarray], samples: int) -> np.ndarray:
+    """Negative clips, each used in turn (reshuffled every round) and changed, with stretches of
+    synthetic noise between them, over a quiet synthetic noise bed."""
+    out = np.empty(samples, dtype=np.float32)
+    at, order = 0, []
+    while at < samples:
+        if rng.random() < P_SYNTHETIC:
+            n = round(rng.uniform(*SYNTHETIC_SEGMENT_S) * SAMPLE_RATE)
+            piece = colored_noise(rng, n, str(rng.choice(NOISE_KINDS))) * np.float32(_db(rng.uniform(*GAIN_DB)) / 4)
+        else:
+            if not order:
+                order = list(rng.permutation(len(negatives)))
+            piece = _changed(rng, negatives[order.pop()])
+        piece = piece[: samples - at]
+        out[at : at + piece.shape[0]] = piece
+        at += piece.shape[0]
+    floor = colored_noise(rng, samples, str(rng.choice(NOISE_KINDS))) * np.float32(_db(rng.uniform(*NOISE_FLOOR_DBFS)))
+    return out + floor
+
+
+def insert_shot(bed: np.ndarray, shot: np.ndarray, peak_at: int, snr_db: float) -> tuple[int, int]:
+    """Adds `shot` to `bed` in place, its peak at sample `peak_at`, scaled to `snr_db` (shot power
+    over 0.2 s around its peak against the bed's power over 1 s around it). Returns its extent."""
+    peak = int(np.argmax(np.abs(shot)))
+    start = peak_at - peak
+    lo, hi = max(0, start), min(bed.shape[0], start + shot.shape[0])
+    half, bed_half = round(SNR_HALF_S * SAMPLE_RATE), round(BED_HALF_S * SAMPLE_RATE)
+    shot_power = _rms(shot[max(0, peak - half) : peak + half])
+    bed_power = _rms(bed[max(0, peak_at - bed_half) : peak_at + bed_half])
+    gain = bed_power * _db(snr_db) / shot_power
+    bed[lo:hi] += shot[lo - start : hi - start] * np.float32(gain)
+    return lo, hi
+
+
+def build_mixture(negatives: list[Clip], shots: list[Clip], hours: float, seed: int) -> Mixture:
+    """`hours` of background with one shot per SLOT_S at a random place and SNR; deterministic."""
+    rng = np.random.default_rng(seed)
+    slots = max(1, int(hours * 3600 / SLOT_S))
+    audio = build_background(rng, [c.audio for c in negatives], round(slots * SLOT_S * SAMPLE_RATE))
+    order = rng.permutation(len(shots))
+    inserted = []
+    for slot in range(slots):
+        clip = shots[order[slot % len(shots)]]
+        peak_s = slot * SLOT_S + rng.uniform(SHOT_MARGIN_S, SLOT_S - SHOT_MARGIN_S)
+        snr = float(rng.choice(SNR_CHOICES_DB))
+        lo, hi = insert_shot(audio, clip.audio, round(peak_s * SAMPLE_RATE), snr)
+        inserted.append(InsertedShot(peak_s, lo / SAMPLE_RATE, hi / SAMPLE_RATE, snr, clip.path))
+    peak = float(np.max(np.abs(audio)))
+    if peak > PEAK_LIMIT:  # keep the mixture in range rather than clip it
+        audio *= np.float32(PEAK_LIMIT / peak)
+    return Mixture(audio, inserted, len(negatives))
+
+
+def poisson_interval(count: int, exposure: float, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Exact (Garwood) confidence interval of a Poisson rate: `count` events in `exposure` units."""
+    alpha = 1 - confidence
+    low = stats.chi2.ppf(alpha / 2, 2 * count) / 2 if count else 0.0
+    high = stats.chi2.ppf(1 - alpha / 2, 2 * count + 2) / 2
+    return float(low / exposure), float(high / exposure)
+
+
+def score_events(events: list[DetectedEvent], shots: list[InsertedShot], duration_s: float, window_s: float) -> dict:
+    """Event recall, false alerts per hour of background and delay from a shot's peak to the moment
+    the first window of its event was complete (the earliest an alert could go out)."""
+    matched, delays = [], []
+    used = set()
+    for shot in shots:
+        hits = [i for i, e in enumerate(events) if e.start <= shot.end_s + TAIL_S and e.end >= shot.start_s]
+        matched.append(bool(hits))
+        used.update(hits)
+        if hits:
+            delays.append(events[hits[0]].start + window_s - shot.peak_s)
+    false_alerts = len(events) - len(used)
+    shot_s = sum(min(s.end_s + TAIL_S, duration_s) - s.start_s for s in shots)
+    background_h = max(duration_s - shot_s, 0.0) / 3600
+    low, high = poisson_interval(false_alerts, background_h) if background_h else (float("nan"),) * 2
+    per_snr = {}
+    for snr in sorted({s.snr_db for s in shots}):
+        hit = [m for m, s in zip(matched, shots, strict=True) if s.snr_db == snr]
+        per_snr[f"{snr:g}"] = {"recall": round(float(np.mean(hit)), 4), "shots": len(hit)}
+    return {
+        "shots": len(shots),
+        "detected": int(sum(matched)),
+        "event_recall": round(float(np.mean(matched)), 4) if shots else None,
+        "events": len(events),
+        "false_alerts": false_alerts,
+        "background_hours": round(background_h, 4),
+        "false_alerts_per_hour": round(false_alerts / background_h, 4) if background_h else None,
+        "false_alerts_per_hour_ci95": [round(low, 4), round(high, 4)],
+        "delay_s": {f"p{q}": round(float(np.percentile(delays, q)), 3) for q in PERCENTILES} if delays else {},
+        "recall_per_snr_db": per_snr,
+        "missed": [s.path for s, m in zip(shots, matched, strict=True) if not m],
+    }
+
+
+def _blocks(audio: np.ndarray, seconds: float = 60.0):
+    step = round(seconds * SAMPLE_RATE)
+    for start in range(0, audio.shape[0], step):
+        yield audio[start : start + step]
+
+
+def streaming_report(
+    clips: list[Clip], ensemble: Ensemble, hop: int, merge_gap_s: float, hours: float, seed: int
+) -> dict:
+    """Builds the mixture from the clips' validation fold and runs it through OfflineDetector with
+    the shipped thresholds and vote."""
+    negatives = [c for c in clips if c.fold == "val" and not c.label]
+    shots = [c for c in clips if c.fold == "val" and c.label]
+    if not negatives or not shots:
+        raise ValueError("streaming evaluation needs validation-fold gunshots and other clips")
+    mixture = build_mixture(negatives, shots, hours, seed)
+    result = OfflineDetector(ensemble, hop, merge_gap_s).run(_blocks(mixture.audio))
+    window_s = ensemble.window_samples / ensemble.sample_rate
+    scores = score_events(result.events, mixture.shots, mixture.duration_s, window_s)
+    return {
+        "note": PROXY_NOTE,
+        "seed": seed,
+        "hours": round(mixture.duration_s / 3600, 4),
+        "background_clips": mixture.background_clips,
+        "distinct_shots": len({s.path for s in mixture.shots}),
+        "hop_s": hop / ensemble.sample_rate,
+        "merge_gap_s": merge_gap_s,
+        "votes_required": ensemble.votes_required,
+        "thresholds": {m.id: m.threshold for m in ensemble.models},
+        **scores,
+    }

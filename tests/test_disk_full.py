@@ -1,0 +1,102 @@
+"""A full disk under the data folder: a real tmpfs of a few MB, filled by another writer. The
+alert is still queued and sent, the clip that does not fit is logged and counted, and our own
+clips never take the disk below storage.min_free_mb (older clips go first)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from alerting.modem import Modem
+from alerting.outbox import Outbox, outbox_path
+from alerting.reserve import RESERVE_FILE
+from alerting.sender import send_pending_once
+from inference.eventlog import MB, EventLog
+from pipeline.config import override
+from tests.test_aggregator import RATE, built, decision
+from tests.test_alerting_support import NUMBERS, config_for, sent_texts
+
+DISK_MB = 8
+DATABASE_GROWTH = 64 * 1024  # bytes the event database may add beside a clip
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Path:
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={DISK_MB}m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
+    if result.returncode:
+        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()}): the test needs root")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def leave_free(folder: Path, free_bytes: int) -> None:
+    """Another program's file takes the space, down to `free_bytes` free (0: the disk is full)."""
+    filler = folder / "someone-elses.log"
+    size = shutil.disk_usage(folder).free - free_bytes + (filler.stat().st_size if filler.exists() else 0)
+    with filler.open("ab") as stream:
+        stream.truncate(0)
+        with contextlib.suppress(OSError):  # ENOSPC: the disk is as full as it gets
+            os.posix_fallocate(stream.fileno(), 0, max(size, 1))
+
+
+def event_with_clip(agg, audio, first_index: int) -> None:
+    """A one-window event on noise, closed and its clip due."""
+    noise = np.random.default_rng(first_index).integers(-8000, 8000, RATE * 6, dtype=np.int16)
+    audio.write(noise)
+    agg.handle(decision(first_index, True))
+    for index in range(first_index + 1, first_index + 12):
+        agg.handle(decision(index, False))
+    agg.write_due_clips()
+
+
+def test_on_a_full_disk_the_alert_is_queued_and_sent_and_the_lost_clip_is_counted(tmp_path, small_disk):
+    config = config_for(tmp_path, **{"storage.data_dir": str(small_disk / "data"), "storage.min_free_mb": 0.0})
+    with built(config) as (agg, audio, _):
+        agg.prune(time.time())  # the first loop's retention pass makes the outbox reserve
+        assert (small_disk / "data" / RESERVE_FILE).exists()
+        leave_free(small_disk, 0)
+        event_with_clip(agg, audio, 0)
+        assert not (small_disk / "data" / RESERVE_FILE).exists()  # given up for the alert
+        assert agg.unqueued == []
+        assert agg.slot.get("errors") >= 1  # the clip (and perhaps the event record) did not fit
+        outbox = Outbox(outbox_path(small_disk / "data"))
+        assert sorted(row.recipient for row in outbox.rows()) == sorted(NUMBERS)
+        assert send_pending_once(outbox, Modem(config.modem), config, now=time.time()) == len(NUMBERS)
+        outbox.close()
+    assert sorted(recipient for recipient, _ in sent_texts(tmp_path)) == sorted(NUMBERS)
+    assert not list((small_disk / "data").glob("clips/*.flac"))
+
+
+def test_clips_never_take_the_disk_below_the_floor_older_clips_go_first(tmp_path, small_disk):
+    floor_mb = 1.0
+    config = config_for(tmp_path, **{"storage.data_dir": str(small_disk / "data"), "storage.min_free_mb": floor_mb})
+    with built(config) as (agg, audio, _):
+        agg.prune(time.time())
+        event_with_clip(agg, audio, 0)
+        event_with_clip(agg, audio, 12)
+        clip_bytes = (small_disk / "data" / EventLog(small_disk / "data").events()[0].clip).stat().st_size
+        leave_free(small_disk, round(floor_mb * MB) - clip_bytes // 2)  # below the floor by half a clip
+        event_with_clip(agg, audio, 24)
+        assert shutil.disk_usage(small_disk).free >= floor_mb * MB - DATABASE_GROWTH  # the clip stayed above
+        clips = [event.clip for event in EventLog(small_disk / "data").events()]
+        assert clips[0] is None and clips[2] is not None  # the oldest clip made room for the newest
+        leave_free(small_disk, 0)
+        event_with_clip(agg, audio, 36)  # nothing fits: record and clip skipped and counted, the alert queued
+        assert len(list((small_disk / "data" / "clips").glob("*.flac"))) == 1
+        assert agg.slot.get("errors") >= 1 and agg.unqueued == []
+
+
+def test_the_floor_setting_is_validated(tmp_path):
+    with pytest.raises(Exception, match=r"storage\.min_free_mb"):
+        override(config_for(tmp_path), {"storage.min_free_mb": -1})
