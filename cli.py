@@ -171,7 +171,8 @@ def evaluate(manifest, fold, out, stream_hours, seed, summary, config_path) -> N
     if stream_hours > 0:
         detector = config.detector
         stream = evaluate_stream(manifest, models_dir, out, detector.hop, detector.merge_gap, stream_hours, seed)
-        stream.pop("missed")
+        for long_list in ("missed", "inserted"):
+            stream.pop(long_list)
         click.echo(json.dumps(stream, indent=1))
         if summary is not None:
             summary.parent.mkdir(parents=True, exist_ok=True)

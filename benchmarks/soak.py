@@ -1,6 +1,6 @@
 """Soak test: the real detector for a long real-time run with faults injected at random times.
 
-    python benchmarks/soak.py --minutes 35 [--seed 1] [--no-faults]
+    python benchmarks/soak.py --minutes 35 [--seed 1] [--no-faults] [--hog 2]
 
 A private PulseAudio null sink stands in for the microphone (needs pulseaudio, paplay); a
 generated stream (quiet outdoor-like background with bundled shots at known times) plays into it;
@@ -9,7 +9,9 @@ SIGKILL of one process (capture, frontend, a model worker, aggregator, SMS, or t
 itself, which is then started again), and modem outages (the dummy's device folder removed for a
 while and the SMS process killed, so it must re-initialise against a missing modem). At the end it
 prints the table: shots inserted, events detected and matched to shots, texts sent, false
-alerts, overruns, restarts, max RSS, and whether any decided alert was lost.
+alerts, overruns, restarts, max PSS and its trend (flat RSS), shot onset to text sent, and
+whether any decided alert was lost. `--hog N` runs N busy processes (one pure-Python spin loop
+each, normal priority) beside the detector for the whole run: the CPU-starved case.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ import json
 import random
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import psutil
 import soundfile
 
@@ -31,12 +35,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.audio_env import start_pulse
 from tests.detector_run import RATE, RECIPIENTS, DetectorRun, stream_with_shots
-from tests.gammu_env import dummy_gammurc
+from tests.gammu_env import DUMMY_DEVICE, dummy_gammurc
 
 SHOT_SOUNDS = ("hedgewars-shotgun", "wesnoth-thunderstick")  # the bundled sounds the models hear
 SHOT_GAP = (40.0, 80.0)  # s between shots
 FAULT_GAP = (60.0, 150.0)  # s between faults
 OUTAGE = (30.0, 120.0)  # s a modem outage lasts
+ORPHAN_DEADLINE = 5.0  # s: children notice their supervisor is gone within about a second
+PSS_SAMPLE_EVERY = 10.0  # s
+WARM_UP = 60.0  # s: the trend of PSS is fitted after this
 MATCH_TOLERANCE = 2.0  # s: an event within this of a shot's onset (its window starts up to 1 s early)
 PROCESSES = (
     "gs.capture",
@@ -86,6 +93,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=35.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-faults", action="store_true")
+    parser.add_argument("--hog", type=int, default=0, help="Busy processes to run beside the detector.")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     folder = Path(tempfile.mkdtemp(prefix="gs-soak-"))
@@ -94,7 +102,7 @@ def main() -> None:
     soundfile.write(wav, stream_with_shots(args.minutes * 60, shots, seed=args.seed), RATE, subtype="PCM_16")
     pulse = start_pulse(rate=48000)
     gammurc = dummy_gammurc(folder)
-    modem_dir = folder / "dummy-phone"
+    modem_dir = folder / DUMMY_DEVICE
     run = DetectorRun(folder, env=pulse.env)
     run.config_lines = [
         "[site]",
@@ -113,19 +121,22 @@ def main() -> None:
     faults: list[tuple[float, str]] = []
     restarts_of_supervisor = 0
     orphans = 0
-    max_pss = 0.0
+    pss_samples: list[tuple[float, float]] = []
+    hogs: list[subprocess.Popen] = []
     try:
         run.start()
         run.wait_for_audio(run.ring())
         started = time.monotonic()
         first_audio = time.time()
         pulse.play(wav)
+        hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.hog)]
         next_fault = started + rng.uniform(*FAULT_GAP)
         outage_ends = None
         while time.monotonic() - started < args.minutes * 60 + 15:
             time.sleep(1.0)
             now = time.monotonic()
-            max_pss = max(max_pss, memory_mb(run))
+            if not pss_samples or now - started - pss_samples[-1][0] >= PSS_SAMPLE_EVERY:
+                pss_samples.append((now - started, memory_mb(run)))
             if outage_ends and now >= outage_ends:
                 modem_dir.mkdir(exist_ok=True)
                 faults.append((now - started, "modem back"))
@@ -143,8 +154,7 @@ def main() -> None:
             elif kind == "supervisor":
                 run.process.send_signal(signal.SIGKILL)
                 run.process.wait()
-                time.sleep(1.0)  # children die with their parent (PR_SET_PDEATHSIG); check they did
-                orphans += sum(1 for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("gs."))
+                orphans += count_orphans()
                 run.log.close()
                 run.start()  # as systemd would: Restart=always
                 restarts_of_supervisor += 1
@@ -155,12 +165,46 @@ def main() -> None:
         modem_dir.mkdir(exist_ok=True)
         run.wait_until(lambda: all(t["state"] == "sent" for t in run.texts()), 120, "every text sent")
     finally:
+        for hog in hogs:
+            hog.kill()
         code = run.stop() if run.process else None
         pulse.stop()
-    report(run, shots, faults, max_pss, (restarts_of_supervisor, orphans), code, first_audio, args)
+    report(run, shots, faults, pss_samples, (restarts_of_supervisor, orphans), code, first_audio, args)
 
 
-def report(run, shots, faults, max_pss, supervisor_kills, code, first_audio, args) -> None:
+def count_orphans() -> int:
+    """gs.* processes still alive ORPHAN_DEADLINE s after their supervisor was killed (they watch it)."""
+    deadline = time.monotonic() + ORPHAN_DEADLINE
+    while True:
+        alive = [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("gs.")]
+        if not alive or time.monotonic() > deadline:
+            return len(alive)
+        time.sleep(0.2)
+
+
+def pss_trend(samples: list[tuple[float, float]]) -> str:
+    """Least-squares slope of total PSS after the warm-up, in MB per hour."""
+    later = [(t, mb) for t, mb in samples if t >= WARM_UP]
+    if len(later) < 3:
+        return "too short to tell"
+    t, mb = np.array(later).T
+    return f"{np.polyfit(t / 3600.0, mb, 1)[0]:+.1f} MB/h ({mb[0]:.1f} -> {mb[-1]:.1f} MB)"
+
+
+def onset_to_sent(events: list[dict], texts: list[dict], onsets: list[float]) -> str:
+    """p50/p99 of (first text of an event handed to the modem) - (the shot's onset in the audio)."""
+    delays = []
+    for event in events:
+        near = [onset for onset in onsets if abs(onset - event["start_time"]) <= MATCH_TOLERANCE]
+        sent = [t["sent_at"] for t in texts if t["event_id"] == event["id"] and t["sent_at"]]
+        if near and sent:
+            delays.append(min(sent) - near[0])
+    if not delays:
+        return "-"
+    return f"p50 {np.percentile(delays, 50):.2f} s, p99 {np.percentile(delays, 99):.2f} s (n={len(delays)})"
+
+
+def report(run, shots, faults, pss_samples, supervisor_kills, code, first_audio, args) -> None:
     events = run.events()
     texts = run.texts()
     onsets = [first_audio + t for t, _ in shots]
@@ -191,7 +235,11 @@ def report(run, shots, faults, max_pss, supervisor_kills, code, first_audio, arg
         ("overruns / lost samples (last run)", f"{stats.get('overruns')} / {stats.get('lost_samples')}"),
         ("process restarts (last supervisor run)", json.dumps(restarts)),
         ("supervisor restarts (whole tree killed)", supervisor_kills[0]),
-        ("max PSS of all processes, MB", round(max_pss, 1)),
+        ("CPU beside the detector", f"{args.hog} busy processes" if args.hog else "none"),
+        ("max PSS of all processes, MB", round(max(mb for _, mb in pss_samples), 1) if pss_samples else "-"),
+        ("PSS trend after the first minute", pss_trend(pss_samples)),
+        ("CPU of all processes, ms per audio s (last stats interval)", _cpu(stats)),
+        ("shot onset to first text handed to the modem", onset_to_sent(events, texts, onsets)),
         ("detector exit code at the end", code),
         ("anything lost (a decided alert not sent)", "no" if not unsent else f"YES: {len(unsent)} unsent"),
     ]
@@ -204,6 +252,11 @@ def report(run, shots, faults, max_pss, supervisor_kills, code, first_audio, arg
     missed = [f"{t:.0f} s ({name})" for i, (t, name) in enumerate(shots) if i not in matched]
     print(f"\nmissed shots: {', '.join(missed) or 'none'}")
     print(f"distinct alert texts: {len(alert_events)}; data kept in {run.folder}")
+
+
+def _cpu(stats: dict) -> str:
+    value = stats.get("total", {}).get("cpu_ms_per_audio_s")
+    return f"{value:.1f}" if value else "-"
 
 
 def _texted(event: dict, texts: list[dict]) -> bool:

@@ -108,7 +108,7 @@ class DetectorRun:
 
     def texts(self) -> list[dict]:
         return self._query(
-            "outbox.sqlite", "SELECT id, event_id, recipient, text, kind, state, repeat FROM texts ORDER BY id"
+            "outbox.sqlite", "SELECT id, event_id, recipient, text, kind, state, repeat, sent_at FROM texts ORDER BY id"
         )
 
     def _query(self, db: str, sql: str) -> list[dict]:

@@ -5,11 +5,18 @@ import json
 import subprocess
 import sys
 
+import numpy as np
+import pytest
+
+from inference.offline import DetectedEvent
+from models.training.data import SAMPLE_RATE, Clip
+from models.training.streaming import SLOT_S, InsertedShot, build_mixture, insert_shot, poisson_interval, score_events
 from tests.conftest import SHARED_DATA
 from tests.detector_run import ROOT
 from tests.shared_data import validation_rows
 
 CLIPS_PER_LABEL = 4
+STREAM_SLOTS = 2
 
 
 def test_evaluate_writes_metrics_and_worst_clips(tmp_path):
@@ -22,7 +29,18 @@ def test_evaluate_writes_metrics_and_worst_clips(tmp_path):
         writer.writeheader()
         writer.writerows(chosen)
     result = subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), "evaluate", str(small), "--out", str(tmp_path / "report")],
+        [
+            sys.executable,
+            str(ROOT / "cli.py"),
+            "evaluate",
+            str(small),
+            "--out",
+            str(tmp_path / "report"),
+            "--stream-hours",
+            str(STREAM_SLOTS * SLOT_S / 3600),
+            "--summary",
+            str(tmp_path / "streaming.json"),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -34,3 +52,86 @@ def test_evaluate_writes_metrics_and_worst_clips(tmp_path):
     assert ensemble["tp"] + ensemble["fn"] == CLIPS_PER_LABEL
     assert len(report["worst_misses"]) == ensemble["fn"]
     assert (tmp_path / "report" / "roc.csv").read_text().startswith("threshold,false_positive_rate")
+    assert report["confusion"]["gunshot"] == {"gunshot": ensemble["tp"], "other": ensemble["fn"]}
+    assert (tmp_path / "report" / "confusion.csv").read_text().startswith("true/decided,gunshot,other")
+    assert {"roc.png", "precision_recall.png"} <= {p.name for p in (tmp_path / "report").iterdir()}
+    stream = json.loads((tmp_path / "streaming.json").read_text())
+    assert stream["shots"] == STREAM_SLOTS and "missed" not in stream and "inserted" not in stream
+    full = json.loads((tmp_path / "report" / "streaming.json").read_text())
+    assert len(full["missed"]) == STREAM_SLOTS - stream["detected"]
+    assert [s["peak_s"] // SLOT_S for s in full["inserted"]] == list(range(STREAM_SLOTS))
+
+
+def _clip(audio: np.ndarray, label: int, path: str) -> Clip:
+    return Clip(path, label, "gunshot" if label else "rain", "test", path, "val", audio.astype(np.float32))
+
+
+def _shot(rng: np.random.Generator) -> np.ndarray:
+    """A decaying noise burst with its peak 0.1 s in."""
+    shot = np.zeros(SAMPLE_RATE // 2)
+    burst = rng.standard_normal(SAMPLE_RATE // 4) * np.exp(-np.arange(SAMPLE_RATE // 4) / 400)
+    shot[SAMPLE_RATE // 10 : SAMPLE_RATE // 10 + burst.shape[0]] = burst
+    return shot
+
+
+def test_mixture_places_shots_at_their_recorded_peaks_and_is_deterministic():
+    rng = np.random.default_rng(1)
+    negatives = [_clip(rng.standard_normal(SAMPLE_RATE * 3) * 0.01, 0, f"bg{i}") for i in range(3)]
+    shots = [_clip(_shot(rng), 1, f"shot{i}") for i in range(2)]
+    mixture = build_mixture(negatives, shots, hours=3 * SLOT_S / 3600, seed=7)
+    assert mixture.duration_s == pytest.approx(3 * SLOT_S)
+    assert len(mixture.shots) == 3
+    for slot, shot in enumerate(mixture.shots):
+        assert slot * SLOT_S < shot.start_s <= shot.peak_s < shot.end_s < (slot + 1) * SLOT_S
+        if shot.snr_db >= 20:  # a loud shot is the loudest sample of its slot
+            lo, hi = round(shot.start_s * SAMPLE_RATE), round(shot.end_s * SAMPLE_RATE)
+            assert (lo + np.argmax(np.abs(mixture.audio[lo:hi]))) / SAMPLE_RATE == pytest.approx(shot.peak_s, abs=1e-3)
+    again = build_mixture(negatives, shots, hours=3 * SLOT_S / 3600, seed=7)
+    assert np.array_equal(mixture.audio, again.audio) and mixture.shots == again.shots
+
+
+@pytest.mark.parametrize("snr_db", [0.0, 10.0, 30.0])
+def test_insert_shot_scales_to_the_requested_snr(snr_db):
+    rng = np.random.default_rng(2)
+    bed = (rng.standard_normal(SAMPLE_RATE * 4) * 0.05).astype(np.float32)
+    before = bed.copy()
+    shot = _shot(rng)
+    lo, hi = insert_shot(bed, shot, 2 * SAMPLE_RATE, snr_db)
+    added = bed[lo:hi] - before[lo:hi]
+    peak = int(np.argmax(np.abs(added)))
+    tenth = SAMPLE_RATE // 10
+    shot_rms = np.sqrt(np.mean(added[peak - tenth : peak + tenth] ** 2))
+    bed_rms = np.sqrt(np.mean(before[SAMPLE_RATE * 3 // 2 : SAMPLE_RATE * 5 // 2] ** 2))
+    assert lo + peak == 2 * SAMPLE_RATE
+    assert 20 * np.log10(shot_rms / bed_rms) == pytest.approx(snr_db, abs=0.01)
+
+
+def test_score_events_counts_hits_false_alerts_and_delay():
+    shots = [
+        InsertedShot(peak_s=10.0, start_s=9.9, end_s=10.4, snr_db=0.0, path="a"),
+        InsertedShot(peak_s=40.0, start_s=39.9, end_s=40.4, snr_db=10.0, path="b"),
+        InsertedShot(peak_s=70.0, start_s=69.9, end_s=70.4, snr_db=10.0, path="c"),
+    ]
+    events = [
+        DetectedEvent(start=9.5, end=11.0, confidence=0.9, votes={}),  # shot a, complete 0.5 s after its peak
+        DetectedEvent(start=25.0, end=26.0, confidence=0.9, votes={}),  # nothing there: a false alert
+        DetectedEvent(start=40.5, end=42.0, confidence=0.9, votes={}),  # shot b's tail (within TAIL_S)
+    ]
+    scores = score_events(events, shots, duration_s=90.0, window_s=1.0)
+    assert (scores["detected"], scores["event_recall"], scores["false_alerts"]) == (2, round(2 / 3, 4), 1)
+    background_h = (90.0 - 3 * 1.5) / 3600
+    assert scores["background_hours"] == round(background_h, 4)
+    assert scores["false_alerts_per_hour"] == round(1 / background_h, 4)
+    low, high = scores["false_alerts_per_hour_ci95"]
+    assert low < scores["false_alerts_per_hour"] < high
+    assert scores["delay_s"]["p50"] == pytest.approx((0.5 + 1.5) / 2)
+    assert scores["recall_per_snr_db"] == {"0": {"recall": 1.0, "shots": 1}, "10": {"recall": 0.5, "shots": 2}}
+    assert scores["missed"] == ["c"]
+
+
+def test_poisson_interval_matches_the_exact_garwood_bounds():
+    from scipy import stats
+
+    assert poisson_interval(0, 2.0) == (0.0, pytest.approx(-np.log(0.025) / 2.0))  # exp(-mu) = 0.025
+    low, high = poisson_interval(10, 1.0)
+    assert stats.poisson.sf(9, low) == pytest.approx(0.025) and stats.poisson.cdf(10, high) == pytest.approx(0.025)

@@ -180,7 +180,7 @@ def streaming_report(
     clips: list[Clip], ensemble: Ensemble, hop: int, merge_gap_s: float, hours: float, seed: int
 ) -> dict:
     """Builds the mixture from the clips' validation fold and runs it through OfflineDetector with
-    the shipped thresholds and vote."""
+    the shipped thresholds and vote. "missed" and "inserted" (onsets) are the long lists."""
     negatives = [c for c in clips if c.fold == "val" and not c.label]
     shots = [c for c in clips if c.fold == "val" and c.label]
     if not negatives or not shots:
@@ -200,4 +200,5 @@ def streaming_report(
         "votes_required": ensemble.votes_required,
         "thresholds": {m.id: m.threshold for m in ensemble.models},
         **scores,
+        "inserted": [{"peak_s": round(s.peak_s, 3), "snr_db": s.snr_db, "path": s.path} for s in mixture.shots],
     }
