@@ -50,6 +50,14 @@ def alert_text(config: Config, alert: EventAlert) -> str:
     )
 
 
+def network_back_text(config: Config, lost_at: float, back_at: float) -> str:
+    """E.g. "North gate: the modem had no mobile network from 14:03 to 15:20 EAT; texts were delayed."."""
+    same_day = local_time(config, lost_at, DATE_FORMAT) == local_time(config, back_at, DATE_FORMAT)
+    fmt = CLOCK_FORMAT if same_day else f"{DATE_FORMAT} {CLOCK_FORMAT}"
+    start, end = local_time(config, lost_at, fmt), local_time(config, back_at, f"{fmt} %Z")
+    return f"{config.site.name}: the modem had no mobile network from {start} to {end}; texts were delayed."
+
+
 def summary_text(config: Config, events: list[HeldEvent], now: float) -> str:
     """E.g. "North gate: 7 more possible gunshots between 14:03 and 14:41 EAT (texts limited to 5/hour)."
 

@@ -20,8 +20,8 @@ from multiprocessing.synchronize import Event as StopEvent
 from pathlib import Path
 from typing import Any
 
-from alerting.compose import release_summaries
-from alerting.faults import ModemError
+from alerting.compose import network_back_text, release_summaries
+from alerting.faults import NO_NETWORK, ModemError
 from alerting.modem import Modem, ModemLike
 from alerting.outbox import Outbox, OutboxRow, outbox_path
 from pipeline.config import Config
@@ -34,6 +34,8 @@ MIN_WAIT = 0.05  # s: never a busy loop, whatever the clock says
 JITTER = 0.25  # backoffs vary by +-25 % so retries do not fall into step
 MAX_TEXTS_PER_PASS = 100  # then the loop turns (heartbeat, stop check) before going on
 MODEM_SCOPE = "modem"
+NETWORK_TEXT_AFTER = 600.0  # s: a longer loss of the network is reported by a text once it is back;
+# shorter ones (a handover, the modem restarting) are only logged
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,8 @@ class Sender:
         self.retry_connect_at = 0.0  # wall time the modem may be tried again
         self.modem_failures = 0  # modem-level failures in a row (connect, or a send that lost it)
         self.last_error: ModemError | None = None
+        self.next_network_check = 0.0  # wall time
+        self.network_lost_at: float | None = None  # wall time "no network" was first seen
 
     def send_due(
         self,
@@ -119,6 +123,33 @@ class Sender:
             self.modem.terminate()  # re-initialise before the next attempt
         return sent
 
+    def watch_network(self, now: float) -> None:
+        """Every modem.network_check s, even with nothing to send: is the modem still on a network?
+        A loss is logged at once (texts then wait); the end of a long one queues a health text."""
+        if now < self.next_network_check:
+            return
+        self.next_network_check = now + self.config.modem.network_check
+        if not self.modem.connected:
+            self._ready(now)  # connects and checks the network, unless the modem is backing off
+            return
+        try:
+            self.modem.check_network()
+        except ModemError as exc:
+            self.modem.terminate()
+            self._modem_failed(exc, now)
+            return
+        self._network_back(now)
+
+    def _network_back(self, now: float) -> None:
+        if self.network_lost_at is None:
+            return
+        lost_at, self.network_lost_at = self.network_lost_at, None
+        log.warning("the modem is on a network again after %.0f s without", now - lost_at)
+        if now - lost_at >= NETWORK_TEXT_AFTER:
+            text = network_back_text(self.config, lost_at, now)
+            for recipient in self.config.alerts.recipients:
+                self.outbox.enqueue(recipient, text, "health", now=now)
+
     def wait_time(self, now: float) -> float:
         """Until the next text is due (and the modem may be tried), at most POLL_INTERVAL."""
         due = self.outbox.next_attempt()
@@ -141,6 +172,7 @@ class Sender:
             self.modem.terminate()
             self._modem_failed(exc, now)
             return False
+        self._network_back(now)
         return True
 
     def _send(self, row: OutboxRow, now: float) -> ModemError | None:
@@ -178,6 +210,8 @@ class Sender:
         return None
 
     def _modem_failed(self, error: ModemError, now: float) -> None:
+        if error.code == NO_NETWORK and self.network_lost_at is None:
+            self.network_lost_at = now
         self.modem_failures += 1
         delay = self._delay(error, self.modem_failures)
         self.retry_connect_at = now + delay
@@ -243,6 +277,7 @@ def run_sender(
     try:
         while not stopping():
             slot.beat()
+            sender.watch_network(time.time())
             sender.send_due(time.time(), should_stop=stopping)
             wait = sender.wait_time(time.time())
             if layout.outbox is None:

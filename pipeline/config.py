@@ -74,6 +74,9 @@ class ModemConfig:
     smsc: str = setting("", "SMS centre number; empty takes the one stored on the SIM.")
     retry_initial: float = setting(5.0, "First wait after a failed send, s (doubles up to retry_max).", 0.1, 3600.0)
     retry_max: float = setting(300.0, "Longest wait between send attempts, s.", 1.0, 86400.0)
+    network_check: float = setting(
+        300.0, "How often the modem's network registration is checked while idle, s.", 10.0, 86400.0
+    )
 
 
 DEFAULT_TEMPLATE = "{site}: possible gunshot at {time} (confidence {confidence}).{note}"

@@ -317,3 +317,33 @@ def test_a_killed_sms_process_loses_nothing_and_its_successor_resends_as_a_repea
     texts = [text for _, text in sent_texts(tmp_path)]
     assert [t.startswith(REPEAT_PREFIX) for t in texts] == [True, False]
     assert texts[0].endswith("14:04:07 EAT (confidence 90%).") and texts[1].endswith("14:05:07 EAT (confidence 90%).")
+
+
+@pytest.mark.parametrize(("checks_without_network", "texted"), [(3, True), (1, False)], ids=["long", "short"])
+def test_a_lost_network_is_noticed_while_idle_and_a_long_loss_is_texted_once_it_is_back(
+    tmp_path, checks_without_network, texted
+):
+    """Nothing to send, so only the periodic check can notice; a loss of at least NETWORK_TEXT_AFTER
+    is reported when the network is back, a short one only logged."""
+    every = 300.0
+    steps = {"GetNetworkInfo": [None] + [Returns({"State": "NoNetwork"})] * checks_without_network}
+    _, script, outbox, sender = setup(tmp_path, steps, **{"modem.network_check": every})
+    now = SHOT_TIME
+    sender.watch_network(now)  # connected, registered
+    assert sender.modem.connected and sender.network_lost_at is None
+    for _ in range(checks_without_network):
+        now += every
+        sender.watch_network(now)
+        assert not sender.modem.connected and sender.network_lost_at == SHOT_TIME + every
+    assert outbox.pending_count() == 0
+    now += every
+    sender.watch_network(now)  # reconnects: registered again
+    assert sender.network_lost_at is None and script.calls["GetNetworkInfo"] == checks_without_network + 2
+    health = [row for row in outbox.rows() if row.kind == "health"]
+    if not texted:
+        assert health == []
+        return
+    assert {row.recipient for row in health} == set(NUMBERS)
+    assert health[0].text == "North gate: the modem had no mobile network from 14:08 to 14:23 EAT; texts were delayed."
+    assert sender.send_due(now) == len(NUMBERS)
+    assert [text for _, text in sent_texts(tmp_path)] == [health[0].text] * len(NUMBERS)

@@ -33,6 +33,7 @@ P_SYNTHETIC = 0.15  # a background segment is synthetic noise instead of a clip
 NOISE_KINDS = ("white", "pink", "brown", "wind")
 NOISE_FLOOR_DBFS = (-70.0, -45.0)  # a synthetic noise bed under the whole mixture
 SYNTHETIC_SEGMENT_S = (2.0, 8.0)
+FADE_S = 0.05
 TAIL_S = 1.0  # a shot's echo: events this long after a clip ends still count as the shot
 PEAK_LIMIT = 0.99
 CONFIDENCE = 0.95
@@ -75,6 +76,16 @@ def _changed(rng: np.random.Generator, audio: np.ndarray) -> np.ndarray:
     return audio * np.float32(_db(rng.uniform(*GAIN_DB)) / max(1e-3, float(np.max(np.abs(audio)))))
 
 
+def _faded(piece: np.ndarray) -> np.ndarray:
+    """Raised-cosine fade-in and fade-out, so that splices between pieces are not clicks."""
+    n = min(round(FADE_S * SAMPLE_RATE), piece.shape[0] // 2)
+    ramp = (0.5 - 0.5 * np.cos(np.linspace(0, np.pi, n))).astype(np.float32)
+    piece = piece.copy()
+    piece[:n] *= ramp
+    piece[piece.shape[0] - n :] *= ramp[::-1]
+    return piece
+
+
 def build_background(rng: np.random.Generator, negatives: list[np.ndarray], samples: int) -> np.ndarray:
     """Negative clips, each used in turn (reshuffled every round) and changed, with stretches of
     synthetic noise between them, over a quiet synthetic noise bed."""
@@ -88,7 +99,7 @@ def build_background(rng: np.random.Generator, negatives: list[np.ndarray], samp
             if not order:
                 order = list(rng.permutation(len(negatives)))
             piece = _changed(rng, negatives[order.pop()])
-        piece = piece[: samples - at]
+        piece = _faded(piece[: samples - at])
         out[at : at + piece.shape[0]] = piece
         at += piece.shape[0]
     floor = colored_noise(rng, samples, str(rng.choice(NOISE_KINDS))) * np.float32(_db(rng.uniform(*NOISE_FLOOR_DBFS)))
