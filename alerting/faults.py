@@ -109,6 +109,13 @@ HINTS = {
     "ERR_NOTIMPLEMENTED": "Gammu does not implement this for this modem",
 }
 DEFAULT_HINT = "modem error"
+# ModemManager opens serial modems as they appear and answers for them: Gammu then finds the port
+# busy, or gets no answer, or garbled ones.
+MODEMMANAGER_CODES = frozenset({*DEVICE_OPEN, "ERR_DEVICEBUSY", "ERR_DEVICELOCKED", "ERR_TIMEOUT"})
+MODEMMANAGER_HINT = (
+    "; ModemManager is running and may hold the modem: sudo systemctl disable --now ModemManager "
+    "(or hide the modem from it with a udev rule, see the README)"
+)
 
 
 class ModemError(RuntimeError):
@@ -141,6 +148,8 @@ def translate(exc: gammu.GSMError, during: str, device: str = "", connection: st
         if hint == NOT_FOUND_HINT:
             detail = "the device does not exist"  # Gammu's own text may say "no permission"
     message = hint.format(device=device or "(none set)", connection=connection)
+    if code in MODEMMANAGER_CODES and modemmanager_running():
+        message += MODEMMANAGER_HINT
     return ModemError(
         f"{message} ({code} during {during}: {detail})",
         code,
@@ -160,3 +169,14 @@ def _device_hint(code: str, device: str) -> tuple[str, bool]:
         if not os.access(path, os.R_OK | os.W_OK):
             return NO_PERMISSION_HINT, False
     return HINTS[code], code not in NEEDS_A_PERSON
+
+
+def modemmanager_running(proc: Path = Path("/proc")) -> bool:
+    """Whether a process named ModemManager runs on this machine."""
+    for comm in proc.glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() == "ModemManager":
+                return True
+        except OSError:  # the process ended meanwhile
+            continue
+    return False

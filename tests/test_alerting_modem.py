@@ -3,11 +3,13 @@ with faults the dummy cannot make injected around it as python-gammu's own excep
 
 import fcntl
 import os
+import shutil
+import subprocess
 
 import gammu
 import pytest
 
-from alerting import modem_check
+from alerting import faults, modem_check
 from alerting.faults import ModemError
 from alerting.modem import Modem
 from alerting.outbox import Outbox, outbox_path
@@ -19,8 +21,10 @@ from tests.test_alerting_support import (
     FaultScript,
     Returns,
     config_for,
+    gammu_error,
     sent_parts,
     sent_texts,
+    wait_until,
 )
 
 A, B = NUMBERS
@@ -220,3 +224,19 @@ def test_the_lock_file_is_the_supervisors():
     from pipeline.supervisor import LOCK_FILE
 
     assert modem_check.DETECTOR_LOCK == LOCK_FILE
+
+
+def test_a_busy_port_names_modemmanager_when_it_runs(tmp_path):
+    """A real process named ModemManager (a copy of sleep under that name) on this machine."""
+    assert not faults.modemmanager_running()
+    impostor = tmp_path / "ModemManager"
+    shutil.copy(shutil.which("sleep"), impostor)
+    process = subprocess.Popen([str(impostor), "30"])
+    try:
+        wait_until(faults.modemmanager_running, "ModemManager in /proc")
+        error = faults.translate(gammu_error(gammu.ERR_DEVICEBUSY, "Init"), "connect", "/dev/ttyUSB0")
+        assert "ModemManager is running" in str(error) and "systemctl disable --now ModemManager" in str(error)
+    finally:
+        process.kill()
+        process.wait()
+    assert "ModemManager is running" not in str(faults.translate(gammu_error(gammu.ERR_DEVICEBUSY, "Init"), "x"))
