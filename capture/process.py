@@ -2,7 +2,10 @@
 
 It never waits for a consumer. Lost audio (an overrun) is counted in the ring header and replaced
 by silence so that ring positions stay true to time; a failing or vanished device is closed and
-reopened with exponential backoff, with one log line per change of state.
+reopened with exponential backoff, with one log line per change of state. So is the time the
+microphone was not read at all: a device outage, or this process restarted (after a crash, or a
+stalled device that stopped its heartbeat): the first audio after it is checked against the time
+of the last row in the ring.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ MODEL_RATE = 16000
 CAPTURE_NICE = -5  # capture first when the CPU is short (needs privileges; best effort)
 FIRST_BACKOFF = 1.0
 LOSS_LOG_EVERY = 100
+GAP_TOLERANCE = 0.5  # s: a longer hole between the ring's last row and new audio counts as lost
 STOP_CHECK = 0.5  # longest sleep between looks at the stop event
 
 log = logging.getLogger(__name__)
@@ -41,23 +45,37 @@ class RingWriter:
         self.resampler = Resampler(source_rate, MODEL_RATE)
         self.source_rate = source_rate
         self.losses = 0
+        self.resuming = True  # the next audio may follow a gap (process start, device reopened)
         # Mean square of int16 samples at the silence level: compared without a log or a sqrt.
         self.silence_power = (10 ** (silence_dbfs / 20) * INT16_SCALE) ** 2
 
     def write(self, samples: np.ndarray, lost_frames: int = 0) -> None:
         now = time.monotonic()
         if lost_frames:
-            lost = round(lost_frames * MODEL_RATE / self.source_rate)
-            self.ring.record_loss(lost)
-            self.ring.skip(lost)
-            self.losses += 1
-            if self.losses == 1 or self.losses % LOSS_LOG_EVERY == 0:
-                log.warning("audio overrun: %d samples lost (%d overruns so far)", lost, self.losses)
+            self._lose(round(lost_frames * MODEL_RATE / self.source_rate), "audio overrun", throttled=True)
         out = self.resampler.process(samples)
+        if self.resuming and out.shape[0]:
+            self.resuming = False
+            self._count_gap(now - out.shape[0] / MODEL_RATE)
         if out.shape[0]:
             self.ring.write(out, captured_at=now)
             if np.mean(np.square(out, dtype=np.float32)) > self.silence_power:
                 self.slot.set("last_sound", now)
+
+    def _count_gap(self, first_captured_at: float) -> None:
+        if self.ring.write_pos == 0:
+            return  # the first audio ever
+        gap = first_captured_at - self.ring.time_of(self.ring.write_pos)
+        if gap > GAP_TOLERANCE:
+            self._lose(round(gap * MODEL_RATE), f"no audio for {gap:.1f} s (device away or capture restarted)")
+
+    def _lose(self, rows: int, why: str, throttled: bool = False) -> None:
+        """Count lost audio and stand silence in for it; `throttled`: log only every LOSS_LOG_EVERY-th."""
+        self.ring.record_loss(rows)
+        self.ring.skip(rows)
+        self.losses += 1
+        if not throttled or self.losses == 1 or self.losses % LOSS_LOG_EVERY == 0:
+            log.warning("%s: %d samples lost (%d losses so far)", why, rows, self.losses)
 
 
 def _wait(stop: StopEvent, seconds: float, slot: StatsSlot) -> None:
@@ -106,6 +124,7 @@ def _capture(
                 source.open()
                 log.info("capturing from %s at %d Hz, %d channel(s)", source.device, source.rate, source.channels)
                 backoff, failing = FIRST_BACKOFF, None
+                writer.resuming = True
             chunk = source.read()  # blocks for one period
             since = slot.busy()
             writer.write(chunk.samples, chunk.lost)

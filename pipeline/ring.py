@@ -115,9 +115,12 @@ class Ring:
 
         `captured_at` is the monotonic time at which the last row was captured (default now).
         """
-        n = rows.shape[0]
+        return self._append(rows, rows.shape[0], captured_at)
+
+    def _append(self, rows: np.ndarray, n: int, captured_at: float | None) -> int:
+        """Advance by `n` rows whose newest are `rows` (n >= len(rows); older ones count as written)."""
         pos = self.write_pos
-        if n > self.capacity:  # only the newest rows fit; positions stay true to time
+        if rows.shape[0] > self.capacity:  # only the newest rows fit; positions stay true to time
             rows = rows[-self.capacity :]
         kept = rows.shape[0]
         start = (pos + n - kept) % self.capacity
@@ -135,8 +138,10 @@ class Ring:
         self._header[_OVERRUNS] += 1
 
     def skip(self, rows: int) -> None:
-        """Advance write_pos over `rows` lost rows, filled with zeros, to keep positions true to time."""
-        self.write(np.zeros((rows, *self.shape.row), dtype=self.shape.dtype))
+        """Advance write_pos over `rows` lost rows, filled with zeros, to keep positions true to time
+        (at most one ring's worth of zeros is made: an hour-long gap costs no more than a second's)."""
+        zeros = np.zeros((min(rows, self.capacity), *self.shape.row), dtype=self.shape.dtype)
+        self._append(zeros, rows, None)
 
     def read(self, start: int, count: int) -> np.ndarray:
         """A copy of rows [start, start + count); raises NotWritten or Lapped."""

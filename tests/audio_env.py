@@ -54,8 +54,7 @@ class PulseServer:
         return {"XDG_RUNTIME_DIR": str(self.runtime_dir), "PULSE_SOURCE": f"{MIC_SINK}.monitor"}
 
     def play(self, wav: Path) -> None:
-        env = {**os.environ, **self.env}
-        self.players.append(subprocess.Popen(["paplay", f"--device={MIC_SINK}", str(wav)], env=env))
+        self.players.append(subprocess.Popen(["paplay", f"--device={MIC_SINK}", str(wav)], env=self._full_env))
 
     def stop_players(self) -> None:
         for player in self.players:
@@ -65,9 +64,24 @@ class PulseServer:
 
     def stop(self) -> None:
         self.stop_players()
-        env = {**os.environ, **self.env}
-        subprocess.run(["pulseaudio", "--kill"], env=env, capture_output=True, timeout=START_TIMEOUT)
+        self.kill_daemon()
         shutil.rmtree(self.runtime_dir, ignore_errors=True)
+
+    def kill_daemon(self) -> None:
+        """The microphone vanishes: the daemon and its null sink go (the runtime folder stays)."""
+        subprocess.run(["pulseaudio", "--kill"], env=self._full_env, capture_output=True, timeout=START_TIMEOUT)
+
+    def start_daemon(self) -> None:
+        """A daemon with the `mic` null sink (again, after kill_daemon: the microphone is back)."""
+        for command in (
+            ["pulseaudio", "-D", "--exit-idle-time=-1", "--disallow-exit"],
+            ["pactl", "load-module", "module-null-sink", f"sink_name={MIC_SINK}", f"rate={self.rate}", "channels=1"],
+        ):
+            subprocess.run(command, env=self._full_env, check=True, capture_output=True, timeout=START_TIMEOUT)
+
+    @property
+    def _full_env(self) -> dict[str, str]:
+        return {**os.environ, **self.env}
 
 
 def pulseaudio_available() -> bool:
@@ -75,21 +89,6 @@ def pulseaudio_available() -> bool:
 
 
 def start_pulse(rate: int) -> PulseServer:
-    runtime_dir = Path(tempfile.mkdtemp(prefix="gs-pulse-"))
-    server = PulseServer(runtime_dir, rate)
-    env = {**os.environ, **server.env}
-    subprocess.run(
-        ["pulseaudio", "-D", "--exit-idle-time=-1", "--disallow-exit"],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=START_TIMEOUT,
-    )
-    subprocess.run(
-        ["pactl", "load-module", "module-null-sink", f"sink_name={MIC_SINK}", f"rate={rate}", "channels=1"],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=START_TIMEOUT,
-    )
+    server = PulseServer(Path(tempfile.mkdtemp(prefix="gs-pulse-")), rate)
+    server.start_daemon()
     return server

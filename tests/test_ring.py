@@ -1,4 +1,5 @@
 import multiprocessing
+import tracemalloc
 import uuid
 
 import numpy as np
@@ -45,6 +46,16 @@ def test_loss_keeps_positions_true_to_time(ring):
     ring.skip(20)
     assert (ring.write_pos, ring.lost, ring.overruns) == (30, 20, 1)
     assert not ring.read(10, 20).any()
+
+
+def test_a_gap_longer_than_the_ring_makes_only_one_ring_of_zeros(ring):
+    ring.write(np.ones(100, dtype=np.int16))
+    tracemalloc.start()
+    ring.skip(1_000_000)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert ring.write_pos == 1_000_100 and not ring.read(ring.oldest(), 100).any()
+    assert peak < 10 * ring.capacity * AUDIO.row_bytes  # not the 2 MB a zero per lost row would take
 
 
 def _child_writes(name: str) -> None:
