@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +43,8 @@ SHOT_GAP = (40.0, 80.0)  # s between shots
 FAULT_GAP = (60.0, 150.0)  # s between faults
 OUTAGE = (30.0, 120.0)  # s a modem outage lasts
 ORPHAN_DEADLINE = 5.0  # s: children notice their supervisor is gone within about a second
-PSS_SAMPLE_EVERY = 10.0  # s
-WARM_UP = 60.0  # s: the trend of PSS is fitted after this
+SAMPLE_EVERY = 10.0  # s between memory and CPU samples
+WARM_UP = 60.0  # s: memory trend and CPU are taken after this
 MATCH_TOLERANCE = 2.0  # s: an event within this of a shot's onset (its window starts up to 1 s early)
 PROCESSES = (
     "gs.capture",
@@ -78,14 +79,25 @@ def children(run: DetectorRun) -> dict[str, psutil.Process]:
     return found
 
 
-def memory_mb(run: DetectorRun) -> float:
-    total = 0.0
+@dataclass(frozen=True)
+class Sample:
+    """The detector's processes at one moment: seconds into the run, PSS and USS in MB, CPU s."""
+
+    at: float
+    pss: float
+    uss: float
+    cpu: float
+
+
+def sample(run: DetectorRun, at: float) -> Sample:
+    pss = uss = cpu = 0.0
     for process in [psutil.Process(run.process.pid), *children(run).values()]:
         try:
-            total += process.memory_full_info().pss / 2**20
+            memory, times = process.memory_full_info(), process.cpu_times()
         except psutil.NoSuchProcess:
             continue
-    return total
+        pss, uss, cpu = pss + memory.pss / 2**20, uss + memory.uss / 2**20, cpu + times.user + times.system
+    return Sample(at, pss, uss, cpu)
 
 
 def main() -> None:
@@ -121,7 +133,7 @@ def main() -> None:
     faults: list[tuple[float, str]] = []
     restarts_of_supervisor = 0
     orphans = 0
-    pss_samples: list[tuple[float, float]] = []
+    samples: list[Sample] = []
     hogs: list[subprocess.Popen] = []
     try:
         run.start()
@@ -135,8 +147,8 @@ def main() -> None:
         while time.monotonic() - started < args.minutes * 60 + 15:
             time.sleep(1.0)
             now = time.monotonic()
-            if not pss_samples or now - started - pss_samples[-1][0] >= PSS_SAMPLE_EVERY:
-                pss_samples.append((now - started, memory_mb(run)))
+            if not samples or now - started - samples[-1].at >= SAMPLE_EVERY:
+                samples.append(sample(run, now - started))
             if outage_ends and now >= outage_ends:
                 modem_dir.mkdir(exist_ok=True)
                 faults.append((now - started, "modem back"))
@@ -169,7 +181,7 @@ def main() -> None:
             hog.kill()
         code = run.stop() if run.process else None
         pulse.stop()
-    report(run, shots, faults, pss_samples, (restarts_of_supervisor, orphans), code, first_audio, args)
+    report(run, shots, faults, samples, (restarts_of_supervisor, orphans), code, first_audio, args)
 
 
 def count_orphans() -> int:
@@ -182,13 +194,24 @@ def count_orphans() -> int:
         time.sleep(0.2)
 
 
-def pss_trend(samples: list[tuple[float, float]]) -> str:
-    """Least-squares slope of total PSS after the warm-up, in MB per hour."""
-    later = [(t, mb) for t, mb in samples if t >= WARM_UP]
+def uss_trend(samples: list[Sample]) -> str:
+    """Least-squares slope of the processes' private memory (USS) after the warm-up, MB per hour.
+
+    USS, not PSS: PSS moves when other programs map the same libraries."""
+    later = [(s.at, s.uss) for s in samples if s.at >= WARM_UP]
     if len(later) < 3:
         return "too short to tell"
     t, mb = np.array(later).T
     return f"{np.polyfit(t / 3600.0, mb, 1)[0]:+.1f} MB/h ({mb[0]:.1f} -> {mb[-1]:.1f} MB)"
+
+
+def cpu_per_audio_second(samples: list[Sample]) -> str:
+    """CPU of every detector process per second of (real-time) audio, after the warm-up; meaningful
+    without faults (a restarted process starts its count again)."""
+    later = [s for s in samples if s.at >= WARM_UP]
+    if len(later) < 2 or later[-1].cpu < later[0].cpu:
+        return "-"
+    return f"{1000.0 * (later[-1].cpu - later[0].cpu) / (later[-1].at - later[0].at):.1f}"
 
 
 def onset_to_sent(events: list[dict], texts: list[dict], onsets: list[float]) -> str:
@@ -204,7 +227,7 @@ def onset_to_sent(events: list[dict], texts: list[dict], onsets: list[float]) ->
     return f"p50 {np.percentile(delays, 50):.2f} s, p99 {np.percentile(delays, 99):.2f} s (n={len(delays)})"
 
 
-def report(run, shots, faults, pss_samples, supervisor_kills, code, first_audio, args) -> None:
+def report(run, shots, faults, samples, supervisor_kills, code, first_audio, args) -> None:
     events = run.events()
     texts = run.texts()
     onsets = [first_audio + t for t, _ in shots]
@@ -236,9 +259,9 @@ def report(run, shots, faults, pss_samples, supervisor_kills, code, first_audio,
         ("process restarts (last supervisor run)", json.dumps(restarts)),
         ("supervisor restarts (whole tree killed)", supervisor_kills[0]),
         ("CPU beside the detector", f"{args.hog} busy processes" if args.hog else "none"),
-        ("max PSS of all processes, MB", round(max(mb for _, mb in pss_samples), 1) if pss_samples else "-"),
-        ("PSS trend after the first minute", pss_trend(pss_samples)),
-        ("CPU of all processes, ms per audio s (last stats interval)", _cpu(stats)),
+        ("max PSS of all processes, MB", round(max(s.pss for s in samples), 1) if samples else "-"),
+        ("USS trend after the first minute (flat RSS)", uss_trend(samples)),
+        ("CPU of all processes, ms per audio s", cpu_per_audio_second(samples)),
         ("shot onset to first text handed to the modem", onset_to_sent(events, texts, onsets)),
         ("detector exit code at the end", code),
         ("anything lost (a decided alert not sent)", "no" if not unsent else f"YES: {len(unsent)} unsent"),
@@ -252,11 +275,6 @@ def report(run, shots, faults, pss_samples, supervisor_kills, code, first_audio,
     missed = [f"{t:.0f} s ({name})" for i, (t, name) in enumerate(shots) if i not in matched]
     print(f"\nmissed shots: {', '.join(missed) or 'none'}")
     print(f"distinct alert texts: {len(alert_events)}; data kept in {run.folder}")
-
-
-def _cpu(stats: dict) -> str:
-    value = stats.get("total", {}).get("cpu_ms_per_audio_s")
-    return f"{value:.1f}" if value else "-"
 
 
 def _texted(event: dict, texts: list[dict]) -> bool:
