@@ -14,6 +14,7 @@ from tests.detector_run import stream_with_shots
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 120
+MAX_ANALYZE_RSS_MB = 200  # measured 105 (numpy, LiteRT, 10 s blocks); the whole file would add 230+
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -129,3 +130,38 @@ def test_test_modem_without_a_modem_is_a_clear_error(tmp_path):
     result = cli("test-modem", "--config", str(config), cwd=tmp_path)
     assert result.returncode != 0
     assert "ttyUSB9" in result.stderr and ("plugged in" in result.stderr or "cannot be opened" in result.stderr)
+
+
+def test_an_hours_long_file_is_analysed_in_bounded_memory_with_its_shot_found(tmp_path):
+    """An hour of 16 kHz audio: decoding it whole would take 230 MB of float32 (115 MB of int16)."""
+    hours, shot_at = 1.0, 2500.0  # s into the file
+    path = tmp_path / "long.wav"
+    block = stream_with_shots(60.0, [])
+    with soundfile.SoundFile(path, "w", 16000, 1, subtype="PCM_16") as out:
+        for minute in range(round(hours * 60)):
+            start = minute * 60.0
+            out.write(
+                stream_with_shots(60.0, [(shot_at - start, "hedgewars-shotgun")])
+                if start <= shot_at < start + 60
+                else block
+            )
+    memory_probe = (
+        "import resource, runpy, sys; sys.argv = sys.argv[1:]; "
+        "exit_code = 0\n"
+        "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+        "except SystemExit as exc:\n    exit_code = exc.code or 0\n"
+        "print('maxrss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+        "sys.exit(exit_code)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", memory_probe, str(ROOT / "cli.py"), "analyze", "--format", "jsonl", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    (line,) = [json.loads(text) for text in result.stdout.splitlines()]
+    assert [round(event["start"]) for event in line["events"]] in ([2499], [2500], [2498])
+    max_rss_mb = int(result.stderr.split("maxrss_kb")[-1].split()[0]) / 1024
+    assert max_rss_mb < MAX_ANALYZE_RSS_MB, f"analyze of {hours} h peaked at {max_rss_mb:.0f} MB"
