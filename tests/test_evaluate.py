@@ -10,7 +10,15 @@ import pytest
 
 from inference.offline import DetectedEvent
 from models.training.data import SAMPLE_RATE, Clip
-from models.training.streaming import SLOT_S, InsertedShot, build_mixture, insert_shot, poisson_interval, score_events
+from models.training.streaming import (
+    NOISE_KINDS,
+    SLOT_S,
+    InsertedShot,
+    build_mixture,
+    insert_shot,
+    poisson_interval,
+    score_events,
+)
 from tests.conftest import SHARED_DATA
 from tests.detector_run import ROOT
 from tests.shared_data import validation_rows
@@ -86,6 +94,9 @@ def test_mixture_places_shots_at_their_recorded_peaks_and_is_deterministic():
         if shot.snr_db >= 20:  # a loud shot is the loudest sample of its slot
             lo, hi = round(shot.start_s * SAMPLE_RATE), round(shot.end_s * SAMPLE_RATE)
             assert (lo + np.argmax(np.abs(mixture.audio[lo:hi]))) / SAMPLE_RATE == pytest.approx(shot.peak_s, abs=1e-3)
+    assert mixture.segments[0].start_s == 0.0
+    assert all(a.start_s < b.start_s for a, b in zip(mixture.segments, mixture.segments[1:], strict=False))
+    assert {s.what for s in mixture.segments} <= {"test/rain"} | {f"synthetic {k} noise" for k in NOISE_KINDS}
     again = build_mixture(negatives, shots, hours=3 * SLOT_S / 3600, seed=7)
     assert np.array_equal(mixture.audio, again.audio) and mixture.shots == again.shots
 
@@ -127,6 +138,7 @@ def test_score_events_counts_hits_false_alerts_and_delay():
     assert scores["delay_s"]["p50"] == pytest.approx((0.5 + 1.5) / 2)
     assert scores["recall_per_snr_db"] == {"0": {"recall": 1.0, "shots": 1}, "10": {"recall": 0.5, "shots": 2}}
     assert scores["missed"] == ["c"]
+    assert scores["false_alert_starts_s"] == [25.0]
 
 
 def test_poisson_interval_matches_the_exact_garwood_bounds():

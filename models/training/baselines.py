@@ -146,18 +146,27 @@ def yamnet_scorer(workdir: Path) -> Callable[[np.ndarray], float]:
     return score
 
 
+def _auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    auc = roc_auc(labels, scores)
+    return None if np.isnan(auc) else round(auc, 4)
+
+
 def clip_figures(clips: list[Clip], scores: np.ndarray, detected: np.ndarray) -> dict:
-    """Precision, recall, F1 and AUC over the clips, overall and per source."""
+    """Precision, recall, F1 and AUC over the clips; per source, recall and false positives (a
+    source without gunshots has no recall, one without other clips no false positives)."""
     labels = np.array([c.label for c in clips], dtype=bool)
-    figures = {**binary_figures(labels, detected), "clip_auc": round(roc_auc(labels, scores), 4)}
     per_source = {}
     for source in sorted({c.source for c in clips}):
         mask = np.array([c.source == source for c in clips])
+        pos, neg = mask & labels, mask & ~labels
         per_source[source] = {
-            **binary_figures(labels[mask], detected[mask]),
-            "clip_auc": round(roc_auc(labels[mask], scores[mask]), 4),
+            "gunshot_clips": int(pos.sum()),
+            "recall": round(float(detected[pos].mean()), 4) if pos.any() else None,
+            "other_clips": int(neg.sum()),
+            "false_positive_clips": int((detected & neg).sum()),
+            "clip_auc": _auc(labels[mask], scores[mask]),
         }
-    return {**figures, "per_source": per_source}
+    return {**binary_figures(labels, detected), "clip_auc": _auc(labels, scores), "per_source": per_source}
 
 
 def best_f1_threshold(clips: list[Clip], scores: np.ndarray) -> float:

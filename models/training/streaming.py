@@ -8,6 +8,7 @@ pitch and speed and laid over synthetic noise), not hours of unseen recordings.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,15 +28,16 @@ SHOT_MARGIN_S = 5.0  # a shot's peak lands at least this far from its slot's edg
 SNR_CHOICES_DB = (0.0, 5.0, 10.0, 20.0, 30.0)
 SNR_HALF_S = 0.1  # shot power over 0.2 s around its peak (as in training), bed power over 1 s
 BED_HALF_S = 0.5
-GAIN_DB = (-20.0, 6.0)
+CLIP_PEAK_DBFS = (-30.0, -3.0)  # a background clip's peak level
+NOISE_RMS_DBFS = (-40.0, -15.0)  # a synthetic noise stretch's level
 SPEED_CHOICES = (0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15)  # resampling factor: pitch and tempo together
 P_SYNTHETIC = 0.15  # a background segment is synthetic noise instead of a clip
 NOISE_KINDS = ("white", "pink", "brown", "wind")
 NOISE_FLOOR_DBFS = (-70.0, -45.0)  # a synthetic noise bed under the whole mixture
 SYNTHETIC_SEGMENT_S = (2.0, 8.0)
-FADE_S = 0.05
+CROSSFADE_S = 0.3  # pieces overlap with an equal-power crossfade: a splice is neither a click nor a dip
 TAIL_S = 1.0  # a shot's echo: events this long after a clip ends still count as the shot
-PEAK_LIMIT = 0.99
+FULL_SCALE = 1.0  # loud shots clip there, as at a real microphone; the rest of the mixture never does
 CONFIDENCE = 0.95
 PERCENTILES = (50, 99)
 
@@ -50,10 +52,19 @@ class InsertedShot:
 
 
 @dataclass(frozen=True)
+class Segment:
+    start_s: float
+    end_s: float
+    what: str  # "source/category" of a background clip, or the kind of synthetic noise
+
+
+@dataclass(frozen=True)
 class Mixture:
     audio: np.ndarray  # float32 at 16 kHz
     shots: list[InsertedShot]
+    segments: list[Segment]  # the background pieces in order
     background_clips: int  # distinct validation clips in the background
+    clipped_samples: int  # samples of loud shots cut at full scale
 
     @property
     def duration_s(self) -> float:
@@ -73,37 +84,44 @@ def _changed(rng: np.random.Generator, audio: np.ndarray) -> np.ndarray:
     speed = float(rng.choice(SPEED_CHOICES))
     if speed != 1.0:
         audio = signal.resample_poly(audio, 100, round(100 * speed)).astype(np.float32)
-    return audio * np.float32(_db(rng.uniform(*GAIN_DB)) / max(1e-3, float(np.max(np.abs(audio)))))
+    return audio * np.float32(_db(rng.uniform(*CLIP_PEAK_DBFS)) / max(1e-3, float(np.max(np.abs(audio)))))
 
 
-def _faded(piece: np.ndarray) -> np.ndarray:
-    """Raised-cosine fade-in and fade-out, so that splices between pieces are not clicks."""
-    n = min(round(FADE_S * SAMPLE_RATE), piece.shape[0] // 2)
-    ramp = (0.5 - 0.5 * np.cos(np.linspace(0, np.pi, n))).astype(np.float32)
+def _faded(piece: np.ndarray, n: int) -> np.ndarray:
+    """Equal-power (sine) fade-in and fade-out over n samples each."""
+    ramp = np.sin(np.linspace(0, np.pi / 2, n)).astype(np.float32)
     piece = piece.copy()
     piece[:n] *= ramp
     piece[piece.shape[0] - n :] *= ramp[::-1]
     return piece
 
 
-def build_background(rng: np.random.Generator, negatives: list[np.ndarray], samples: int) -> np.ndarray:
+def build_background(rng: np.random.Generator, negatives: list[Clip], samples: int) -> tuple[np.ndarray, list[Segment]]:
     """Negative clips, each used in turn (reshuffled every round) and changed, with stretches of
-    synthetic noise between them, over a quiet synthetic noise bed."""
-    out = np.empty(samples, dtype=np.float32)
-    at, order = 0, []
+    synthetic noise between them, over a quiet synthetic noise bed; and what lies where."""
+    out = np.zeros(samples, dtype=np.float32)
+    at, order, segments, fade = 0, [], [], round(CROSSFADE_S * SAMPLE_RATE)
+    previous_fade = 0
     while at < samples:
         if rng.random() < P_SYNTHETIC:
-            n = round(rng.uniform(*SYNTHETIC_SEGMENT_S) * SAMPLE_RATE)
-            piece = colored_noise(rng, n, str(rng.choice(NOISE_KINDS))) * np.float32(_db(rng.uniform(*GAIN_DB)) / 4)
+            kind = str(rng.choice(NOISE_KINDS))
+            length = round(rng.uniform(*SYNTHETIC_SEGMENT_S) * SAMPLE_RATE)
+            piece = colored_noise(rng, length, kind) * np.float32(_db(rng.uniform(*NOISE_RMS_DBFS)))
+            what = f"synthetic {kind} noise"
         else:
             if not order:
                 order = list(rng.permutation(len(negatives)))
-            piece = _changed(rng, negatives[order.pop()])
-        piece = _faded(piece[: samples - at])
-        out[at : at + piece.shape[0]] = piece
-        at += piece.shape[0]
+            clip = negatives[order.pop()]
+            piece, what = _changed(rng, clip.audio), f"{clip.source}/{clip.category}"
+        n = min(fade, piece.shape[0] // 2)  # every piece of our data is long enough for the full fade
+        start = at - min(n, previous_fade)
+        piece = _faded(piece[: samples - start], n)
+        previous_fade = n
+        out[start : start + piece.shape[0]] += piece
+        segments.append(Segment(start / SAMPLE_RATE, (start + piece.shape[0]) / SAMPLE_RATE, what))
+        at = start + piece.shape[0]
     floor = colored_noise(rng, samples, str(rng.choice(NOISE_KINDS))) * np.float32(_db(rng.uniform(*NOISE_FLOOR_DBFS)))
-    return out + floor
+    return out + floor, segments
 
 
 def insert_shot(bed: np.ndarray, shot: np.ndarray, peak_at: int, snr_db: float) -> tuple[int, int]:
@@ -124,7 +142,7 @@ def build_mixture(negatives: list[Clip], shots: list[Clip], hours: float, seed: 
     """`hours` of background with one shot per SLOT_S at a random place and SNR; deterministic."""
     rng = np.random.default_rng(seed)
     slots = max(1, int(hours * 3600 / SLOT_S))
-    audio = build_background(rng, [c.audio for c in negatives], round(slots * SLOT_S * SAMPLE_RATE))
+    audio, segments = build_background(rng, negatives, round(slots * SLOT_S * SAMPLE_RATE))
     order = rng.permutation(len(shots))
     inserted = []
     for slot in range(slots):
@@ -133,10 +151,9 @@ def build_mixture(negatives: list[Clip], shots: list[Clip], hours: float, seed: 
         snr = float(rng.choice(SNR_CHOICES_DB))
         lo, hi = insert_shot(audio, clip.audio, round(peak_s * SAMPLE_RATE), snr)
         inserted.append(InsertedShot(peak_s, lo / SAMPLE_RATE, hi / SAMPLE_RATE, snr, clip.path))
-    peak = float(np.max(np.abs(audio)))
-    if peak > PEAK_LIMIT:  # keep the mixture in range rather than clip it
-        audio *= np.float32(PEAK_LIMIT / peak)
-    return Mixture(audio, inserted, len(negatives))
+    clipped = int(np.sum(np.abs(audio) > FULL_SCALE))
+    np.clip(audio, -FULL_SCALE, FULL_SCALE, out=audio)
+    return Mixture(audio, inserted, segments, len(negatives), clipped)
 
 
 def poisson_interval(count: int, exposure: float, confidence: float = CONFIDENCE) -> tuple[float, float]:
@@ -178,7 +195,13 @@ def score_events(events: list[DetectedEvent], shots: list[InsertedShot], duratio
         "delay_s": {f"p{q}": round(float(np.percentile(delays, q)), 3) for q in PERCENTILES} if delays else {},
         "recall_per_snr_db": per_snr,
         "missed": [s.path for s, m in zip(shots, matched, strict=True) if not m],
+        "false_alert_starts_s": [round(e.start, 2) for i, e in enumerate(events) if i not in used],
     }
+
+
+def heard_in(segments: list[Segment], start_s: float, end_s: float) -> str:
+    """What the background holds between two times: "a" or, across a crossfade, "a + b"."""
+    return " + ".join(dict.fromkeys(s.what for s in segments if s.start_s < end_s and s.end_s > start_s))
 
 
 def _blocks(audio: np.ndarray, seconds: float = 60.0):
@@ -200,16 +223,19 @@ def streaming_report(
     result = OfflineDetector(ensemble, hop, merge_gap_s).run(_blocks(mixture.audio))
     window_s = ensemble.window_samples / ensemble.sample_rate
     scores = score_events(result.events, mixture.shots, mixture.duration_s, window_s)
+    heard = [heard_in(mixture.segments, t, t + window_s) for t in scores["false_alert_starts_s"]]
     return {
         "note": PROXY_NOTE,
         "seed": seed,
         "hours": round(mixture.duration_s / 3600, 4),
         "background_clips": mixture.background_clips,
+        "clipped_samples": mixture.clipped_samples,
         "distinct_shots": len({s.path for s in mixture.shots}),
         "hop_s": hop / ensemble.sample_rate,
         "merge_gap_s": merge_gap_s,
         "votes_required": ensemble.votes_required,
         "thresholds": {m.id: m.threshold for m in ensemble.models},
         **scores,
+        "false_alerts_by_background": dict(Counter(heard).most_common()),
         "inserted": [{"peak_s": round(s.peak_s, 3), "snr_db": s.snr_db, "path": s.path} for s in mixture.shots],
     }
