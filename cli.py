@@ -258,14 +258,25 @@ def profile(config_path, source, device, duration, data_dir, as_json) -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=Path("models"), show_default=True)
 @click.option("--epochs", type=int, default=None, help="Override the training schedule.")
 @click.option("--quick", is_flag=True, help="A short schedule, for a smoke test.")
-def train(manifest, out, epochs, quick) -> None:
+@click.option(
+    "--leave-one-source-out",
+    "loso",
+    is_flag=True,
+    help="Instead: per gunshot source, train without it and evaluate on it (into --out, default models/runs/loso).",
+)
+def train(manifest, out, epochs, quick, loso) -> None:
     """Train the three CNNs and export them to TFLite (needs the `train` extra: TensorFlow)."""
     try:
+        from models.training import loso as leave_one_source_out
         from models.training.train import main as train_main
     except ImportError as exc:
         raise click.ClickException(f"training needs TensorFlow: pip install -e '.[train]' ({exc})") from None
     if not manifest.exists():
         raise click.ClickException(f"manifest {manifest} does not exist")
+    if loso:
+        out = Path("models/runs/loso") if out == Path("models") else out
+        leave_one_source_out.main(manifest, out, epochs or leave_one_source_out.LOSO_EPOCHS)
+        return
     train_main(manifest, out, epochs=epochs, quick=quick)
 
 

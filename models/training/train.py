@@ -194,22 +194,38 @@ def main(
     """Train the models in `only` (the others keep their exported files), then calibrate all."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     out = Path(out)
+    (out / "cache").mkdir(parents=True, exist_ok=True)
+    schedule = "quick" if quick else "full"
+    clips = load_clips(manifest, out / "cache")
+    train_models(
+        clips, out, epochs or (QUICK_EPOCHS if quick else EPOCHS), QUICK_COPIES if quick else COPIES, schedule, only
+    )
+
+
+def train_models(
+    clips: list[Clip],
+    out: Path,
+    epochs: int,
+    copies: dict[str, int],
+    schedule: str,
+    only: tuple[str, ...] = MODEL_IDS,
+) -> None:
+    """Train on the clips' training fold, export into `out`, calibrate on their validation fold.
+
+    `schedule` names the run in the model version and keys the window cache (with the clips used)."""
     cache = out / "cache"
     cache.mkdir(parents=True, exist_ok=True)
-    epochs = epochs or (QUICK_EPOCHS if quick else EPOCHS)
-    copies = QUICK_COPIES if quick else COPIES
-    clips = load_clips(manifest, cache)
     train = [c for c in clips if c.fold == "train"]
     val = [c for c in clips if c.fold == "val"]
     log.info("clips: %d train, %d val", len(train), len(val))
-    tag = f"{'quick' if quick else 'full'}-{_recipe_digest(copies)}"
+    tag = f"{schedule}-{_recipe_digest(copies)}-{_clips_digest(clips)}"
     x_tr, y_tr, w_tr = cached_windows(cache, f"train-{tag}", lambda: build_windows(train, copies, SEED))
     x_va_aug, y_va_aug, _ = cached_windows(cache, f"val-aug-{tag}", lambda: build_windows(val, QUICK_COPIES, SEED + 1))
-    x_va_plain, y_va_plain = cached_windows(cache, "val-plain", lambda: plain_windows(val))
+    x_va_plain, y_va_plain = cached_windows(cache, f"val-plain-{_clips_digest(val)}", lambda: plain_windows(val))
     x_va = np.concatenate([x_va_aug, x_va_plain])
     y_va = np.concatenate([y_va_aug, y_va_plain])
     log.info("windows: %d train (%d gunshot), %d val", len(y_tr), int(y_tr.sum()), len(y_va))
-    version = f"{datetime.date.today():%Y.%m.%d}-{'quick' if quick else 'full'}"
+    version = f"{datetime.date.today():%Y.%m.%d}-{schedule}"
     report = {"version": version, "models": {}, "data": {"train_windows": len(y_tr), "val_windows": len(y_va)}}
     for model_id in MODEL_IDS:
         if model_id not in only:
@@ -264,6 +280,11 @@ def _recipe_digest(copies: dict[str, int]) -> str:
     """Cached windows are reused only for the same augmentation code and copy counts."""
     recipe = Path(augment.__file__).read_bytes() + json.dumps(copies, sort_keys=True).encode()
     return hashlib.sha1(recipe).hexdigest()[:10]
+
+
+def _clips_digest(clips: list[Clip]) -> str:
+    """Which clips a cache entry was built from (a leave-one-source-out run uses fewer)."""
+    return hashlib.sha1("\n".join(sorted(c.path for c in clips)).encode()).hexdigest()[:8]
 
 
 def _tflite_probs(path: Path, inputs: np.ndarray) -> np.ndarray:
