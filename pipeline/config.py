@@ -111,6 +111,9 @@ class HealthConfig:
     silence_dbfs: float = setting(
         -85.0, "Audio quieter than this (RMS, dBFS) counts as silence: a dead or unplugged microphone.", -130.0, -20.0
     )
+    heartbeat_hours: float = setting(
+        0.0, "Text the recipients that the detector runs (with its figures) every this many hours; 0: off.", 0.0, 720.0
+    )
 
 
 @dataclass(frozen=True)

@@ -244,7 +244,7 @@ class Supervisor:
                 self._notify_ready()
                 if self.reporter.maybe_report() is not None:
                     self.notifier.status(self.status_line())
-                if self.health.check() is not None:
+                if self.health.check() is not None or self.health.heartbeat(self.status_line()) is not None:
                     self.layout.outbox.send(OutboxChanged())
                 if self.source_finished() and self._drained(time.monotonic()):
                     break

@@ -41,6 +41,27 @@ def test_one_text_when_the_mic_falls_silent_and_one_when_it_comes_back(tmp_path)
     assert [(t.kind, t.recipient) for t in texts] == [("health", r) for r in RECIPIENTS] * 2
 
 
+def test_the_heartbeat_text_goes_out_on_its_schedule_and_never_when_off(tmp_path):
+    changes = {"storage.data_dir": str(tmp_path), "alerts.recipients": RECIPIENTS, "site.name": "Gate"}
+    stats = StatsTable.create(f"gs-test{uuid.uuid4().hex[:6]}-stats", ("capture",))
+    try:
+        off = HealthMonitor(override(Config(), changes), stats.slot("capture"), started=0.0)
+        assert off.heartbeat("listening", 10 * 86400.0) is None
+        config = override(Config(), {**changes, "health.heartbeat_hours": 24.0})
+        monitor = HealthMonitor(config, stats.slot("capture"), started=0.0, started_wall=WALL)
+        assert monitor.heartbeat("listening", 86399.0) is None
+        text = monitor.heartbeat("listening; 172800 windows decided, 0 overruns", 86400.0)
+        assert (
+            text == "Gate: detector running since 2027-01-15 08:00 UTC: listening; 172800 windows decided, 0 overruns."
+        )
+        assert monitor.heartbeat("listening", 86400.0 + 3600.0) is None  # the next one a day later
+        assert monitor.heartbeat("listening", 2 * 86400.0) is not None
+    finally:
+        stats.close()
+    texts = Outbox(outbox_path(tmp_path)).rows()
+    assert [(t.kind, t.recipient) for t in texts] == [("health", r) for r in RECIPIENTS] * 2
+
+
 def test_the_running_detector_texts_about_a_silent_microphone(tmp_path):
     silent = tmp_path / "silent.wav"
     soundfile.write(silent, np.zeros(RATE * 14, dtype=np.int16), RATE, subtype="PCM_16")
