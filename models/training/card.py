@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 MODELS = Path(__file__).resolve().parent.parent
+REPORTS = MODELS / "reports"
 DESCRIPTIONS = {
     "wave": "1D CNN on the raw waveform (peak-normalised inside the model): 4 conv blocks (the first strided), "
     "global max+mean pooling, sigmoid",
@@ -140,7 +141,84 @@ def render(models_dir: Path = MODELS) -> str:
             f"| {source} | {s['gunshot_clips']} | {fmt(s['recall'])} | {s['other_clips']} | "
             f"{s['false_positive_clips']} |"
         )
-    return "\n".join(lines) + "\n" + STATIC
+    return "\n".join(lines + proxy_sections(REPORTS)) + "\n" + STATIC
+
+
+def proxy_sections(reports: Path) -> list[str]:
+    """The figures closer to the field, from models/reports/*.json where they have been made."""
+    lines: list[str] = []
+    if (path := reports / "loso.json").exists():
+        lines += _loso(json.loads(path.read_text()))
+    if (path := reports / "streaming.json").exists():
+        lines += _streaming(json.loads(path.read_text()))
+    if (path := reports / "baselines.json").exists():
+        lines += _baselines(json.loads(path.read_text()))
+    return lines
+
+
+def _loso(report: dict) -> list[str]:
+    lines = [
+        "",
+        "## Leave one source out (our best proxy for unseen microphones, places and guns)",
+        "",
+        f"`{report['command']}`: {report['method']}.",
+        "",
+        "| held-out source | gunshot clips | other clips | ensemble recall | precision | F1 | "
+        + " | ".join(f"{m} alone recall" for m in next(iter(report["sources"].values()))["per_model"])
+        + " |",
+        "|---|---:|---:|---:|---:|---:|" + "---:|" * len(next(iter(report["sources"].values()))["per_model"]),
+    ]
+    for source, r in report["sources"].items():
+        e = r["ensemble"]
+        precision = fmt(e["precision"]) if r["other_clips"] else "- (no other clips)"
+        f1 = fmt(e["f1"]) if r["other_clips"] else "-"
+        alone = " | ".join(fmt(m["recall"]) for m in r["per_model"].values())
+        counts = f"{r['gunshot_clips']} | {r['other_clips']}"
+        lines.append(f"| {source} | {counts} | {fmt(e['recall'])} | {precision} | {f1} | {alone} |")
+    return lines
+
+
+def _streaming(report: dict) -> list[str]:
+    low, high = report["false_alerts_per_hour_ci95"]
+    snr = ", ".join(f"{db} dB {fmt(r['recall'])}" for db, r in report["recall_per_snr_db"].items())
+    return [
+        "",
+        "## Streaming proxy",
+        "",
+        "`python cli.py evaluate ../shared/data/manifest.csv --stream-hours 1 --summary models/reports/streaming.json`",
+        f"({report['note']})",
+        "",
+        f"- {report['shots']} shots in {report['hours']} h: event recall {fmt(report['event_recall'])} "
+        f"(per SNR: {snr})",
+        f"- false alerts: {report['false_alerts']} in {fmt(report['background_hours'])} h of background, "
+        f"{fmt(report['false_alerts_per_hour'])} per hour (95 % CI {fmt(low)}-{fmt(high)})",
+        f"- delay from the shot's peak to the end of its event's first window: p50 {report['delay_s']['p50']} s, "
+        f"p99 {report['delay_s']['p99']} s (plus about 0.1 s of processing live)",
+    ]
+
+
+def _baselines(report: dict) -> list[str]:
+    lines = [
+        "",
+        "## Baselines on the same validation clips",
+        "",
+        "`models/reports/baselines.json`; the commands are in models/reports/README.md.",
+        "",
+        "| | precision | recall | F1 | clip AUC |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    rows = [("ours (shipped thresholds, vote)", report["ours"])]
+    rows.append(
+        (f"2019 prototype design retrained ({report['prototype_retrained']['design']})", report["prototype_retrained"])
+    )
+    for name, key in (("BirdNET 'Gun'", "birdnet_gun"), ("YAMNet 'Gunshot, gunfire'", "yamnet_gunshot")):
+        fixed, tuned = report[key]["at_fixed_threshold"], report[key]["at_training_fold_best_f1_threshold"]
+        rows.append((f"{name}, threshold {fixed['threshold']}", fixed))
+        rows.append((f"{name}, threshold {tuned['threshold']} (best F1 on the training fold)", tuned))
+    for name, r in rows:
+        auc = fmt(r["clip_auc"]) if r.get("clip_auc") is not None else "-"
+        lines.append(f"| {name} | {fmt(r['precision'])} | {fmt(r['recall'])} | {fmt(r['f1'])} | {auc} |")
+    return lines
 
 
 if __name__ == "__main__":
