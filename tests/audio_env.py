@@ -79,6 +79,11 @@ class PulseServer:
         ):
             subprocess.run(command, env=self._full_env, check=True, capture_output=True, timeout=START_TIMEOUT)
 
+    def suspend(self, suspended: bool) -> None:
+        """Suspend the `mic` sink: a reader of its monitor blocks (no data, no error) until resumed."""
+        command = ["pactl", "suspend-sink", MIC_SINK, "1" if suspended else "0"]
+        subprocess.run(command, env=self._full_env, check=True, capture_output=True, timeout=START_TIMEOUT)
+
     @property
     def _full_env(self) -> dict[str, str]:
         return {**os.environ, **self.env}

@@ -1,7 +1,8 @@
 """Faults in a real-time run (PulseAudio null sink as the microphone, Gammu's dummy phone as the
 modem, the real processes): every process SIGKILLed in turn, and the microphone vanishing and
 coming back. What must hold: the supervisor restarts what died, audio resumes, shots after each
-fault are detected and texted, and audio that was not captured is counted as lost."""
+fault are detected and texted, and audio that was not captured is counted as lost. Also a
+microphone that stalls (reads block, no error)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ FIRST_SHOT = 4.0
 RESTART_DEADLINE = 15.0
 OUTAGE = 6.0  # s the microphone is gone
 LOST_SHARE = 0.8  # at least this share of the outage must be counted as lost audio
+STALL_DEADLINE = 30.0  # s: the heartbeat timeout (10 s) and a restart, with room for a busy machine
 
 
 def listening_run(tmp_path, pulse, config_lines: tuple[str, ...] = ()) -> DetectorRun:
@@ -129,3 +131,31 @@ def test_the_microphone_vanishing_is_reported_counted_and_recovered(tmp_path):
     health = [t["text"] for t in run.texts() if t["kind"] == "health"]
     assert health, run.output()
     assert "audio device 'pulse' failed" in run.output() or "cannot open audio device" in run.output()
+
+
+def test_a_stalled_microphone_is_restarted_counted_and_recovered(tmp_path):
+    """The null sink suspended: reads block without an error, as a wedged USB device's would. The
+    capture stops beating its heartbeat, the supervisor kills and restarts it; once audio flows
+    again the stall is counted as lost audio and a shot is detected."""
+    pulse = start_pulse(rate=RATE)
+    run = listening_run(tmp_path, pulse)
+    try:
+        ring = run.ring()
+        capture = run.child("gs.capture")
+        pulse.suspend(True)
+        stalled_at = time.monotonic()
+        run.wait_until(
+            lambda: restarted(run, "gs.capture", capture.pid), STALL_DEADLINE, "the stalled capture restarted"
+        )
+        pulse.suspend(False)
+        stall = time.monotonic() - stalled_at
+        run.wait_for_audio(ring, timeout=30)
+        run.wait_until(lambda: ring.lost >= LOST_SHARE * stall * RATE, 10, "the stall counted as lost audio")
+        play_shots(pulse, tmp_path, 1)
+        run.wait_until(lambda: len(run.events()) >= 1, SHOT_EVERY + 10, "the shot after the stall")
+        ring.close()
+    finally:
+        code = run.stop()
+        pulse.stop()
+    assert code == 0
+    assert "capture is hung (no heartbeat" in (run.folder / "detector.log").read_text()
