@@ -53,8 +53,8 @@ def remove_stale_segments() -> list[str]:
     removed = []
     for path in SHM_DIR.glob(f"{SHM_PREFIX}*"):
         run_id = path.name[len(SHM_PREFIX) :].split("-", 1)[0]
-        if _run_alive(run_id):
-            continue
+        if not _is_run_id(run_id) or _run_alive(run_id):
+            continue  # not named by a detector (someone else's "gs-..."), or its detector still runs
         try:
             path.unlink()
             removed.append(path.name)
@@ -65,11 +65,12 @@ def remove_stale_segments() -> list[str]:
     return removed
 
 
+def _is_run_id(run_id: str) -> bool:
+    return bool(run_id) and all(c in "0123456789abcdef" for c in run_id)
+
+
 def _run_alive(run_id: str) -> bool:
-    try:
-        pid = int(run_id, 16)
-    except ValueError:
-        return False
+    pid = int(run_id, 16)
     if pid == os.getpid():
         return True
     try:
