@@ -35,10 +35,9 @@ import soundfile
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.audio_env import start_pulse
-from tests.detector_run import RATE, RECIPIENTS, DetectorRun, stream_with_shots
+from tests.detector_run import PIPELINE_SHOTS, RATE, RECIPIENTS, DetectorRun, pipeline_test_models, stream_with_shots
 from tests.gammu_env import DUMMY_DEVICE, dummy_gammurc
 
-SHOT_SOUNDS = ("hedgewars-shotgun", "wesnoth-thunderstick")  # the bundled sounds the models hear
 SHOT_GAP = (40.0, 80.0)  # s between shots
 FAULT_GAP = (60.0, 150.0)  # s between faults
 OUTAGE = (30.0, 120.0)  # s a modem outage lasts
@@ -61,7 +60,7 @@ PROCESSES = (
 def shots_for(minutes: float, rng: random.Random) -> list[tuple[float, str]]:
     shots, t = [], 10.0
     while t < minutes * 60 - 10:
-        shots.append((round(t, 2), rng.choice(SHOT_SOUNDS)))
+        shots.append((round(t, 2), rng.choice(PIPELINE_SHOTS)))
         t += rng.uniform(*SHOT_GAP)
     return shots
 
@@ -117,6 +116,8 @@ def main() -> None:
     modem_dir = folder / DUMMY_DEVICE
     run = DetectorRun(folder, env=pulse.env)
     run.config_lines = [
+        "[detector]",
+        f'models_dir = "{pipeline_test_models(folder)}"',
         "[site]",
         'name = "Soak"',
         "[audio]",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -23,9 +24,33 @@ from pipeline.shm import segment_name
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "assets"
+SHIPPED_MODELS = ROOT / "models"
 RATE = 16000
 RECIPIENTS = ["+447700900123", "+12025550143"]
 STOP_TIMEOUT = 60.0
+
+
+# The pipeline tests (capture, rings, processes, vote, events, texts) need shots the models hear for
+# sure. The shipped thresholds are strict (chosen for 0.5 false alerts per hour on the validation
+# mixture) and game sound effects are a weak stand-in for gunfire: at them the models hear only some
+# of the bundled shots, some of the time (models/README.md). These tests run the shipped models with
+# thresholds at which the shots they use are heard and the test background is not.
+PIPELINE_THRESHOLDS = {"wave": 0.3, "mel_fine": 0.9, "mel_coarse": 0.9}
+PIPELINE_SHOTS = ("hedgewars-shotgun",)  # heard every time; the musket only at 48 kHz in our tests
+
+
+def pipeline_test_models(folder: Path) -> Path:
+    """A copy of the shipped models with PIPELINE_THRESHOLDS (2 of 3), for `[detector] models_dir`."""
+    out = folder / "pipeline-models"
+    out.mkdir(parents=True, exist_ok=True)
+    for path in (*SHIPPED_MODELS.glob("*.tflite"), *SHIPPED_MODELS.glob("*.json")):
+        shutil.copy(path, out / path.name)
+    for model_id, threshold in PIPELINE_THRESHOLDS.items():
+        sidecar = out / f"{model_id}.json"
+        sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "threshold": threshold}))
+    ensemble = out / "ensemble.json"
+    ensemble.write_text(json.dumps({**json.loads(ensemble.read_text()), "votes_required": 2}))
+    return out
 
 
 def stream_with_shots(duration: float, shots: list[tuple[float, str]], seed: int = 3) -> np.ndarray:

@@ -12,7 +12,7 @@ import pytest
 import soundfile
 
 from tests.audio_env import pulseaudio_available, start_pulse
-from tests.detector_run import RATE, RECIPIENTS, DetectorRun, stream_with_shots
+from tests.detector_run import PIPELINE_SHOTS, RATE, RECIPIENTS, DetectorRun, pipeline_test_models, stream_with_shots
 from tests.gammu_env import dummy_gammurc
 
 pytestmark = [
@@ -28,7 +28,6 @@ VICTIMS = (
     "gs.aggregator",
     "gs.sms",
 )
-SOUNDS = ("hedgewars-shotgun", "wesnoth-thunderstick")  # bundled shots the shipped models hear
 SHOT_EVERY = 8.0  # s: room for a restart (backoff 1 s + model loading) between two shots
 FIRST_SHOT = 4.0
 RESTART_DEADLINE = 15.0
@@ -40,6 +39,8 @@ STALL_DEADLINE = 30.0  # s: the heartbeat timeout (10 s) and a restart, with roo
 def listening_run(tmp_path, pulse, config_lines: tuple[str, ...] = ()) -> DetectorRun:
     run = DetectorRun(tmp_path, env=pulse.env)
     run.config_lines = [
+        "[detector]",
+        f'models_dir = "{pipeline_test_models(tmp_path)}"',
         "[audio]",
         'device = "pulse"',
         f"rate = {RATE}",
@@ -57,7 +58,7 @@ def listening_run(tmp_path, pulse, config_lines: tuple[str, ...] = ()) -> Detect
 
 def play_shots(pulse, tmp_path, count: int) -> list[float]:
     """Shots every SHOT_EVERY s into the microphone; their times from now."""
-    shots = [(FIRST_SHOT + i * SHOT_EVERY, SOUNDS[i % len(SOUNDS)]) for i in range(count)]
+    shots = [(FIRST_SHOT + i * SHOT_EVERY, PIPELINE_SHOTS[i % len(PIPELINE_SHOTS)]) for i in range(count)]
     wav = tmp_path / "shots.wav"
     soundfile.write(wav, stream_with_shots(shots[-1][0] + 4.0, shots), RATE, subtype="PCM_16")
     pulse.play(wav)

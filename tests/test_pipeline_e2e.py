@@ -11,7 +11,7 @@ import pytest
 import soundfile
 
 from tests.audio_env import alsa_replay_config, pulseaudio_available, start_pulse, write_raw
-from tests.detector_run import RATE, RECIPIENTS, DetectorRun, stream_with_shots
+from tests.detector_run import RATE, RECIPIENTS, DetectorRun, pipeline_test_models, stream_with_shots
 from tests.gammu_env import dummy_gammurc
 
 pytestmark = [
@@ -19,9 +19,9 @@ pytestmark = [
     pytest.mark.skipif(not pulseaudio_available(), reason="needs pulseaudio, pactl, paplay (./setup.sh --test)"),
 ]
 
-# Two of the four bundled game sounds: the shipped models miss the other two (models/README.md).
-# These tests are about the pipeline (capture, rings, processes, vote, events, texts), so they
-# use sounds the models hear; the models' recall is measured by their own evaluation.
+# These tests are about the pipeline (capture, rings, processes, vote, events, texts): they use
+# shots the models hear at the pipeline-test thresholds (tests/detector_run.py); the models' recall
+# is measured by their own evaluation (models/README.md).
 SHOTS = [(5.0, "hedgewars-shotgun"), (12.0, "wesnoth-thunderstick"), (18.7, "hedgewars-shotgun")]
 DURATION = 24.0
 SHOT_SPACING_TOLERANCE = 1.5  # s: an event starts at a window boundary, up to a window before the shot
@@ -45,6 +45,8 @@ def pulse(pulse_server):
 def make_run(tmp_path, device: str, rate: int, env: dict) -> DetectorRun:
     run = DetectorRun(tmp_path, env=env)
     run.config_lines = [
+        "[detector]",
+        f'models_dir = "{pipeline_test_models(tmp_path)}"',
         "[site]",
         'name = "Test range"',
         "[audio]",

@@ -12,6 +12,7 @@ import numpy as np
 from inference.model import Ensemble, load_ensemble, load_spec
 from inference.offline import OfflineDetector
 from models.training.data import HARD_NEGATIVES, SAMPLE_RATE, Clip
+from models.training.streaming import StreamScores, recall_and_false_alerts
 
 HOP = SAMPLE_RATE // 2
 MERGE_GAP_S = 2.0
@@ -36,6 +37,8 @@ THRESHOLD_GRID = (
     0.998,
     0.999,
     0.9995,
+    0.9998,
+    0.9999,
 )
 
 
@@ -109,14 +112,22 @@ def _stack(probs: list[dict], models: list[str]) -> tuple[np.ndarray, np.ndarray
 
 
 def choose_thresholds(
-    probs: list[dict], clips: list[Clip], durations: np.ndarray, votes_choices: tuple[int, ...]
+    probs: list[dict],
+    clips: list[Clip],
+    durations: np.ndarray,
+    votes_choices: tuple[int, ...],
+    stream: StreamScores | None = None,
 ) -> tuple[dict[str, float], int, dict]:
-    """Thresholds and vote with the highest clip recall and at most TARGET_FALSE_ALERTS_PER_HOUR
-    on the negative clips (ties: fewer false alerts, then the lower thresholds)."""
+    """Thresholds and vote with at most TARGET_FALSE_ALERTS_PER_HOUR on the negative clips and, with
+    `stream` (a validation mixture, see streaming.py), on its background too; the highest stream
+    event recall, then clip recall (ties: fewer false alerts, then the lower thresholds)."""
     labels = np.array([c.label for c in clips], dtype=bool)
     negative_hours = durations[~labels].sum() / 3600
     allowed = int(TARGET_FALSE_ALERTS_PER_HOUR * negative_hours)
+    stream_allowed = int(TARGET_FALSE_ALERTS_PER_HOUR * stream.background_h) if stream else 0
     models = list(probs[0])
+    if stream is not None and stream.models != models:
+        raise ValueError(f"stream scores are for {stream.models}, clips for {models}")
     windows, owner = _stack(probs, models)
     best = None
     for votes_required in votes_choices:
@@ -127,7 +138,14 @@ def choose_thresholds(
             fp = int(np.sum(detected & ~labels))
             if fp > allowed:
                 continue
-            key = (float(np.mean(detected[labels])), -fp, -sum(combo))
+            stream_recall, stream_false = 0.0, 0
+            if stream is not None:
+                stream_recall, stream_false = recall_and_false_alerts(
+                    stream, np.array(combo), votes_required, MERGE_GAP_S
+                )
+                if stream_false > stream_allowed:
+                    continue
+            key = (stream_recall, float(np.mean(detected[labels])), -fp - stream_false, -sum(combo))
             if best is None or key > best[0]:
                 best = (key, dict(zip(models, combo, strict=True)), votes_required)
     if best is None:
@@ -135,6 +153,14 @@ def choose_thresholds(
     else:
         _, thresholds, votes_required = best
     report = figures(probs, clips, durations, thresholds, votes_required, negative_hours)
+    if stream is not None:
+        chosen = np.array([thresholds[m] for m in models])
+        recall, false_alerts = recall_and_false_alerts(stream, chosen, votes_required, MERGE_GAP_S)
+        report["ensemble"]["calibration_stream"] = {
+            "event_recall": round(recall, 4),
+            "false_alerts": false_alerts,
+            "background_hours": round(stream.background_h, 3),
+        }
     return thresholds, votes_required, report
 
 

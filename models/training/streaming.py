@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy import signal, stats
@@ -239,3 +240,54 @@ def streaming_report(
         "false_alerts_by_background": dict(Counter(heard).most_common()),
         "inserted": [{"peak_s": round(s.peak_s, 3), "snr_db": s.snr_db, "path": s.path} for s in mixture.shots],
     }
+
+
+@dataclass(frozen=True)
+class StreamScores:
+    """Every window's probability per model over a mixture, with the inserted shots: enough to
+    score any thresholds and vote without running the models again."""
+
+    probs: np.ndarray  # (windows, models)
+    models: list[str]
+    starts_s: np.ndarray  # each window's start
+    window_s: float
+    shots: list[InsertedShot]
+    background_h: float
+
+
+def stream_scores(models_dir, clips: list[Clip], hop: int, hours: float, seed: int) -> StreamScores:
+    """Run a validation mixture through the runtime path once, keeping every model's window scores."""
+    from inference.model import load_spec
+
+    models_dir = Path(models_dir)
+    ids = [p.stem for p in sorted(models_dir.glob("*.tflite"))]
+    ensemble = Ensemble(tuple(load_spec(models_dir, model_id) for model_id in ids), votes_required=1)
+    negatives = [c for c in clips if c.fold == "val" and not c.label]
+    shots = [c for c in clips if c.fold == "val" and c.label]
+    mixture = build_mixture(negatives, shots, hours, seed)
+    result = OfflineDetector(ensemble, hop, 0.0, votes_required=1).run(_blocks(mixture.audio), keep_window_scores=True)
+    order = [m.id for m in ensemble.models]
+    probs = np.array([[votes[m] for m in order] for _, votes in result.window_scores])
+    starts = np.array([index * hop / SAMPLE_RATE for index, _ in result.window_scores])
+    shot_s = sum(min(s.end_s + TAIL_S, mixture.duration_s) - s.start_s for s in mixture.shots)
+    window_s = ensemble.window_samples / SAMPLE_RATE
+    return StreamScores(probs, order, starts, window_s, mixture.shots, (mixture.duration_s - shot_s) / 3600)
+
+
+def recall_and_false_alerts(
+    scores: StreamScores, thresholds: np.ndarray, votes_required: int, merge_gap_s: float
+) -> tuple[float, int]:
+    """Event recall and false alerts of one choice, merging positive windows into events as the
+    EventTracker does (a positive window more than merge_gap after an event's end starts a new one)."""
+    positive = (scores.probs >= thresholds).sum(axis=1) >= votes_required
+    starts = scores.starts_s[positive]
+    if not starts.shape[0]:
+        return 0.0, 0
+    new_event = np.concatenate([[True], starts[1:] > starts[:-1] + scores.window_s + merge_gap_s])
+    first = np.flatnonzero(new_event)
+    event_start = starts[first]
+    event_end = np.append(starts[first[1:] - 1], starts[-1]) + scores.window_s
+    shot_start = np.array([s.start_s for s in scores.shots])
+    shot_end = np.array([s.end_s + TAIL_S for s in scores.shots])
+    overlap = (event_start[:, None] <= shot_end[None, :]) & (event_end[:, None] >= shot_start[None, :])
+    return float(overlap.any(axis=0).mean()), int((~overlap.any(axis=1)).sum())
