@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import shutil
 import zoneinfo
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 from pipeline.config import Config
 
 DEMO_DATA_DIR = "data/demo"
+DEMO_WINDOW_SLACK = 2.0  # s: an event may start up to a window before the audio clock's origin
 DUMMY_GAMMURC = """[gammu]
 device = {device}
 connection = none
@@ -52,8 +54,11 @@ def run_detector(config: Config) -> int:
 
 
 def demo_overrides(recording: Path, recipient: str, changes: dict[str, Any]) -> dict[str, Any]:
-    """Replay the bundled recording through the whole pipeline with Gammu's dummy phone."""
+    """Replay the bundled recording through the whole pipeline with Gammu's dummy phone (in the
+    demo's own data folder, emptied first, unless a data folder is given)."""
     data_dir = Path(changes.get("storage.data_dir") or DEMO_DATA_DIR)
+    if not changes.get("storage.data_dir"):
+        shutil.rmtree(data_dir, ignore_errors=True)
     modem_dir = data_dir / "dummy-modem"
     modem_dir.mkdir(parents=True, exist_ok=True)
     gammurc = data_dir / "gammurc"
@@ -70,14 +75,17 @@ def print_demo_report(config: Config) -> None:
     from alerting.outbox import Outbox, outbox_path
     from pipeline.stats import STATS_FILE
 
-    records = list_events(config, limit=1000)
+    stats_file = Path(config.storage.data_dir) / STATS_FILE
+    audio_start = json.loads(stats_file.read_text()).get("audio_start_time") if stats_file.exists() else None
+    earliest = audio_start - DEMO_WINDOW_SLACK if audio_start else 0.0  # this run's events only
+    records = [r for r in list_events(config, limit=1000) if r["start_time"] >= earliest]
     index = Path(config.audio.source).with_suffix(".json")
     if index.exists():
         shots = json.loads(index.read_text())["shots"]
         print(f"the recording holds {len(shots)} gunshots, at " + ", ".join(f"{s['time']:.1f} s" for s in shots))
     print(f"detections: {len(records)}")
-    stats_file = Path(config.storage.data_dir) / STATS_FILE
-    audio_start = json.loads(stats_file.read_text()).get("audio_start_time") if stats_file.exists() else None
+    if not records:
+        print("  (the demo's game sound effects are a weak stand-in for gunfire: see models/README.md)")
     for record in records:
         votes = ", ".join(f"{m} {p:.2f}" for m, p in record["votes"].items())
         offset = f" ({record['start_time'] - audio_start:.1f} s into the recording)" if audio_start else ""
@@ -86,7 +94,7 @@ def print_demo_report(config: Config) -> None:
         )
     outbox = Outbox(outbox_path(Path(config.storage.data_dir)))
     try:
-        rows = outbox.rows()
+        rows = [row for row in outbox.rows() if row.created >= earliest]
     finally:
         outbox.close()
     print(f"texts: {len(rows)}")
