@@ -31,3 +31,7 @@ class Layout:
     votes: Channel | None = None  # workers -> aggregator
     outbox: Channel | None = None  # aggregator -> SMS process wake-ups
     supervisor_pid: int | None = None  # processes exit when it is gone (None: not watched, in tests)
+
+    def segment_names(self) -> list[str]:
+        """Every shared-memory segment of the run, as named in /dev/shm."""
+        return [name.lstrip("/") for name in (self.audio_ring, self.stats, *self.feature_rings.values())]

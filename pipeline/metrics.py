@@ -12,7 +12,7 @@ from multiprocessing import shared_memory
 
 import numpy as np
 
-from pipeline.shm import attach_segment, create_segment
+from pipeline.shm import attach_segment, create_segment, unlink_segment
 
 FIELDS = (
     "pid",
@@ -128,4 +128,4 @@ class StatsTable:
         del self._rows
         self._segment.close()
         if self._owner:
-            self._segment.unlink()
+            unlink_segment(self._segment)

@@ -14,7 +14,7 @@ from multiprocessing import shared_memory
 
 import numpy as np
 
-from pipeline.shm import attach_segment, create_segment
+from pipeline.shm import attach_segment, create_segment, unlink_segment
 
 _HEADER_SLOTS = 8
 _WRITE_POS, _CAPACITY, _LOST, _OVERRUNS, _ANCHOR_POS, _ANCHOR_TIME, _RATE = range(7)
@@ -169,4 +169,4 @@ class Ring:
         if self._segment is not None:
             self._segment.close()
             if self._owner:
-                self._segment.unlink()
+                unlink_segment(self._segment)

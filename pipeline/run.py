@@ -14,6 +14,7 @@ from typing import Any
 from pipeline.config import Config
 
 DEMO_DATA_DIR = "data/demo"
+EXIT_RESTART_ME = 3  # a fault only a fresh start clears
 DEMO_WINDOW_SLACK = 2.0  # s: an event may start up to a window before the audio clock's origin
 DUMMY_GAMMURC = """[gammu]
 device = {device}
@@ -29,7 +30,7 @@ def run_detector(config: Config) -> int:
     from capture.preflight import PreflightError, check_source
     from inference.frontend import hop_samples
     from inference.model import ModelError, load_ensemble
-    from pipeline.supervisor import AlreadyRunning, Supervisor
+    from pipeline.supervisor import AlreadyRunning, SharedMemoryLost, Supervisor
 
     try:
         ensemble = load_ensemble(config.detector.models_dir)
@@ -50,7 +51,11 @@ def run_detector(config: Config) -> int:
     except AlreadyRunning as exc:
         log.error("%s", exc)
         return 2
-    return supervisor.run()
+    try:
+        return supervisor.run()
+    except SharedMemoryLost as exc:
+        log.critical("%s: stopping so that systemd (Restart=always) starts the detector afresh", exc)
+        return EXIT_RESTART_ME
 
 
 def demo_overrides(recording: Path, recipient: str, changes: dict[str, Any]) -> dict[str, Any]:

@@ -48,6 +48,14 @@ def attach_segment(name: str) -> shared_memory.SharedMemory:
         resource_tracker.register = register
 
 
+def unlink_segment(segment: shared_memory.SharedMemory) -> None:
+    """Unlink a segment we created; one deleted under us already is only forgotten by the tracker."""
+    try:
+        segment.unlink()
+    except FileNotFoundError:
+        resource_tracker.unregister(segment._name, "shared_memory")
+
+
 def remove_stale_segments() -> list[str]:
     """Unlink `gs-<pid>-*` segments whose supervisor pid is no longer running a detector."""
     removed = []

@@ -37,7 +37,7 @@ from pipeline.layout import AUDIO_RING, AUDIO_SHAPE, STATS, Layout, feature_shap
 from pipeline.messages import OutboxChanged
 from pipeline.metrics import StatsTable
 from pipeline.ring import Ring
-from pipeline.shm import new_run_id, remove_stale_segments, segment_name
+from pipeline.shm import SHM_DIR, new_run_id, remove_stale_segments, segment_name
 from pipeline.stats import StatsReporter
 from pipeline.systemd import Notifier
 
@@ -68,6 +68,11 @@ log = logging.getLogger(__name__)
 
 class AlreadyRunning(RuntimeError):
     pass
+
+
+class SharedMemoryLost(RuntimeError):
+    """Our shared-memory segments were deleted under us (by hand, or a cleanup gone wrong): no
+    process can attach again, so the detector exits non-zero for systemd to restart it afresh."""
 
 
 @dataclass
@@ -180,6 +185,8 @@ class Supervisor:
     # --- watch -------------------------------------------------------------------------------
     def watch_once(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
+        if missing := [name for name in self.layout.segment_names() if not (SHM_DIR / name).exists()]:
+            raise SharedMemoryLost(f"shared memory {', '.join(missing)} was deleted while the detector ran")
         for managed in self.managed.values():
             if managed.finished:
                 continue

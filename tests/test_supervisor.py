@@ -139,3 +139,15 @@ def test_under_systemd_it_notifies_ready_pings_the_watchdog_says_stopping_and_lo
     ours = [line for line in lines if any(f" {level} " in line for level in ("INFO", "WARNING", "ERROR"))]
     assert ours and all(line.startswith(("<6>", "<4>", "<3>")) for line in ours)  # LiteRT's own lines: bare
     assert any(line.startswith("<6>") and "detector started" in line for line in lines)
+
+
+def test_shared_memory_deleted_under_a_running_detector_makes_it_exit_for_a_fresh_start(tmp_path):
+    """Nothing could attach to it again: exit 3 (systemd's Restart=always starts it afresh)."""
+    run, _ = running_detector(tmp_path)
+    audio = SHM / f"gs-{run.process.pid:x}-audio"
+    assert audio.exists()
+    audio.unlink()
+    assert run.process.wait(DEADLINE) == 3
+    run.log.close()
+    assert "was deleted while the detector ran" in (tmp_path / "detector.log").read_text()
+    assert not list(SHM.glob(f"gs-{run.process.pid:x}-*"))  # the rest unlinked on the way out
