@@ -10,7 +10,7 @@ import pytest
 import soundfile
 
 from capture.audio_file import AudioFileError, iter_audio_blocks, read_audio
-from tests.detector_run import stream_with_shots
+from tests.detector_run import pipeline_test_models, stream_with_shots
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 120
@@ -145,6 +145,8 @@ def test_an_hours_long_file_is_analysed_in_bounded_memory_with_its_shot_found(tm
                 if start <= shot_at < start + 60
                 else block
             )
+    config = tmp_path / "pipeline-test.toml"  # thresholds at which the bundled shot is heard for sure
+    config.write_text(f'[detector]\nmodels_dir = "{pipeline_test_models(tmp_path)}"\n')
     memory_probe = (  # VmHWM: the peak of this process's own memory (ru_maxrss would count the parent's pages)
         "import runpy, sys; sys.argv = sys.argv[1:]; exit_code = 0\n"
         "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
@@ -154,7 +156,18 @@ def test_an_hours_long_file_is_analysed_in_bounded_memory_with_its_shot_found(tm
         "sys.exit(exit_code)"
     )
     result = subprocess.run(
-        [sys.executable, "-c", memory_probe, str(ROOT / "cli.py"), "analyze", "--format", "jsonl", str(path)],
+        [
+            sys.executable,
+            "-c",
+            memory_probe,
+            str(ROOT / "cli.py"),
+            "analyze",
+            "--config",
+            str(config),
+            "--format",
+            "jsonl",
+            str(path),
+        ],
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
