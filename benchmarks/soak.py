@@ -35,7 +35,15 @@ import soundfile
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.audio_env import start_pulse
-from tests.detector_run import PIPELINE_SHOTS, RATE, RECIPIENTS, DetectorRun, pipeline_test_models, stream_with_shots
+from tests.detector_run import (
+    CHILD_PROCESSES,
+    PIPELINE_SHOTS,
+    RATE,
+    RECIPIENTS,
+    DetectorRun,
+    pipeline_test_models,
+    stream_with_shots,
+)
 from tests.gammu_env import DUMMY_DEVICE, dummy_gammurc
 
 SHOT_GAP = (40.0, 80.0)  # s between shots
@@ -45,16 +53,7 @@ ORPHAN_DEADLINE = 5.0  # s: children notice their supervisor is gone within abou
 SAMPLE_EVERY = 10.0  # s between memory and CPU samples
 WARM_UP = 60.0  # s: memory trend and CPU are taken after this
 MATCH_TOLERANCE = 2.0  # s: an event within this of a shot's onset (its window starts up to 1 s early)
-PROCESSES = (
-    "gs.capture",
-    "gs.frontend",
-    "gs.model.wave",
-    "gs.model.mel_fi",
-    "gs.model.mel_co",
-    "gs.aggregator",
-    "gs.sms",
-    "supervisor",
-)
+PROCESSES = (*CHILD_PROCESSES, "supervisor")
 
 
 def shots_for(minutes: float, rng: random.Random) -> list[tuple[float, str]]:

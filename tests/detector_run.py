@@ -36,7 +36,17 @@ STOP_TIMEOUT = 60.0
 # of the bundled shots, some of the time (models/README.md). These tests run the shipped models with
 # thresholds at which the shots they use are heard and the test background is not.
 PIPELINE_THRESHOLDS = {"wave": 0.3, "mel_fine": 0.9, "mel_coarse": 0.9}
-PIPELINE_SHOTS = ("hedgewars-shotgun",)  # heard every time; the musket only at 48 kHz in our tests
+PIPELINE_SHOTS = ("hedgewars-shotgun",)
+# The detector's processes as `ps` names them (15 characters kept), the supervisor's children.
+CHILD_PROCESSES = (
+    "gs.capture",
+    "gs.frontend",
+    "gs.model.wave",
+    "gs.model.mel_fi",
+    "gs.model.mel_co",
+    "gs.aggregator",
+    "gs.sms",
+)  # heard every time; the musket only at 48 kHz in our tests
 
 
 def pipeline_test_models(folder: Path) -> Path:

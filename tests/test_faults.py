@@ -12,22 +12,22 @@ import pytest
 import soundfile
 
 from tests.audio_env import pulseaudio_available, start_pulse
-from tests.detector_run import PIPELINE_SHOTS, RATE, RECIPIENTS, DetectorRun, pipeline_test_models, stream_with_shots
+from tests.detector_run import (
+    CHILD_PROCESSES,
+    PIPELINE_SHOTS,
+    RATE,
+    RECIPIENTS,
+    DetectorRun,
+    pipeline_test_models,
+    stream_with_shots,
+)
 from tests.gammu_env import dummy_gammurc
 
 pytestmark = [
     pytest.mark.skipif(not pulseaudio_available(), reason="needs pulseaudio, pactl, paplay (./setup.sh --test)"),
 ]
 
-VICTIMS = (
-    "gs.capture",
-    "gs.frontend",
-    "gs.model.wave",
-    "gs.model.mel_fi",
-    "gs.model.mel_co",
-    "gs.aggregator",
-    "gs.sms",
-)
+VICTIMS = CHILD_PROCESSES
 SHOT_EVERY = 8.0  # s: room for a restart (backoff 1 s + model loading) between two shots
 FIRST_SHOT = 4.0
 RESTART_DEADLINE = 15.0
