@@ -53,7 +53,7 @@ NEGATIVES = ["wesnoth-explosion", "openarena-rocket-explosion"]
 DEMO_SHOTS = [
     (6.0, "wesnoth-gunshot", -6.0),
     (15.5, "openarena-shotgun", -9.0),
-    (24.23, "hedgewars-shotgun", -4.0),
+    (24.23, "openarena-machinegun", -4.0),  # not Hedgewars: its GFDL-1.3 sounds cannot be mixed with GPL ones
     (33.0, "wesnoth-thunderstick", -8.0),
 ]
 SPEECH = "Morning check. The north gate is closed. The water pump is running. All quiet near the river."
