@@ -13,3 +13,4 @@ for x in $(seq 17 36); do platforms+=(--platform "manylinux_2_${x}_aarch64"); do
 .venv/bin/python -m pip download -q --no-binary=:all: --no-deps -d "$out" -c constraints.txt pyalsaaudio
 ls "$out"
 rm -rf "$out"
+echo "pyalsaaudio is built from source on the Pi: sudo apt install libasound2-dev python3-dev gcc"
