@@ -11,6 +11,7 @@ an alert that still cannot be queued is kept in memory and retried every loop.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sqlite3
 import time
@@ -86,6 +87,9 @@ class Aggregator:
     def handle(self, decision: Decision) -> None:
         window_end = self.audio.time_of(decision.index * self.hop + self.window)
         self.latency.add((time.monotonic() - window_end) * 1000.0)
+        if decision.positive and self._spans_resumed_audio(decision.index):
+            log.warning("window %d spans audio resuming after lost audio: not taken as a shot", decision.index)
+            decision = dataclasses.replace(decision, positive=False)
         update = self.tracker.update(decision)
         if update.closed is not None:
             self._close(update.closed)
@@ -106,6 +110,12 @@ class Aggregator:
             {m: round(p, 2) for m, p in event.votes.items()},
             " (degraded)" if event.degraded else "",
         )
+
+    def _spans_resumed_audio(self, index: int) -> bool:
+        """Silence stood in for lost audio (an overrun, a device outage, a capture restart) and the
+        audio came back inside this window: the jump from silence is an onset no microphone heard."""
+        start = index * self.hop
+        return start < self.audio.last_loss_end < start + self.window
 
     def queue_alerts(self) -> None:
         """Queue the alerts not yet in the outbox (the usual case: the one just decided)."""

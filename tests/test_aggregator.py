@@ -100,3 +100,21 @@ def test_retention_removes_old_clips_events_and_sent_texts_but_never_pending_one
     assert EventLog(data).events() == []
     assert not list((data / "clips").glob("*.flac"))
     assert [r.id for r in outbox.rows()] == [second.id]
+
+
+def test_a_window_where_audio_resumes_after_lost_audio_is_not_a_shot(aggregator):
+    """After a capture restart the lost stretch is silence, then the sound comes back at once: an
+    onset the models may take for a shot (the soak saw it). Such windows are not decided positive."""
+    agg, audio, _, data = aggregator
+    audio.write(np.zeros(RATE * 2, dtype=np.int16))
+    audio.record_loss(RATE)
+    audio.skip(RATE)  # rows 32000..48000 stood in by silence: audio resumes at row 48000 (3.0 s)
+    audio.write(np.zeros(RATE * 8, dtype=np.int16))
+    resumed_in = [i for i in range(12) if i * HOP < audio.last_loss_end < i * HOP + WINDOW]
+    assert resumed_in == [5]  # the window from 2.5 s to 3.5 s
+    agg.handle(decision(5, True))
+    for index in range(6, 12):
+        agg.handle(decision(index, False))
+    assert EventLog(data).events() == []
+    agg.handle(decision(12, True))  # an ordinary window later on
+    assert len(EventLog(data).events()) == 1
