@@ -63,6 +63,26 @@ def pipeline_test_models(folder: Path) -> Path:
     return out
 
 
+def listening_config(folder: Path, device: str, rate: int) -> list[str]:
+    """A detector on `device` with the pipeline-test models, Gammu's dummy phone and RECIPIENTS."""
+    from tests.gammu_env import dummy_gammurc
+
+    return [
+        "[detector]",
+        f'models_dir = "{pipeline_test_models(folder)}"',
+        "[site]",
+        'name = "Test range"',
+        "[audio]",
+        f'device = "{device}"',
+        f"rate = {rate}",
+        "[modem]",
+        f'gammurc = "{dummy_gammurc(folder)}"',
+        "retry_initial = 0.5",
+        "[alerts]",
+        f"recipients = {RECIPIENTS!r}".replace("'", '"'),
+    ]
+
+
 def stream_with_shots(duration: float, shots: list[tuple[float, str]], seed: int = 3) -> np.ndarray:
     """A quiet outdoor-like background (wind, rumble, hiss) with bundled shots at given times."""
     rng = np.random.default_rng(seed)

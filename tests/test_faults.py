@@ -18,10 +18,9 @@ from tests.detector_run import (
     RATE,
     RECIPIENTS,
     DetectorRun,
-    pipeline_test_models,
+    listening_config,
     stream_with_shots,
 )
-from tests.gammu_env import dummy_gammurc
 
 pytestmark = [
     pytest.mark.skipif(not pulseaudio_available(), reason="needs pulseaudio, pactl, paplay (./setup.sh --test)"),
@@ -37,20 +36,7 @@ STALL_DEADLINE = 30.0  # s: the heartbeat timeout (10 s) and a restart, with roo
 
 
 def listening_run(tmp_path, pulse, config_lines: tuple[str, ...] = ()) -> DetectorRun:
-    run = DetectorRun(tmp_path, env=pulse.env)
-    run.config_lines = [
-        "[detector]",
-        f'models_dir = "{pipeline_test_models(tmp_path)}"',
-        "[audio]",
-        'device = "pulse"',
-        f"rate = {RATE}",
-        "[modem]",
-        f'gammurc = "{dummy_gammurc(tmp_path)}"',
-        "retry_initial = 0.5",
-        "[alerts]",
-        f"recipients = {RECIPIENTS!r}".replace("'", '"'),
-        *config_lines,
-    ]
+    run = DetectorRun(tmp_path, env=pulse.env, config_lines=[*listening_config(tmp_path, "pulse", RATE), *config_lines])
     run.start()
     run.wait_for_audio(run.ring())
     return run

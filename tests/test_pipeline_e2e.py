@@ -11,8 +11,7 @@ import pytest
 import soundfile
 
 from tests.audio_env import alsa_replay_config, pulseaudio_available, start_pulse, write_raw
-from tests.detector_run import RATE, RECIPIENTS, DetectorRun, pipeline_test_models, stream_with_shots
-from tests.gammu_env import dummy_gammurc
+from tests.detector_run import RATE, RECIPIENTS, DetectorRun, listening_config, stream_with_shots
 
 pytestmark = [
     pytest.mark.realtime,
@@ -43,22 +42,7 @@ def pulse(pulse_server):
 
 
 def make_run(tmp_path, device: str, rate: int, env: dict) -> DetectorRun:
-    run = DetectorRun(tmp_path, env=env)
-    run.config_lines = [
-        "[detector]",
-        f'models_dir = "{pipeline_test_models(tmp_path)}"',
-        "[site]",
-        'name = "Test range"',
-        "[audio]",
-        f'device = "{device}"',
-        f"rate = {rate}",
-        "[modem]",
-        f'gammurc = "{dummy_gammurc(tmp_path)}"',
-        "retry_initial = 0.5",
-        "[alerts]",
-        f"recipients = {RECIPIENTS!r}".replace("'", '"'),
-    ]
-    return run
+    return DetectorRun(tmp_path, env=env, config_lines=listening_config(tmp_path, device, rate))
 
 
 def expect_one_event_and_one_text_per_recipient_per_shot(run: DetectorRun, shots) -> None:

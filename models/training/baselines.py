@@ -30,7 +30,7 @@ import numpy as np
 from scipy import signal
 
 from models.training.data import SAMPLE_RATE, Clip, load_clips
-from models.training.evaluate import binary_figures, roc_auc
+from models.training.evaluate import binary_figures, roc_auc, source_figures
 
 log = logging.getLogger(__name__)
 
@@ -155,17 +155,10 @@ def clip_figures(clips: list[Clip], scores: np.ndarray, detected: np.ndarray) ->
     """Precision, recall, F1 and AUC over the clips; per source, recall and false positives (a
     source without gunshots has no recall, one without other clips no false positives)."""
     labels = np.array([c.label for c in clips], dtype=bool)
-    per_source = {}
-    for source in sorted({c.source for c in clips}):
-        mask = np.array([c.source == source for c in clips])
-        pos, neg = mask & labels, mask & ~labels
-        per_source[source] = {
-            "gunshot_clips": int(pos.sum()),
-            "recall": round(float(detected[pos].mean()), 4) if pos.any() else None,
-            "other_clips": int(neg.sum()),
-            "false_positive_clips": int((detected & neg).sum()),
-            "clip_auc": _auc(labels[mask], scores[mask]),
-        }
+    per_source = {
+        source: {**figures, "clip_auc": _auc(labels[mask], scores[mask])}
+        for source, (figures, mask) in source_figures(clips, detected).items()
+    }
     return {**binary_figures(labels, detected), "clip_auc": _auc(labels, scores), "per_source": per_source}
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -183,16 +182,7 @@ def figures(probs, clips, durations, thresholds, votes_required, negative_hours)
         per_model[model] = {
             "clips": {**binary_figures(labels, alone), "clip_auc": round(roc_auc(labels, model_scores), 4)}
         }
-    per_source = defaultdict(dict)
-    for source in sorted({c.source for c in clips}):
-        mask = np.array([c.source == source for c in clips])
-        pos, neg = mask & labels, mask & ~labels
-        per_source[source] = {
-            "gunshot_clips": int(pos.sum()),
-            "recall": round(float(detected[pos].mean()), 4) if pos.any() else None,
-            "other_clips": int(neg.sum()),
-            "false_positive_clips": int((detected & neg).sum()),
-        }
+    per_source = {source: figures for source, (figures, _) in source_figures(clips, detected).items()}
     per_category = {}
     for label, category in sorted({(c.label, c.category) for c in clips}):
         mask = np.array([c.category == category and c.label == label for c in clips])
@@ -210,6 +200,26 @@ def figures(probs, clips, durations, thresholds, votes_required, negative_hours)
         "per_category": per_category,
         "false_positive_rate_hard_negatives": hard,
     }
+
+
+def source_figures(clips: list[Clip], detected: np.ndarray) -> dict[str, tuple[dict, np.ndarray]]:
+    """Per source: gunshot recall and false positives (None / 0 where it has no clips of a kind),
+    with the source's clip mask."""
+    labels = np.array([c.label for c in clips], dtype=bool)
+    out = {}
+    for source in sorted({c.source for c in clips}):
+        mask = np.array([c.source == source for c in clips])
+        pos, neg = mask & labels, mask & ~labels
+        out[source] = (
+            {
+                "gunshot_clips": int(pos.sum()),
+                "recall": round(float(detected[pos].mean()), 4) if pos.any() else None,
+                "other_clips": int(neg.sum()),
+                "false_positive_clips": int((detected & neg).sum()),
+            },
+            mask,
+        )
+    return out
 
 
 WORST = 20  # false positives and misses listed in the report
