@@ -264,7 +264,11 @@ def profile(config_path, source, device, duration, data_dir, as_json) -> None:
     is_flag=True,
     help="Instead: per gunshot source, train without it and evaluate on it (into --out, default models/runs/loso).",
 )
-@click.option("--calibrate-only", is_flag=True, help="Only choose new thresholds and vote for the models in --out.")
+@click.option(
+    "--calibrate-only",
+    is_flag=True,
+    help="Only choose new thresholds and vote for the models in --out (with --leave-one-source-out: its folds).",
+)
 def train(manifest, out, epochs, quick, loso, calibrate_only) -> None:
     """Train the three CNNs and export them to TFLite (needs the `train` extra: TensorFlow)."""
     try:
@@ -274,14 +278,14 @@ def train(manifest, out, epochs, quick, loso, calibrate_only) -> None:
         raise click.ClickException(f"training needs TensorFlow: pip install -e '.[train]' ({exc})") from None
     if not manifest.exists():
         raise click.ClickException(f"manifest {manifest} does not exist")
+    if loso:
+        out = Path("models/runs/loso") if out == Path("models") else out
+        leave_one_source_out.main(manifest, out, epochs or leave_one_source_out.LOSO_EPOCHS, calibrate_only)
+        return
     if calibrate_only:
         from models.training.train import recalibrate
 
         recalibrate(manifest, out)
-        return
-    if loso:
-        out = Path("models/runs/loso") if out == Path("models") else out
-        leave_one_source_out.main(manifest, out, epochs or leave_one_source_out.LOSO_EPOCHS)
         return
     train_main(manifest, out, epochs=epochs, quick=quick)
 

@@ -65,9 +65,7 @@ class Aggregator:
         self.layout = layout
         self.rate = ensemble.sample_rate
         self.versions = {m.id: m.version for m in ensemble.models}
-        thresholds = {m.id: m.threshold for m in ensemble.models}
-        votes = config.detector.votes_required or ensemble.votes_required
-        self.box = VoteBox(thresholds, votes, config.detector.vote_timeout)
+        self.box = VoteBox(ensemble.rule(config.detector.votes_required), config.detector.vote_timeout)
         hop = hop_samples(config, ensemble)
         self.tracker = EventTracker(ensemble.window_samples, hop, round(config.detector.merge_gap * self.rate))
         data_dir = Path(config.storage.data_dir)

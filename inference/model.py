@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from inference.features import LogMelSpec
+from inference.vote import VoteRule
 
 ENSEMBLE_FILE = "ensemble.json"
 SHIPPED_MODELS = Path(__file__).resolve().parent.parent / "models"
@@ -44,6 +45,15 @@ class ModelSpec:
 class Ensemble:
     models: tuple[ModelSpec, ...]
     votes_required: int
+    fused_threshold: float | None = None  # set: the fused vote decides (inference/vote.py)
+
+    def rule(self, votes_required: int = 0) -> VoteRule:
+        """The stored vote; a nonzero `votes_required` (detector.votes_required) asks for k of n
+        with the models' own thresholds instead."""
+        thresholds = {m.id: m.threshold for m in self.models}
+        if votes_required:
+            return VoteRule(thresholds, votes_required)
+        return VoteRule(thresholds, self.votes_required, self.fused_threshold)
 
     @property
     def sample_rate(self) -> int:
@@ -68,8 +78,12 @@ def load_ensemble(models_dir: Path | str) -> Ensemble:
     index = _read_json(models_dir / ENSEMBLE_FILE)
     try:
         ids, votes_required = index["models"], int(index["votes_required"])
+        fused = index.get("fused_threshold")
+        fused = None if fused is None else float(fused)
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{models_dir / ENSEMBLE_FILE}: missing or bad key {exc}") from None
+    if fused is not None and not 0.0 < fused < 1.0:
+        raise ModelError(f"{models_dir / ENSEMBLE_FILE}: fused_threshold {fused} must be between 0 and 1")
     models = tuple(load_spec(models_dir, model_id) for model_id in ids)
     if not models:
         raise ModelError(f"{models_dir / ENSEMBLE_FILE}: lists no models")
@@ -80,7 +94,12 @@ def load_ensemble(models_dir: Path | str) -> Ensemble:
                 f"model {model.id} expects {model.sample_rate} Hz / {model.window_samples} samples, "
                 f"model {first.id} {first.sample_rate} Hz / {first.window_samples}: they cannot vote together"
             )
-    return Ensemble(models, votes_required)
+    ensemble = Ensemble(models, votes_required, fused)
+    try:
+        ensemble.rule()
+    except ValueError as exc:
+        raise ModelError(f"{models_dir / ENSEMBLE_FILE}: {exc}") from None
+    return ensemble
 
 
 def load_spec(models_dir: Path | str, model_id: str) -> ModelSpec:

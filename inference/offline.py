@@ -56,11 +56,11 @@ class StreamResult:
 class OfflineDetector:
     """Loads the models once; `run` scores one stream of float audio blocks."""
 
-    def __init__(self, ensemble: Ensemble, hop: int, merge_gap: float, votes_required: int | None = None) -> None:
+    def __init__(self, ensemble: Ensemble, hop: int, merge_gap: float, votes_required: int = 0) -> None:
         self.ensemble = ensemble
         self.hop = hop
         self.merge_gap = round(merge_gap * ensemble.sample_rate)
-        self.votes_required = votes_required or ensemble.votes_required
+        self.rule = ensemble.rule(votes_required)
         self.models = [TFLiteModel(spec) for spec in ensemble.models]
 
     def run(self, blocks: Iterable[np.ndarray], keep_window_scores: bool = False) -> StreamResult:
@@ -110,8 +110,7 @@ class _Run:
             (model, WindowReader(model.spec, audio, streams[model.spec.logmel.key][1] if model.spec.logmel else None))
             for model in detector.models
         ]
-        thresholds = {m.spec.id: m.spec.threshold for m in detector.models}
-        self.box = VoteBox(thresholds, detector.votes_required, timeout=math.inf)
+        self.box = VoteBox(detector.rule, timeout=math.inf)
         self.tracker = EventTracker(ensemble.window_samples, detector.hop, detector.merge_gap)
         self.keep_window_scores = keep_window_scores
         self.result = StreamResult()

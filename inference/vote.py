@@ -1,11 +1,17 @@
-"""k-of-n voting per window, which never waits forever for a dead or late model.
+"""Turning the models' votes on a window into a decision, without ever waiting forever for a dead
+or late model.
 
-Rule (documented in README): a window is decided
-  - as soon as every present model has voted, or as soon as k positive votes are in (early yes);
-  - otherwise `timeout` seconds after its first vote, on the m votes it has: it needs
-    ceil(k * m / n) positives (2 of 3 becomes 2 of 2 and 1 of 1) and is marked degraded.
-A model that missed `ABSENT_AFTER` windows in a row is absent: windows stop waiting for it
-(still degraded) until it votes again. Windows are decided in index order.
+Two rules (VoteRule, chosen on validation and stored in models/ensemble.json):
+  - k of n: each model's probability against its own threshold, k "yes" needed;
+  - fused: the mean log-odds of the models against one threshold (a sure model can carry an unsure
+    one). It waits for every present model: a positive window is decided when the slowest has voted.
+A window is decided as soon as every present model has voted (k of n: also as soon as k "yes" are
+in); otherwise `timeout` seconds after its first vote, on the m votes it has, and it is marked
+degraded: k of n needs ceil(k * m / n) (2 of 3 becomes 2 of 2 and 1 of 1), and so does the fused
+vote, with the models' own thresholds (its threshold was chosen for the mean of all n models, and
+is far too lenient for one model alone). A model that missed `ABSENT_AFTER` windows in a row is
+absent: windows stop waiting for it (still degraded) until it votes again. Windows are decided in
+index order.
 """
 
 from __future__ import annotations
@@ -13,14 +19,63 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
 ABSENT_AFTER = 2
+LOGIT_EPS = 1e-7  # log-odds are clipped to +-16: a float32 sigmoid output near 1 is this close at most
+
+
+def logit(p: np.ndarray | float) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), LOGIT_EPS, 1 - LOGIT_EPS)
+    return np.log(p / (1 - p))
+
+
+def sigmoid(x: np.ndarray | float) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
+
+
+@dataclass(frozen=True)
+class VoteRule:
+    thresholds: dict[str, float]  # each model's own threshold (k of n, each model alone, a degraded vote)
+    votes_required: int  # k of n
+    fused_threshold: float | None = None  # set: the fused vote decides while every model votes
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.votes_required <= len(self.thresholds):
+            raise ValueError(f"votes_required {self.votes_required} must be 1 to {len(self.thresholds)} (the models)")
+
+    def positive(self, probs: np.ndarray, models: list[str]) -> np.ndarray:
+        """Per window (row of `probs`, one column per model in `models`, which may be a subset of
+        all models when some did not vote): is it a shot?"""
+        probs = np.atleast_2d(probs)
+        if self.fused_threshold is not None and len(models) == len(self.thresholds):
+            return logit(probs).mean(axis=1) >= logit(self.fused_threshold)
+        yes = (probs >= np.array([self.thresholds[m] for m in models])).sum(axis=1)
+        return yes >= max(1, math.ceil(self.votes_required * len(models) / len(self.thresholds)))
+
+    def confidence(self, votes: dict[str, float]) -> float:
+        """The fused probability (fused vote) or the mean probability (k of n) of the votes."""
+        if self.fused_threshold is not None:
+            return float(sigmoid(logit(list(votes.values())).mean()))
+        return sum(votes.values()) / len(votes)
+
+    def sure_yes(self, votes: dict[str, float]) -> bool:
+        """k of n: positive whatever the missing votes say. The fused vote always waits for them."""
+        if self.fused_threshold is not None:
+            return False
+        return sum(p >= self.thresholds[m] for m, p in votes.items()) >= self.votes_required
+
+    def describe(self) -> str:
+        if self.fused_threshold is not None:
+            return f"mean log-odds of {len(self.thresholds)} models >= logit({self.fused_threshold:g})"
+        return f"{self.votes_required} of {len(self.thresholds)} models, each at its own threshold"
 
 
 @dataclass(frozen=True)
 class Decision:
     index: int
     positive: bool
-    confidence: float  # mean probability of the models that voted
+    confidence: float  # VoteRule.confidence of the votes
     votes: dict[str, float]
     degraded: bool  # decided without every model's vote
     first_vote_at: float
@@ -33,14 +88,11 @@ class _Pending:
 
 
 class VoteBox:
-    def __init__(self, thresholds: dict[str, float], votes_required: int, timeout: float) -> None:
-        if not 1 <= votes_required <= len(thresholds):
-            raise ValueError(f"votes_required {votes_required} must be 1 to {len(thresholds)} (the models)")
-        self.thresholds = thresholds
-        self.required = votes_required
+    def __init__(self, rule: VoteRule, timeout: float) -> None:
+        self.rule = rule
         self.timeout = timeout
         self._pending: dict[int, _Pending] = {}
-        self._missed = dict.fromkeys(thresholds, 0)
+        self._missed = dict.fromkeys(rule.thresholds, 0)
         self.next_index: int | None = None
         self.degraded_windows = 0
 
@@ -78,24 +130,21 @@ class VoteBox:
 
     def _try_decide(self, index: int, pending: _Pending, now: float) -> Decision | None:
         votes = pending.votes
-        positives = sum(p >= self.thresholds[m] for m, p in votes.items())
         waiting_for = [m for m in self.present() if m not in votes]
-        if positives >= self.required:
+        if self.rule.sure_yes(votes):
             positive, degraded = True, False
         elif waiting_for and now - pending.first_vote_at < self.timeout:
             return None
         else:
-            complete = len(votes) == len(self.thresholds)
-            scaled = math.ceil(self.required * len(votes) / len(self.thresholds))
-            positive = positives >= (self.required if complete else max(1, scaled))
-            degraded = not complete
-            for model_id in self.thresholds.keys() - votes.keys():
+            positive = bool(self.rule.positive(np.array(list(votes.values())), list(votes))[0])
+            degraded = len(votes) < len(self.rule.thresholds)
+            for model_id in self.rule.thresholds.keys() - votes.keys():
                 self._missed[model_id] += 1
         self.degraded_windows += degraded
         return Decision(
             index=index,
             positive=positive,
-            confidence=sum(votes.values()) / len(votes),
+            confidence=self.rule.confidence(votes),
             votes=dict(votes),
             degraded=degraded,
             first_vote_at=pending.first_vote_at,

@@ -56,7 +56,8 @@ class DetectorConfig:
     hop: float = setting(0.5, "Seconds between window starts; windows overlap by window - hop.", 0.1, 2.0)
     votes_required: int = setting(
         0,
-        "Models that must vote 'gunshot' in a window; 0: the vote chosen on validation (models/ensemble.json).",
+        "0: the vote chosen on validation (models/ensemble.json: fused or k of n); k: k models must say "
+        "'gunshot', each at its own threshold.",
         0,
         16,
     )

@@ -1,16 +1,18 @@
+import json
 import math
 
+import numpy as np
 import pytest
 
 from inference.events import EventTracker
-from inference.vote import Decision, VoteBox
+from inference.vote import Decision, VoteBox, VoteRule
 
 THRESHOLDS = {"wave": 0.5, "mel_fine": 0.6, "mel_coarse": 0.4}
 WINDOW, HOP = 16000, 8000
 
 
 def box(timeout=1.0, required=2):
-    return VoteBox(THRESHOLDS, required, timeout)
+    return VoteBox(VoteRule(THRESHOLDS, required), timeout)
 
 
 def test_two_of_three_positive_decides_at_once_without_the_third():
@@ -73,6 +75,66 @@ def test_windows_are_decided_in_order():
     assert b.decide(0.1) == []  # window 0 still open
     assert [d.index for d in b.decide(1.0)] == [0, 1]
     assert [d.index for d in box(math.inf).flush()] == []
+
+
+def fused_box(threshold=0.9, timeout=1.0):
+    return VoteBox(VoteRule(THRESHOLDS, 2, fused_threshold=threshold), timeout)
+
+
+def test_fused_vote_lets_a_confident_model_carry_a_hesitant_one():
+    b = fused_box(threshold=0.9)
+    b.add(0, "wave", 0.999, now=0.0)  # log-odds 6.9
+    b.add(0, "mel_fine", 0.8, now=0.0)  # 1.4
+    assert b.decide(0.0) == []  # no early decision: the third vote could pull the mean down
+    b.add(0, "mel_coarse", 0.5, now=0.0)  # 0: mean 2.77 >= logit(0.9) = 2.2
+    (d,) = b.decide(0.0)
+    assert d.positive and not d.degraded
+
+
+def test_fused_vote_is_not_fooled_by_one_confident_model():
+    b = fused_box(threshold=0.9)
+    votes = {"wave": 0.999, "mel_fine": 0.61, "mel_coarse": 0.05}  # 2 of 3 at their thresholds: yes
+    for model, p in votes.items():
+        b.add(0, model, p, now=0.0)
+    (d,) = b.decide(0.0)
+    assert not d.positive  # mean log-odds (6.9 + 0.45 - 2.94) / 3 = 1.47 < logit(0.9) = 2.2
+    assert VoteRule(THRESHOLDS, 2).positive(np.array(list(votes.values())), list(votes))[0]
+    assert d.confidence == pytest.approx(1 / (1 + math.exp(-1.47)), abs=0.01)  # the fused probability
+
+
+def test_a_degraded_fused_vote_uses_the_models_own_thresholds():
+    # mel_coarse is dead: fused 0.9 was chosen for the mean of three models; two must each pass
+    # their own thresholds (2 of 3 becomes 2 of 2), one left alone must pass its own.
+    b = fused_box(threshold=0.9, timeout=1.0)
+    b.add(0, "wave", 0.99, now=0.0)
+    b.add(0, "mel_fine", 0.95, now=0.0)
+    assert b.decide(0.5) == []
+    (d,) = b.decide(1.0)
+    assert d.positive and d.degraded
+    b.add(1, "wave", 0.99, now=2.0)
+    b.add(1, "mel_fine", 0.55, now=2.0)  # fused over these two: yes; mel_fine below its own 0.6: no
+    (d,) = b.decide(3.0)
+    assert not d.positive and d.degraded
+    b.add(2, "wave", 0.45, now=4.0)  # mel_fine dies too: wave alone, below its own 0.5
+    (d,) = b.decide(5.0)
+    assert not d.positive and d.degraded
+
+
+def test_a_stored_fused_threshold_is_used_unless_the_config_asks_for_k_of_n(tmp_path):
+    from inference.model import load_ensemble
+    from tests.detector_run import SHIPPED_MODELS
+
+    for path in SHIPPED_MODELS.iterdir():
+        if path.suffix in (".json", ".tflite"):
+            (tmp_path / path.name).write_bytes(path.read_bytes())
+    index = json.loads((tmp_path / "ensemble.json").read_text())
+    (tmp_path / "ensemble.json").write_text(json.dumps({**index, "fused_threshold": 0.97}))
+    ensemble = load_ensemble(tmp_path)
+    assert ensemble.rule().fused_threshold == 0.97
+    assert ensemble.rule(votes_required=2) == VoteRule({m.id: m.threshold for m in ensemble.models}, 2)
+    (tmp_path / "ensemble.json").write_text(json.dumps({**index, "fused_threshold": 1.5}))
+    with pytest.raises(ValueError, match=r"fused_threshold 1\.5 must be between 0 and 1"):
+        load_ensemble(tmp_path)
 
 
 def decision(index, positive, confidence=0.9):

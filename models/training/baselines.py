@@ -11,6 +11,7 @@ imports this module nor the packages it uses (non-commercial or unclear licenses
 - `prototype`: the 2019 prototype's design (models/training/prototype.py) trained briefly on the
   training fold and scored on 2 s non-overlapping windows with its 2-of-3 vote; run in the main venv,
   which also scores our shipped ensemble on the same clips (`evaluate_manifest`).
+- `ours`: only that last part, after new models are shipped.
 
 Each command updates its keys of one JSON file (models/reports/baselines.json).
 """
@@ -299,7 +300,7 @@ def ours(manifest: Path, models_dir: Path, cache: Path) -> dict:
         (Path(out_dir) / "cache").symlink_to(cache.resolve())
         report = evaluate_manifest(manifest, models_dir, Path(out_dir), "val")
     ensemble = report["ensemble"]
-    keep = ("precision", "recall", "f1", "tp", "fp", "fn", "clip_auc", "thresholds", "votes_required")
+    keep = ("precision", "recall", "f1", "tp", "fp", "fn", "clip_auc", "vote", "thresholds", "votes_required")
     return {**{k: ensemble[k] for k in keep}, "per_source": report["per_source"]}
 
 
@@ -312,7 +313,7 @@ def _update(path: Path, results: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["taggers", "prototype"])
+    parser.add_argument("command", choices=["taggers", "prototype", "ours"])
     parser.add_argument("manifest", type=Path)
     parser.add_argument("--out", type=Path, default=Path("models/reports/baselines.json"))
     parser.add_argument("--cache", type=Path, default=Path("models/cache"))
@@ -329,6 +330,8 @@ def main() -> None:
     if args.command == "taggers":
         folds = {fold: [c for c in clips if c.fold == fold] for fold in ("train", "val")}
         _update(args.out, {"clips": split, **run_taggers(folds["train"], folds["val"])})
+    elif args.command == "ours":
+        _update(args.out, {"ours": ours(args.manifest, args.models, args.cache)})
     else:
         result = train_prototype(clips, args.minutes, args.seed)
         _update(args.out, {"prototype_retrained": result, "ours": ours(args.manifest, args.models, args.cache)})

@@ -10,6 +10,7 @@ import numpy as np
 
 from inference.model import Ensemble, load_ensemble, load_spec
 from inference.offline import OfflineDetector
+from inference.vote import VoteRule, logit, sigmoid
 from models.training.data import HARD_NEGATIVES, SAMPLE_RATE, Clip
 from models.training.streaming import StreamScores, recall_and_false_alerts
 
@@ -39,6 +40,8 @@ THRESHOLD_GRID = (
     0.9998,
     0.9999,
 )
+# The fused vote's thresholds: log-odds -2 to 14 in steps of 0.1 (probabilities 0.12 to 1 - 8e-7).
+FUSED_GRID = tuple(float(1 / (1 + np.exp(-x))) for x in np.arange(-2.0, 14.05, 0.1))
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -95,12 +98,14 @@ def clip_window_probs(models_dir: Path, clips: list[Clip]) -> tuple[list[np.ndar
     return [dict(zip(order, p.T, strict=True)) for p in probs], durations
 
 
-def _detections(probs: list[dict], thresholds: dict[str, float], votes_required: int) -> np.ndarray:
-    detected = np.zeros(len(probs), dtype=bool)
-    for i, per_model in enumerate(probs):
-        yes = sum((p >= thresholds[m]).astype(int) for m, p in per_model.items())
-        detected[i] = bool(np.any(yes >= votes_required))
-    return detected
+def clip_scores(probs: list[dict]) -> np.ndarray:
+    """Per clip, the fused probability (sigmoid of the mean log-odds) of its highest window."""
+    return sigmoid(np.array([np.max(logit(np.stack(list(p.values()), axis=1)).mean(axis=1)) for p in probs]))
+
+
+def detections(probs: list[dict], rule: VoteRule) -> np.ndarray:
+    """Per clip: did any of its windows pass the vote?"""
+    return np.array([bool(np.any(rule.positive(np.stack(list(p.values()), axis=1), list(p)))) for p in probs])
 
 
 def _stack(probs: list[dict], models: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -110,16 +115,31 @@ def _stack(probs: list[dict], models: list[str]) -> tuple[np.ndarray, np.ndarray
     return windows, owner
 
 
+def k_of_n_rules(models: list[str], votes_choices: tuple[int, ...]):
+    for votes_required in votes_choices:
+        for combo in itertools.product(THRESHOLD_GRID, repeat=len(models)):
+            yield VoteRule(dict(zip(models, combo, strict=True)), votes_required)
+
+
+def fused_rules(thresholds: dict[str, float], votes_required: int):
+    """The fused vote at each threshold of FUSED_GRID (the models' own thresholds ride along)."""
+    for threshold in FUSED_GRID:
+        yield VoteRule(thresholds, votes_required, threshold)
+
+
 def choose_thresholds(
     probs: list[dict],
     clips: list[Clip],
     durations: np.ndarray,
     votes_choices: tuple[int, ...],
     stream: StreamScores | None = None,
-) -> tuple[dict[str, float], int, dict]:
-    """Thresholds and vote with at most TARGET_FALSE_ALERTS_PER_HOUR on the negative clips and, with
-    `stream` (a validation mixture, see streaming.py), on its background too; the highest stream
-    event recall, then clip recall (ties: fewer false alerts, then the lower thresholds)."""
+) -> tuple[VoteRule, dict]:
+    """The vote rule with at most TARGET_FALSE_ALERTS_PER_HOUR on the negative clips and, with
+    `stream` (a validation mixture, see streaming.py), on its background too, and the highest stream
+    event recall, then clip recall (ties: fewer false alerts, then the lower thresholds). First the
+    best k of n (per-model thresholds and k); then the fused vote, which replaces it only when
+    strictly better (the k-of-n thresholds stay in the sidecars: each model alone, and
+    detector.votes_required)."""
     labels = np.array([c.label for c in clips], dtype=bool)
     negative_hours = durations[~labels].sum() / 3600
     allowed = int(TARGET_FALSE_ALERTS_PER_HOUR * negative_hours)
@@ -128,52 +148,64 @@ def choose_thresholds(
     if stream is not None and stream.models != models:
         raise ValueError(f"stream scores are for {stream.models}, clips for {models}")
     windows, owner = _stack(probs, models)
-    best = None
-    for votes_required in votes_choices:
-        for combo in itertools.product(THRESHOLD_GRID, repeat=len(models)):
-            yes = (windows >= np.array(combo)).sum(axis=1) >= votes_required
-            detected = np.zeros(len(probs), dtype=bool)
-            detected[owner[yes]] = True
-            fp = int(np.sum(detected & ~labels))
-            if fp > allowed:
-                continue
-            stream_recall, stream_false = 0.0, 0
-            if stream is not None:
-                stream_recall, stream_false = recall_and_false_alerts(
-                    stream, np.array(combo), votes_required, MERGE_GAP_S
-                )
-                if stream_false > stream_allowed:
-                    continue
-            key = (stream_recall, float(np.mean(detected[labels])), -fp - stream_false, -sum(combo))
-            if best is None or key > best[0]:
-                best = (key, dict(zip(models, combo, strict=True)), votes_required)
-    if best is None:
-        thresholds, votes_required = dict.fromkeys(models, max(THRESHOLD_GRID)), max(votes_choices)
-    else:
-        _, thresholds, votes_required = best
-    report = figures(probs, clips, durations, thresholds, votes_required, negative_hours)
+
+    def merit(rule: VoteRule) -> tuple | None:
+        detected = np.zeros(len(probs), dtype=bool)
+        detected[owner[rule.positive(windows, models)]] = True
+        fp = int(np.sum(detected & ~labels))
+        if fp > allowed:
+            return None
+        stream_recall, stream_false = 0.0, 0
+        if stream is not None:
+            stream_recall, stream_false = recall_and_false_alerts(stream, rule, MERGE_GAP_S)
+            if stream_false > stream_allowed:
+                return None
+        return stream_recall, float(np.mean(detected[labels])), -fp - stream_false
+
+    def best(rules) -> tuple[tuple, VoteRule] | None:
+        found = None
+        for rule in rules:
+            key = merit(rule)
+            # ties: more votes required (k of n), then the lower thresholds
+            tie_break = (rule.votes_required, -(rule.fused_threshold or sum(rule.thresholds.values())))
+            if key is not None and (found is None or (*key, *tie_break) > found[0]):
+                found = ((*key, *tie_break), rule)
+        return found
+
+    k_of_n = best(k_of_n_rules(models, votes_choices))
+    if k_of_n is None:
+        k_of_n = ((), VoteRule(dict.fromkeys(models, max(THRESHOLD_GRID)), max(votes_choices)))
+    fused = best(fused_rules(k_of_n[1].thresholds, k_of_n[1].votes_required))
+    rule = fused[1] if fused is not None and fused[0][:3] > k_of_n[0][:3] else k_of_n[1]
+    report = figures(probs, clips, durations, rule, negative_hours)
     if stream is not None:
-        chosen = np.array([thresholds[m] for m in models])
-        recall, false_alerts = recall_and_false_alerts(stream, chosen, votes_required, MERGE_GAP_S)
+        candidates = {"chosen": rule, "best_k_of_n": k_of_n[1], "best_fused": fused[1] if fused else None}
         report["ensemble"]["calibration_stream"] = {
-            "event_recall": round(recall, 4),
-            "false_alerts": false_alerts,
             "background_hours": round(stream.background_h, 3),
+            **{name: stream_figures(stream, r) for name, r in candidates.items() if r is not None},
         }
-    return thresholds, votes_required, report
+    return rule, report
 
 
-def figures(probs, clips, durations, thresholds, votes_required, negative_hours) -> dict:
+def stream_figures(stream: StreamScores, rule: VoteRule) -> dict:
+    recall, false_alerts = recall_and_false_alerts(stream, rule, MERGE_GAP_S)
+    return {"rule": rule.describe(), "event_recall": round(recall, 4), "false_alerts": false_alerts}
+
+
+def figures(probs, clips, durations, rule: VoteRule, negative_hours) -> dict:
     labels = np.array([c.label for c in clips], dtype=bool)
-    detected = _detections(probs, thresholds, votes_required)
-    scores = np.array([np.max(np.mean(list(p.values()), axis=0)) for p in probs])
+    thresholds = rule.thresholds
+    detected = detections(probs, rule)
+    scores = clip_scores(probs)
     ensemble = {
         **binary_figures(labels, detected),
         "clip_auc": round(roc_auc(labels, scores), 4),
         "false_alerts_per_hour": round(float(np.sum(detected & ~labels)) / negative_hours, 3),
         "negative_hours": round(negative_hours, 3),
+        "vote": rule.describe(),
         "thresholds": thresholds,
-        "votes_required": votes_required,
+        "votes_required": rule.votes_required,
+        "fused_threshold": rule.fused_threshold,
     }
     per_model = {}
     for model in probs[0]:
@@ -238,12 +270,9 @@ def evaluate_manifest(manifest: Path, models_dir: Path, out_dir: Path, fold: str
     ensemble = load_ensemble(models_dir)
     probs, durations = clip_window_probs(models_dir, clips)
     labels = np.array([c.label for c in clips], dtype=bool)
-    thresholds = {m.id: m.threshold for m in ensemble.models}
-    report = figures(
-        probs, clips, durations, thresholds, ensemble.votes_required, max(durations[~labels].sum() / 3600, 1e-9)
-    )
-    scores = np.array([np.max(np.mean(list(p.values()), axis=0)) for p in probs])
-    detected = _detections(probs, thresholds, ensemble.votes_required)
+    report = figures(probs, clips, durations, ensemble.rule(), max(durations[~labels].sum() / 3600, 1e-9))
+    scores = clip_scores(probs)
+    detected = detections(probs, ensemble.rule())
     order = np.argsort(scores)
     report["worst_false_positives"] = [
         {"path": clips[i].path, "category": clips[i].category, "score": round(float(scores[i]), 4)}

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from inference.model import load_ensemble
 from models.training.data import Clip, load_clips
-from models.training.evaluate import binary_figures, clip_window_probs, roc_auc
-from models.training.train import COPIES, train_models
+from models.training.evaluate import binary_figures, clip_scores, clip_window_probs, detections, roc_auc
+from models.training.train import COPIES, recalibrate_clips, train_models
 
 LOSO_EPOCHS = 12
 LOSO_COPIES = {kind: max(1, count // 2) for kind, count in COPIES.items()}
@@ -35,18 +36,19 @@ def gunshot_sources(clips: list[Clip]) -> list[str]:
 
 def held_out_figures(models_dir: Path, held: list[Clip]) -> dict:
     """The trained fold's ensemble and each model on the held-out clips, through the runtime path."""
-    ensemble = json.loads((models_dir / "ensemble.json").read_text())
-    thresholds = {m: json.loads((models_dir / f"{m}.json").read_text())["threshold"] for m in ensemble["models"]}
+    rule = load_ensemble(models_dir).rule()
     probs, _ = clip_window_probs(models_dir, held)
     labels = np.array([c.label for c in held], dtype=bool)
-    votes = [sum((p[m] >= thresholds[m]).astype(int) for m in thresholds) for p in probs]
-    detected = np.array([bool(np.any(v >= ensemble["votes_required"])) for v in votes])
-    scores = np.array([np.max(np.mean(list(p.values()), axis=0)) for p in probs])
+    detected = detections(probs, rule)
+    scores = clip_scores(probs)
+    thresholds = rule.thresholds
     figures = {
         "gunshot_clips": int(labels.sum()),
         "other_clips": int((~labels).sum()),
+        "vote": rule.describe(),
         "thresholds": thresholds,
-        "votes_required": ensemble["votes_required"],
+        "votes_required": rule.votes_required,
+        "fused_threshold": rule.fused_threshold,
         "ensemble": {**binary_figures(labels, detected), "clip_auc": round(roc_auc(labels, scores), 4)},
         "per_model": {},
     }
@@ -56,7 +58,10 @@ def held_out_figures(models_dir: Path, held: list[Clip]) -> dict:
     return figures
 
 
-def main(manifest: Path, out: Path, epochs: int = LOSO_EPOCHS, sources: tuple[str, ...] = ()) -> dict:
+def main(
+    manifest: Path, out: Path, epochs: int = LOSO_EPOCHS, calibrate_only: bool = False, sources: tuple[str, ...] = ()
+) -> dict:
+    """With `calibrate_only`, the folds trained before in `out` get a new vote choice and figures."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -66,14 +71,17 @@ def main(manifest: Path, out: Path, epochs: int = LOSO_EPOCHS, sources: tuple[st
         fold_dir = out / f"without-{source}"
         kept = [c for c in clips if c.source != source]
         log.info("leaving out %s: training on %d clips of the other sources", source, len(kept))
-        train_models(kept, fold_dir, epochs, LOSO_COPIES, f"loso-{source}")
+        if calibrate_only:
+            recalibrate_clips(kept, fold_dir)
+        else:
+            train_models(kept, fold_dir, epochs, LOSO_COPIES, f"loso-{source}")
         results[source] = held_out_figures(fold_dir, [c for c in clips if c.source == source])
         log.info("%s held out: %s", source, json.dumps(results[source]["ensemble"]))
     report = {
         "method": "train without every clip of one source (shorter schedule: "
         f"{epochs} epochs, half the augmented copies), thresholds chosen on the other sources' "
         "validation fold, evaluated on all of the held-out source's clips",
-        "command": "python cli.py train --leave-one-source-out",
+        "command": "python cli.py train --leave-one-source-out" + (" --calibrate-only" if calibrate_only else ""),
         "sources": results,
     }
     text = json.dumps(report, indent=1)

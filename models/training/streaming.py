@@ -17,6 +17,7 @@ from scipy import signal, stats
 
 from inference.model import Ensemble
 from inference.offline import DetectedEvent, OfflineDetector
+from inference.vote import VoteRule
 from models.training.augment import colored_noise
 from models.training.data import SAMPLE_RATE, Clip
 
@@ -234,7 +235,9 @@ def streaming_report(
         "distinct_shots": len({s.path for s in mixture.shots}),
         "hop_s": hop / ensemble.sample_rate,
         "merge_gap_s": merge_gap_s,
+        "vote": ensemble.rule().describe(),
         "votes_required": ensemble.votes_required,
+        "fused_threshold": ensemble.fused_threshold,
         "thresholds": {m.id: m.threshold for m in ensemble.models},
         **scores,
         "false_alerts_by_background": dict(Counter(heard).most_common()),
@@ -274,12 +277,10 @@ def stream_scores(models_dir, clips: list[Clip], hop: int, hours: float, seed: i
     return StreamScores(probs, order, starts, window_s, mixture.shots, (mixture.duration_s - shot_s) / 3600)
 
 
-def recall_and_false_alerts(
-    scores: StreamScores, thresholds: np.ndarray, votes_required: int, merge_gap_s: float
-) -> tuple[float, int]:
-    """Event recall and false alerts of one choice, merging positive windows into events as the
+def recall_and_false_alerts(scores: StreamScores, rule: VoteRule, merge_gap_s: float) -> tuple[float, int]:
+    """Event recall and false alerts of one vote rule, merging positive windows into events as the
     EventTracker does (a positive window more than merge_gap after an event's end starts a new one)."""
-    positive = (scores.probs >= thresholds).sum(axis=1) >= votes_required
+    positive = rule.positive(scores.probs, scores.models)
     starts = scores.starts_s[positive]
     if not starts.shape[0]:
         return 0.0, 0

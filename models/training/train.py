@@ -28,7 +28,7 @@ from models.training.streaming import stream_scores
 SEED = 20261125
 LOGMEL = {"mel_fine": (512, 160, 64), "mel_coarse": (1024, 320, 96)}
 MODEL_IDS = ("wave", "mel_fine", "mel_coarse")
-VOTES_CHOICES = (2, 3)  # the vote is chosen on validation with the thresholds
+VOTES_CHOICES = (1, 2, 3)  # k of n: chosen on validation with the thresholds
 CALIBRATION_HOURS = 4.0  # of validation mixture (3.5 h of background: 0.5 false alerts per hour allows one)
 CALIBRATION_SEED = 1  # the streaming proxy in models/reports uses seed 0: the same clips, another mixture
 FMIN, FMAX = 50.0, 8000.0
@@ -263,8 +263,8 @@ def calibrate(out: Path, val: list[Clip], version: str, report: dict) -> None:
     runtime path; figures saved."""
     probs, durations = clip_window_probs(out, val)
     stream = stream_scores(out, val, HOP, CALIBRATION_HOURS, CALIBRATION_SEED)
-    thresholds, votes_required, ensemble_figures = choose_thresholds(probs, val, durations, VOTES_CHOICES, stream)
-    for model_id, threshold in thresholds.items():
+    rule, ensemble_figures = choose_thresholds(probs, val, durations, VOTES_CHOICES, stream)
+    for model_id, threshold in rule.thresholds.items():
         sidecar = out / f"{model_id}.json"
         data = json.loads(sidecar.read_text())
         data["threshold"] = threshold
@@ -273,7 +273,8 @@ def calibrate(out: Path, val: list[Clip], version: str, report: dict) -> None:
     report["ensemble"] = ensemble_figures
     ensemble = {
         "models": list(MODEL_IDS),
-        "votes_required": votes_required,
+        "votes_required": rule.votes_required,
+        **({"fused_threshold": rule.fused_threshold} if rule.fused_threshold is not None else {}),
         "version": version,
         "validation": ensemble_figures["ensemble"],
     }
@@ -292,9 +293,14 @@ def recalibrate(manifest: Path, out: Path) -> None:
     """`python cli.py train --calibrate-only`: new thresholds and vote for the models in `out`."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     out = Path(out)
-    val = [c for c in load_clips(manifest, out / "cache") if c.fold == "val"]
+    recalibrate_clips(load_clips(manifest, out / "cache"), out)
+
+
+def recalibrate_clips(clips: list[Clip], out: Path) -> None:
+    """New thresholds and vote for the models in `out`, on the clips' validation fold."""
     report = json.loads((out / "metrics.json").read_text())
-    calibrate(out, val, json.loads((out / "ensemble.json").read_text())["version"], report)
+    version = json.loads((out / "ensemble.json").read_text())["version"]
+    calibrate(out, [c for c in clips if c.fold == "val"], version, report)
 
 
 def _clips_digest(clips: list[Clip]) -> str:
