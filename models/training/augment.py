@@ -35,6 +35,13 @@ P_NEGATIVE_MIX = 0.3  # a negative window is two clips mixed
 P_ONSET = 0.4
 ONSET_POSITION = (0.05, 0.9)  # where in the window the sound starts (fraction)
 ONSET_BED_DB = (10.0, 40.0)  # the bed before it, this far below the sound
+# One background crossfading into another inside the window, sometimes only one side band-limited:
+# half of the streaming proxy's false alerts were at its splices (wide-band noise crossfading into
+# an 8 kHz-band forest recording). A scene or a bandwidth that changes is not a shot.
+P_TRANSITION = 0.25
+CROSSFADE_S = (0.02, 0.4)
+TRANSITION_DB = 15.0  # the side coming in is up to this much louder or quieter
+P_ONE_SIDE_BANDLIMITED = 0.5
 
 
 def colored_noise(rng: np.random.Generator, n: int, kind: str) -> np.ndarray:
@@ -108,8 +115,7 @@ def reverberate(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
 def colour(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
     """Band-limiting, high-pass and a peaking EQ: other microphones, codecs and distances."""
     if rng.random() < P_BANDLIMIT:
-        sos = signal.butter(8, rng.uniform(*BANDLIMIT_HZ), "low", fs=SAMPLE_RATE, output="sos")
-        x = signal.sosfilt(sos, x)
+        x = bandlimit(rng, x)
     if rng.random() < P_HIGHPASS:
         sos = signal.butter(2, rng.uniform(*HIGHPASS_HZ), "high", fs=SAMPLE_RATE, output="sos")
         x = signal.sosfilt(sos, x)
@@ -150,8 +156,35 @@ def starts_inside(rng: np.random.Generator, sound: np.ndarray, negatives: list[C
     return out.astype(np.float32)
 
 
+def bandlimit(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
+    sos = signal.butter(8, rng.uniform(*BANDLIMIT_HZ), "low", fs=SAMPLE_RATE, output="sos")
+    return signal.sosfilt(sos, x).astype(np.float32)
+
+
+def transition(rng: np.random.Generator, sound: np.ndarray, negatives: list[Clip]) -> np.ndarray:
+    """A background and a stretch of `sound` (in either order) crossfading at a random point."""
+    first, second = background(rng, negatives), crop(rng, sound)
+    if rng.random() < 0.5:
+        first, second = second, first
+    if rng.random() < P_ONE_SIDE_BANDLIMITED:
+        if rng.random() < 0.5:
+            first = bandlimit(rng, first)
+        else:
+            second = bandlimit(rng, second)
+    second = second * (_rms(first) / _rms(second) * 10 ** (rng.uniform(-TRANSITION_DB, TRANSITION_DB) / 20))
+    at, fade = rng.uniform(*ONSET_POSITION) * WINDOW, rng.uniform(*CROSSFADE_S) * SAMPLE_RATE
+    ramp = np.clip((np.arange(WINDOW) - at) / fade + 0.5, 0.0, 1.0) * (np.pi / 2)
+    return (first * np.cos(ramp) + second * np.sin(ramp)).astype(np.float32)
+
+
 def negative_window(rng: np.random.Generator, clip: Clip, negatives: list[Clip]) -> np.ndarray:
-    x = starts_inside(rng, clip.audio, negatives) if rng.random() < P_ONSET else crop(rng, clip.audio)
+    kind = rng.random()
+    if kind < P_ONSET:
+        x = starts_inside(rng, clip.audio, negatives)
+    elif kind < P_ONSET + P_TRANSITION:
+        x = transition(rng, clip.audio, negatives)
+    else:
+        x = crop(rng, clip.audio)
     if rng.random() < P_REVERB:
         x = reverberate(rng, x)
     if rng.random() < P_NEGATIVE_MIX:
