@@ -106,11 +106,7 @@ def test_the_microphone_vanishing_is_reported_counted_and_recovered(tmp_path):
         time.sleep(max(0.0, OUTAGE - (time.monotonic() - gone_at)))
         pulse.start_daemon()
         outage = time.monotonic() - gone_at
-        run.wait_for_audio(ring, timeout=40)
-        run.wait_until(lambda: ring.lost - lost_before >= LOST_SHARE * outage * RATE, 10, "the outage counted as lost")
-        play_shots(pulse, tmp_path, 1)
-        run.wait_until(lambda: len(run.events()) >= 1, SHOT_EVERY + 10, "the shot after the microphone came back")
-        ring.close()
+        expect_lost_audio_then_a_shot(run, ring, pulse, tmp_path, lost_before + LOST_SHARE * outage * RATE, "outage")
     finally:
         code = run.stop()
         pulse.stop()
@@ -118,6 +114,15 @@ def test_the_microphone_vanishing_is_reported_counted_and_recovered(tmp_path):
     health = [t["text"] for t in run.texts() if t["kind"] == "health"]
     assert health, run.output()
     assert "audio device 'pulse' failed" in run.output() or "cannot open audio device" in run.output()
+
+
+def expect_lost_audio_then_a_shot(run, ring, pulse, tmp_path, lost_at_least: float, what: str) -> None:
+    """After a fault: audio flows again, the gap is counted as lost audio, a new shot is detected."""
+    run.wait_for_audio(ring, timeout=40)
+    run.wait_until(lambda: ring.lost >= lost_at_least, 10, f"the {what} counted as lost audio")
+    play_shots(pulse, tmp_path, 1)
+    run.wait_until(lambda: len(run.events()) >= 1, SHOT_EVERY + 10, f"the shot after the {what}")
+    ring.close()
 
 
 def test_a_stalled_microphone_is_restarted_counted_and_recovered(tmp_path):
@@ -136,11 +141,7 @@ def test_a_stalled_microphone_is_restarted_counted_and_recovered(tmp_path):
         )
         pulse.suspend(False)
         stall = time.monotonic() - stalled_at
-        run.wait_for_audio(ring, timeout=30)
-        run.wait_until(lambda: ring.lost >= LOST_SHARE * stall * RATE, 10, "the stall counted as lost audio")
-        play_shots(pulse, tmp_path, 1)
-        run.wait_until(lambda: len(run.events()) >= 1, SHOT_EVERY + 10, "the shot after the stall")
-        ring.close()
+        expect_lost_audio_then_a_shot(run, ring, pulse, tmp_path, LOST_SHARE * stall * RATE, "stall")
     finally:
         code = run.stop()
         pulse.stop()

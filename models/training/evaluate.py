@@ -270,9 +270,10 @@ def evaluate_manifest(manifest: Path, models_dir: Path, out_dir: Path, fold: str
     ensemble = load_ensemble(models_dir)
     probs, durations = clip_window_probs(models_dir, clips)
     labels = np.array([c.label for c in clips], dtype=bool)
-    report = figures(probs, clips, durations, ensemble.rule(), max(durations[~labels].sum() / 3600, 1e-9))
+    rule = ensemble.rule()
+    report = figures(probs, clips, durations, rule, max(durations[~labels].sum() / 3600, 1e-9))
     scores = clip_scores(probs)
-    detected = detections(probs, ensemble.rule())
+    detected = detections(probs, rule)
     order = np.argsort(scores)
     report["worst_false_positives"] = [
         {"path": clips[i].path, "category": clips[i].category, "score": round(float(scores[i]), 4)}
