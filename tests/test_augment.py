@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from models.training import augment
+from models.training import augment, train
 from models.training.data import SAMPLE_RATE, Clip
 
 
@@ -52,3 +52,58 @@ def test_negative_windows_are_finite_and_at_a_sound_cards_level():
     for _ in range(50):
         x = augment.negative_window(rng, clips[rng.integers(3)], clips)
         assert x.shape == (augment.WINDOW,) and np.all(np.isfinite(x)) and np.max(np.abs(x)) <= 1.0
+
+
+def test_change_speed_moves_pitch_and_length_together(monkeypatch):
+    monkeypatch.setattr(augment, "P_SPEED", 1.0)
+    rng = np.random.default_rng(6)
+    bins = np.fft.rfftfreq(2 * SAMPLE_RATE, 1 / SAMPLE_RATE)
+    for _ in range(10):
+        x = augment.change_speed(rng, tone(1000.0))
+        speed = 2 * SAMPLE_RATE / x.shape[0]
+        assert augment.SPEED[0] - 0.01 <= speed <= augment.SPEED[1] + 0.01
+        peak_hz = bins[np.argmax(np.abs(np.fft.rfft(x, 2 * SAMPLE_RATE)))]
+        assert abs(peak_hz - 1000.0 * speed) < 15  # heard at the resampled rate, the tone moves with it
+    monkeypatch.setattr(augment, "P_SPEED", 0.0)
+    audio = tone(1000.0)
+    assert augment.change_speed(rng, audio) is audio
+
+
+def high_share(x: np.ndarray, above_hz: float = 7000.0) -> float:
+    power = np.abs(np.fft.rfft(x)) ** 2
+    return float(power[np.fft.rfftfreq(x.shape[0], 1 / SAMPLE_RATE) > above_hz].sum() / (power.sum() + 1e-20))
+
+
+def as_if_8_khz(x: np.ndarray) -> np.ndarray:
+    """Nothing above 3.9 kHz, as after the steep resampling of an 8 kHz recording."""
+    spectrum = np.fft.rfft(x)
+    spectrum[np.fft.rfftfreq(x.shape[0], 1 / SAMPLE_RATE) > 3900] = 0
+    return np.fft.irfft(spectrum, x.shape[0]).astype(np.float32)
+
+
+def test_narrowband_tells_an_8_khz_recording_from_a_wide_band_one():
+    noise = np.random.default_rng(8).standard_normal(SAMPLE_RATE).astype(np.float32)
+    assert augment.narrowband(as_if_8_khz(noise))
+    assert not augment.narrowband(noise)
+
+
+def test_band_limited_windows_are_as_common_among_gunshots_as_among_other_sounds(monkeypatch):
+    # Mostly 8 kHz gunshots, wide-band other sounds: with the same band-limiting for both, "energy
+    # above 4 kHz" would mean "no gunshot" in 0.5 of the other windows and 0.1 of the gunshot ones.
+    quiet = {"P_MIX": 0.0, "P_NEGATIVE_MIX": 0.0, "P_CLIP": 0.0, "P_ONE_SIDE_BANDLIMITED": 0.0}
+    for name, value in {**quiet, "NOISE_FLOOR_DBFS": (-160.0, -150.0)}.items():
+        monkeypatch.setattr(augment, name, value)
+    rng = np.random.default_rng(7)
+
+    def clip(label: int, narrow: bool) -> Clip:
+        audio = 0.1 * rng.standard_normal(2 * SAMPLE_RATE).astype(np.float32)
+        if narrow:
+            audio = as_if_8_khz(audio)
+        return Clip("c.flac", label, "gunshot" if label else "dog_bark", "s", "g", "train", audio)
+
+    clips = [clip(1, True) for _ in range(8)] + [clip(1, False) for _ in range(2)] + [clip(0, False) for _ in range(10)]
+    copies = {"positive": 30, "negative": 30, "ambient": 30, "noise": 0, "synthetic": 0}
+    x, y, _ = train.build_windows(clips, copies, seed=0)
+    limited = np.array([high_share(w) < 1e-3 for w in x])
+    gunshot, other = limited[y == 1].mean(), limited[y == 0].mean()
+    assert abs(gunshot - 0.9) < 0.06 and abs(other - 0.9) < 0.06  # 0.8 narrow + half of the rest

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from inference.offline import DetectedEvent
+from models.training.card import recall_within
 from models.training.data import SAMPLE_RATE, Clip
+from models.training.evaluate import recall_at_false_positives
 from models.training.streaming import (
     NOISE_KINDS,
     SLOT_S,
@@ -147,3 +149,13 @@ def test_poisson_interval_matches_the_exact_garwood_bounds():
     assert poisson_interval(0, 2.0) == (0.0, pytest.approx(-np.log(0.025) / 2.0))  # exp(-mu) = 0.025
     low, high = poisson_interval(10, 1.0)
     assert stats.poisson.sf(9, low) == pytest.approx(0.025) and stats.poisson.cdf(10, high) == pytest.approx(0.025)
+
+
+def test_recall_at_false_positives_counts_the_negatives_a_threshold_lets_through():
+    labels = np.array([1, 1, 1, 1, 0, 0, 0], dtype=bool)
+    scores = np.array([0.9, 0.7, 0.5, 0.2, 0.8, 0.6, 0.1])
+    curve = recall_at_false_positives(labels, scores)
+    assert curve == {"0": 0.25, "1": 0.5, "2": 1.0}  # the third negative (0.1) is below every shot
+    assert recall_within(curve, 0) == 0.25 and recall_within(curve, 1) == 0.5 and recall_within(curve, 10) == 1.0
+    tied = recall_at_false_positives(labels, np.array([0.8, 0.8, 0.5, 0.2, 0.8, 0.6, 0.1]))
+    assert tied["0"] == 0.0 and tied["1"] == 0.5  # a tie with a negative is not a free pass

@@ -2,8 +2,9 @@
 
 Each window is 1 s at 16 kHz. Gunshots are placed anywhere in it (a clip's loudest sample is
 taken as the shot), mixed into other clips or synthetic noise at SNRs down to 0 dB; both classes
-get the same band-limiting (the 8 kHz-sampled sources hold most shots: "band-limited" must not
-mean "gunshot"), microphone colouring, reverberation, gain and clipping.
+get band-limiting, as much of it that both end up with the same share of band-limited windows
+(the 8 kHz-sampled sources hold most shots: neither "band-limited" nor "wide-band" may tell the
+label), microphone colouring, reverberation, gain and clipping.
 """
 
 from __future__ import annotations
@@ -17,8 +18,13 @@ WINDOW = SAMPLE_RATE
 SHOT_POSITION = (0.02, 0.9)  # where in the window the shot's peak lands (fraction)
 SNR_DB = (0.0, 30.0)
 P_MIX = 0.85  # a shot is mixed into another clip or noise
-P_BANDLIMIT = 0.5
+P_BANDLIMIT = 0.5  # at least; the label with fewer narrow-band clips gets more (balanced_bandlimit)
 BANDLIMIT_HZ = (2500.0, 4000.0)
+# A clip recorded at 8 kHz holds nothing above 4 kHz: less than this share of its power above
+# NARROWBAND_HZ (measured on the development set: every 8 kHz clip below 1e-5, every wide-band
+# gunshot above 1e-3; some wide-band low rumbles below it, which the models see as narrow-band too).
+NARROWBAND_HZ = 4200.0
+NARROWBAND_SHARE = 1e-4
 P_HIGHPASS = 0.3
 HIGHPASS_HZ = (50.0, 400.0)
 P_EQ = 0.4
@@ -29,6 +35,10 @@ P_CLIP = 0.08
 PEAK_DBFS = (-35.0, -1.0)
 NOISE_FLOOR_DBFS = (-75.0, -45.0)
 P_NEGATIVE_MIX = 0.3  # a negative window is two clips mixed
+# Resampling a clip changes its pitch and length together: other calibres and barrels for a shot,
+# and the same change for negatives so that neither means "gunshot".
+P_SPEED = 0.5
+SPEED = (0.8, 1.25)  # drawn log-uniform
 # A negative sound that starts inside the window, over a quieter bed: the streaming proxy showed the
 # models firing on the start of any new sound (a door, a dog, glass, an engine), which clip crops
 # rarely contain.
@@ -77,6 +87,13 @@ def crop(rng: np.random.Generator, audio: np.ndarray, n: int = WINDOW) -> np.nda
     return out
 
 
+def change_speed(rng: np.random.Generator, audio: np.ndarray) -> np.ndarray:
+    if rng.random() >= P_SPEED:
+        return audio
+    speed = np.exp(rng.uniform(np.log(SPEED[0]), np.log(SPEED[1])))
+    return signal.resample_poly(audio, 100, round(100 * speed)).astype(np.float32)
+
+
 def place_shot(rng: np.random.Generator, audio: np.ndarray) -> tuple[np.ndarray, int]:
     """The clip shifted so that its peak lands at a random place in the window."""
     peak = int(np.argmax(np.abs(audio)))
@@ -113,9 +130,26 @@ def reverberate(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
     return signal.fftconvolve(x, ir)[: x.shape[0]].astype(np.float32)
 
 
-def colour(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
+def narrowband(audio: np.ndarray) -> bool:
+    """Nothing above 4 kHz: recorded at 8 kHz (or a sound without high frequencies)."""
+    power = np.abs(np.fft.rfft(audio)) ** 2
+    high = power[np.fft.rfftfreq(audio.shape[0], 1 / SAMPLE_RATE) > NARROWBAND_HZ].sum()
+    return bool(high < NARROWBAND_SHARE * (power.sum() + 1e-20))
+
+
+def balanced_bandlimit(narrow_share: dict[int, float]) -> dict[int, float]:
+    """Per label, how often to band-limit its windows so that every label ends up with the same
+    share of band-limited windows: the largest of what P_BANDLIMIT gives each. `narrow_share`: per
+    label, the share of its windows that are narrow-band already (band-limiting leaves those as
+    they are). Without this, a source gap becomes a shortcut: trained with only 8 kHz shots and
+    wide-band negatives, a model learns that energy above 4 kHz means "no gunshot"."""
+    target = max(share + (1 - share) * P_BANDLIMIT for share in narrow_share.values())
+    return {label: (target - share) / (1 - share) if share < 1 else 0.0 for label, share in narrow_share.items()}
+
+
+def colour(rng: np.random.Generator, x: np.ndarray, p_bandlimit: float = P_BANDLIMIT) -> np.ndarray:
     """Band-limiting, high-pass and a peaking EQ: other microphones, codecs and distances."""
-    if rng.random() < P_BANDLIMIT:
+    if rng.random() < p_bandlimit:
         x = bandlimit(rng, x)
     if rng.random() < P_HIGHPASS:
         sos = signal.butter(2, rng.uniform(*HIGHPASS_HZ), "high", fs=SAMPLE_RATE, output="sos")
@@ -138,13 +172,16 @@ def finish(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def positive_window(rng: np.random.Generator, shot: Clip, negatives: list[Clip]) -> np.ndarray:
-    x, at = place_shot(rng, shot.audio)
+def positive_window(
+    rng: np.random.Generator, shot: np.ndarray, negatives: list[Clip], p_bandlimit: float = P_BANDLIMIT
+) -> np.ndarray:
+    """A window holding `shot` (a recorded gunshot clip's audio or a synthetic one)."""
+    x, at = place_shot(rng, change_speed(rng, shot))
     if rng.random() < P_REVERB:
         x = reverberate(rng, x)
     if rng.random() < P_MIX:
         x = mix_at_snr(rng, x, at, background(rng, negatives))
-    return finish(rng, colour(rng, x))
+    return finish(rng, colour(rng, x, p_bandlimit))
 
 
 def starts_inside(rng: np.random.Generator, sound: np.ndarray, negatives: list[Clip]) -> np.ndarray:
@@ -178,20 +215,22 @@ def transition(rng: np.random.Generator, sound: np.ndarray, negatives: list[Clip
     return (first * np.cos(ramp) + second * np.sin(ramp)).astype(np.float32)
 
 
-def negative_window(rng: np.random.Generator, clip: Clip, negatives: list[Clip]) -> np.ndarray:
-    kind = rng.random()
+def negative_window(
+    rng: np.random.Generator, clip: Clip, negatives: list[Clip], p_bandlimit: float = P_BANDLIMIT
+) -> np.ndarray:
+    kind, audio = rng.random(), change_speed(rng, clip.audio)
     if kind < P_ONSET:
-        x = starts_inside(rng, clip.audio, negatives)
+        x = starts_inside(rng, audio, negatives)
     elif kind < P_ONSET + P_TRANSITION:
-        x = transition(rng, clip.audio, negatives)
+        x = transition(rng, audio, negatives)
     else:
-        x = crop(rng, clip.audio)
+        x = crop(rng, audio)
     if rng.random() < P_REVERB:
         x = reverberate(rng, x)
     if rng.random() < P_NEGATIVE_MIX:
         other = background(rng, negatives)
         x = x + other * (_rms(x) / _rms(other)) * 10 ** (-rng.uniform(0, 20) / 20)
-    return finish(rng, colour(rng, x))
+    return finish(rng, colour(rng, x, p_bandlimit))
 
 
 def plain_window(clip: Clip, position: float = 0.25) -> np.ndarray:

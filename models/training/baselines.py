@@ -300,7 +300,10 @@ def ours(manifest: Path, models_dir: Path, cache: Path) -> dict:
         (Path(out_dir) / "cache").symlink_to(cache.resolve())
         report = evaluate_manifest(manifest, models_dir, Path(out_dir), "val")
     ensemble = report["ensemble"]
-    keep = ("precision", "recall", "f1", "tp", "fp", "fn", "clip_auc", "vote", "thresholds", "votes_required")
+    keep = (
+        *("precision", "recall", "f1", "tp", "fp", "fn", "clip_auc"),
+        *("vote", "thresholds", "votes_required", "recall_at_false_positive_clips"),
+    )
     return {**{k: ensemble[k] for k in keep}, "per_source": report["per_source"]}
 
 

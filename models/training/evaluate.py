@@ -78,6 +78,20 @@ def binary_figures(labels: np.ndarray, decided: np.ndarray) -> dict[str, float]:
     }
 
 
+def recall_at_false_positives(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """The best recall of a score threshold that passes at most f negatives, at each f where it rises:
+    compares systems at the same false-positive count (F1 at each one's own operating point does not)."""
+    labels = np.asarray(labels).astype(bool)
+    negatives, positives = np.sort(scores[~labels])[::-1], scores[labels]
+    curve: dict[str, float] = {}
+    for allowed in range(len(negatives) + 1):
+        bar = negatives[allowed] if allowed < len(negatives) else -np.inf
+        recall = round(float(np.mean(positives > bar)), 4)
+        if not curve or recall > list(curve.values())[-1]:
+            curve[str(allowed)] = recall
+    return curve
+
+
 def window_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     return {"auc": round(roc_auc(labels, probs), 4), **binary_figures(labels, probs >= 0.5)}
 
@@ -285,6 +299,7 @@ def evaluate_manifest(manifest: Path, models_dir: Path, out_dir: Path, fold: str
         for i in order
         if labels[i] and not detected[i]
     ][:WORST]
+    report["ensemble"]["recall_at_false_positive_clips"] = recall_at_false_positives(labels, scores)
     report["clips"] = {"gunshot": int(labels.sum()), "other": int((~labels).sum()), "fold": fold}
     report["confusion"] = confusion(labels, detected)
     _write_confusion(out_dir / "confusion.csv", report["confusion"])

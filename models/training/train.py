@@ -20,7 +20,7 @@ import numpy as np
 
 from capture.pcm import float_to_int16, int16_to_float
 from inference.features import LogMelFrontend, LogMelSpec
-from models.training import augment
+from models.training import augment, synthetic
 from models.training.data import SAMPLE_RATE, Clip, load_clips
 from models.training.evaluate import HOP, choose_thresholds, clip_window_probs, window_metrics
 from models.training.streaming import stream_scores
@@ -32,8 +32,10 @@ VOTES_CHOICES = (1, 2, 3)  # k of n: chosen on validation with the thresholds
 CALIBRATION_HOURS = 4.0  # of validation mixture (3.5 h of background: 0.5 false alerts per hour allows one)
 CALIBRATION_SEED = 1  # the streaming proxy in models/reports uses seed 0: the same clips, another mixture
 FMIN, FMAX = 50.0, 8000.0
-COPIES = {"positive": 4, "negative": 4, "ambient": 8, "noise": 1500}
-QUICK_COPIES = {"positive": 1, "negative": 1, "ambient": 1, "noise": 100}
+# "synthetic": windows holding a synthetic shot (models/training/synthetic.py), about a fifth of the
+# positives: what every shot shares, against the four recorded sources' own guns and places.
+COPIES = {"positive": 4, "negative": 4, "ambient": 8, "noise": 1500, "synthetic": 1500}
+QUICK_COPIES = {"positive": 1, "negative": 1, "ambient": 1, "noise": 100, "synthetic": 20}
 # Long ambient recordings from the gunshot sources' own places: the negatives most like a shot's
 # surroundings, so the model must learn the shot and not the place.
 AMBIENT = frozenset(
@@ -77,22 +79,44 @@ def as_captured(x: np.ndarray) -> np.ndarray:
     return int16_to_float(float_to_int16(x))
 
 
+def window_kind(clip: Clip) -> str:
+    return "positive" if clip.label else "ambient" if clip.category in AMBIENT else "negative"
+
+
+def bandlimit_probabilities(clips: list[Clip], copies: dict[str, int]) -> dict[int, float]:
+    """Per label, how often its windows are band-limited (augment.balanced_bandlimit), from how many
+    of them come from narrow-band clips (synthetic shots and synthetic noise are wide-band)."""
+    windows = {1: copies["synthetic"], 0: copies["noise"]}
+    narrow = {1: 0, 0: 0}
+    for clip in clips:
+        count = copies[window_kind(clip)]
+        windows[clip.label] += count
+        narrow[clip.label] += count * augment.narrowband(clip.audio)
+    return augment.balanced_bandlimit({label: narrow[label] / max(windows[label], 1) for label in windows})
+
+
 def build_windows(clips: list[Clip], copies: dict[str, int], seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     negatives = [c for c in clips if not c.label]
+    p_bandlimit = bandlimit_probabilities(clips, copies)
+    log.info("band-limiting %.2f of the gunshot windows, %.2f of the others", p_bandlimit[1], p_bandlimit[0])
     windows, labels, weights = [], [], []
     for clip in clips:
-        kind = "positive" if clip.label else "ambient" if clip.category in AMBIENT else "negative"
+        kind = window_kind(clip)
         for _ in range(copies[kind]):
             if clip.label:
-                windows.append(augment.positive_window(rng, clip, negatives))
+                windows.append(augment.positive_window(rng, clip.audio, negatives, p_bandlimit[1]))
             else:
-                windows.append(augment.negative_window(rng, clip, negatives))
+                windows.append(augment.negative_window(rng, clip, negatives, p_bandlimit[0]))
             labels.append(clip.label)
             weights.append(HARD_NEGATIVE_WEIGHT if clip.hard_negative or kind == "ambient" else 1.0)
+    for _ in range(copies["synthetic"]):
+        windows.append(augment.positive_window(rng, synthetic.gunshot(rng), negatives, p_bandlimit[1]))
+        labels.append(1)
+        weights.append(1.0)
     for _ in range(copies["noise"]):
-        kind = rng.choice(["white", "pink", "brown", "wind"])
-        windows.append(augment.finish(rng, augment.colour(rng, augment.colored_noise(rng, augment.WINDOW, kind))))
+        noise = augment.colored_noise(rng, augment.WINDOW, rng.choice(["white", "pink", "brown", "wind"]))
+        windows.append(augment.finish(rng, augment.colour(rng, noise, p_bandlimit[0])))
         labels.append(0)
         weights.append(1.0)
     x = as_captured(np.nan_to_num(np.stack(windows)))  # a silent clip scaled by 1/0: rare, made silent
@@ -284,8 +308,11 @@ def calibrate(out: Path, val: list[Clip], version: str, report: dict) -> None:
 
 
 def _recipe_digest(copies: dict[str, int]) -> str:
-    """Cached windows are reused only for the same augmentation code and copy counts."""
-    recipe = Path(augment.__file__).read_bytes() + json.dumps(copies, sort_keys=True).encode()
+    """Cached windows are reused only for the same augmentation code (and this module, which builds
+    the windows) and copy counts."""
+    code = b"".join(Path(module.__file__).read_bytes() for module in (augment, synthetic))
+    code += Path(__file__).read_bytes()
+    recipe = code + json.dumps(copies, sort_keys=True).encode()
     return hashlib.sha1(recipe).hexdigest()[:10]
 
 
