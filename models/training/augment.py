@@ -21,7 +21,7 @@ P_MIX = 0.85  # a shot is mixed into another clip or noise
 P_BANDLIMIT = 0.5  # at least; the label with fewer narrow-band clips gets more (balanced_bandlimit)
 BANDLIMIT_HZ = (2500.0, 4000.0)
 # A clip recorded at 8 kHz holds nothing above 4 kHz: less than this share of its power above
-# NARROWBAND_HZ (measured on the development set: every 8 kHz clip below 1e-5, every wide-band
+# NARROWBAND_HZ (measured on the development set: every 8 kHz clip below 1e-4, every wide-band
 # gunshot above 1e-3; some wide-band low rumbles below it, which the models see as narrow-band too).
 NARROWBAND_HZ = 4200.0
 NARROWBAND_SHARE = 1e-4
