@@ -87,10 +87,14 @@ def crop(rng: np.random.Generator, audio: np.ndarray, n: int = WINDOW) -> np.nda
     return out
 
 
+def log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
+    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+
+
 def change_speed(rng: np.random.Generator, audio: np.ndarray) -> np.ndarray:
     if rng.random() >= P_SPEED:
         return audio
-    speed = np.exp(rng.uniform(np.log(SPEED[0]), np.log(SPEED[1])))
+    speed = log_uniform(rng, *SPEED)
     return signal.resample_poly(audio, 100, round(100 * speed)).astype(np.float32)
 
 
@@ -155,7 +159,7 @@ def colour(rng: np.random.Generator, x: np.ndarray, p_bandlimit: float = P_BANDL
         sos = signal.butter(2, rng.uniform(*HIGHPASS_HZ), "high", fs=SAMPLE_RATE, output="sos")
         x = signal.sosfilt(sos, x)
     if rng.random() < P_EQ:
-        f0 = np.exp(rng.uniform(np.log(150), np.log(6000)))
+        f0 = log_uniform(rng, 150.0, 6000.0)
         gain = 10 ** (rng.uniform(-EQ_DB, EQ_DB) / 20)
         b, a = signal.iirpeak(f0, Q=rng.uniform(0.7, 3.0), fs=SAMPLE_RATE)
         x = x + (gain - 1) * signal.lfilter(b, a, x)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
+from models.training.augment import log_uniform
 from models.training.data import SAMPLE_RATE
 
 OVERSAMPLE = 3
@@ -57,13 +58,9 @@ BURST_INTERVAL_S = (0.06, 0.35)  # 1000 rounds a minute to rapid single shots
 BURST_JITTER = (0.7, 1.0)  # each shot's level in a burst, against the first
 
 
-def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
-    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
-
-
 def friedlander(rng: np.random.Generator, fs: int) -> np.ndarray:
     """p(t) = (1 - t/T) exp(-b t/T): the blast wave of an explosion, here the muzzle's."""
-    positive = _log_uniform(rng, *BLAST_MS) / 1000.0
+    positive = log_uniform(rng, *BLAST_MS) / 1000.0
     decay = rng.uniform(*DECAY)
     t = np.arange(int(positive * (1.0 + NEGATIVE_PHASE_SPAN / decay) * fs) + 2) / fs
     return (1.0 - t / positive) * np.exp(-decay * t / positive)
@@ -132,7 +129,7 @@ def gunshot(rng: np.random.Generator) -> np.ndarray:
                 break
             dry[k * interval :] += rng.uniform(*BURST_JITTER) * single[: dry.shape[0] - k * interval]
     dry = signal.resample_poly(dry, 1, OVERSAMPLE)
-    corner = _log_uniform(rng, *ABSORPTION_HZ)
+    corner = log_uniform(rng, *ABSORPTION_HZ)
     dry = signal.sosfilt(signal.butter(1, corner, "low", fs=SAMPLE_RATE, output="sos"), dry)
     heard = signal.fftconvolve(dry, place_response(rng, corner))[: dry.shape[0]]
     return (heard / (np.max(np.abs(heard)) + 1e-12)).astype(np.float32)
