@@ -11,7 +11,14 @@ import pytest
 import soundfile
 
 from tests.audio_env import alsa_replay_config, pulseaudio_available, start_pulse, write_raw
-from tests.detector_run import RATE, RECIPIENTS, DetectorRun, listening_config, stream_with_shots
+from tests.detector_run import (
+    PIPELINE_SHOTS,
+    RATE,
+    RECIPIENTS,
+    DetectorRun,
+    listening_config,
+    stream_with_shots,
+)
 
 pytestmark = [
     pytest.mark.realtime,
@@ -21,7 +28,7 @@ pytestmark = [
 # These tests are about the pipeline (capture, rings, processes, vote, events, texts): they use
 # shots the models hear at the pipeline-test thresholds (tests/detector_run.py); the models' recall
 # is measured by their own evaluation (models/README.md).
-SHOTS = [(5.0, "hedgewars-shotgun"), (12.0, "wesnoth-thunderstick"), (18.7, "hedgewars-shotgun")]
+SHOTS = [(5.0, PIPELINE_SHOTS[0]), (12.0, PIPELINE_SHOTS[1]), (18.7, PIPELINE_SHOTS[0])]
 DURATION = 24.0
 SHOT_SPACING_TOLERANCE = 1.5  # s: an event starts at a window boundary, up to a window before the shot
 SETTLE = 3.0  # s of extra listening after the last text, to catch late false events

@@ -1,0 +1,49 @@
+"""The real-time pipeline tests need shots the shipped models hear for sure at the pipeline-test
+thresholds, wherever the shot falls within a hop and after the 48 kHz microphone's resampling.
+Checked here offline, on the same inference path as `analyze`, so that a retrained model set that
+no longer hears one fails this test instead of failing a real-time test by chance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soxr
+
+from inference.model import load_ensemble
+from inference.offline import OfflineDetector
+from pipeline.config import DetectorConfig
+from tests.detector_run import PIPELINE_SHOTS, RATE, pipeline_test_models, stream_with_shots
+
+OFFSETS = 8  # shot positions spread over one hop
+SHOT_AT = 5.0  # s into a 10 s stream
+STREAM_SECONDS = 10.0
+MICROPHONE_RATE = 48000  # the PulseAudio microphone of the real-time tests
+
+
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory) -> OfflineDetector:
+    config = DetectorConfig()
+    ensemble = load_ensemble(pipeline_test_models(tmp_path_factory.mktemp("models")))
+    return OfflineDetector(ensemble, round(config.hop * RATE), config.merge_gap)
+
+
+def through_the_microphone(audio: np.ndarray) -> np.ndarray:
+    return soxr.resample(soxr.resample(audio, RATE, MICROPHONE_RATE), MICROPHONE_RATE, RATE)
+
+
+@pytest.mark.parametrize("resampled", [False, True], ids=["16k", "48k"])
+@pytest.mark.parametrize("shot", PIPELINE_SHOTS)
+def test_each_pipeline_shot_is_one_event_at_every_offset_within_a_hop(detector, shot, resampled):
+    hop_seconds = detector.hop / RATE
+    for k in range(OFFSETS):
+        at = SHOT_AT + k * hop_seconds / OFFSETS
+        audio = stream_with_shots(STREAM_SECONDS, [(at, shot)])
+        if resampled:
+            audio = through_the_microphone(audio)
+        events = detector.run([audio]).events
+        assert len(events) == 1, f"{shot} at {at:.3f} s: {len(events)} events"
+        assert events[0].start <= at <= events[0].end
+
+
+def test_the_background_alone_is_no_event(detector):
+    assert detector.run([stream_with_shots(STREAM_SECONDS, [])]).events == []
