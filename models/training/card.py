@@ -217,6 +217,8 @@ def proxy_sections(reports: Path) -> list[str]:
         lines += _loso(json.loads(path.read_text()))
     if (path := reports / "streaming.json").exists():
         lines += _streaming(json.loads(path.read_text()))
+    if (path := reports / "game_sounds.json").exists():
+        lines += _game_sounds(json.loads(path.read_text()))
     if (path := reports / "baselines.json").exists():
         lines += _baselines(json.loads(path.read_text()))
     return lines
@@ -263,6 +265,30 @@ def _streaming(report: dict) -> list[str]:
         f"- delay from the shot's peak to the end of its event's first window: p50 {report['delay_s']['p50']} s, "
         f"p99 {report['delay_s']['p99']} s (plus about 0.1 s of processing live)",
     ]
+
+
+def _game_sounds(report: dict) -> list[str]:
+    e = report["ensemble"]
+    lines = [
+        "",
+        "## Game sounds never heard (Hedgewars, OpenArena)",
+        "",
+        "`python -m models.training.game_test_set reports/game-sounds && python cli.py evaluate "
+        "reports/game-sounds/manifest.csv --fold all --out reports/game-sounds-eval` (metrics.json copied to "
+        "models/reports/game_sounds.json): their gunfire (pistol, shotguns, machine guns, a minigun) against "
+        "their other sounds, none of them used in training or tuning. Sound effects, not field recordings.",
+        "",
+        f"- the shipped vote: gunfire recall {fmt(e['recall'])} ({e['tp']} of {e['tp'] + e['fn']}), "
+        f"{e['fp']} false-positive clips of {report['clips']['other']}, clip AUC {fmt(e['clip_auc'])}",
+        "- each model alone at its threshold: "
+        + ", ".join(
+            f"{m} recall {fmt(r['clips']['recall'])} with {r['clips']['fp']} false positives"
+            for m, r in report["per_model"].items()
+        ),
+        "- detected per category: "
+        + ", ".join(f"{c} {r['detected']} of {r['clips']}" for c, r in report["per_category"].items()),
+    ]
+    return lines
 
 
 def _baselines(report: dict) -> list[str]:

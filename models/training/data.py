@@ -28,6 +28,8 @@ HARD_NEGATIVES = frozenset(
         "door_wood_creaks",
         "clock_tick",
         "mouse_click",
+        "explosion",  # these two: training-only negatives from game data (models/training/extra_negatives.py)
+        "game_sound",
     }
 )
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from capture.pcm import float_to_int16, int16_to_float
 from inference.features import LogMelFrontend, LogMelSpec
-from models.training import augment, synthetic
+from models.training import augment, extra_negatives, synthetic
 from models.training.data import SAMPLE_RATE, Clip, load_clips
 from models.training.evaluate import HOP, choose_thresholds, clip_window_probs, window_metrics
 from models.training.streaming import stream_scores
@@ -242,7 +242,7 @@ def train_models(
     `schedule` names the run in the model version and keys the window cache (with the clips used)."""
     cache = out / "cache"
     cache.mkdir(parents=True, exist_ok=True)
-    train = [c for c in clips if c.fold == "train"]
+    train = [c for c in clips if c.fold == "train"] + extra_negatives.load()
     val = [c for c in clips if c.fold == "val"]
     log.info("clips: %d train, %d val", len(train), len(val))
     tag = f"{schedule}-{_recipe_digest(copies)}-{_clips_digest(clips)}"
@@ -310,7 +310,7 @@ def calibrate(out: Path, val: list[Clip], version: str, report: dict) -> None:
 def _recipe_digest(copies: dict[str, int]) -> str:
     """Cached windows are reused only for the same augmentation code (and this module, which builds
     the windows) and copy counts."""
-    code = b"".join(Path(module.__file__).read_bytes() for module in (augment, synthetic))
+    code = b"".join(Path(module.__file__).read_bytes() for module in (augment, synthetic, extra_negatives))
     code += Path(__file__).read_bytes()
     recipe = code + json.dumps(copies, sort_keys=True).encode()
     return hashlib.sha1(recipe).hexdigest()[:10]
