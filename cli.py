@@ -269,7 +269,13 @@ def profile(config_path, source, device, duration, data_dir, as_json) -> None:
     is_flag=True,
     help="Only choose new thresholds and vote for the models in --out (with --leave-one-source-out: its folds).",
 )
-def train(manifest, out, epochs, quick, loso, calibrate_only) -> None:
+@click.option(
+    "--extra-negatives",
+    "extra",
+    is_flag=True,
+    help="Also train on negatives from Debian game data and espeak-ng (measured, not shipped: models/README.md).",
+)
+def train(manifest, out, epochs, quick, loso, calibrate_only, extra) -> None:
     """Train the three CNNs and export them to TFLite (needs the `train` extra: TensorFlow)."""
     try:
         from models.training import loso as leave_one_source_out
@@ -280,14 +286,15 @@ def train(manifest, out, epochs, quick, loso, calibrate_only) -> None:
         raise click.ClickException(f"manifest {manifest} does not exist")
     if loso:
         out = Path("models/runs/loso") if out == Path("models") else out
-        leave_one_source_out.main(manifest, out, epochs or leave_one_source_out.LOSO_EPOCHS, calibrate_only)
+        epochs = epochs or leave_one_source_out.LOSO_EPOCHS
+        leave_one_source_out.main(manifest, out, epochs, calibrate_only, extra=extra)
         return
     if calibrate_only:
         from models.training.train import recalibrate
 
         recalibrate(manifest, out)
         return
-    train_main(manifest, out, epochs=epochs, quick=quick)
+    train_main(manifest, out, epochs=epochs, quick=quick, extra=extra)
 
 
 if __name__ == "__main__":

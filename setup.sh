@@ -2,10 +2,8 @@
 # Installs what the detector needs on Debian 12 / Raspberry Pi OS (Bookworm): system packages,
 # then a virtual environment in .venv/ with pinned versions (constraints.txt).
 #   ./setup.sh           the detector (runtime only: no TensorFlow, no librosa)
-#   ./setup.sh --train   + TensorFlow and librosa, to train and export models, and the Debian game
-#                        data and espeak-ng that training takes extra negatives from (~550 MB)
-#   ./setup.sh --test    + TensorFlow, librosa, pytest, ruff, espeak-ng, and PulseAudio for the
-#                        real-time tests (not the game data: the tests do not train)
+#   ./setup.sh --train   + TensorFlow and librosa, to train and export models
+#   ./setup.sh --test    + the above, pytest and ruff, espeak-ng, and PulseAudio for the real-time tests
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -13,7 +11,7 @@ extras=""
 apt_packages="python3-venv python3-dev gcc libasound2-dev alsa-utils"
 case "${1:-}" in
   "") ;;
-  --train) extras="[train]"; apt_packages="$apt_packages espeak-ng wesnoth-1.16-data wesnoth-1.16-music warzone2100-data" ;;
+  --train) extras="[train]" ;;
   --test) extras="[train,test]"; apt_packages="$apt_packages espeak-ng pulseaudio pulseaudio-utils libasound2-plugins" ;;
   *) echo "usage: $0 [--train|--test]" >&2; exit 2 ;;
 esac

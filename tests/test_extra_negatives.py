@@ -108,13 +108,6 @@ def test_missing_packages_are_named_with_the_command_that_installs_them(monkeypa
         extra.load(tmp_path / "cache")
 
 
-def test_setup_installs_every_package_training_needs():
-    lines = (ROOT / "setup.sh").read_text().splitlines()
-    train_line = next(line for line in lines if line.strip().startswith("--train)"))
-    for package in extra.required_packages():
-        assert package in train_line
-
-
 def test_the_game_test_set_is_a_manifest_of_the_data_sets_form_without_ambiguous_weapons(tmp_path, monkeypatch):
     folder = tmp_path / "Sounds"
     (folder / "voices" / "British").mkdir(parents=True)

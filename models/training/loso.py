@@ -59,7 +59,12 @@ def held_out_figures(models_dir: Path, held: list[Clip]) -> dict:
 
 
 def main(
-    manifest: Path, out: Path, epochs: int = LOSO_EPOCHS, calibrate_only: bool = False, sources: tuple[str, ...] = ()
+    manifest: Path,
+    out: Path,
+    epochs: int = LOSO_EPOCHS,
+    calibrate_only: bool = False,
+    sources: tuple[str, ...] = (),
+    extra: bool = False,
 ) -> dict:
     """With `calibrate_only`, the folds trained before in `out` get a new vote choice and figures."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -74,14 +79,16 @@ def main(
         if calibrate_only:
             recalibrate_clips(kept, fold_dir)
         else:
-            train_models(kept, fold_dir, epochs, LOSO_COPIES, f"loso-{source}")
+            train_models(kept, fold_dir, epochs, LOSO_COPIES, f"loso-{source}", extra=extra)
         results[source] = held_out_figures(fold_dir, [c for c in clips if c.source == source])
         log.info("%s held out: %s", source, json.dumps(results[source]["ensemble"]))
     report = {
         "method": "train without every clip of one source (shorter schedule: "
         f"{epochs} epochs, half the augmented copies), thresholds chosen on the other sources' "
         "validation fold, evaluated on all of the held-out source's clips",
-        "command": "python cli.py train --leave-one-source-out" + (" --calibrate-only" if calibrate_only else ""),
+        "command": "python cli.py train --leave-one-source-out"
+        + (" --extra-negatives" if extra else "")
+        + (" --calibrate-only" if calibrate_only else ""),
         "sources": results,
     }
     text = json.dumps(report, indent=1)

@@ -11,7 +11,7 @@ a distance instead:
 - a ground reflection a fraction of a millisecond to a few milliseconds after the direct sound;
 - air absorption over distance (a low-pass), and the place: a diffuse reverberant tail and a few
   discrete echoes (a tree line, a building, a hillside);
-- sometimes a few rapid shots, sometimes automatic fire filling the window.
+- sometimes a burst of automatic fire.
 The pulse is drawn at three times the sample rate and decimated, so its instant rise does not alias.
 A synthetic shot then goes through the same augmentation as a recorded one (placement, mixing at low
 SNR, band-limiting, microphone colouring, level, clipping).
@@ -52,16 +52,10 @@ TAIL_DARKER = 0.5  # the reflections' low-pass corner against the direct sound's
 ECHOES = (0, 4)
 ECHO_DELAY_S = (0.04, 0.6)
 ECHO_GAIN = (0.05, 0.5)
-P_BURST = 0.2
+P_BURST = 0.25
 BURST_SHOTS = (2, 6)
 BURST_INTERVAL_S = (0.06, 0.35)  # 1000 rounds a minute to rapid single shots
-# Automatic fire, 400-1200 rounds a minute, long enough to fill a window: held out, the close-range
-# automatic rifles and machine guns (5-15 shots a second) were heard by none of the models.
-P_AUTOMATIC = 0.2
-AUTOMATIC_SHOTS = (6, 25)
-AUTOMATIC_INTERVAL_S = (0.05, 0.15)
 BURST_JITTER = (0.7, 1.0)  # each shot's level in a burst, against the first
-INTERVAL_JITTER = 0.05  # each shot's time in a burst, as a share of the interval
 
 
 def friedlander(rng: np.random.Generator, fs: int) -> np.ndarray:
@@ -124,26 +118,16 @@ def place_response(rng: np.random.Generator, corner_hz: float) -> np.ndarray:
     return response
 
 
-def burst(rng: np.random.Generator) -> tuple[int, float]:
-    """How many shots, how far apart (s): one shot, a few rapid shots, or automatic fire."""
-    kind = rng.random()
-    if kind < P_AUTOMATIC:
-        return int(rng.integers(AUTOMATIC_SHOTS[0], AUTOMATIC_SHOTS[1] + 1)), rng.uniform(*AUTOMATIC_INTERVAL_S)
-    if kind < P_AUTOMATIC + P_BURST:
-        return int(rng.integers(BURST_SHOTS[0], BURST_SHOTS[1] + 1)), rng.uniform(*BURST_INTERVAL_S)
-    return 1, 0.0
-
-
 def gunshot(rng: np.random.Generator) -> np.ndarray:
     """LENGTH_S seconds of float32 audio at SAMPLE_RATE holding one shot or a burst, peak 1."""
     fs = SAMPLE_RATE * OVERSAMPLE
     dry = direct_sound(rng, fs)
-    single, (shots, interval) = dry.copy(), burst(rng)
-    for k in range(1, shots):
-        at = int((k + rng.uniform(-INTERVAL_JITTER, INTERVAL_JITTER)) * interval * fs)
-        if at >= dry.shape[0]:
-            break
-        dry[at:] += rng.uniform(*BURST_JITTER) * single[: dry.shape[0] - at]
+    if rng.random() < P_BURST:
+        single, interval = dry.copy(), int(rng.uniform(*BURST_INTERVAL_S) * fs)
+        for k in range(1, rng.integers(BURST_SHOTS[0], BURST_SHOTS[1] + 1)):
+            if k * interval >= dry.shape[0]:
+                break
+            dry[k * interval :] += rng.uniform(*BURST_JITTER) * single[: dry.shape[0] - k * interval]
     dry = signal.resample_poly(dry, 1, OVERSAMPLE)
     corner = log_uniform(rng, *ABSORPTION_HZ)
     dry = signal.sosfilt(signal.butter(1, corner, "low", fs=SAMPLE_RATE, output="sos"), dry)
