@@ -85,8 +85,8 @@ class Aggregator:
     def handle(self, decision: Decision) -> None:
         window_end = self.audio.time_of(decision.index * self.hop + self.window)
         self.latency.add((time.monotonic() - window_end) * 1000.0)
-        if decision.positive and self._spans_resumed_audio(decision.index):
-            log.warning("window %d spans audio resuming after lost audio: not taken as a shot", decision.index)
+        if decision.positive and self._holds_lost_audio(decision.index):
+            log.warning("window %d holds silence standing in for lost audio: not taken as a shot", decision.index)
             decision = dataclasses.replace(decision, positive=False)
         update = self.tracker.update(decision)
         if update.closed is not None:
@@ -109,11 +109,12 @@ class Aggregator:
             " (degraded)" if event.degraded else "",
         )
 
-    def _spans_resumed_audio(self, index: int) -> bool:
-        """Silence stood in for lost audio (an overrun, a device outage, a capture restart) and the
-        audio came back inside this window: the jump from silence is an onset no microphone heard."""
+    def _holds_lost_audio(self, index: int) -> bool:
+        """Silence stood in for lost audio (an overrun, a device outage, a capture restart) inside
+        this window: the jump into it or back out of it is a sound no microphone heard."""
         start = index * self.hop
-        return start < self.audio.last_loss_end < start + self.window
+        loss_start, loss_end = self.audio.last_loss
+        return start < loss_end and loss_start < start + self.window
 
     def queue_alerts(self) -> None:
         """Queue the alerts not yet in the outbox (the usual case: the one just decided)."""

@@ -16,8 +16,8 @@ import numpy as np
 
 from pipeline.shm import attach_segment, create_segment, unlink_segment
 
-_HEADER_SLOTS = 8
-_WRITE_POS, _CAPACITY, _LOST, _OVERRUNS, _ANCHOR_POS, _ANCHOR_TIME, _RATE, _LOSS_END = range(8)
+_HEADER_SLOTS = 9
+_WRITE_POS, _CAPACITY, _LOST, _OVERRUNS, _ANCHOR_POS, _ANCHOR_TIME, _RATE, _LOSS_START, _LOSS_END = range(9)
 _HEADER_BYTES = _HEADER_SLOTS * 8
 
 
@@ -141,12 +141,13 @@ class Ring:
         """Advance write_pos over `rows` lost rows, filled with zeros, to keep positions true to time
         (at most one ring's worth of zeros is made: an hour-long gap costs no more than a second's)."""
         zeros = np.zeros((min(rows, self.capacity), *self.shape.row), dtype=self.shape.dtype)
+        self._header[_LOSS_START] = self.write_pos
         self._header[_LOSS_END] = self._append(zeros, rows, None)
 
     @property
-    def last_loss_end(self) -> int:
-        """The row where real audio resumed after the latest stretch of stood-in silence (0: none)."""
-        return int(self._header[_LOSS_END])
+    def last_loss(self) -> tuple[int, int]:
+        """Rows [start, end) of the latest stretch of stood-in silence ((0, 0): none)."""
+        return int(self._header[_LOSS_START]), int(self._header[_LOSS_END])
 
     def read(self, start: int, count: int) -> np.ndarray:
         """A copy of rows [start, start + count); raises NotWritten or Lapped."""
