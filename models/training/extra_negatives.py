@@ -153,25 +153,23 @@ def check_installed() -> None:
         )
 
 
-def matches(name: str, patterns: tuple[str, ...]) -> bool:
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatch(name.lower(), p) for p in patterns)
 
 
-def selected(names: list[str], source: Source) -> list[str]:
-    """The names matching the source's patterns, minus gun-like sounds and its exclusions; sorted."""
-    return sorted(
-        n for n in names if matches(n, source.patterns) and not matches(n, GUN_LIKE) and not matches(n, source.exclude)
-    )
+def selected(names: list[str], source: Source, never: tuple[str, ...] = GUN_LIKE) -> list[str]:
+    """The names matching the source's patterns, minus `never` and its exclusions; sorted."""
+    return sorted(n for n in names if _matches(n, source.patterns) and not _matches(n, (*never, *source.exclude)))
 
 
-def source_files(source: Source, pick=selected) -> list[tuple[str, bytes]]:
-    """(relative name, file bytes) of the files of a folder or zip source that `pick` selects."""
+def source_files(source: Source, never: tuple[str, ...] = GUN_LIKE) -> list[tuple[str, bytes]]:
+    """(relative name, file bytes) of the selected files of a folder or zip source."""
     root = Path(source.root)
     if root.is_dir():
         names = [str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()]
-        return [(n, (root / n).read_bytes()) for n in pick(names, source)]
+        return [(n, (root / n).read_bytes()) for n in selected(names, source, never)]
     with zipfile.ZipFile(root) as archive:
-        return [(n, archive.read(n)) for n in pick(archive.namelist(), source)]
+        return [(n, archive.read(n)) for n in selected(archive.namelist(), source, never)]
 
 
 def decode(data: bytes) -> np.ndarray:

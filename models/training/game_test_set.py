@@ -19,10 +19,11 @@ import csv
 import sys
 from pathlib import Path
 
+import numpy as np
 import soundfile
 
 from models.training.data import SAMPLE_RATE
-from models.training.extra_negatives import Source, decode, matches, source_files
+from models.training.extra_negatives import Source, decode, source_files
 
 HEDGEWARS = "/usr/share/games/hedgewars/Data/Sounds"
 OPENARENA = "/usr/share/games/openarena/baseoa/pak0.pk3"
@@ -99,10 +100,6 @@ OTHER = (
 FIELDS = ("path", "label", "category", "source", "origin", "license", "orig_sr", "duration_s", "split_group", "fold")
 
 
-def picked(names: list[str], source: Source) -> list[str]:
-    return sorted(n for n in names if matches(n, source.patterns) and not matches(n, (*source.exclude, *NEITHER)))
-
-
 def rows(out: Path) -> list[dict]:
     """Writes each selected sound as 16 kHz FLAC under `out`, returns its manifest rows."""
     table = []
@@ -110,12 +107,12 @@ def rows(out: Path) -> list[dict]:
         for source in sources:
             if not Path(source.root).exists():
                 sys.exit(f"{source.root} is missing: apt-get install {source.package}")
-            for name, data in source_files(source, picked):
+            for name, data in source_files(source, never=NEITHER):
                 table.append(_write(out, source, label, name, decode(data)))
     return table
 
 
-def _write(out: Path, source: Source, label: int, name: str, audio) -> dict:
+def _write(out: Path, source: Source, label: int, name: str, audio: np.ndarray) -> dict:
     path = Path("audio") / source.name / (name.replace("/", "_").rsplit(".", 1)[0] + ".flac")
     (out / path).parent.mkdir(parents=True, exist_ok=True)
     soundfile.write(out / path, audio, SAMPLE_RATE)
