@@ -275,7 +275,14 @@ def profile(config_path, source, device, duration, data_dir, as_json) -> None:
     is_flag=True,
     help="Also train on negatives from Debian game data and espeak-ng (measured, not shipped: models/README.md).",
 )
-def train(manifest, out, epochs, quick, loso, calibrate_only, extra) -> None:
+@click.option(
+    "--copies-scale",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Make this many times the augmented windows of each clip (measured, not shipped: models/README.md).",
+)
+def train(manifest, out, epochs, quick, loso, calibrate_only, extra, copies_scale) -> None:
     """Train the three CNNs and export them to TFLite (needs the `train` extra: TensorFlow)."""
     try:
         from models.training import loso as leave_one_source_out
@@ -287,14 +294,14 @@ def train(manifest, out, epochs, quick, loso, calibrate_only, extra) -> None:
     if loso:
         out = Path("models/runs/loso") if out == Path("models") else out
         epochs = epochs or leave_one_source_out.LOSO_EPOCHS
-        leave_one_source_out.main(manifest, out, epochs, calibrate_only, extra=extra)
+        leave_one_source_out.main(manifest, out, epochs, calibrate_only, extra=extra, copies_scale=copies_scale)
         return
     if calibrate_only:
         from models.training.train import recalibrate
 
         recalibrate(manifest, out)
         return
-    train_main(manifest, out, epochs=epochs, quick=quick, extra=extra)
+    train_main(manifest, out, epochs=epochs, quick=quick, extra=extra, copies_scale=copies_scale)
 
 
 if __name__ == "__main__":

@@ -159,3 +159,22 @@ def test_recall_at_false_positives_counts_the_negatives_a_threshold_lets_through
     assert recall_within(curve, 0) == 0.25 and recall_within(curve, 1) == 0.5 and recall_within(curve, 10) == 1.0
     tied = recall_at_false_positives(labels, np.array([0.8, 0.8, 0.5, 0.2, 0.8, 0.6, 0.1]))
     assert tied["0"] == 0.0 and tied["1"] == 0.5  # a tie with a negative is not a free pass
+
+
+def test_a_held_out_source_is_scored_at_the_other_sources_threshold():
+    from models.training.baselines import held_out_sources
+
+    def clip(source: str, label: int, fold: str) -> Clip:
+        category = "gunshot" if label else "dog_bark"
+        return Clip(f"{source}{label}{fold}", label, category, source, source, fold, np.zeros(1))
+
+    kinds = (("a", 1, "train"), ("a", 0, "train"), ("b", 1, "train"), ("b", 1, "val"), ("b", 0, "train"))
+    clips = [clip(*kind) for kind in kinds]
+    scores = np.array([0.8, 0.2, 0.5, 0.9, 0.1])
+    held = held_out_sources(clips, scores)
+    # b held out: a's training clips put the threshold at 0.8, which b's 0.5 shot misses
+    assert held["b"]["threshold"] == 0.8
+    assert (held["b"]["tp"], held["b"]["fn"], held["b"]["fp"]) == (1, 1, 0)
+    # a held out: b's training clips put it at 0.5
+    assert held["a"]["threshold"] == 0.5
+    assert (held["a"]["recall"], held["a"]["precision"], held["a"]["clip_auc"]) == (1.0, 1.0, 1.0)

@@ -170,33 +170,57 @@ def best_f1_threshold(clips: list[Clip], scores: np.ndarray) -> float:
     return float(candidates[int(np.argmax([binary_figures(labels, scores >= t)["f1"] for t in candidates]))])
 
 
-def run_taggers(train: list[Clip], val: list[Clip]) -> dict:
+def run_taggers(clips: list[Clip]) -> dict:
     """Each tagger on the validation clips at TAGGER_THRESHOLD and at the threshold with the best
-    F1 on the training clips (the taggers' scores are not calibrated for our clips)."""
+    F1 on the training clips (the taggers' scores are not calibrated for our clips); and per
+    gunshot source held out, at the best-F1 threshold of the other sources' training clips."""
     results = {}
+    train = [i for i, c in enumerate(clips) if c.fold == "train"]
+    val = [i for i, c in enumerate(clips) if c.fold == "val"]
     with tempfile.TemporaryDirectory(prefix="yamnet-") as workdir:
         for name, make in (("birdnet_gun", birdnet_scorer), ("yamnet_gunshot", lambda: yamnet_scorer(Path(workdir)))):
             started = time.monotonic()
             try:
                 score = make()
-                train_scores = np.array([score(c.audio) for c in train])
-                scores = np.array([score(c.audio) for c in val])
+                scores = np.array([score(c.audio) for c in clips])
             except Exception as exc:  # report why a baseline could not run and go on
                 log.exception("%s cannot run", name)
                 results[name] = {"error": f"{type(exc).__name__}: {exc}"}
                 continue
-            tuned = best_f1_threshold(train, train_scores)
+            tuned = best_f1_threshold([clips[i] for i in train], scores[train])
             results[name] = {
                 "at_fixed_threshold": {
                     "threshold": TAGGER_THRESHOLD,
-                    **clip_figures(val, scores, scores >= TAGGER_THRESHOLD),
+                    **clip_figures([clips[i] for i in val], scores[val], scores[val] >= TAGGER_THRESHOLD),
                 },
                 "at_training_fold_best_f1_threshold": {
                     "threshold": round(tuned, 6),
-                    **clip_figures(val, scores, scores >= tuned),
+                    **clip_figures([clips[i] for i in val], scores[val], scores[val] >= tuned),
                 },
+                "leave_one_source_out": held_out_sources(clips, scores),
                 "seconds": round(time.monotonic() - started, 1),
             }
+    return results
+
+
+def held_out_sources(clips: list[Clip], scores: np.ndarray) -> dict:
+    """Per gunshot source, all its clips scored at the best-F1 threshold of the other sources'
+    training fold (a pretrained tagger has nothing else to learn from them), as the leave-one-
+    source-out of our models does with its thresholds."""
+    labels = np.array([c.label for c in clips], dtype=bool)
+    sources = np.array([c.source for c in clips])
+    results = {}
+    for source in sorted(set(sources[labels])):
+        others = [i for i, c in enumerate(clips) if c.source != source and c.fold == "train"]
+        threshold = best_f1_threshold([clips[i] for i in others], scores[others])
+        held = sources == source
+        results[source] = {
+            "threshold": round(threshold, 6),
+            "gunshot_clips": int(labels[held].sum()),
+            "other_clips": int((~labels[held]).sum()),
+            **binary_figures(labels[held], scores[held] >= threshold),
+            "clip_auc": _auc(labels[held], scores[held]),
+        }
     return results
 
 
@@ -331,8 +355,7 @@ def main() -> None:
         "manifest": str(args.manifest),
     }
     if args.command == "taggers":
-        folds = {fold: [c for c in clips if c.fold == fold] for fold in ("train", "val")}
-        _update(args.out, {"clips": split, **run_taggers(folds["train"], folds["val"])})
+        _update(args.out, {"clips": split, **run_taggers(clips)})
     elif args.command == "ours":
         _update(args.out, {"ours": ours(args.manifest, args.models, args.cache)})
     else:

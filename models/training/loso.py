@@ -20,11 +20,17 @@ import numpy as np
 
 from inference.model import load_ensemble
 from models.training.data import Clip, load_clips
-from models.training.evaluate import binary_figures, clip_scores, clip_window_probs, detections, roc_auc
-from models.training.train import COPIES, recalibrate_clips, train_models
+from models.training.evaluate import (
+    binary_figures,
+    clip_scores,
+    clip_window_probs,
+    detections,
+    recall_at_false_positives,
+    roc_auc,
+)
+from models.training.train import COPIES, recalibrate_clips, scaled, train_models
 
 LOSO_EPOCHS = 12
-LOSO_COPIES = {kind: max(1, count // 2) for kind, count in COPIES.items()}
 REPORT = Path("models/reports/loso.json")
 
 log = logging.getLogger("loso")
@@ -49,7 +55,11 @@ def held_out_figures(models_dir: Path, held: list[Clip]) -> dict:
         "thresholds": thresholds,
         "votes_required": rule.votes_required,
         "fused_threshold": rule.fused_threshold,
-        "ensemble": {**binary_figures(labels, detected), "clip_auc": round(roc_auc(labels, scores), 4)},
+        "ensemble": {
+            **binary_figures(labels, detected),
+            "clip_auc": round(roc_auc(labels, scores), 4),
+            "recall_at_false_positive_clips": recall_at_false_positives(labels, scores),
+        },
         "per_model": {},
     }
     for model in thresholds:
@@ -65,8 +75,11 @@ def main(
     calibrate_only: bool = False,
     sources: tuple[str, ...] = (),
     extra: bool = False,
+    copies_scale: int = 1,
 ) -> dict:
-    """With `calibrate_only`, the folds trained before in `out` get a new vote choice and figures."""
+    """With `calibrate_only`, the folds trained before in `out` get a new vote choice and figures.
+    Each fold makes half the augmented windows of the shipped recipe (times `copies_scale`)."""
+    copies = {kind: max(1, count // 2) for kind, count in scaled(COPIES, copies_scale).items()}
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -79,15 +92,17 @@ def main(
         if calibrate_only:
             recalibrate_clips(kept, fold_dir)
         else:
-            train_models(kept, fold_dir, epochs, LOSO_COPIES, f"loso-{source}", extra=extra)
+            train_models(kept, fold_dir, epochs, copies, f"loso-{source}", extra=extra)
         results[source] = held_out_figures(fold_dir, [c for c in clips if c.source == source])
         log.info("%s held out: %s", source, json.dumps(results[source]["ensemble"]))
     report = {
         "method": "train without every clip of one source (shorter schedule: "
-        f"{epochs} epochs, half the augmented copies), thresholds chosen on the other sources' "
+        f"{epochs} epochs, {'half' if copies_scale == 1 else f'{copies_scale}/2 times'} the augmented copies), "
+        "thresholds chosen on the other sources' "
         "validation fold, evaluated on all of the held-out source's clips",
         "command": "python cli.py train --leave-one-source-out"
         + (" --extra-negatives" if extra else "")
+        + (f" --copies-scale {copies_scale}" if copies_scale != 1 else "")
         + (" --calibrate-only" if calibrate_only else ""),
         "sources": results,
     }
