@@ -272,8 +272,10 @@ def profile(config_path, source, device, duration, data_dir, as_json) -> None:
 @click.option(
     "--extra-negatives",
     "extra",
-    is_flag=True,
-    help="Also train on negatives from Debian game data and espeak-ng (measured, not shipped: models/README.md).",
+    multiple=True,
+    metavar="GROUP",
+    help="Also train on this group of negatives from Debian game data: games (with espeak-ng speech) "
+    "or minetest; repeatable (measured: models/README.md).",
 )
 @click.option(
     "--copies-scale",
@@ -286,22 +288,27 @@ def train(manifest, out, epochs, quick, loso, calibrate_only, extra, copies_scal
     """Train the three CNNs and export them to TFLite (needs the `train` extra: TensorFlow)."""
     try:
         from models.training import loso as leave_one_source_out
+        from models.training.extra_negatives import sources_of
         from models.training.train import main as train_main
     except ImportError as exc:
         raise click.ClickException(f"training needs TensorFlow: pip install -e '.[train]' ({exc})") from None
     if not manifest.exists():
         raise click.ClickException(f"manifest {manifest} does not exist")
+    try:
+        sources_of(tuple(extra))
+    except ValueError as exc:
+        raise click.ClickException(f"--extra-negatives: {exc}") from None
     if loso:
         out = Path("models/runs/loso") if out == Path("models") else out
         epochs = epochs or leave_one_source_out.LOSO_EPOCHS
-        leave_one_source_out.main(manifest, out, epochs, calibrate_only, extra=extra, copies_scale=copies_scale)
+        leave_one_source_out.main(manifest, out, epochs, calibrate_only, extra=tuple(extra), copies_scale=copies_scale)
         return
     if calibrate_only:
         from models.training.train import recalibrate
 
         recalibrate(manifest, out)
         return
-    train_main(manifest, out, epochs=epochs, quick=quick, extra=extra, copies_scale=copies_scale)
+    train_main(manifest, out, epochs=epochs, quick=quick, extra=tuple(extra), copies_scale=copies_scale)
 
 
 if __name__ == "__main__":

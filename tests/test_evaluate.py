@@ -178,3 +178,31 @@ def test_a_held_out_source_is_scored_at_the_other_sources_threshold():
     # a held out: b's training clips put it at 0.5
     assert held["a"]["threshold"] == 0.5
     assert (held["a"]["recall"], held["a"]["precision"], held["a"]["clip_auc"]) == (1.0, 1.0, 1.0)
+
+
+def test_the_prototype_left_one_source_out_never_trains_on_the_held_out_source(monkeypatch):
+    from models.training import baselines
+
+    def clip(source: str, label: int, fold: str) -> Clip:
+        category = "gunshot" if label else "dog_bark"
+        return Clip(f"{source}{label}{fold}", label, category, source, source, fold, np.zeros(1))
+
+    kinds = (("a", 1, "train"), ("a", 0, "val"), ("b", 1, "train"), ("b", 1, "val"), ("b", 0, "train"))
+    clips = [clip(*kind) for kind in kinds]
+    trained_on = {}
+
+    def fit(train, seed, minutes, epochs):
+        held = next(s for s in "ab" if all(c.source != s for c in train))
+        trained_on[held] = sorted(c.path for c in train)
+        return {}, {"epochs": epochs}
+
+    def score(models, held):
+        return np.array([float(c.label) for c in held]), np.array([c.label == 1 for c in held])
+
+    monkeypatch.setattr(baselines, "fit_prototype", fit)
+    monkeypatch.setattr(baselines, "score_prototype", score)
+    report = baselines.prototype_held_out(clips, seed=0, epochs={"wave_1d": 2})
+    assert trained_on == {"a": ["b0train", "b1train"], "b": ["a1train"]}  # never a validation clip
+    b = report["sources"]["b"]
+    assert (b["gunshot_clips"], b["other_clips"], b["tp"], b["fp"]) == (2, 1, 2, 0)  # every fold held out
+    assert report["sources"]["a"]["training"] == {"epochs": {"wave_1d": 2}}

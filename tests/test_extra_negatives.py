@@ -91,9 +91,9 @@ def test_load_caches_the_clips_and_restores_them_the_same(tmp_path, monkeypatch)
     monkeypatch.setattr(extra, "SPEECH_UTTERANCES", 2)
     if shutil.which("espeak-ng") is None:
         pytest.skip("needs espeak-ng (./setup.sh --test)")
-    first = extra.load(tmp_path / "cache")
-    assert len(list((tmp_path / "cache").glob("extra-negatives-*.npz"))) == 1
-    second = extra.load(tmp_path / "cache")
+    first = extra.load(("games",), tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("extra-negatives-games-*.npz"))) == 1
+    second = extra.load(("games",), tmp_path / "cache")
     assert [c.path for c in first] == [c.path for c in second]
     assert [c.source for c in first] == ["wesnoth-sounds"] * 2 + ["espeak-speech"] * 2
     assert all(np.array_equal(a.audio, b.audio) for a, b in zip(first, second, strict=True))
@@ -105,7 +105,40 @@ def test_missing_packages_are_named_with_the_command_that_installs_them(monkeypa
     gone = dataclasses.replace(wesnoth_source(), root=str(tmp_path / "not-installed"))
     monkeypatch.setattr(extra, "SOURCES", (gone,))
     with pytest.raises(extra.MissingPackages, match=r"wesnoth-1\.16-data.*apt-get install"):
-        extra.load(tmp_path / "cache")
+        extra.load(("games",), tmp_path / "cache")
+
+
+def test_an_unknown_group_is_named_with_the_groups_there_are():
+    with pytest.raises(ValueError, match=r"no group steps \(groups: games, minetest\)"):
+        extra.sources_of(("steps",))
+    assert {s.package for s in extra.sources_of(("minetest",))} == {"minetest-data"}
+
+
+def test_single_steps_are_strung_into_walks_of_one_surface_at_the_cadence():
+    click = np.zeros(SAMPLE_RATE // 10, dtype=np.float32)
+    click[0] = 1.0
+    items = [
+        ("default/sounds/default_grass_footstep.1.ogg", click),
+        ("default/sounds/default_grass_footstep.2.ogg", 0.5 * click),
+        ("default/sounds/default_wood_footstep.ogg", click),
+    ]
+    cadence = extra.Cadence(interval=(0.5, 0.5), sequences=2)
+    walks = extra.strung(cadence, items)
+    assert [name for name, _ in walks] == [
+        "default_grass_footstep-0",
+        "default_grass_footstep-1",
+        "default_wood_footstep-0",
+        "default_wood_footstep-1",
+    ]
+    for _, audio in walks:
+        assert audio.shape[0] == round(extra.EXCERPT_SECONDS * SAMPLE_RATE)
+        onsets = np.flatnonzero(audio) / SAMPLE_RATE
+        assert abs(len(onsets) - extra.EXCERPT_SECONDS / 0.5) <= 1  # the first step: anywhere in one interval
+        gaps = np.diff(onsets)
+        assert np.all(np.abs(gaps - 0.5) <= 0.5 * extra.ONSET_JITTER + 1e-3)
+    again = extra.strung(cadence, items)
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(walks, again, strict=True))
+    assert not np.array_equal(walks[0][1], walks[1][1])
 
 
 def test_the_game_test_set_is_a_manifest_of_the_data_sets_form_without_ambiguous_weapons(tmp_path, monkeypatch):

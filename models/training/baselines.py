@@ -11,6 +11,9 @@ imports this module nor the packages it uses (non-commercial or unclear licenses
 - `prototype`: the 2019 prototype's design (models/training/prototype.py) trained briefly on the
   training fold and scored on 2 s non-overlapping windows with its 2-of-3 vote; run in the main venv,
   which also scores our shipped ensemble on the same clips (`evaluate_manifest`).
+- `prototype-loso`: the prototype design leave one source out: per gunshot source, trained on the
+  other sources' training fold for as many passes per model as the `prototype` run made, scored on
+  all of the held-out source's clips.
 - `ours`: only that last part, after new models are shipped.
 
 Each command updates its keys of one JSON file (models/reports/baselines.json).
@@ -31,7 +34,7 @@ import numpy as np
 from scipy import signal
 
 from models.training.data import SAMPLE_RATE, Clip, load_clips
-from models.training.evaluate import binary_figures, roc_auc, source_figures
+from models.training.evaluate import binary_figures, recall_at_false_positives, roc_auc, source_figures
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,8 @@ YAMNET_FMIN, YAMNET_FMAX = 125.0, 7500.0
 YAMNET_PATCH, YAMNET_PATCH_HOP = 96, 48
 LOG_OFFSET = 1e-6
 PROTOTYPE_TRAIN_MINUTES = 15.0
+PROTOTYPE_MAX_EPOCHS = 100  # with a time budget: the budget ends training first
+PROTOTYPE_DESIGN = "models/training/prototype.py: 2 s non-overlapping windows, float Keras, 2-of-3 at 0.5"
 PROTOTYPE_BATCH = 32
 PROTOTYPE_LEARNING_RATE = 1e-3  # the prototype's Adam learning rate
 PROTOTYPE_SHOT_POSITION = 0.25  # where a training shot's peak lands in its 2 s window
@@ -257,15 +262,14 @@ def _time_limit(seconds: float):
     return TimeLimit()
 
 
-def train_prototype(clips: list[Clip], minutes: float, seed: int) -> dict:
-    """Trains the prototype's three models on the training fold (equal share of `minutes` each,
-    at most `epochs` passes) and scores the validation fold with its 2-of-3 vote."""
+def fit_prototype(train: list[Clip], seed: int, minutes: float, epochs: dict[str, int] | None = None):
+    """The prototype's three models trained on `train`: each for an equal share of `minutes`, or
+    for `epochs[model]` passes (the same schedule whatever else runs on the machine)."""
     import keras
 
-    from models.training.prototype import MODEL_IDS, THRESHOLD, VOTES_REQUIRED, build_prototype_models
+    from models.training.prototype import MODEL_IDS, build_prototype_models
 
     keras.utils.set_random_seed(seed)
-    train = [c for c in clips if c.fold == "train"]
     windows = [prototype_windows(c, train=True) for c in train]
     x = _features(np.concatenate(windows))
     y = keras.utils.to_categorical(
@@ -281,39 +285,73 @@ def train_prototype(clips: list[Clip], minutes: float, seed: int) -> dict:
             x[model_id],
             y,
             batch_size=PROTOTYPE_BATCH,
-            epochs=100,
+            epochs=epochs[model_id] if epochs else PROTOTYPE_MAX_EPOCHS,
             shuffle=True,
             verbose=2,
-            callbacks=[_time_limit(minutes * 60 / len(MODEL_IDS))],
+            callbacks=[] if epochs else [_time_limit(minutes * 60 / len(MODEL_IDS))],
         )
         schedule[model_id] = {
             "epochs_started": len(history.history["loss"]),
             "seconds": round(time.monotonic() - started),
             "last_loss": round(float(history.history["loss"][-1]), 4),
         }
-    val = [c for c in clips if c.fold == "val"]
-    val_windows = [prototype_windows(c, train=False) for c in val]
-    owner = np.concatenate([np.full(len(w), i) for i, w in enumerate(val_windows)])
-    features = _features(np.concatenate(val_windows))
+    training = {
+        "windows": len(y),
+        "gunshot_windows": int(y[:, 1].sum()),
+        **({"epochs": epochs} if epochs else {"budget_minutes": minutes}),
+        "optimizer": f"Adam lr {PROTOTYPE_LEARNING_RATE}, batch {PROTOTYPE_BATCH}, binary cross-entropy",
+        "per_model": schedule,
+    }
+    return models, training
+
+
+def score_prototype(models: dict, clips: list[Clip]) -> tuple[np.ndarray, np.ndarray]:
+    """Each clip's score (its highest second-highest model probability over its 2 s windows) and
+    whether the 2-of-3 vote at 0.5 fires in any of its windows."""
+    from models.training.prototype import MODEL_IDS, THRESHOLD, VOTES_REQUIRED
+
+    windows = [prototype_windows(c, train=False) for c in clips]
+    owner = np.concatenate([np.full(len(w), i) for i, w in enumerate(windows)])
+    features = _features(np.concatenate(windows))
     probs = np.stack(
         [models[m].predict(features[m], batch_size=PREDICT_BATCH, verbose=0)[:, 1] for m in MODEL_IDS], axis=1
     )
     votes = (probs >= THRESHOLD).sum(axis=1) >= VOTES_REQUIRED
-    detected = np.zeros(len(val), dtype=bool)
+    detected = np.zeros(len(clips), dtype=bool)
     detected[owner[votes]] = True
-    scores = np.zeros(len(val))
-    np.maximum.at(scores, owner, np.sort(probs, axis=1)[:, -VOTES_REQUIRED])  # second-highest model probability
-    return {
-        "design": "models/training/prototype.py: 2 s non-overlapping windows, float Keras, 2-of-3 at 0.5",
-        "training": {
-            "windows": len(y),
-            "gunshot_windows": int(y[:, 1].sum()),
-            "budget_minutes": minutes,
-            "optimizer": f"Adam lr {PROTOTYPE_LEARNING_RATE}, batch {PROTOTYPE_BATCH}, binary cross-entropy",
-            "per_model": schedule,
-        },
-        **clip_figures(val, scores, detected),
-    }
+    scores = np.zeros(len(clips))
+    np.maximum.at(scores, owner, np.sort(probs, axis=1)[:, -VOTES_REQUIRED])
+    return scores, detected
+
+
+def train_prototype(clips: list[Clip], minutes: float, seed: int) -> dict:
+    """The prototype trained on the training fold, scored on the validation fold."""
+    models, training = fit_prototype([c for c in clips if c.fold == "train"], seed, minutes)
+    val = [c for c in clips if c.fold == "val"]
+    return {"design": PROTOTYPE_DESIGN, "training": training, **clip_figures(val, *score_prototype(models, val))}
+
+
+def prototype_held_out(clips: list[Clip], seed: int, epochs: dict[str, int]) -> dict:
+    """Per gunshot source: the prototype trained on the other sources' training fold (as many passes
+    per model as the validation run made), all of the held-out source's clips scored with its
+    fixed vote (the design has no threshold to choose)."""
+    results = {}
+    for source in sorted({c.source for c in clips if c.label}):
+        train = [c for c in clips if c.fold == "train" and c.source != source]
+        models, training = fit_prototype(train, seed, 0, epochs)
+        held = [c for c in clips if c.source == source]
+        scores, detected = score_prototype(models, held)
+        labels = np.array([c.label for c in held], dtype=bool)
+        results[source] = {
+            "gunshot_clips": int(labels.sum()),
+            "other_clips": int((~labels).sum()),
+            **binary_figures(labels, detected),
+            "clip_auc": _auc(labels, scores),
+            "recall_at_false_positive_clips": recall_at_false_positives(labels, scores),
+            "training": training,
+        }
+        log.info("prototype without %s: %s", source, json.dumps({k: results[source][k] for k in ("recall", "fp")}))
+    return {"design": PROTOTYPE_DESIGN, "sources": results}
 
 
 def ours(manifest: Path, models_dir: Path, cache: Path) -> dict:
@@ -340,7 +378,7 @@ def _update(path: Path, results: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["taggers", "prototype", "ours"])
+    parser.add_argument("command", choices=["taggers", "prototype", "prototype-loso", "ours"])
     parser.add_argument("manifest", type=Path)
     parser.add_argument("--out", type=Path, default=Path("models/reports/baselines.json"))
     parser.add_argument("--cache", type=Path, default=Path("models/cache"))
@@ -358,6 +396,10 @@ def main() -> None:
         _update(args.out, {"clips": split, **run_taggers(clips)})
     elif args.command == "ours":
         _update(args.out, {"ours": ours(args.manifest, args.models, args.cache)})
+    elif args.command == "prototype-loso":
+        validation_run = json.loads(args.out.read_text())["prototype_retrained"]["training"]["per_model"]
+        epochs = {model: run["epochs_started"] for model, run in validation_run.items()}
+        _update(args.out, {"prototype_leave_one_source_out": prototype_held_out(clips, args.seed, epochs)})
     else:
         result = train_prototype(clips, args.minutes, args.seed)
         _update(args.out, {"prototype_retrained": result, "ours": ours(args.manifest, args.models, args.cache)})

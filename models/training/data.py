@@ -30,6 +30,7 @@ HARD_NEGATIVES = frozenset(
         "mouse_click",
         "explosion",  # these two: training-only negatives from game data (models/training/extra_negatives.py)
         "game_sound",
+        "door_slam",
     }
 )
 

@@ -74,7 +74,7 @@ def main(
     epochs: int = LOSO_EPOCHS,
     calibrate_only: bool = False,
     sources: tuple[str, ...] = (),
-    extra: bool = False,
+    extra: tuple[str, ...] = (),
     copies_scale: int = 1,
 ) -> dict:
     """With `calibrate_only`, the folds trained before in `out` get a new vote choice and figures.
@@ -101,7 +101,7 @@ def main(
         "thresholds chosen on the other sources' "
         "validation fold, evaluated on all of the held-out source's clips",
         "command": "python cli.py train --leave-one-source-out"
-        + (" --extra-negatives" if extra else "")
+        + "".join(f" --extra-negatives {group}" for group in extra)
         + (f" --copies-scale {copies_scale}" if copies_scale != 1 else "")
         + (" --calibrate-only" if calibrate_only else ""),
         "sources": results,

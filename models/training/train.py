@@ -218,7 +218,7 @@ def main(
     epochs: int | None = None,
     quick: bool = False,
     only: tuple[str, ...] = MODEL_IDS,
-    extra: bool = False,
+    extra: tuple[str, ...] = (),
     copies_scale: int = 1,
 ) -> None:
     """Train the models in `only` (the others keep their exported files), then calibrate all.
@@ -250,18 +250,18 @@ def train_models(
     copies: dict[str, int],
     schedule: str,
     only: tuple[str, ...] = MODEL_IDS,
-    extra: bool = False,
+    extra: tuple[str, ...] = (),
 ) -> None:
     """Train on the clips' training fold, export into `out`, calibrate on their validation fold.
 
     `schedule` names the run in the model version and keys the window cache (with the clips used).
-    `extra`: the training fold gets the extra negatives (models/training/extra_negatives.py)."""
+    `extra`: the training fold gets these groups of extra negatives (models/training/extra_negatives.py)."""
     cache = out / "cache"
     cache.mkdir(parents=True, exist_ok=True)
-    train = [c for c in clips if c.fold == "train"] + (extra_negatives.load() if extra else [])
+    train = [c for c in clips if c.fold == "train"] + (extra_negatives.load(extra) if extra else [])
     val = [c for c in clips if c.fold == "val"]
     log.info("clips: %d train, %d val", len(train), len(val))
-    tag = f"{schedule}{'-extra' if extra else ''}-{_recipe_digest(copies)}-{_clips_digest(clips)}"
+    tag = f"{schedule}{''.join(f'-{g}' for g in sorted(extra))}-{_recipe_digest(copies)}-{_clips_digest(clips)}"
     x_tr, y_tr, w_tr = cached_windows(cache, f"train-{tag}", lambda: build_windows(train, copies, SEED))
     x_va_aug, y_va_aug, _ = cached_windows(cache, f"val-aug-{tag}", lambda: build_windows(val, QUICK_COPIES, SEED + 1))
     x_va_plain, y_va_plain = cached_windows(cache, f"val-plain-{_clips_digest(val)}", lambda: plain_windows(val))
