@@ -181,6 +181,18 @@ mixture (seed 0) of the same clips: held out from the choice, but not independen
   clip AUC 0.87 (0.90); elp recall 0.40 with 2 false positives of 24 (0.28 with 0), at no false
   positive 0.38 (0.52), clip AUC 0.84 (0.88). More copies of the same few footsteps clips do not
   teach the models footsteps.
+- The 2019 design, retrained leave one source out (`python -m models.training.baselines
+  prototype-loso`, table above), beats our held-out F1 on every source: belize 0.940 (ours
+  0.278), elp 0.686 (0.443), us8k 0.511 (0.481), kaggle_guns recall 0.045 (0.015). Its fixed vote
+  at 0.5 pays with false positives (belize 41 of 321 background clips; on the validation fold 26
+  of 331 negative clips in 0.30 h: at least 86 false alerts an hour where ours has none), and at
+  as many false positives ours hears more of elp (0.887 against 0.526) and us8k (0.469 against
+  0.354), but not of belize (0.777 against 0.960): it also ranks belize's shots above belize's own
+  background better (clip AUC 0.966 against 0.898; elp 0.724 against 0.881, us8k 0.936 against
+  0.956). All belize clips are band-limited, so this is not the bandwidth shortcut. What differs:
+  2 s windows, 128 mel bands, 0.3, 6.8 and 13.4 million parameters (ours: 0.05-0.09 million; Dense
+  1024 heads), no augmentation, 3-8 passes. Which of these carries the gain on belize was not
+  measured; it is the next experiment.
 - Tried and not shipped (2026-12-02, models in models/runs): the Minetest negatives above
   (`python cli.py train --extra-negatives minetest`), aimed at the footsteps that set the
   thresholds. They do lower the validation footsteps: the highest weakest-model log-odds of a
