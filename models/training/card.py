@@ -191,8 +191,12 @@ mixture (seed 0) of the same clips: held out from the choice, but not independen
   background better (clip AUC 0.966 against 0.898; elp 0.724 against 0.881, us8k 0.936 against
   0.956). All belize clips are band-limited, so this is not the bandwidth shortcut. What differs:
   2 s windows, 128 mel bands, 0.3, 6.8 and 13.4 million parameters (ours: 0.05-0.09 million; Dense
-  1024 heads), no augmentation, 3-8 passes. Which of these carries the gain on belize was not
-  measured; it is the next experiment.
+  1024 heads), no augmentation, 3-8 passes. Capacity alone carries little of it: with mel models
+  twice as wide (filters 48-96-128-192: 0.38 million parameters, 33 and 25 million MACs per
+  window, four times ours; a scratch run of models.training.loso with architectures.MEL_FILTERS
+  changed, belize only, one seed) belize held out ranks at clip AUC 0.908 (0.898), hears 0.836 at
+  41 false positives (0.777) and 0.055 at its chosen vote (0.162). The window length and the
+  augmentation were not measured; they are the next experiments.
 - Tried and not shipped (2026-12-02, models in models/runs): the Minetest negatives above
   (`python cli.py train --extra-negatives minetest`), aimed at the footsteps that set the
   thresholds. They do lower the validation footsteps: the highest weakest-model log-odds of a
