@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from inference.offline import DetectedEvent
-from models.training.card import recall_within
 from models.training.data import SAMPLE_RATE, Clip
-from models.training.evaluate import recall_at_false_positives
+from models.training.evaluate import recall_at_false_positives, recall_within
 from models.training.streaming import (
     NOISE_KINDS,
     SLOT_S,

@@ -92,6 +92,11 @@ def recall_at_false_positives(labels: np.ndarray, scores: np.ndarray) -> dict[st
     return curve
 
 
+def recall_within(curve: dict[str, float], false_positives: int) -> float:
+    """The best recall on `curve` (false-positive count -> recall, rising) with at most that many."""
+    return max(recall for allowed, recall in curve.items() if int(allowed) <= false_positives)
+
+
 def window_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     return {"auc": round(roc_auc(labels, probs), 4), **binary_figures(labels, probs >= 0.5)}
 

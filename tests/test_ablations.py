@@ -1,0 +1,60 @@
+"""Recipe ablations change what they name while they run and leave the shipped recipe as it was."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.training import ablations, augment, train
+from models.training.data import Clip
+
+
+def shot_clip() -> Clip:
+    audio = np.zeros(48000, dtype=np.float32)
+    audio[20000:20400] = np.hanning(400)
+    return Clip("shot.flac", 1, "gunshot", "s", "g", "train", audio)
+
+
+def bed_clip() -> Clip:
+    rng = np.random.default_rng(0)
+    return Clip("bed.flac", 0, "rain", "s", "g2", "train", rng.standard_normal(64000).astype(np.float32) * 0.1)
+
+
+def test_the_long_variant_builds_two_second_windows_and_restores_one_second():
+    with ablations.applied("long"):
+        assert augment.plain_window(shot_clip()).shape == (ablations.LONG_WINDOW,)
+        assert augment.crop(np.random.default_rng(0), bed_clip().audio).shape == (ablations.LONG_WINDOW,)
+    assert augment.plain_window(shot_clip()).shape == (augment.SAMPLE_RATE,)
+    assert augment.crop(np.random.default_rng(0), bed_clip().audio).shape == (augment.SAMPLE_RATE,)
+
+
+def test_the_plain_variant_places_the_shot_and_adds_nothing():
+    shot, beds = shot_clip(), [bed_clip()]
+    with ablations.applied("plain"):
+        p_bandlimit = train.bandlimit_probabilities([shot, *beds], train.COPIES)[1]  # as build_windows
+        for seed in range(20):
+            window = augment.positive_window(np.random.default_rng(seed), shot.audio, beds, p_bandlimit)
+            # only the shot, moved: no bed, colour, level or noise floor
+            np.testing.assert_array_equal(window[window != 0], shot.audio[shot.audio != 0])
+        copies = {"positive": 1, "negative": 1, "ambient": 1, "noise": 0, "synthetic": 0}
+        _, labels, _ = train.build_windows([shot, beds[0]], copies, seed=0)
+        assert labels.tolist() == [1.0, 0.0]
+    window = augment.positive_window(np.random.default_rng(1), shot.audio, beds)
+    assert np.count_nonzero(window) > 10 * np.count_nonzero(shot.audio)  # a noise floor at least
+
+
+def test_a_variant_is_undone_when_training_fails():
+    before = dict(train.LOGMEL)
+    with pytest.raises(RuntimeError), ablations.applied("hires"):
+        assert before != train.LOGMEL
+        raise RuntimeError("training failed")
+    assert before == train.LOGMEL
+
+
+def test_ranking_reports_auc_and_recall_at_each_false_positive_count():
+    labels = np.array([1, 1, 1, 1, 0, 0, 0, 0], dtype=bool)
+    scores = np.array([0.9, 0.8, 0.3, 0.1, 0.85, 0.2, 0.15, 0.05])
+    figures = ablations.ranking(labels, scores)
+    assert figures["recall_at_0_fp"] == 0.25  # only 0.9 is above the top negative 0.85
+    assert figures["recall_at_3_fp"] == 1.0  # three negatives pass above 0.05: every shot does
+    assert figures["clip_auc"] == pytest.approx(11 / 16)
