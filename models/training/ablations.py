@@ -144,9 +144,8 @@ VARIANTS: dict[str, tuple[str, list[Change]]] = {
 
 
 @contextlib.contextmanager
-def applied(variant: str) -> Iterator[None]:
-    """The recipe with `variant`'s changes; restored on exit."""
-    changes = VARIANTS[variant][1]
+def _swapped(changes: list[Change]) -> Iterator[None]:
+    """Each (target, attribute, value) set while inside; the old values back on exit."""
     saved = [(target, name, getattr(target, name)) for target, name, _ in changes]
     try:
         for target, name, value in changes:
@@ -157,6 +156,11 @@ def applied(variant: str) -> Iterator[None]:
             setattr(target, name, value)
 
 
+def applied(variant: str) -> contextlib.AbstractContextManager[None]:
+    """The recipe with `variant`'s changes; restored on exit."""
+    return _swapped(VARIANTS[variant][1])
+
+
 def ranking(labels: np.ndarray, scores: np.ndarray) -> dict:
     curve = recall_at_false_positives(labels, scores)
     return {
@@ -165,40 +169,29 @@ def ranking(labels: np.ndarray, scores: np.ndarray) -> dict:
     }
 
 
-def held_out_ranking(models_dir: Path, held: list) -> dict:
+def held_out_ranking(probs: list[dict], labels: np.ndarray) -> dict:
     """Per model (its highest window) and fused (clip_scores): how the held-out clips rank."""
-    probs, _ = clip_window_probs(models_dir, held)
-    labels = np.array([c.label for c in held], dtype=bool)
     per_model: dict[str, np.ndarray] = {m: np.array([p[m].max() for p in probs]) for m in probs[0]}
     return {name: ranking(labels, s) for name, s in {**per_model, "fused": clip_scores(probs)}.items()}
 
 
 def run(variant: str, manifest: Path, source: str, score_only: bool = False) -> dict:
-    """Train the variant's fold (unless `score_only`: score the one trained before) and score it."""
+    """Train the variant's fold (unless `score_only`: score the one trained before) and score it.
+    Its loso.json stays beside it: models/reports/loso.json is the shipped recipe's."""
     out = RUNS / f"ablation-{variant}"
     if not score_only:
-        with applied(variant), _report_kept():
+        with applied(variant), _swapped([(loso, "REPORT", out / "loso.json")]):
             loso.main(manifest, out, sources=(source,))
     fold = out / f"without-{source}"
     held = [c for c in load_clips(manifest, out / "cache") if c.source == source]
-    vote = loso.held_out_figures(fold, held)["ensemble"]
+    probs, _ = clip_window_probs(fold, held)
+    vote = loso.held_out_figures(fold, held, probs)["ensemble"]
     return {
         "tests": VARIANTS[variant][0],
         "vote": {k: vote[k] for k in ("recall", "f1", "fp")},
-        "ranking": held_out_ranking(fold, held),
+        "ranking": held_out_ranking(probs, np.array([c.label for c in held], dtype=bool)),
         "command": f"python -m models.training.ablations {variant} --source {source}",
     }
-
-
-@contextlib.contextmanager
-def _report_kept() -> Iterator[None]:
-    """An ablation fold must not replace the shipped recipe's models/reports/loso.json."""
-    saved = loso.REPORT
-    loso.REPORT = RUNS / "ablation-loso.json"
-    try:
-        yield
-    finally:
-        loso.REPORT = saved
 
 
 def main() -> None:

@@ -40,10 +40,12 @@ def gunshot_sources(clips: list[Clip]) -> list[str]:
     return sorted({c.source for c in clips if c.label})
 
 
-def held_out_figures(models_dir: Path, held: list[Clip]) -> dict:
-    """The trained fold's ensemble and each model on the held-out clips, through the runtime path."""
+def held_out_figures(models_dir: Path, held: list[Clip], probs: list[dict] | None = None) -> dict:
+    """The trained fold's ensemble and each model on the held-out clips, through the runtime path
+    (`probs`: their clip_window_probs, when the caller has them already)."""
     rule = load_ensemble(models_dir).rule()
-    probs, _ = clip_window_probs(models_dir, held)
+    if probs is None:
+        probs, _ = clip_window_probs(models_dir, held)
     labels = np.array([c.label for c in held], dtype=bool)
     detected = detections(probs, rule)
     scores = clip_scores(probs)
