@@ -58,3 +58,24 @@ def test_ranking_reports_auc_and_recall_at_each_false_positive_count():
     assert figures["recall_at_0_fp"] == 0.25  # only 0.9 is above the top negative 0.85
     assert figures["recall_at_3_fp"] == 1.0  # three negatives pass above 0.05: every shot does
     assert figures["clip_auc"] == pytest.approx(11 / 16)
+
+
+def test_the_card_shows_each_system_as_cut_and_rolled():
+    from models.training import card
+
+    def ranked(auc: float) -> dict:
+        return {"clip_auc": auc, "recall_at_0_fp": auc / 10, "recall_at_41_fp": auc / 2}
+
+    fold = {"tests": "-", "vote": {}, "ranking": {"fused": ranked(0.9), "wave": ranked(0.8)}}
+    fold["rolled"] = {"fused": ranked(0.7), "wave": ranked(0.6)}
+    curve = {"0": 0.25, "40": 0.5, "50": 0.75}
+    prototype = {"clip_auc": 0.95, "recall_at_false_positive_clips": curve, "per_model_clip_auc": {"w": 0.5}}
+    prototype["rolled"] = {**prototype, "clip_auc": 0.85, "per_model_clip_auc": {"w": 0.4}}
+    baselines = {"prototype_leave_one_source_out": {"sources": {"belize": prototype}}}
+    scored_before = {k: v for k, v in fold.items() if k != "rolled"}  # scored before rolled clips: no row
+    lines = card._shot_position({"belize": {"ours": fold, "plain": scored_before}}, baselines)
+    rows = [line for line in lines if line.startswith("| ") and not line.startswith("| system")]
+    assert rows == [
+        "| ours | 0.900 -> 0.700 | 0.090 -> 0.070 | 0.450 -> 0.350 | wave 0.800 -> 0.600 |",
+        "| 2019 design | 0.950 -> 0.850 | 0.250 -> 0.250 | 0.500 -> 0.500 | w 0.500 -> 0.400 |",
+    ]

@@ -179,7 +179,7 @@ def test_a_held_out_source_is_scored_at_the_other_sources_threshold():
     assert (held["a"]["recall"], held["a"]["precision"], held["a"]["clip_auc"]) == (1.0, 1.0, 1.0)
 
 
-def test_the_prototype_left_one_source_out_never_trains_on_the_held_out_source(monkeypatch):
+def test_the_prototype_left_one_source_out_never_trains_on_the_held_out_source(monkeypatch, tmp_path):
     from models.training import baselines
 
     def clip(source: str, label: int, fold: str) -> Clip:
@@ -195,13 +195,29 @@ def test_the_prototype_left_one_source_out_never_trains_on_the_held_out_source(m
         trained_on[held] = sorted(c.path for c in train)
         return {}, {"epochs": epochs}
 
-    def score(models, held):
-        return np.array([float(c.label) for c in held]), np.array([c.label == 1 for c in held])
+    def window_probs(models, held):  # one window per clip, every model sure of the label
+        return np.repeat([[float(c.label)] for c in held], 3, axis=1), np.arange(len(held))
 
     monkeypatch.setattr(baselines, "fit_prototype", fit)
-    monkeypatch.setattr(baselines, "score_prototype", score)
+    monkeypatch.setattr(baselines, "prototype_window_probs", window_probs)
+    monkeypatch.setattr(baselines, "PROTOTYPE_LOSO_RUNS", tmp_path)
     report = baselines.prototype_held_out(clips, seed=0, epochs={"wave_1d": 2})
     assert trained_on == {"a": ["b0train", "b1train"], "b": ["a1train"]}  # never a validation clip
-    b = report["sources"]["b"]
+    b = report["b"]
     assert (b["gunshot_clips"], b["other_clips"], b["tp"], b["fp"]) == (2, 1, 2, 0)  # every fold held out
-    assert report["sources"]["a"]["training"] == {"epochs": {"wave_1d": 2}}
+    assert b["rolled"]["clip_auc"] == 1.0 and b["per_model_clip_auc"]["mel_128x64"] == 1.0
+    assert report["a"]["training"] == {"epochs": {"wave_1d": 2}}
+    assert json.loads((tmp_path / "without-a" / "training.json").read_text()) == {"epochs": {"wave_1d": 2}}
+
+
+def test_rolled_clips_move_the_shot_and_keep_the_audio():
+    from models.training.evaluate import ROLL_S, rolled
+
+    audio = np.zeros(3 * SAMPLE_RATE, dtype=np.float32)
+    audio[SAMPLE_RATE // 2] = 1.0  # a shot peaking at 0.5 s, as half of the belize clips
+    clips = [Clip(f"c{i}", 1, "gunshot", "s", "g", "val", audio) for i in range(20)]
+    turned = rolled(clips)
+    peaks = np.array([np.argmax(c.audio) for c in turned]) / SAMPLE_RATE - 0.5
+    assert np.all((ROLL_S[0] <= peaks) & (peaks <= ROLL_S[1])) and peaks.std() > 0.2
+    assert all(np.array_equal(np.sort(c.audio), np.sort(audio)) for c in turned)  # only turned
+    assert [np.argmax(c.audio) for c in rolled(clips)] == [np.argmax(c.audio) for c in turned]

@@ -7,7 +7,8 @@ Each variant changes one part of our recipe (models/training/train.py, augment.p
 to the 2019 design's choice (models/training/prototype.py), trains the leave-one-source-out fold
 as `python cli.py train --leave-one-source-out` does (into models/runs/ablation-VARIANT), and
 scores the held-out source's clips through the runtime path: per model and fused, clip AUC and
-recall at as many false-positive clips as the 2019 design had. Results are merged into
+recall at as many false-positive clips as the 2019 design had, of the clips as cut and rolled
+(evaluate.rolled: each shot away from where the clip's cutting put it). Results are merged into
 models/reports/ablations.json. One seed per variant: differences under about 0.03 AUC are noise
 (the mel models alone move that much between variants that leave them unchanged).
 """
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.training import architectures, augment, loso, train
+from models.training import architectures, augment, loso, prototype, train
 from models.training.data import load_clips
 from models.training.evaluate import (
     clip_scores,
@@ -31,11 +32,14 @@ from models.training.evaluate import (
     recall_at_false_positives,
     recall_within,
     roc_auc,
+    rolled,
 )
 
 REPORT = Path("models/reports/ablations.json")
 RUNS = Path("models/runs")
 LONG_WINDOW = 32000  # the 2019 design's 2 s
+PROTOTYPE_LOGMEL = {"mel_fine": (2048, 250, 128), "mel_coarse": (2048, 500, 128)}  # its 128 bands, 2048 samples
+SHORT_EPOCHS = 4
 RECALL_AT_FALSE_POSITIVES = (0, 3, 10, 41)  # 41: the 2019 design's false positives on belize
 AUGMENTATION_PROBABILITIES = (
     "P_MIX",
@@ -62,6 +66,17 @@ def _no_bandlimit(clips, copies) -> dict[int, float]:
 
 def _no_mask(self, x, training=False):
     return x
+
+
+_band_mean_removal = architectures.BandMeanRemoval.call
+
+
+def _band_mean_removal_top_db(self, x):
+    """BandMeanRemoval of a patch floored at its peak minus TOP_DB, as the 2019 design's
+    power_to_db(top_db=80) did (our front end floors at an absolute -100 dB)."""
+    from keras import ops
+
+    return _band_mean_removal(self, ops.maximum(x, ops.max(x, axis=(1, 2), keepdims=True) - prototype.TOP_DB))
 
 
 def _mel_without_stride(name: str, frames: int, mels: int, mean: float, std: float):
@@ -99,6 +114,11 @@ def _mel_prototype_body(name: str, frames: int, mels: int, mean: float, std: flo
 
 # Per variant: (module, attribute, value) changes, and what it tests.
 Change = tuple[object, str, object]
+LONG_WINDOWS: list[Change] = [
+    (augment, "WINDOW", LONG_WINDOW),
+    (architectures, "WAVE_SAMPLES", LONG_WINDOW),
+    (augment.crop, "__defaults__", (LONG_WINDOW,)),
+]
 VARIANTS: dict[str, tuple[str, list[Change]]] = {
     "ours": ("the shipped recipe, unchanged: the reference at the same seed", []),
     "plain": (
@@ -112,21 +132,26 @@ VARIANTS: dict[str, tuple[str, list[Change]]] = {
             (architectures.SpecMask, "call", _no_mask),
         ],
     ),
-    "long": (
-        "2 s windows (hop 0.5 s as ours)",
-        [
-            (augment, "WINDOW", LONG_WINDOW),
-            (architectures, "WAVE_SAMPLES", LONG_WINDOW),
-            (augment.crop, "__defaults__", (LONG_WINDOW,)),
-        ],
-    ),
+    "long": ("2 s windows (hop 0.5 s as ours)", LONG_WINDOWS),
     "hires": (
         "finer frequency resolution and more bands: mel_fine 1024/160/96, mel_coarse 2048/320/128 (n_fft/hop/mels)",
         [(train, "LOGMEL", {"mel_fine": (1024, 160, 96), "mel_coarse": (2048, 320, 128)})],
     ),
     "protofeat": (
         "the 2019 design's resolution: 128 bands of 2048-sample frames, hops 250 and 500",
-        [(train, "LOGMEL", {"mel_fine": (2048, 250, 128), "mel_coarse": (2048, 500, 128)})],
+        [(train, "LOGMEL", PROTOTYPE_LOGMEL)],
+    ),
+    "longproto": (
+        "2 s windows and the 2019 design's resolution together (long and protofeat)",
+        [*LONG_WINDOWS, (train, "LOGMEL", PROTOTYPE_LOGMEL)],
+    ),
+    "short": (
+        "4 epochs instead of 12 (the 2019 design made 3-8 passes): less fitting to the training sources",
+        [(loso, "LOSO_EPOCHS", SHORT_EPOCHS)],
+    ),
+    "topdb": (
+        "log-mel patches floored at their peak minus 80 dB, as the 2019 design's power_to_db(top_db=80)",
+        [(architectures.BandMeanRemoval, "call", _band_mean_removal_top_db)],
     ),
     "wide": (
         "mel models twice as wide (filters 48-96-128-192)",
@@ -181,15 +206,17 @@ def run(variant: str, manifest: Path, source: str, score_only: bool = False) -> 
     out = RUNS / f"ablation-{variant}"
     if not score_only:
         with applied(variant), _swapped([(loso, "REPORT", out / "loso.json")]):
-            loso.main(manifest, out, sources=(source,))
+            loso.main(manifest, out, loso.LOSO_EPOCHS, sources=(source,))
     fold = out / f"without-{source}"
     held = [c for c in load_clips(manifest, out / "cache") if c.source == source]
     probs, _ = clip_window_probs(fold, held)
     vote = loso.held_out_figures(fold, held, probs)["ensemble"]
+    labels = np.array([c.label for c in held], dtype=bool)
     return {
         "tests": VARIANTS[variant][0],
         "vote": {k: vote[k] for k in ("recall", "f1", "fp")},
-        "ranking": held_out_ranking(probs, np.array([c.label for c in held], dtype=bool)),
+        "ranking": held_out_ranking(probs, labels),
+        "rolled": held_out_ranking(clip_window_probs(fold, rolled(held))[0], labels),
         "command": f"python -m models.training.ablations {variant} --source {source}",
     }
 

@@ -11,9 +11,10 @@ imports this module nor the packages it uses (non-commercial or unclear licenses
 - `prototype`: the 2019 prototype's design (models/training/prototype.py) trained briefly on the
   training fold and scored on 2 s non-overlapping windows with its 2-of-3 vote; run in the main venv,
   which also scores our shipped ensemble on the same clips (`evaluate_manifest`).
-- `prototype-loso`: the prototype design leave one source out: per gunshot source, trained on the
-  other sources' training fold for as many passes per model as the `prototype` run made, scored on
-  all of the held-out source's clips.
+- `prototype-loso`: the prototype design leave one source out: per gunshot source (or `--sources`),
+  trained on the other sources' training fold for as many passes per model as the `prototype` run
+  made (kept in models/runs/prototype-loso), scored on all of the held-out source's clips, as cut
+  and rolled (evaluate.rolled), with each model's clip AUC.
 - `ours`: only that last part, after new models are shipped.
 
 Each command updates its keys of one JSON file (models/reports/baselines.json).
@@ -34,7 +35,7 @@ import numpy as np
 from scipy import signal
 
 from models.training.data import SAMPLE_RATE, Clip, load_clips
-from models.training.evaluate import binary_figures, recall_at_false_positives, roc_auc, source_figures
+from models.training.evaluate import binary_figures, recall_at_false_positives, roc_auc, rolled, source_figures
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ PROTOTYPE_BATCH = 32
 PROTOTYPE_LEARNING_RATE = 1e-3  # the prototype's Adam learning rate
 PROTOTYPE_SHOT_POSITION = 0.25  # where a training shot's peak lands in its 2 s window
 PREDICT_BATCH = 64
+PROTOTYPE_LOSO_RUNS = Path("models/runs/prototype-loso")
 
 
 def _package_file(package: str, relative: str) -> Path:
@@ -305,10 +307,9 @@ def fit_prototype(train: list[Clip], seed: int, minutes: float, epochs: dict[str
     return models, training
 
 
-def score_prototype(models: dict, clips: list[Clip]) -> tuple[np.ndarray, np.ndarray]:
-    """Each clip's score (its highest second-highest model probability over its 2 s windows) and
-    whether the 2-of-3 vote at 0.5 fires in any of its windows."""
-    from models.training.prototype import MODEL_IDS, THRESHOLD, VOTES_REQUIRED
+def prototype_window_probs(models: dict, clips: list[Clip]) -> tuple[np.ndarray, np.ndarray]:
+    """Each 2 s window's gunshot probability per model (windows, MODEL_IDS) and its clip's index."""
+    from models.training.prototype import MODEL_IDS
 
     windows = [prototype_windows(c, train=False) for c in clips]
     owner = np.concatenate([np.full(len(w), i) for i, w in enumerate(windows)])
@@ -316,12 +317,45 @@ def score_prototype(models: dict, clips: list[Clip]) -> tuple[np.ndarray, np.nda
     probs = np.stack(
         [models[m].predict(features[m], batch_size=PREDICT_BATCH, verbose=0)[:, 1] for m in MODEL_IDS], axis=1
     )
-    votes = (probs >= THRESHOLD).sum(axis=1) >= VOTES_REQUIRED
-    detected = np.zeros(len(clips), dtype=bool)
-    detected[owner[votes]] = True
-    scores = np.zeros(len(clips))
-    np.maximum.at(scores, owner, np.sort(probs, axis=1)[:, -VOTES_REQUIRED])
-    return scores, detected
+    return probs, owner
+
+
+def _per_clip_max(values: np.ndarray, owner: np.ndarray, n_clips: int) -> np.ndarray:
+    out = np.zeros(n_clips)
+    np.maximum.at(out, owner, values)
+    return out
+
+
+def prototype_clip_scores(probs: np.ndarray, owner: np.ndarray, n_clips: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each clip's score (its highest second-highest model probability over its 2 s windows) and
+    whether the 2-of-3 vote at 0.5 fires in any of its windows."""
+    from models.training.prototype import THRESHOLD, VOTES_REQUIRED
+
+    votes = ((probs >= THRESHOLD).sum(axis=1) >= VOTES_REQUIRED).astype(float)
+    detected = _per_clip_max(votes, owner, n_clips).astype(bool)
+    return _per_clip_max(np.sort(probs, axis=1)[:, -VOTES_REQUIRED], owner, n_clips), detected
+
+
+def score_prototype(models: dict, clips: list[Clip]) -> tuple[np.ndarray, np.ndarray]:
+    return prototype_clip_scores(*prototype_window_probs(models, clips), len(clips))
+
+
+def prototype_held_out_figures(models: dict, held: list[Clip]) -> dict:
+    """The 2019 design on a held-out source's clips: its vote, the clip ranking, each model's
+    ranking (its highest window)."""
+    from models.training.prototype import MODEL_IDS
+
+    labels = np.array([c.label for c in held], dtype=bool)
+    probs, owner = prototype_window_probs(models, held)
+    scores, detected = prototype_clip_scores(probs, owner, len(held))
+    return {
+        **binary_figures(labels, detected),
+        "clip_auc": _auc(labels, scores),
+        "recall_at_false_positive_clips": recall_at_false_positives(labels, scores),
+        "per_model_clip_auc": {
+            m: _auc(labels, _per_clip_max(probs[:, j], owner, len(held))) for j, m in enumerate(MODEL_IDS)
+        },
+    }
 
 
 def train_prototype(clips: list[Clip], minutes: float, seed: int) -> dict:
@@ -331,27 +365,43 @@ def train_prototype(clips: list[Clip], minutes: float, seed: int) -> dict:
     return {"design": PROTOTYPE_DESIGN, "training": training, **clip_figures(val, *score_prototype(models, val))}
 
 
-def prototype_held_out(clips: list[Clip], seed: int, epochs: dict[str, int]) -> dict:
-    """Per gunshot source: the prototype trained on the other sources' training fold (as many passes
-    per model as the validation run made), all of the held-out source's clips scored with its
-    fixed vote (the design has no threshold to choose)."""
+def fitted_prototype(train: list[Clip], seed: int, epochs: dict[str, int], folder: Path) -> tuple[dict, dict]:
+    """fit_prototype's models and training record, saved in `folder` (loaded from it when a run
+    before saved them: a fold is trained once and can be scored again)."""
+    import keras
+
+    from models.training.prototype import MODEL_IDS
+
+    record = folder / "training.json"
+    if record.exists():
+        return {m: keras.models.load_model(folder / f"{m}.keras") for m in MODEL_IDS}, json.loads(record.read_text())
+    models, training = fit_prototype(train, seed, 0, epochs)
+    folder.mkdir(parents=True, exist_ok=True)
+    for model_id, model in models.items():
+        model.save(folder / f"{model_id}.keras")
+    record.write_text(json.dumps(training, indent=1))
+    return models, training
+
+
+def prototype_held_out(clips: list[Clip], seed: int, epochs: dict[str, int], sources: tuple[str, ...] = ()) -> dict:
+    """Per gunshot source (all, or `sources`): the prototype trained on the other sources' training
+    fold (as many passes per model as the validation run made; kept in PROTOTYPE_LOSO_RUNS), all
+    of the held-out source's clips scored with its fixed vote (the design has no threshold to
+    choose), as cut and rolled (evaluate.rolled: the shots away from where the cutting put them)."""
     results = {}
-    for source in sorted({c.source for c in clips if c.label}):
+    for source in sources or sorted({c.source for c in clips if c.label}):
         train = [c for c in clips if c.fold == "train" and c.source != source]
-        models, training = fit_prototype(train, seed, 0, epochs)
+        models, training = fitted_prototype(train, seed, epochs, PROTOTYPE_LOSO_RUNS / f"without-{source}")
         held = [c for c in clips if c.source == source]
-        scores, detected = score_prototype(models, held)
-        labels = np.array([c.label for c in held], dtype=bool)
         results[source] = {
-            "gunshot_clips": int(labels.sum()),
-            "other_clips": int((~labels).sum()),
-            **binary_figures(labels, detected),
-            "clip_auc": _auc(labels, scores),
-            "recall_at_false_positive_clips": recall_at_false_positives(labels, scores),
+            "gunshot_clips": sum(c.label for c in held),
+            "other_clips": sum(not c.label for c in held),
+            **prototype_held_out_figures(models, held),
+            "rolled": prototype_held_out_figures(models, rolled(held)),
             "training": training,
         }
         log.info("prototype without %s: %s", source, json.dumps({k: results[source][k] for k in ("recall", "fp")}))
-    return {"design": PROTOTYPE_DESIGN, "sources": results}
+    return results
 
 
 def ours(manifest: Path, models_dir: Path, cache: Path) -> dict:
@@ -385,6 +435,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=PROTOTYPE_TRAIN_MINUTES)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--models", type=Path, default=Path("models"))
+    parser.add_argument("--sources", nargs="*", default=[], help="prototype-loso: only these held-out sources")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     clips = load_clips(args.manifest, args.cache)
@@ -399,7 +450,10 @@ def main() -> None:
     elif args.command == "prototype-loso":
         validation_run = json.loads(args.out.read_text())["prototype_retrained"]["training"]["per_model"]
         epochs = {model: run["epochs_started"] for model, run in validation_run.items()}
-        _update(args.out, {"prototype_leave_one_source_out": prototype_held_out(clips, args.seed, epochs)})
+        before = json.loads(args.out.read_text()).get("prototype_leave_one_source_out", {}).get("sources", {})
+        held_out = prototype_held_out(clips, args.seed, epochs, tuple(args.sources))
+        result = {"design": PROTOTYPE_DESIGN, "sources": {**before, **held_out}}
+        _update(args.out, {"prototype_leave_one_source_out": result})
     else:
         result = train_prototype(clips, args.minutes, args.seed)
         _update(args.out, {"prototype_retrained": result, "ours": ours(args.manifest, args.models, args.cache)})

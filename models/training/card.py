@@ -198,11 +198,25 @@ mixture (seed 0) of the same clips: held out from the choice, but not independen
   resolution (0.906), the 2019 design's mel resolution (0.900), a full-resolution first layer
   (0.899), the 2019 design's mel body with 3.4-5.5 million parameters (0.905), and mel models
   twice as wide (0.908, an earlier scratch run), against 0.898 for ours and 0.966 for the 2019
-  design; without augmentation it falls to 0.840. What the table does show: the mel models alone
-  rank belize better with finer resolution or more compute (mel_fine 0.817 to 0.86-0.90), but
-  the waveform model ranks it worst (0.78 in every variant that leaves it unchanged) and, with
-  one vote in three, holds the fused score back. One seed per variant: differences under about
-  0.03 are within what a retrained mel model moves.
+  design; without augmentation it falls to 0.840, with 4 passes instead of 12 to 0.856 (`short`),
+  and the 2019 design's 80 dB floor under each patch changes nothing (0.895, `topdb`). Two of them
+  together do help: 2 s windows with the 2019 design's 128 bands of 2048-sample frames
+  (`longproto`) rank belize at 0.919 fused (mel_fine alone 0.934), recall at no false positive
+  0.255 (ours 0.144), and us8k held out at 0.984 (ours 0.956, the 2019 design 0.936), recall at no
+  false positive 0.490 (0.240). Not shipped yet: one seed and two sources, twice the
+  multiply-adds (51 M per 2 s window against 25 M per 1 s, both every 0.5 s), a decision 1 s
+  later, and it ranks the validation fold worse (clip AUC 0.967 against 0.978 in the belize fold,
+  0.924 against 0.949 in the us8k fold), so its validation-chosen vote is stricter and hears less of the held-out
+  sources (belize 0.093 at 0 false positives, us8k 0.125 at 0; ours 0.162 at 1 and 0.323 at 2).
+  The validation fold shares its sources with training and rewards fitting them; a new source
+  does not. The waveform model ranks belize worst (0.76-0.79 in every variant).
+- Where the shot sits in the clip (table above): the 2019 design's held-out figures profit from
+  how the clips were cut. Half of the belize and elp shots peak 0.5 s into their clip, where its
+  training put every shot and its first 2 s window finds them; with each clip rolled by a random
+  0.25-1.75 s its belize recall at no false positive falls from 0.291 to 0.032 and its clip AUC
+  from 0.966 to 0.944 (ours 0.144 to 0.117 and 0.898 to 0.886; `longproto` 0.255 to 0.249 and
+  0.919 to 0.907). Its strength on belize is one model: mel_128x64 ranks belize at 0.972 (rolled
+  0.959), the best single model measured; its waveform model ranks it at 0.730.
 - Tried and not shipped (2026-12-02, models in models/runs): the Minetest negatives above
   (`python cli.py train --extra-negatives minetest`), aimed at the footsteps that set the
   thresholds. They do lower the validation footsteps: the highest weakest-model log-odds of a
@@ -317,7 +331,10 @@ def proxy_sections(reports: Path) -> list[str]:
         if (loso := reports / "loso.json").exists():
             lines += _baselines_held_out(baselines, json.loads(loso.read_text()))
     if (path := reports / "ablations.json").exists():
-        lines += _ablations(json.loads(path.read_text()))
+        ablations = json.loads(path.read_text())
+        lines += _ablations(ablations)
+        if (path := reports / "baselines.json").exists():
+            lines += _shot_position(ablations, json.loads(path.read_text()))
     return lines
 
 
@@ -489,6 +506,56 @@ def _ablations(report: dict) -> list[str]:
             cells.append(f"{fmt(vote['recall'])} / {fmt(vote['f1'])} / {vote['fp']}")
             lines.append(f"| {name} | {v['tests']} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _shot_position(ablations: dict, baselines: dict) -> list[str]:
+    """Per held-out source with rolled figures: each ablation fold and the 2019 design on the clips
+    as cut and turned (evaluate.rolled), fused and per model."""
+    prototype = baselines.get("prototype_leave_one_source_out", {}).get("sources", {})
+    lines = []
+    for source, variants in ablations.items():
+        rows = []
+        for name, v in sorted(variants.items(), key=lambda item: item[0] != "ours"):
+            if "rolled" in v:
+                cut, turned = v["ranking"], v["rolled"]
+                models = {m: (cut[m]["clip_auc"], turned[m]["clip_auc"]) for m in cut if m != "fused"}
+                rows.append(_position_row(name, cut["fused"], turned["fused"], models))
+        if "rolled" in prototype.get(source, {}):
+            cut, turned = prototype[source], prototype[source]["rolled"]
+            models = {m: (auc, turned["per_model_clip_auc"][m]) for m, auc in cut["per_model_clip_auc"].items()}
+            rows.append(_position_row("2019 design", _ranked(cut), _ranked(turned), models))
+        if not rows:
+            continue
+        lines += [
+            "",
+            f"### Where the shot sits in the clip, {source} held out",
+            "",
+            "Half of the belize and elp shots peak 0.5 s into their clip: where the 2019 design's training puts "
+            "every shot (a quarter into its 2 s window) and where its first window finds them. Rolled: every "
+            "held-out clip turned circularly by a random 0.25-1.75 s (`evaluate.rolled`, the same turns for "
+            "every system). Each cell: as cut -> rolled. Ours: the ablation folds above; the 2019 design"
+            + ("" if "rolled" in prototype.get(source, {}) else " (not scored rolled for this source yet)")
+            + ": `python -m models.training.baselines prototype-loso MANIFEST --sources "
+            + source
+            + "`.",
+            "",
+            "| system | fused clip AUC | recall at 0 FP | recall at 41 FP | clip AUC per model |",
+            "|---|---|---|---|---|",
+            *rows,
+        ]
+    return lines
+
+
+def _ranked(figures: dict) -> dict:
+    """A baseline's clip AUC and recall at 0 and 41 false positives, keyed as ablations.ranking."""
+    curve = figures["recall_at_false_positive_clips"]
+    return {"clip_auc": figures["clip_auc"], **{f"recall_at_{n}_fp": recall_within(curve, n) for n in (0, 41)}}
+
+
+def _position_row(name: str, cut: dict, turned: dict, models: dict[str, tuple[float, float]]) -> str:
+    cells = [f"{fmt(cut[key])} -> {fmt(turned[key])}" for key in ("clip_auc", "recall_at_0_fp", "recall_at_41_fp")]
+    per_model = ", ".join(f"{m} {fmt(a)} -> {fmt(b)}" for m, (a, b) in models.items())
+    return f"| {name} | " + " | ".join(cells) + f" | {per_model} |"
 
 
 if __name__ == "__main__":
