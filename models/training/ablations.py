@@ -145,6 +145,10 @@ VARIANTS: dict[str, tuple[str, list[Change]]] = {
         "2 s windows and the 2019 design's resolution together (long and protofeat)",
         [*LONG_WINDOWS, (train, "LOGMEL", PROTOTYPE_LOGMEL)],
     ),
+    "longproto2": (
+        "longproto at another seed (training windows, initial weights, order)",
+        [*LONG_WINDOWS, (train, "LOGMEL", PROTOTYPE_LOGMEL), (train, "SEED", train.SEED + 1)],
+    ),
     "short": (
         "4 epochs instead of 12 (the 2019 design made 3-8 passes): less fitting to the training sources",
         [(loso, "LOSO_EPOCHS", SHORT_EPOCHS)],

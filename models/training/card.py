@@ -203,7 +203,9 @@ mixture (seed 0) of the same clips: held out from the choice, but not independen
   together do help: 2 s windows with the 2019 design's 128 bands of 2048-sample frames
   (`longproto`) rank belize at 0.919 fused (mel_fine alone 0.934), recall at no false positive
   0.255 (ours 0.144), and us8k held out at 0.984 (ours 0.956, the 2019 design 0.936), recall at no
-  false positive 0.490 (0.240). Not shipped yet: one seed and two sources, twice the
+  false positive 0.490 (0.240). At a second seed (`longproto2`) belize comes out at 0.907
+  (mel_fine 0.897), recall at no false positive 0.196: on belize the gain is about what a seed
+  moves. Not shipped yet: two sources, us8k at one seed, twice the
   multiply-adds (51 M per 2 s window against 25 M per 1 s, both every 0.5 s), a decision 1 s
   later, and it ranks the validation fold worse (clip AUC 0.967 against 0.978 in the belize fold,
   0.924 against 0.949 in the us8k fold), so its validation-chosen vote is stricter and hears less of the held-out
@@ -215,8 +217,9 @@ mixture (seed 0) of the same clips: held out from the choice, but not independen
   training put every shot and its first 2 s window finds them; with each clip rolled by a random
   0.25-1.75 s its belize recall at no false positive falls from 0.291 to 0.032 and its clip AUC
   from 0.966 to 0.944 (ours 0.144 to 0.117 and 0.898 to 0.886; `longproto` 0.255 to 0.249 and
-  0.919 to 0.907). Its strength on belize is one model: mel_128x64 ranks belize at 0.972 (rolled
-  0.959), the best single model measured; its waveform model ranks it at 0.730.
+  0.919 to 0.907); us8k held out, 0.156 to 0.083 and 0.936 to 0.925. Its strength on belize is one
+  model: mel_128x64 ranks belize at 0.972 (rolled 0.959), the best single model measured, but us8k
+  at 0.847 (its mel_128x128 0.947); its waveform model ranks them at 0.730 and 0.583.
 - Tried and not shipped (2026-12-02, models in models/runs): the Minetest negatives above
   (`python cli.py train --extra-negatives minetest`), aimed at the footsteps that set the
   thresholds. They do lower the validation footsteps: the highest weakest-model log-odds of a
