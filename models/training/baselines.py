@@ -367,14 +367,14 @@ def train_prototype(clips: list[Clip], minutes: float, seed: int) -> dict:
 
 def fitted_prototype(train: list[Clip], seed: int, epochs: dict[str, int], folder: Path) -> tuple[dict, dict]:
     """fit_prototype's models and training record, saved in `folder` (loaded from it when a run
-    before saved them: a fold is trained once and can be scored again)."""
+    before saved them with the same passes: a fold is trained once and can be scored again)."""
     import keras
 
     from models.training.prototype import MODEL_IDS
 
     record = folder / "training.json"
-    if record.exists():
-        return {m: keras.models.load_model(folder / f"{m}.keras") for m in MODEL_IDS}, json.loads(record.read_text())
+    if record.exists() and (saved := json.loads(record.read_text())).get("epochs") == epochs:
+        return {m: keras.models.load_model(folder / f"{m}.keras") for m in MODEL_IDS}, saved
     models, training = fit_prototype(train, seed, 0, epochs)
     folder.mkdir(parents=True, exist_ok=True)
     for model_id, model in models.items():
