@@ -207,11 +207,12 @@ mixture (seed 0) of the same clips: held out from the choice, but not independen
   (mel_fine 0.897), recall at no false positive 0.196: on belize the gain is about what a seed
   moves. Not shipped yet: two sources, us8k at one seed, twice the
   multiply-adds (51 M per 2 s window against 25 M per 1 s, both every 0.5 s), a decision 1 s
-  later, and it ranks the validation fold worse (clip AUC 0.967 against 0.978 in the belize fold,
-  0.924 against 0.949 in the us8k fold), so its validation-chosen vote is stricter and hears less of the held-out
-  sources (belize 0.093 at 0 false positives, us8k 0.125 at 0; ours 0.162 at 1 and 0.323 at 2).
-  The validation fold shares its sources with training and rewards fitting them; a new source
-  does not. The waveform model ranks belize worst (0.76-0.79 in every variant).
+  later, and its validation-chosen vote hears less of the held-out sources than ours (belize
+  0.093 and 0.087 at 0 false positives, us8k 0.125 at 0; ours 0.162 at 1 and 0.323 at 2). At
+  the first seed it also ranks the validation fold worse (clip AUC 0.967 against 0.978 in the
+  belize fold, 0.924 against 0.949 in the us8k fold; the second seed 0.979): the validation fold
+  shares its sources with training and rewards fitting them, a new source does not. The
+  waveform model ranks belize worst (0.76-0.81 in every variant).
 - Where the shot sits in the clip (table above): the 2019 design's held-out figures profit from
   how the clips were cut. Half of the belize and elp shots peak 0.5 s into their clip, where its
   training put every shot and its first 2 s window finds them; with each clip rolled by a random
