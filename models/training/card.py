@@ -11,6 +11,7 @@ from models.training.evaluate import recall_within
 
 MODELS = Path(__file__).resolve().parent.parent
 REPORTS = MODELS / "reports"
+POSITION_FALSE_POSITIVES = (0, 41)  # 41: the 2019 design's false positives on belize
 DESCRIPTIONS = {
     "wave": "1D CNN on the raw waveform (peak-normalised inside the model): 4 conv blocks (the first strided), "
     "global max+mean pooling, sigmoid",
@@ -524,7 +525,8 @@ def _shot_position(ablations: dict, baselines: dict) -> list[str]:
                 cut, turned = v["ranking"], v["rolled"]
                 models = {m: (cut[m]["clip_auc"], turned[m]["clip_auc"]) for m in cut if m != "fused"}
                 rows.append(_position_row(name, cut["fused"], turned["fused"], models))
-        if "rolled" in prototype.get(source, {}):
+        prototype_rolled = "rolled" in prototype.get(source, {})
+        if prototype_rolled:
             cut, turned = prototype[source], prototype[source]["rolled"]
             models = {m: (auc, turned["per_model_clip_auc"][m]) for m, auc in cut["per_model_clip_auc"].items()}
             rows.append(_position_row("2019 design", _ranked(cut), _ranked(turned), models))
@@ -538,12 +540,14 @@ def _shot_position(ablations: dict, baselines: dict) -> list[str]:
             "every shot (a quarter into its 2 s window) and where its first window finds them. Rolled: every "
             "held-out clip turned circularly by a random 0.25-1.75 s (`evaluate.rolled`, the same turns for "
             "every system). Each cell: as cut -> rolled. Ours: the ablation folds above; the 2019 design"
-            + ("" if "rolled" in prototype.get(source, {}) else " (not scored rolled for this source yet)")
+            + ("" if prototype_rolled else " (not scored rolled for this source yet)")
             + ": `python -m models.training.baselines prototype-loso MANIFEST --sources "
             + source
             + "`.",
             "",
-            "| system | fused clip AUC | recall at 0 FP | recall at 41 FP | clip AUC per model |",
+            "| system | fused clip AUC | "
+            + " | ".join(f"recall at {n} FP" for n in POSITION_FALSE_POSITIVES)
+            + " | clip AUC per model |",
             "|---|---|---|---|---|",
             *rows,
         ]
@@ -551,13 +555,15 @@ def _shot_position(ablations: dict, baselines: dict) -> list[str]:
 
 
 def _ranked(figures: dict) -> dict:
-    """A baseline's clip AUC and recall at 0 and 41 false positives, keyed as ablations.ranking."""
+    """A baseline's clip AUC and recall at POSITION_FALSE_POSITIVES, keyed as ablations.ranking."""
     curve = figures["recall_at_false_positive_clips"]
-    return {"clip_auc": figures["clip_auc"], **{f"recall_at_{n}_fp": recall_within(curve, n) for n in (0, 41)}}
+    recalls = {f"recall_at_{n}_fp": recall_within(curve, n) for n in POSITION_FALSE_POSITIVES}
+    return {"clip_auc": figures["clip_auc"], **recalls}
 
 
 def _position_row(name: str, cut: dict, turned: dict, models: dict[str, tuple[float, float]]) -> str:
-    cells = [f"{fmt(cut[key])} -> {fmt(turned[key])}" for key in ("clip_auc", "recall_at_0_fp", "recall_at_41_fp")]
+    keys = ["clip_auc", *(f"recall_at_{n}_fp" for n in POSITION_FALSE_POSITIVES)]
+    cells = [f"{fmt(cut[key])} -> {fmt(turned[key])}" for key in keys]
     per_model = ", ".join(f"{m} {fmt(a)} -> {fmt(b)}" for m, (a, b) in models.items())
     return f"| {name} | " + " | ".join(cells) + f" | {per_model} |"
 
