@@ -79,3 +79,63 @@ def test_the_card_shows_each_system_as_cut_and_rolled():
         "| ours | 0.900 -> 0.700 | 0.090 -> 0.070 | 0.450 -> 0.350 | wave 0.800 -> 0.600 |",
         "| 2019 design | 0.950 -> 0.850 | 0.250 -> 0.250 | 0.500 -> 0.500 | w 0.500 -> 0.400 |",
     ]
+
+
+def test_the_card_shows_only_the_vote_recall_of_a_source_without_other_clips():
+    from models.training import card
+
+    fold = {"tests": "2 s windows", "vote": {"recall": 0.25, "f1": 0.4, "fp": 0}}
+    lines = card._ablations({"kaggle_guns": {"longproto": fold}})
+    assert "| longproto | 2 s windows | 0.250 |" in lines
+    assert not any("AUC" in line for line in lines)
+
+
+def test_pcen_is_librosa_s_smoother_started_at_the_first_frame():
+    import scipy.signal
+
+    from models.training import architectures
+
+    frames, mels = 50, 8
+    rng = np.random.default_rng(0)
+    db = rng.uniform(-62, -58, (frames, mels)).astype(np.float32)  # a steady background
+    db[30] += 40  # a transient: PCEN lifts it above its smoothed past
+    with ablations.applied("pcen"):
+        pcen = np.asarray(architectures.BandMeanRemoval(-50, 20)(db[None]))[0, :, :, 1]
+    power = 10 ** (db.astype(np.float64) / 10)
+    hop_s = architectures.WAVE_SAMPLES / 16000 / frames
+    b = ablations.pcen_smoothing(2, hop_s)[1, 1]  # the smoother's coefficient
+    zi = scipy.signal.lfilter_zi([b], [1, b - 1])[0] * power[:1]
+    smooth, _ = scipy.signal.lfilter([b], [1, b - 1], power, axis=0, zi=zi)
+    expected = np.sqrt(power / (ablations.PCEN_EPS + smooth) ** ablations.PCEN_ALPHA + ablations.PCEN_DELTA)
+    assert pcen == pytest.approx(expected - np.sqrt(ablations.PCEN_DELTA), abs=1e-4)
+    assert pcen[30].min() > pcen[29].max()
+
+
+def test_a_shot_free_bed_is_the_clip_s_background_away_from_its_shot():
+    rng = np.random.default_rng(1)
+    audio = (rng.standard_normal(48000) * 0.01).astype(np.float32)
+    audio[8000:8400] += np.hanning(400).astype(np.float32)  # a shot at 0.5 s of 3 s
+    bed = ablations.shot_free_bed(Clip("a.flac", 1, "gunshot", "s", "g", "train", audio))
+    assert bed is not None and bed.label == 0 and bed.source == "s"
+    assert len(bed.audio) >= ablations.MIN_BED_S * 16000
+    assert np.abs(bed.audio).max() < 0.1  # the shot is not in it
+    bursts = np.tile(np.hanning(400), 120).astype(np.float32)  # automatic fire, no quiet stretch
+    assert ablations.shot_free_bed(Clip("b.flac", 1, "gunshot", "s", "g", "train", bursts)) is None
+
+
+def test_the_hybrid_takes_the_best_1_s_wave_window_inside_each_2_s_window():
+    long = {"wave": np.array([0.1, 0.2, 0.3]), "mel_fine": np.array([0.5, 0.6, 0.7])}
+    short = {"wave": np.array([0.1, 0.9, 0.2, 0.3, 0.4]), "mel_fine": np.zeros(5)}  # 1 s windows of 3 s
+    combined = ablations.wave_inside(long, short)
+    assert combined["wave"].tolist() == [0.9, 0.9, 0.4]  # 2 s window i holds 1 s windows i, i+1, i+2
+    assert combined["mel_fine"] is long["mel_fine"]
+
+
+def test_the_card_shows_a_scored_combination_without_a_vote_and_its_validation_ranking():
+    from models.training import card
+
+    ranked = {"clip_auc": 0.9, "recall_at_0_fp": 0.5}
+    fold = {"tests": "-", "ranking": {"fused": ranked, "wave": ranked}, "validation_clip_auc": {"hybrid": 0.95}}
+    lines = card._ablations({"belize": {"hybrid": fold}})
+    assert "| hybrid | - | 0.900 | 0.900 | 0.500 | - (none chosen) |" in lines
+    assert "Validation fold (clip AUC, fused): hybrid 0.950." in lines
