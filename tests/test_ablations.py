@@ -138,4 +138,4 @@ def test_the_card_shows_a_scored_combination_without_a_vote_and_its_validation_r
     fold = {"tests": "-", "ranking": {"fused": ranked, "wave": ranked}, "validation_clip_auc": {"hybrid": 0.95}}
     lines = card._ablations({"belize": {"hybrid": fold}})
     assert "| hybrid | - | 0.900 | 0.900 | 0.500 | - (none chosen) |" in lines
-    assert "Validation fold (clip AUC, fused): hybrid 0.950." in lines
+    assert "Validation fold, hybrid (clip AUC, fused): hybrid 0.950." in lines

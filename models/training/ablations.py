@@ -308,11 +308,16 @@ def run(variant: str, manifest: Path, source: str, score_only: bool = False) -> 
     }
 
 
-HYBRID = ("longproto", "ours")  # the mel models of the first fold, the waveform model of the second
-HYBRID_TESTS = (
-    "scored, not trained: longproto's mel models with ours' 1 s waveform model (its best 1 s window "
-    "inside each 2 s window); chosen after seeing the held-out sources"
-)
+# Scored, not trained: the mel models of the first fold with the waveform model of the second.
+HYBRIDS = {"hybrid": ("longproto", "ours"), "hybrid2": ("longproto2", "ours")}
+
+
+def hybrid_tests(name: str) -> str:
+    long, short = HYBRIDS[name]
+    return (
+        f"scored, not trained: {long}'s mel models with {short}' 1 s waveform model (its best 1 s window "
+        "inside each 2 s window); chosen after seeing the held-out sources"
+    )
 
 
 def wave_inside(long: dict[str, np.ndarray], short: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -323,42 +328,45 @@ def wave_inside(long: dict[str, np.ndarray], short: dict[str, np.ndarray]) -> di
     return {**long, "wave": wave}
 
 
-def _hybrid_probs(long_fold: Path, short_fold: Path, clips: list[Clip]):
-    """The clips' window scores of HYBRID, their labels, and each fold's own scores."""
+def _hybrid_probs(name: str, long_fold: Path, short_fold: Path, clips: list[Clip]):
+    """The clips' window scores of the hybrid `name`, their labels, and each fold's own scores."""
     long, short = (clip_window_probs(fold, clips)[0] for fold in (long_fold, short_fold))
     combined = [wave_inside(a, b) for a, b in zip(long, short, strict=True)]
     labels = np.array([c.label for c in clips], dtype=bool)
-    return combined, labels, dict(zip(HYBRID, (long, short), strict=True))
+    return combined, labels, dict(zip(HYBRIDS[name], (long, short), strict=True))
 
 
-def hybrid(manifest: Path, source: str) -> dict:
-    """HYBRID's folds, trained before, scored together on the held-out source and on the validation
-    fold (beside each fold alone: validation and held-out sources disagree about them)."""
-    long_fold, short_fold = (RUNS / f"ablation-{variant}" / f"without-{source}" for variant in HYBRID)
-    clips = load_clips(manifest, RUNS / f"ablation-{HYBRID[1]}" / "cache")
+def hybrid(name: str, manifest: Path, source: str) -> dict:
+    """The hybrid's folds, trained before, scored together on the held-out source and on the
+    validation fold (beside each fold alone: validation and held-out sources disagree about them)."""
+    long_fold, short_fold = (RUNS / f"ablation-{variant}" / f"without-{source}" for variant in HYBRIDS[name])
+    clips = load_clips(manifest, RUNS / f"ablation-{HYBRIDS[name][1]}" / "cache")
     held = [c for c in clips if c.source == source]
     val = [c for c in clips if c.fold == "val" and c.source != source]
-    result: dict = {"tests": HYBRID_TESTS, "command": f"python -m models.training.ablations hybrid --source {source}"}
-    combined, labels, _ = _hybrid_probs(long_fold, short_fold, held)
+    result: dict = {
+        "tests": hybrid_tests(name),
+        "command": f"python -m models.training.ablations {name} --source {source}",
+    }
+    combined, labels, _ = _hybrid_probs(name, long_fold, short_fold, held)
     result["ranking"] = held_out_ranking(combined, labels)
-    combined, labels, alone = _hybrid_probs(long_fold, short_fold, val)
+    combined, labels, alone = _hybrid_probs(name, long_fold, short_fold, val)
     result["validation_clip_auc"] = {
-        name: round(roc_auc(labels, clip_scores(probs)), 4) for name, probs in {"hybrid": combined, **alone}.items()
+        system: round(roc_auc(labels, clip_scores(probs)), 4) for system, probs in {name: combined, **alone}.items()
     }
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("variants", nargs="+", choices=[*sorted(VARIANTS), "hybrid"])
+    parser.add_argument("variants", nargs="+", choices=[*sorted(VARIANTS), *HYBRIDS])
     parser.add_argument("--source", default="belize")
     parser.add_argument("--manifest", type=Path, default=Path("../shared/data/manifest.csv"))
     parser.add_argument("--score-only", action="store_true", help="score the folds trained before")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     for variant in args.variants:
-        if variant == "hybrid":
-            result = hybrid(args.manifest, args.source)
+        if variant in HYBRIDS:
+            result = hybrid(variant, args.manifest, args.source)
         else:
             result = run(variant, args.manifest, args.source, args.score_only)
         report = json.loads(REPORT.read_text()) if REPORT.exists() else {}
