@@ -90,7 +90,7 @@ def _band_mean_removal_top_db(self, x):
 
 def pcen_smoothing(frames: int, hop_s: float) -> np.ndarray:
     """librosa.pcen's first-order smoother over a patch as a (frames, frames) matrix: row t weighs
-    frames 0..t, started at the first frame's value (librosa's steady-state initial condition)."""
+    frames 0..t, started in steady state at the first frame's value (librosa starts it at 1)."""
     b = PCEN_TIME_CONSTANT_S / hop_s
     s = (np.sqrt(1 + 4 * b**2) - 1) / (2 * b**2)
     t, k = np.arange(frames)[:, None], np.arange(frames)[None, :]
