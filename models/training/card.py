@@ -355,6 +355,8 @@ def proxy_sections(reports: Path) -> list[str]:
     lines: list[str] = []
     if (path := reports / "loso.json").exists():
         lines += _loso(json.loads(path.read_text()))
+    if (path := reports / "transfer.json").exists():
+        lines += _transfer(json.loads(path.read_text()))
     if (path := reports / "streaming.json").exists():
         lines += _streaming(json.loads(path.read_text()))
     if (path := reports / "game_sounds.json").exists():
@@ -394,6 +396,45 @@ def _loso(report: dict) -> list[str]:
         auc = fmt(e["clip_auc"]) if r["other_clips"] else "-"
         lines.append(f"| {source} | {counts} | {fmt(e['recall'])} | {precision} | {f1} | {auc} | {alone} |")
     return lines
+
+
+TRANSFER_RULES = {
+    "validation": "the fold's vote (validation, false-alert target)",
+    "validation_best_f1": "best F1 on validation",
+    "others_target": "other held-out sources, false-alert target",
+    "others_best_f1": "best F1 on the other held-out sources",
+}
+
+
+def _transfer(report: dict) -> list[str]:
+    lines = [
+        "",
+        "### Where the held-out thresholds come from",
+        "",
+        f"`{report['command']}` (models/training/transfer.py): the leave-one-source-out folds scored with "
+        "four ways of choosing the vote, none of which scores the held-out source's clips. The first column "
+        "is the folds' own result (a rerun of the command above: it differs from the table above by "
+        "run-to-run noise). Each cell: recall / precision / F1 / false-positive clips (the vote chosen; "
+        "false-positive clips it costs on the fold's validation clips, of as many as the last column says).",
+        "",
+        "| held-out source | " + " | ".join(TRANSFER_RULES.values()) + " | validation other clips |",
+        "|---|" + "---|" * len(TRANSFER_RULES) + "---:|",
+    ]
+    for source, rules in report["sources"].items():
+        cells = [rules[name] for name in TRANSFER_RULES]
+        row = " | ".join(
+            f"{fmt(r['recall'])} / {fmt(r['precision'])} / {fmt(r['f1'])} / {r['fp']} "
+            f"({r['rule']}; validation {r['validation_fp']})"
+            for r in cells
+        )
+        lines.append(f"| {source} | {row} | {rules['validation_other_clips']} |")
+    return [
+        *lines,
+        "",
+        "The false-alert target decides most of what a new source loses: a fused vote at the best "
+        "validation F1 hears far more of the held-out shots, and costs the validation false positives "
+        "after each rule, where the target allows none.",
+    ]
 
 
 def _streaming(report: dict) -> list[str]:
