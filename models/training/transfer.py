@@ -1,6 +1,6 @@
 """Do thresholds chosen on sources the models never heard carry over to another new source?
-(nested leave-one-source-out: the vote, not the recipe, is what throws away most of the held-out
-ranking: models/README.md, recipe ablations)
+(nested leave-one-source-out: is a new source's recall lost in the ranking or in how the vote's
+threshold is chosen? models/README.md, recipe ablations)
 
     python -m models.training.transfer [--runs models/runs/ablation-ours] [--manifest ...]
 
