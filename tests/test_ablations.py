@@ -139,3 +139,17 @@ def test_the_card_shows_a_scored_combination_without_a_vote_and_its_validation_r
     lines = card._ablations({"belize": {"hybrid": fold}})
     assert "| hybrid | - | 0.900 | 0.900 | 0.500 | - (none chosen) |" in lines
     assert "Validation fold, hybrid (clip AUC, fused): hybrid 0.950." in lines
+
+
+def test_the_best_stretch_wave_model_scores_a_2_s_window_by_its_best_1_s_stretch():
+    from models.training import architectures
+
+    with ablations.applied("longmax"):
+        model = architectures.wave_model()
+    stretch = model.get_layer("wave_stretch")
+    x = np.random.default_rng(0).standard_normal((2, ablations.LONG_WINDOW)).astype(np.float32) * 0.1
+    x[1, 20000:20400] += np.hanning(400).astype(np.float32)  # a click in the last two stretches only
+    starts = range(0, ablations.LONG_WINDOW - architectures.WAVE_SAMPLES + 1, ablations.HOP)
+    each = np.stack([stretch(x[:, s : s + architectures.WAVE_SAMPLES]).numpy()[:, 0] for s in starts])
+    np.testing.assert_allclose(model(x).numpy()[:, 0], each.max(axis=0), rtol=1e-6)
+    assert architectures.count_macs(model) == len(starts) * architectures.count_macs(architectures.wave_model())

@@ -183,6 +183,24 @@ def _mel_prototype_body(name: str, frames: int, mels: int, mean: float, std: flo
     return keras.Model(x, y, name=name)
 
 
+_wave_model = architectures.wave_model
+
+
+def _wave_best_stretch():
+    """Our 1 s waveform model on each 1 s stretch of the 2 s window, every HOP, shared weights; the
+    window scores its best stretch (the hybrid's waveform model, trained as one: pooled over 2 s,
+    a shot is diluted by twice the background)."""
+    import keras
+    from keras import layers
+
+    one = _wave_model()
+    inner = keras.Model(one.input, one.output, name="wave_stretch")
+    stretch = architectures.WAVE_SAMPLES
+    x = keras.Input((augment.WINDOW,), name="waveform")
+    scores = [inner(x[:, start : start + stretch]) for start in range(0, augment.WINDOW - stretch + 1, HOP)]
+    return keras.Model(x, layers.Maximum(name="gunshot_best")(scores), name="wave")
+
+
 # Per variant: (module, attribute, value) changes, and what it tests.
 Change = tuple[object, str, object]
 LONG_WINDOWS: list[Change] = [
@@ -227,6 +245,21 @@ VARIANTS: dict[str, tuple[str, list[Change]]] = {
     "longproto2": (
         "longproto at another seed (training windows, initial weights, order)",
         [*LONG_WINDOWS, (train, "LOGMEL", PROTOTYPE_LOGMEL), (train, "SEED", train.SEED + 1)],
+    ),
+    "longmax": (
+        "longproto with the waveform model of the hybrid trained as one: our 1 s model on every 1 s stretch "
+        "of the 2 s window (each HOP), the best stretch's score",
+        [
+            (augment, "WINDOW", LONG_WINDOW),
+            (augment.crop, "__defaults__", (LONG_WINDOW,)),
+            (train, "LOGMEL", PROTOTYPE_LOGMEL),
+            (architectures, "wave_model", _wave_best_stretch),
+        ],
+    ),
+    "hardneg": (
+        "hard negatives (knocks, claps, thunder, glass, fireworks, ...) weigh 5 in the loss instead of 2: "
+        "the validation negatives that set every fold's threshold are of these kinds (fusion.py)",
+        [(train, "HARD_NEGATIVE_WEIGHT", 5.0)],
     ),
     "short": (
         "4 epochs instead of 12 (the 2019 design made 3-8 passes): less fitting to the training sources",

@@ -113,7 +113,9 @@ def count_macs(model: keras.Model) -> int:
     """Multiply-adds of the convolutions and dense layers for one window."""
     total = 0
     for layer in model.layers:
-        if isinstance(layer, layers.Conv1D | layers.Conv2D | layers.Dense):
+        if isinstance(layer, keras.Model):  # a model inside this one: its multiply-adds once per call
+            total += count_macs(layer) * len(layer._inbound_nodes)
+        elif isinstance(layer, layers.Conv1D | layers.Conv2D | layers.Dense):
             kernel = layer.kernel.shape
             out = layer.output.shape[1:-1]
             positions = 1

@@ -129,9 +129,13 @@ def clip_window_probs(models_dir: Path, clips: list[Clip]) -> tuple[list[np.ndar
     return [dict(zip(order, p.T, strict=True)) for p in probs], durations
 
 
-def clip_scores(probs: list[dict]) -> np.ndarray:
-    """Per clip, the fused probability (sigmoid of the mean log-odds) of its highest window."""
-    return sigmoid(np.array([np.max(logit(np.stack(list(p.values()), axis=1)).mean(axis=1)) for p in probs]))
+def clip_scores(probs: list[dict], weights: dict[str, float] | None = None) -> np.ndarray:
+    """Per clip, the fused probability (sigmoid of the mean log-odds, or of their `weights`-weighted
+    mean) of its highest window."""
+    models = list(probs[0])
+    w = np.array([1.0 if weights is None else weights[m] for m in models])
+    fused = [np.max(logit(np.stack([p[m] for m in models], axis=1)) @ w / w.sum()) for p in probs]
+    return sigmoid(np.array(fused))
 
 
 def detections(probs: list[dict], rule: VoteRule) -> np.ndarray:

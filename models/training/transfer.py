@@ -64,6 +64,16 @@ def pooled(parts: list[Scored]) -> Scored:
     )
 
 
+def ranked_folds(runs: Path, clips: list[Clip], at_least: int = 1) -> dict[str, Path]:
+    """The folds runs/without-SOURCE of the sources with gunshots and other clips to rank them
+    against; exits naming what is missing when fewer than `at_least`."""
+    with_others = {c.source for c in clips if not c.label}
+    sources = sorted(s for s in {c.source for c in clips if c.label} & with_others if (runs / f"without-{s}").is_dir())
+    if len(sources) < at_least:
+        raise SystemExit(f"{runs}: need folds without-SOURCE for {at_least} or more of {sorted(with_others)}")
+    return {s: runs / f"without-{s}" for s in sources}
+
+
 def outcome(rule: VoteRule, data: Scored) -> dict:
     figures = binary_figures(data.labels, detections(data.probs, rule))
     return {"rule": rule.describe(), **{k: figures[k] for k in ("recall", "precision", "f1", "fp")}}
@@ -103,26 +113,27 @@ def transferred(held: dict[str, Scored], validation: dict[str, Scored], shipped:
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=Path, default=Path("models/runs/ablation-ours"))
+def folds_command(doc: str, default_runs: Path) -> tuple[Path, list[Clip]]:
+    """The command line of a script that scores leave-one-source-out folds: the --runs folder and
+    the clips of --manifest."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--runs", type=Path, default=default_runs)
     parser.add_argument("--manifest", type=Path, default=Path("../shared/data/manifest.csv"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    clips = load_clips(args.manifest, args.runs / "cache")
-    with_others = {c.source for c in clips if not c.label}
-    sources = sorted(
-        s for s in {c.source for c in clips if c.label} & with_others if (args.runs / f"without-{s}").is_dir()
-    )
-    if len(sources) < 2:
-        raise SystemExit(f"{args.runs}: need folds without-SOURCE for two or more of {sorted(with_others)}")
-    folds = {s: args.runs / f"without-{s}" for s in sources}
+    return args.runs, load_clips(args.manifest, args.runs / "cache")
+
+
+def main() -> None:
+    runs, clips = folds_command(__doc__, Path("models/runs/ablation-ours"))
+    folds = ranked_folds(runs, clips, at_least=2)
+    sources = list(folds)
     held = {s: scored(folds[s], [c for c in clips if c.source == s]) for s in sources}
     validation = {s: scored(folds[s], [c for c in clips if c.fold == "val" and c.source != s]) for s in sources}
     shipped = {s: load_ensemble(folds[s]).rule() for s in sources}
     report = {
         "method": __doc__.split("\n\n")[2].strip(),
-        "command": f"python -m models.training.transfer --runs {args.runs}",
+        "command": f"python -m models.training.transfer --runs {runs}",
         "sources": transferred(held, validation, shipped),
     }
     REPORT.write_text(json.dumps(report, indent=1))
