@@ -38,6 +38,15 @@ def test_the_held_out_shots_are_counted_above_the_highest_validation_negative():
     assert (mel_only["threshold_log_odds"], mel_only["recall"], mel_only["held_out_clip_auc"]) == (5.0, 0.0, 1.0)
     assert mel_only["validation_recall"] == 0.0  # the validation shot (4) is under the knock (5)
     assert mel_only["set_by"][0] == "knock c0.flac (5.00)"
+    assert mel_only["recall_allowing"] == {}  # one validation negative: no next one
+
+
+def test_the_recall_allowing_the_next_validation_negatives_through():
+    validation = scored([{"m": 5.0}, {"m": 2.0}, {"m": 1.0}, {"m": 6.0}], [0, 0, 0, 1])
+    held = scored([{"m": 3.0}, {"m": 1.5}, {"m": 0.5}], [1, 1, 1])
+    figures = fusion.at_validation_threshold(held, validation, {"m": 1.0})
+    assert figures["recall"] == 0.0
+    assert figures["recall_allowing"] == {"1": round(1 / 3, 4), "2": round(2 / 3, 4)}
 
 
 def test_the_card_shows_each_fold_and_weight():
@@ -47,4 +56,4 @@ def test_the_card_shows_each_fold_and_weight():
     held = scored([{"wave": 0.0, "mel": 3.0}, {"wave": -1.0, "mel": -2.0}], [1, 0])
     figures = fusion.at_validation_threshold(held, validation, fusion.weighted(1.0, ["wave", "mel"]))
     lines = card._fusion({"loso": {"command": "-", "sources": {"s": {"1.0": figures}}}})
-    assert "| loso | s | 1.0 | 1.000 | 1.000 / 1.000 / 0 | 1.000 | knock c0.flac (-0.50) |" in lines
+    assert "| loso | s | 1.0 | 1.000 | 1.000 / 1.000 / 0 | 1.000 | knock c0.flac (-0.50) |  |" in lines

@@ -4,7 +4,7 @@ scored on the held-out source's clips and on the fold's validation clips: how th
 rank (AUC), and how many of their shots pass the zero-false-positive threshold of the validation
 clips (the highest-scoring validation negative: where the false-alert target puts a fused vote,
 which allows none in the validation fold's 0.3 h of negatives), with the validation negatives
-that set it.
+that set it, and the recall if the threshold sat just above the next of them.
 
     python -m models.training.fusion [--runs models/runs/loso] [--manifest ...]
 
@@ -51,6 +51,11 @@ def at_validation_threshold(held: Scored, validation: Scored, weights: dict[str,
         **{k: figures[k] for k in ("recall", "f1", "fp")},
         "validation_recall": round(float(np.mean(val_scores[validation.labels] > threshold)), 4),
         "set_by": [f"{negatives[i].category} {negatives[i].path} ({logit(negative_scores[i]):.2f})" for i in top],
+        # the held-out recall if the threshold sat under the next validation negatives
+        "recall_allowing": {
+            str(n): round(float(np.mean(held_scores[held.labels] > negative_scores[top[n]])), 4)
+            for n in range(1, min(TOP_NEGATIVES, len(top)))
+        },
     }
 
 
