@@ -308,6 +308,9 @@ mixture (seed 0) of the same clips: held out from the choice, but not independen
 
     python cli.py evaluate ../shared/data/manifest.csv --stream-hours 1 --summary models/reports/streaming.json
     python cli.py train --leave-one-source-out          # about 30 minutes on 2 cores
+    python -m models.training.transfer --runs models/runs/loso
+    python -m models.training.fusion --runs models/runs/loso
+    python -m models.training.ablations VARIANT --source SOURCE   # about 10 minutes a fold
     python -m models.training.baselines ours ../shared/data/manifest.csv
     python -m models.training.game_test_set reports/game-sounds   # apt-get install hedgewars-data openarena-data
     python cli.py evaluate reports/game-sounds/manifest.csv --fold all --out reports/game-sounds-eval
