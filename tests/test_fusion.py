@@ -55,5 +55,16 @@ def test_the_card_shows_each_fold_and_weight():
     validation = scored([{"wave": -6.0, "mel": 5.0}, {"wave": 4.0, "mel": 4.0}], [0, 1])
     held = scored([{"wave": 0.0, "mel": 3.0}, {"wave": -1.0, "mel": -2.0}], [1, 0])
     figures = fusion.at_validation_threshold(held, validation, fusion.weighted(1.0, ["wave", "mel"]))
-    lines = card._fusion({"loso": {"command": "-", "sources": {"s": {"1.0": figures}}}})
+    vote = {"recall": 0.5, "f1": 0.6, "fp": 1, "rule": "2 of 3"}
+    entry = {"fused": {"1.0": figures}, "vote": {"0": vote, "1": vote}}
+    lines = card._fusion({"loso": {"command": "-", "sources": {"s": entry}}})
     assert "| loso | s | 1.0 | 1.000 | 1.000 / 1.000 / 0 | 1.000 | knock c0.flac (-0.50) |  |" in lines
+    assert "| loso | s | 0.500 / 0.600 / 1 (2 of 3) | 0.500 / 0.600 / 1 (2 of 3) |" in lines
+
+
+def test_the_top_validation_negatives_are_left_out_by_fused_score():
+    validation = scored([{"m": 5.0}, {"m": 2.0}, {"m": 1.0}, {"m": 6.0}], [0, 0, 0, 1])
+    kept = fusion.without_top_negatives(validation, 2)
+    assert [c.path for c in kept.clips] == ["c2.flac", "c3.flac"]  # the 5.0 and 2.0 negatives are gone
+    assert len(kept.durations) == 2
+    assert fusion.without_top_negatives(validation, 0).clips == validation.clips

@@ -4,7 +4,9 @@ scored on the held-out source's clips and on the fold's validation clips: how th
 rank (AUC), and how many of their shots pass the zero-false-positive threshold of the validation
 clips (the highest-scoring validation negative: where the false-alert target puts a fused vote,
 which allows none in the validation fold's 0.3 h of negatives), with the validation negatives
-that set it, and the recall if the threshold sat just above the next of them.
+that set it, and the recall if the threshold sat just above the next of them. Then the vote the
+shipped calibration chooses (k of n or fused) on the validation clips with their top 0, 1, 2
+negatives left out: how much of a new source's recall one validation clip decides.
 
     python -m models.training.fusion [--runs models/runs/loso] [--manifest ...]
 
@@ -23,7 +25,7 @@ import numpy as np
 
 from inference.vote import logit
 from models.training.evaluate import binary_figures, clip_scores, roc_auc
-from models.training.transfer import Scored, folds_command, ranked_folds, scored
+from models.training.transfer import Scored, folds_command, outcome, ranked_folds, scored, target_rule
 
 REPORT = Path("models/reports/fusion.json")
 WAVE_WEIGHTS = (1.0, 0.5, 0.25, 0.0)
@@ -59,6 +61,21 @@ def at_validation_threshold(held: Scored, validation: Scored, weights: dict[str,
     }
 
 
+def without_top_negatives(validation: Scored, n: int) -> Scored:
+    """The validation clips without the `n` negatives of the highest fused clip score."""
+    scores = clip_scores(validation.probs)
+    negatives = np.flatnonzero(~validation.labels)
+    dropped = set(negatives[np.argsort(scores[negatives])[::-1][:n]].tolist())
+    kept = [i for i in range(len(validation.clips)) if i not in dropped]
+    return Scored([validation.clips[i] for i in kept], [validation.probs[i] for i in kept], validation.durations[kept])
+
+
+def vote_without_top_negatives(held: Scored, validation: Scored) -> dict:
+    """The vote the shipped calibration chooses on the validation clips (no mixture:
+    transfer.target_rule), and again with their top 1, 2 ... negatives left out, on the held-out clips."""
+    return {str(n): outcome(target_rule(without_top_negatives(validation, n)), held) for n in range(TOP_NEGATIVES)}
+
+
 def main() -> None:
     runs, clips = folds_command(__doc__, Path("models/runs/loso"))
     sources = {}
@@ -66,7 +83,10 @@ def main() -> None:
         held = scored(fold, [c for c in clips if c.source == source])
         validation = scored(fold, [c for c in clips if c.fold == "val" and c.source != source])
         models = list(held.probs[0])
-        sources[source] = {str(w): at_validation_threshold(held, validation, weighted(w, models)) for w in WAVE_WEIGHTS}
+        sources[source] = {
+            "fused": {str(w): at_validation_threshold(held, validation, weighted(w, models)) for w in WAVE_WEIGHTS},
+            "vote": vote_without_top_negatives(held, validation),
+        }
         log.info("%s: %s", source, json.dumps(sources[source]))
     report = json.loads(REPORT.read_text()) if REPORT.exists() else {}
     report[runs.name] = {"command": f"python -m models.training.fusion --runs {runs}", "sources": sources}
