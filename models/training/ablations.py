@@ -188,8 +188,8 @@ _wave_model = architectures.wave_model
 
 def _wave_best_stretch():
     """Our 1 s waveform model on each 1 s stretch of the 2 s window, every HOP, shared weights; the
-    window scores its best stretch (the hybrid's waveform model, trained as one: pooled over 2 s,
-    a shot is diluted by twice the background)."""
+    window scores its best stretch (the hybrid's waveform model, trained as one; the thought: pooled
+    over 2 s, a shot is diluted by twice the background)."""
     import keras
     from keras import layers
 
@@ -217,6 +217,10 @@ VARIANTS: dict[str, tuple[str, list[Change]]] = {
     "ours2": (
         "the shipped recipe at another seed (training windows, initial weights, order): the run-to-run spread",
         [(train, "SEED", train.SEED + 1)],
+    ),
+    "ours3": (
+        "the shipped recipe at a third seed: the run-to-run spread, and a second member of a seed ensemble",
+        [(train, "SEED", train.SEED + 2)],
     ),
     "plain": (
         "no augmentation: a shot anywhere in the window, a crop of a negative (no mixing, band-limiting, "
