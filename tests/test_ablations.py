@@ -139,6 +139,20 @@ def test_the_card_shows_a_scored_combination_without_a_vote_and_its_validation_r
     lines = card._ablations({"belize": {"hybrid": fold}})
     assert "| hybrid | - | 0.900 | 0.900 | 0.500 | - (none chosen) |" in lines
     assert "Validation fold, hybrid (clip AUC, fused): hybrid 0.950." in lines
+    vote = {"recall": 0.5, "f1": 0.6, "fp": 2}
+    fold["vote_on_validation_clips"] = {"seeds": vote, "ours": vote}
+    lines = card._ablations({"belize": {"seeds": fold}})
+    assert any(line.endswith("seeds 0.500 / 0.600 / 2, ours 0.500 / 0.600 / 2.") for line in lines)
+
+
+def test_a_seed_ensemble_averages_each_model_s_log_odds():
+    from inference.vote import logit, sigmoid
+
+    a = {"wave": sigmoid(np.array([2.0, -1.0])), "mel_fine": sigmoid(np.array([0.0, 4.0]))}
+    b = {"wave": sigmoid(np.array([0.0, -3.0])), "mel_fine": sigmoid(np.array([2.0, 0.0]))}
+    mean = ablations.seed_mean(a, b)
+    np.testing.assert_allclose(logit(mean["wave"]), [1.0, -2.0])
+    np.testing.assert_allclose(logit(mean["mel_fine"]), [1.0, 2.0])
 
 
 def test_the_best_stretch_wave_model_scores_a_2_s_window_by_its_best_1_s_stretch():

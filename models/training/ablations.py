@@ -10,9 +10,10 @@ as `python cli.py train --leave-one-source-out` does (into models/runs/ablation-
 scores the held-out source's clips through the runtime path: per model and fused, clip AUC and
 recall at as many false-positive clips as the 2019 design had, of the clips as cut and rolled
 (evaluate.rolled: each shot away from where the clip's cutting put it). Results are merged into
-models/reports/ablations.json. One run per variant, but ours is run three times (ours_rerun: the
-same seed again on another machine; ours2: another seed) and longproto twice: its fused held-out
-AUC moves by up to 0.05 between runs of one recipe, so smaller differences are noise.
+models/reports/ablations.json. One run per variant, but ours is run four times (ours_rerun: the
+same seed again on another machine; ours2, ours3: other seeds) and longproto twice: its fused
+held-out AUC moves by up to 0.05 between runs of one recipe, so smaller differences are noise.
+Combinations (COMBINATIONS: the hybrid, a seed ensemble) are scored from two variants' folds.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
+from inference.vote import logit, sigmoid
 from models.training import architectures, augment, loso, prototype, train
 from models.training.data import SAMPLE_RATE, Clip, load_clips
 from models.training.evaluate import (
@@ -38,6 +40,7 @@ from models.training.evaluate import (
     roc_auc,
     rolled,
 )
+from models.training.transfer import Scored, outcome, scored, target_rule
 
 REPORT = Path("models/reports/ablations.json")
 RUNS = Path("models/runs")
@@ -354,18 +357,6 @@ def run(variant: str, manifest: Path, source: str, score_only: bool = False) -> 
     }
 
 
-# Scored, not trained: the mel models of the first fold with the waveform model of the second.
-HYBRIDS = {"hybrid": ("longproto", "ours"), "hybrid2": ("longproto2", "ours")}
-
-
-def hybrid_tests(name: str) -> str:
-    long, short = HYBRIDS[name]
-    return (
-        f"scored, not trained: {long}'s mel models with {short}' 1 s waveform model (its best 1 s window "
-        "inside each 2 s window); chosen after seeing the held-out sources"
-    )
-
-
 def wave_inside(long: dict[str, np.ndarray], short: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """A clip's 2 s window scores with the waveform model's replaced by the best of the 1 s windows
     inside each (both start every HOP: window i of 2 s holds the 1 s windows i .. i + inside - 1)."""
@@ -374,45 +365,73 @@ def wave_inside(long: dict[str, np.ndarray], short: dict[str, np.ndarray]) -> di
     return {**long, "wave": wave}
 
 
-def _hybrid_probs(name: str, long_fold: Path, short_fold: Path, clips: list[Clip]):
-    """The clips' window scores of the hybrid `name`, their labels, and each fold's own scores."""
-    long, short = (clip_window_probs(fold, clips)[0] for fold in (long_fold, short_fold))
-    combined = [wave_inside(a, b) for a, b in zip(long, short, strict=True)]
-    labels = np.array([c.label for c in clips], dtype=bool)
-    return combined, labels, dict(zip(HYBRIDS[name], (long, short), strict=True))
+def seed_mean(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each model's window scores averaged in log-odds over two trainings of one recipe."""
+    return {m: sigmoid((logit(a[m]) + logit(b[m])) / 2) for m in a}
 
 
-def hybrid(name: str, manifest: Path, source: str) -> dict:
-    """The hybrid's folds, trained before, scored together on the held-out source and on the
-    validation fold (beside each fold alone: validation and held-out sources disagree about them)."""
-    long_fold, short_fold = (RUNS / f"ablation-{variant}" / f"without-{source}" for variant in HYBRIDS[name])
-    clips = load_clips(manifest, RUNS / f"ablation-{HYBRIDS[name][1]}" / "cache")
-    held = [c for c in clips if c.source == source]
-    val = [c for c in clips if c.fold == "val" and c.source != source]
-    result: dict = {
-        "tests": hybrid_tests(name),
+@dataclasses.dataclass(frozen=True)
+class Combination:
+    """Scored, not trained: the folds of two variants, one clip's window scores from each combined."""
+
+    parts: tuple[str, str]
+    combine: Callable[[dict, dict], dict]
+    what: str  # {0}, {1}: the parts
+
+    @property
+    def tests(self) -> str:
+        return "scored, not trained: " + self.what.format(*self.parts)
+
+
+HYBRID = (
+    "{0}'s mel models with {1}' 1 s waveform model (its best 1 s window inside each 2 s window); "
+    "chosen after seeing the held-out sources"
+)
+COMBINATIONS = {
+    "hybrid": Combination(("longproto", "ours"), wave_inside, HYBRID),
+    "hybrid2": Combination(("longproto2", "ours"), wave_inside, HYBRID),
+    "seeds": Combination(
+        ("ours", "ours3"), seed_mean, "{0} and {1} (two seeds of one recipe), each model's log-odds averaged"
+    ),
+}
+
+
+def _scored_by_system(name: str, source: str, clips: list[Clip]) -> dict[str, Scored]:
+    """The clips scored by the combination `name` and by each of its parts' folds alone."""
+    what = COMBINATIONS[name]
+    alone = {part: scored(RUNS / f"ablation-{part}" / f"without-{source}", clips) for part in what.parts}
+    first, second = alone.values()
+    combined = [what.combine(a, b) for a, b in zip(first.probs, second.probs, strict=True)]
+    return {name: Scored(clips, combined, first.durations), **alone}
+
+
+def combination(name: str, manifest: Path, source: str) -> dict:
+    """The combination's folds, trained before, scored together on the held-out source and on the
+    validation fold beside each part alone (validation and held-out sources disagree about them),
+    and for each the vote the calibration chooses on the validation clips alone (no mixture)."""
+    clips = load_clips(manifest, RUNS / f"ablation-{COMBINATIONS[name].parts[1]}" / "cache")
+    held = _scored_by_system(name, source, [c for c in clips if c.source == source])
+    val = _scored_by_system(name, source, [c for c in clips if c.fold == "val" and c.source != source])
+    return {
+        "tests": COMBINATIONS[name].tests,
         "command": f"python -m models.training.ablations {name} --source {source}",
+        "ranking": held_out_ranking(held[name].probs, held[name].labels),
+        "validation_clip_auc": {s: round(roc_auc(v.labels, clip_scores(v.probs)), 4) for s, v in val.items()},
+        "vote_on_validation_clips": {s: outcome(target_rule(v), held[s]) for s, v in val.items()},
     }
-    combined, labels, _ = _hybrid_probs(name, long_fold, short_fold, held)
-    result["ranking"] = held_out_ranking(combined, labels)
-    combined, labels, alone = _hybrid_probs(name, long_fold, short_fold, val)
-    result["validation_clip_auc"] = {
-        system: round(roc_auc(labels, clip_scores(probs)), 4) for system, probs in {name: combined, **alone}.items()
-    }
-    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("variants", nargs="+", choices=[*sorted(VARIANTS), *HYBRIDS])
+    parser.add_argument("variants", nargs="+", choices=[*sorted(VARIANTS), *COMBINATIONS])
     parser.add_argument("--source", default="belize")
     parser.add_argument("--manifest", type=Path, default=Path("../shared/data/manifest.csv"))
     parser.add_argument("--score-only", action="store_true", help="score the folds trained before")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     for variant in args.variants:
-        if variant in HYBRIDS:
-            result = hybrid(variant, args.manifest, args.source)
+        if variant in COMBINATIONS:
+            result = combination(variant, args.manifest, args.source)
         else:
             result = run(variant, args.manifest, args.source, args.score_only)
         report = json.loads(REPORT.read_text()) if REPORT.exists() else {}
