@@ -167,3 +167,39 @@ def test_the_best_stretch_wave_model_scores_a_2_s_window_by_its_best_1_s_stretch
     each = np.stack([stretch(x[:, s : s + architectures.WAVE_SAMPLES]).numpy()[:, 0] for s in starts])
     np.testing.assert_allclose(model(x).numpy()[:, 0], each.max(axis=0), rtol=1e-6)
     assert architectures.count_macs(model) == len(starts) * architectures.count_macs(architectures.wave_model())
+
+
+def test_source_balancing_gives_each_gunshot_source_the_same_total_weight():
+    loud = [Clip(f"a{i}.flac", 1, "gunshot", "big", "g", "train", shot_clip().audio) for i in range(6)]
+    few = [Clip("b.flac", 1, "gunshot", "small", "g3", "train", shot_clip().audio)]
+    knock = Clip("k.flac", 0, "door_wood_knock", "esc50", "g4", "train", bed_clip().audio)
+    copies = {"positive": 2, "negative": 2, "ambient": 4, "noise": 2, "synthetic": 3}
+    _, labels, plain = train.build_windows([*loud, *few, knock], copies, seed=0)
+    _, _, weights = ablations._source_balanced_windows([*loud, *few, knock], copies, seed=0)
+    sources = ablations.window_sources([*loud, *few, knock], copies)
+    shots = labels == 1
+    totals = [weights[shots & (sources == s)].sum() for s in ("big", "small", "synthetic")]
+    np.testing.assert_allclose(totals, [plain[shots].sum() / 3] * 3, rtol=1e-5)
+    np.testing.assert_array_equal(weights[~shots], plain[~shots])  # the others as before
+
+
+def test_the_log_envelope_front_end_follows_a_tone_s_level_in_decibels():
+    tone = np.sin(2 * np.pi * 1000 * np.arange(4000) / 16000).astype(np.float32)
+    envelope = ablations.LogEnvelope()
+    quiet, loud = (np.asarray(envelope(a * tone.reshape(1, -1, 1))) for a in (0.01, 1.0))
+    assert quiet.shape == (1, 4000 // ablations.ENVELOPE_FRAME, 1)
+    np.testing.assert_allclose(loud - quiet, np.log(100.0), rtol=1e-3)
+
+
+def test_the_narrow_waveform_model_hears_below_4_khz_only():
+    model = ablations._wave_narrow()
+    lowpass = model.get_layer("lowpass")
+    t = np.arange(16000) / 16000
+
+    def passed(hz: float) -> float:
+        tone = np.sin(2 * np.pi * hz * t).astype(np.float32).reshape(1, -1, 1)
+        return float(np.abs(np.asarray(lowpass(tone))[0, 1000:-1000]).max())
+
+    assert passed(1000) == pytest.approx(1.0, abs=0.01)
+    assert passed(6000) < 0.01
+    assert not lowpass.trainable

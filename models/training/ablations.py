@@ -26,7 +26,9 @@ import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import keras
 import numpy as np
+from keras import layers, ops
 
 from inference.vote import logit, sigmoid
 from models.training import architectures, augment, loso, prototype, train
@@ -87,7 +89,6 @@ _band_mean_removal = architectures.BandMeanRemoval.call
 def _band_mean_removal_top_db(self, x):
     """BandMeanRemoval of a patch floored at its peak minus TOP_DB, as the 2019 design's
     power_to_db(top_db=80) did (our front end floors at an absolute -100 dB)."""
-    from keras import ops
 
     return _band_mean_removal(self, ops.maximum(x, ops.max(x, axis=(1, 2), keepdims=True) - prototype.TOP_DB))
 
@@ -106,7 +107,6 @@ def pcen_smoothing(frames: int, hop_s: float) -> np.ndarray:
 def _contrast_and_pcen(self, x):
     """Our contrast channel and PCEN (each band's power over its own smoothed past, root-compressed:
     Lostanlen et al. 2019, robust across sensors) in place of the absolute level."""
-    from keras import ops
 
     frames = x.shape[1]
     smoothing = ops.convert_to_tensor(pcen_smoothing(frames, architectures.WAVE_SAMPLES / SAMPLE_RATE / frames))
@@ -155,8 +155,6 @@ def _with_shot_free_beds(clips: list[Clip], copies: dict[str, int], seed: int):
 
 def _mel_without_stride(name: str, frames: int, mels: int, mean: float, std: float):
     """Our mel model with its first block at full resolution (no stride 2)."""
-    import keras
-    from keras import layers
 
     x = keras.Input((frames, mels), name="logmel")
     y = architectures.BandMeanRemoval(mean, std)(architectures.SpecMask()(x))
@@ -170,8 +168,6 @@ def _mel_without_stride(name: str, frames: int, mels: int, mean: float, std: flo
 def _mel_prototype_body(name: str, frames: int, mels: int, mean: float, std: float):
     """The 2019 design's mel body (full-resolution convolutions, flatten, dense 1024) on our input
     layers, with one sigmoid output."""
-    import keras
-    from keras import layers
 
     def conv(z, filters: int):
         return layers.BatchNormalization()(layers.Conv2D(filters, 3, padding="same", activation="relu")(z))
@@ -193,8 +189,6 @@ def _wave_best_stretch():
     """Our 1 s waveform model on each 1 s stretch of the 2 s window, every HOP, shared weights; the
     window scores its best stretch (the hybrid's waveform model, trained as one; the thought: pooled
     over 2 s, a shot is diluted by twice the background)."""
-    import keras
-    from keras import layers
 
     one = _wave_model()
     inner = keras.Model(one.input, one.output, name="wave_stretch")
@@ -202,6 +196,86 @@ def _wave_best_stretch():
     x = keras.Input((augment.WINDOW,), name="waveform")
     scores = [inner(x[:, start : start + stretch]) for start in range(0, augment.WINDOW - stretch + 1, HOP)]
     return keras.Model(x, layers.Maximum(name="gunshot_best")(scores), name="wave")
+
+
+LOG_FLOOR = 1e-5  # -100 dB under a full-scale filter output: the envelope's log never meets 0
+ENVELOPE_FILTERS, ENVELOPE_TAPS, ENVELOPE_STRIDE = 48, 64, 8  # 4 ms filters, sampled at 2 kHz
+ENVELOPE_FRAME = 20  # their rectified output averaged over 10 ms frames, as the mel models' hop
+
+
+@keras.saving.register_keras_serializable(package="gunshot")
+class LogEnvelope(layers.Layer):
+    """Band-pass filter outputs to a log envelope: rectified, averaged over `frame` samples, logged."""
+
+    def __init__(self, frame: int = ENVELOPE_FRAME, **kwargs):
+        super().__init__(**kwargs)
+        self.frame = int(frame)
+
+    def call(self, x):
+        return ops.log(ops.average_pool(ops.abs(x), self.frame, self.frame) + LOG_FLOOR)
+
+    def get_config(self):
+        return {**super().get_config(), "frame": self.frame}
+
+
+def _wave_log_envelope():
+    """A 1D CNN on the waveform with a compressive front end: learned band-pass filters, their
+    rectified output averaged over 10 ms and log-compressed, with each filter's mean over the window
+    removed as a second view (as BandMeanRemoval does for the mel models), then 1D convolutions over
+    time. The thought: the shipped waveform model ranks new sources worst of the three (37 of 45
+    runs); linear filters and ReLU see level and phase, a log envelope sees what the mel models see
+    on a scale that ignores the microphone's gain and colouring."""
+    x = keras.Input((architectures.WAVE_SAMPLES,), name="waveform")
+    y = layers.Reshape((architectures.WAVE_SAMPLES, 1))(architectures.PeakNormalize()(x))
+    y = layers.Conv1D(ENVELOPE_FILTERS, ENVELOPE_TAPS, strides=ENVELOPE_STRIDE, padding="same", use_bias=False)(y)
+    y = LogEnvelope()(y)
+    y = layers.Concatenate()([y, y - ops.mean(y, axis=1, keepdims=True)])
+    y = layers.BatchNormalization()(y)
+    y = architectures._conv_block(y, 64, 5, layers.Conv1D, layers.MaxPooling1D(2))
+    y = architectures._conv_block(y, 96, 3, layers.Conv1D, layers.MaxPooling1D(2))
+    y = architectures._conv_block(y, 96, 3, layers.Conv1D)
+    pools = [layers.GlobalMaxPooling1D, layers.GlobalAveragePooling1D]
+    return keras.Model(x, architectures._head(y, pools), name="wave")
+
+
+NARROW_FMAX = 4000.0  # the forest recorders' band (8 kHz sampling): what every source has
+LOWPASS_TAPS = 63
+
+
+def _wave_narrow():
+    """Our waveform model behind a fixed low-pass FIR (windowed sinc at NARROW_FMAX): part of the
+    exported model, so the runtime is unchanged."""
+    from scipy import signal
+
+    taps = signal.firwin(LOWPASS_TAPS, NARROW_FMAX * 0.95, fs=SAMPLE_RATE).astype(np.float32)
+    inner = _wave_model()
+    x = keras.Input((architectures.WAVE_SAMPLES,), name="waveform")
+    lowpass = layers.Conv1D(1, LOWPASS_TAPS, padding="same", use_bias=False, trainable=False, name="lowpass")
+    y = lowpass(layers.Reshape((architectures.WAVE_SAMPLES, 1))(x))
+    lowpass.set_weights([taps[::-1].reshape(LOWPASS_TAPS, 1, 1)])
+    return keras.Model(x, inner(layers.Reshape((architectures.WAVE_SAMPLES,))(y)), name="wave")
+
+
+_build_windows = train.build_windows
+
+
+def window_sources(clips: list[Clip], copies: dict[str, int]) -> np.ndarray:
+    """Each training window's source, in train.build_windows' order."""
+    recorded = [c.source for c in clips for _ in range(copies[train.window_kind(c)])]
+    return np.array(recorded + ["synthetic"] * copies["synthetic"] + ["noise"] * copies["noise"])
+
+
+def _source_balanced_windows(clips: list[Clip], copies: dict[str, int], seed: int):
+    """train.build_windows with the gunshot windows reweighted: each source's shots (the synthetic
+    ones a source too) weigh alike in total, and all of them as much as before."""
+    x, y, w = _build_windows(clips, copies, seed)
+    sources, shots = window_sources(clips, copies), y == 1
+    names = np.unique(sources[shots])
+    total = w[shots].sum()
+    for name in names:
+        mine = shots & (sources == name)
+        w[mine] *= total / len(names) / w[mine].sum()
+    return x, y, w
 
 
 # Per variant: (module, attribute, value) changes, and what it tests.
@@ -267,6 +341,25 @@ VARIANTS: dict[str, tuple[str, list[Change]]] = {
         "hard negatives (knocks, claps, thunder, glass, fireworks, ...) weigh 5 in the loss instead of 2: "
         "the validation negatives that set every fold's threshold are of these kinds (fusion.py)",
         [(train, "HARD_NEGATIVE_WEIGHT", 5.0)],
+    ),
+    "wavelog": (
+        "the waveform model with a compressive front end: learned 4 ms band-pass filters, rectified, averaged "
+        "over 10 ms and log-compressed (and each filter's mean removed), then 1D convolutions over time",
+        [(architectures, "wave_model", _wave_log_envelope)],
+    ),
+    "wavelog2": (
+        "wavelog at another seed (ours2's): a second pair with the same mel models",
+        [(architectures, "wave_model", _wave_log_envelope), (train, "SEED", train.SEED + 1)],
+    ),
+    "balanced": (
+        "each gunshot source (the synthetic shots one too) weighs alike in the loss, not by its number of clips: "
+        "the biggest source's guns and recorders do not set what a shot is",
+        [(train, "build_windows", _source_balanced_windows)],
+    ),
+    "narrow": (
+        "every model hears only 50-4000 Hz, the band all sources share: mel bands up to 4 kHz, the waveform "
+        "model behind a fixed low-pass (no bandwidth cue at all, rather than balanced band-limiting)",
+        [(train, "FMAX", NARROW_FMAX), (architectures, "wave_model", _wave_narrow)],
     ),
     "short": (
         "4 epochs instead of 12 (the 2019 design made 3-8 passes): less fitting to the training sources",

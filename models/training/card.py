@@ -309,6 +309,33 @@ mixture (seed 0) of the same clips: held out from the choice, but not independen
   false positive by clip score 0.15 / 0.18 / 0.05 (0.14 / 0.52 / 0.24). Held out, new sources
   rank lower, so not shipped: teaching the models more impulsive non-gun sounds makes them surer
   of what they have seen, not of new guns.
+- Two changes of what the models hear, tried and not shipped (2026-12-04; `python -m
+  models.training.ablations VARIANT --source SOURCE`, one run each; ours' four ablation runs in
+  brackets, per source belize / us8k / elp). `wavelog`: the waveform model with a compressive
+  front end (48 learned 4 ms band-pass filters, rectified, averaged over 10 ms, log-compressed,
+  each filter's mean over the window removed as a second view, then 1D convolutions; 10.8 M
+  multiply-adds, float32 export: dynamic range cost 0.005 of its validation AUC). Its mel models
+  came out identical to ours_rerun's (same seed: the same AUCs to four digits), so that pair
+  differs in the waveform model alone. Its waveform model ranks the held-out clips at 0.727 /
+  0.800 / 0.709 (ours_rerun 0.774 / 0.750 / 0.745; four runs 0.766-0.804 / 0.750-0.855 /
+  0.661-0.841), fused 0.809 / 0.947 / 0.777 (ours_rerun 0.890 / 0.939 / 0.849); at no false
+  positive the fused score hears more of belize and us8k (0.330 / 0.333 against 0.200 / 0.177)
+  and less of elp (0.146 against 0.303), and its vote 0.320 / 0.292 / 0.000 (ours_rerun 0.215 /
+  0.323 / 0.100). A log envelope is not what the waveform model lacks. `narrow`: every model
+  hears 50-4000 Hz only, the band all four gunshot sources share (mel bands up to 4 kHz, the
+  waveform model behind a fixed 63-tap low-pass inside the exported model: the runtime
+  unchanged), instead of balanced band-limiting. Held out, mel_fine ranks belize and us8k better
+  than any run of ours (0.853 against 0.785-0.817, 0.951 against 0.933-0.945) but elp worse
+  (0.776 against 0.777-0.859; mel_coarse 0.748 against 0.808-0.881); fused 0.895 / 0.952 / 0.795
+  (0.851-0.898 / 0.939-0.958 / 0.832-0.881), vote 0.223 / 0.240 / 0.070 (0.038-0.215 /
+  0.260-0.323 / 0.002-0.284). The band above 4 kHz is not what keeps a new source's shots down.
+- Each gunshot source weighing alike in the loss, tried and not shipped (2026-12-04, `balanced`,
+  one run: the synthetic shots count as a source, all shots weigh as much as before; the largest
+  source, elp, has 963 clips, us8k 96). Fused held out 0.905 / 0.964 / 0.846 (ours' four runs
+  0.851-0.898 / 0.939-0.958 / 0.832-0.881): just above every run of ours on belize and us8k, inside
+  on elp; recall at no false positive 0.170 / 0.417 / 0.326 (0.144-0.277 / 0.177-0.385 /
+  0.282-0.521); its vote 0.081 / 0.292 / 0.052 at no false positive, inside ours' spread. A lead
+  worth a second seed, not a result.
 - Automatic fire (bursts) within the merge gap is one event; windows are 1 s, so a shot is
   decided about 1 s after it starts.
 
