@@ -347,14 +347,14 @@ VARIANTS: dict[str, tuple[str, list[Change]]] = {
         "over 10 ms and log-compressed (and each filter's mean removed), then 1D convolutions over time",
         [(architectures, "wave_model", _wave_log_envelope)],
     ),
-    "wavelog2": (
-        "wavelog at another seed (ours2's): a second pair with the same mel models",
-        [(architectures, "wave_model", _wave_log_envelope), (train, "SEED", train.SEED + 1)],
-    ),
     "balanced": (
         "each gunshot source (the synthetic shots one too) weighs alike in the loss, not by its number of clips: "
         "the biggest source's guns and recorders do not set what a shot is",
         [(train, "build_windows", _source_balanced_windows)],
+    ),
+    "balanced2": (
+        "balanced at another seed (ours2's): is its lead more than a seed moves?",
+        [(train, "build_windows", _source_balanced_windows), (train, "SEED", train.SEED + 1)],
     ),
     "narrow": (
         "every model hears only 50-4000 Hz, the band all sources share: mel bands up to 4 kHz, the waveform "

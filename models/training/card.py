@@ -684,6 +684,12 @@ def _runs(values: list[float]) -> str:
     return f"{runs} (mean {fmt(float(sum(values) / len(values)))})" if len(values) > 1 else runs
 
 
+def _repeats_run(ablations: dict) -> dict[str, str]:
+    """recipe_choice.REPEATS, of the runs the report holds."""
+    held = {name for variants in ablations.values() for name in variants}
+    return {run: recipe for run, recipe in recipe_choice.REPEATS.items() if run in held}
+
+
 def _recipe_choice(ablations: dict) -> list[str]:
     """Each recipe run on every ranked source, run by run, and the recipe each held-out source gets
     when recipes are chosen on the other held-out sources (recipe_choice)."""
@@ -691,7 +697,7 @@ def _recipe_choice(ablations: dict) -> list[str]:
     if not aucs:
         return []
     sources = list(next(iter(aucs.values())))
-    repeats = ", ".join(f"{run} ({recipe})" for run, recipe in recipe_choice.REPEATS.items())
+    repeats = ", ".join(f"{run} ({recipe})" for run, recipe in _repeats_run(ablations).items())
     lines = [
         "",
         "### Run-to-run spread, and a recipe chosen on the other held-out sources",
@@ -722,11 +728,12 @@ def _recipe_choice(ablations: dict) -> list[str]:
     return lines
 
 
-def _ablation_command(source: str) -> str:
+def _ablation_command(source: str, variants: dict) -> str:
+    repeats = list(_repeats_run({source: variants}))
+    said = f" ({', '.join(repeats)} are repeats: the run-to-run spread below)" if repeats else ""
     return (
         f"`python -m models.training.ablations VARIANT --source {source}` (models/reports/ablations.json): "
-        "the leave-one-source-out fold trained with one part of our recipe changed, one run each "
-        f"({', '.join(recipe_choice.REPEATS)} are repeats: the run-to-run spread below)."
+        f"the leave-one-source-out fold trained with one part of our recipe changed, one run each{said}."
     )
 
 
@@ -740,7 +747,7 @@ def _ablation_ranking(source: str, variants: dict) -> list[str]:
     at = [key.split("_")[2] for key in counts if key.startswith("recall_at_")]
     models = [m for m in next(iter(ranked.values()))["ranking"] if m != "fused"]
     lines = [
-        _ablation_command(source) + " Clip AUC per model (its highest window) and fused (the clip score), "
+        _ablation_command(source, variants) + " Clip AUC per model (its highest window) and fused (the clip score), "
         "the fused recall at as many false-positive clips, and the chosen vote's recall / F1 / false positives.",
         "",
         "| variant | what changes | fused AUC | "
@@ -774,7 +781,7 @@ def _ablation_ranking(source: str, variants: dict) -> list[str]:
 
 def _ablation_recall(source: str, variants: dict) -> list[str]:
     lines = [
-        _ablation_command(source) + " The source has no other clips to rank its shots against: the chosen "
+        _ablation_command(source, variants) + " The source has no other clips to rank its shots against: the chosen "
         "vote's recall of its shots.",
         "",
         "| variant | what changes | vote recall |",

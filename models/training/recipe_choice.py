@@ -11,7 +11,14 @@ from __future__ import annotations
 import numpy as np
 
 # Runs of one recipe at another seed or on another machine: the spread a comparison must beat.
-REPEATS = {"ours_rerun": "ours", "ours2": "ours", "ours3": "ours", "longproto2": "longproto", "hybrid2": "hybrid"}
+REPEATS = {
+    "ours_rerun": "ours",
+    "ours2": "ours",
+    "ours3": "ours",
+    "longproto2": "longproto",
+    "hybrid2": "hybrid",
+    "balanced2": "balanced",
+}
 
 
 def recipe_aucs(report: dict) -> dict[str, dict[str, list[float]]]:
