@@ -89,7 +89,6 @@ _band_mean_removal = architectures.BandMeanRemoval.call
 def _band_mean_removal_top_db(self, x):
     """BandMeanRemoval of a patch floored at its peak minus TOP_DB, as the 2019 design's
     power_to_db(top_db=80) did (our front end floors at an absolute -100 dB)."""
-
     return _band_mean_removal(self, ops.maximum(x, ops.max(x, axis=(1, 2), keepdims=True) - prototype.TOP_DB))
 
 
@@ -107,7 +106,6 @@ def pcen_smoothing(frames: int, hop_s: float) -> np.ndarray:
 def _contrast_and_pcen(self, x):
     """Our contrast channel and PCEN (each band's power over its own smoothed past, root-compressed:
     Lostanlen et al. 2019, robust across sensors) in place of the absolute level."""
-
     frames = x.shape[1]
     smoothing = ops.convert_to_tensor(pcen_smoothing(frames, architectures.WAVE_SAMPLES / SAMPLE_RATE / frames))
     power = ops.exp(x * (np.log(10.0) / 10.0))  # the front end's dB back to power
@@ -155,7 +153,6 @@ def _with_shot_free_beds(clips: list[Clip], copies: dict[str, int], seed: int):
 
 def _mel_without_stride(name: str, frames: int, mels: int, mean: float, std: float):
     """Our mel model with its first block at full resolution (no stride 2)."""
-
     x = keras.Input((frames, mels), name="logmel")
     y = architectures.BandMeanRemoval(mean, std)(architectures.SpecMask()(x))
     for filters in architectures.MEL_FILTERS[:-1]:
@@ -168,7 +165,6 @@ def _mel_without_stride(name: str, frames: int, mels: int, mean: float, std: flo
 def _mel_prototype_body(name: str, frames: int, mels: int, mean: float, std: float):
     """The 2019 design's mel body (full-resolution convolutions, flatten, dense 1024) on our input
     layers, with one sigmoid output."""
-
     def conv(z, filters: int):
         return layers.BatchNormalization()(layers.Conv2D(filters, 3, padding="same", activation="relu")(z))
 
@@ -189,7 +185,6 @@ def _wave_best_stretch():
     """Our 1 s waveform model on each 1 s stretch of the 2 s window, every HOP, shared weights; the
     window scores its best stretch (the hybrid's waveform model, trained as one; the thought: pooled
     over 2 s, a shot is diluted by twice the background)."""
-
     one = _wave_model()
     inner = keras.Model(one.input, one.output, name="wave_stretch")
     stretch = architectures.WAVE_SAMPLES
