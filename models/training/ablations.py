@@ -165,6 +165,7 @@ def _mel_without_stride(name: str, frames: int, mels: int, mean: float, std: flo
 def _mel_prototype_body(name: str, frames: int, mels: int, mean: float, std: float):
     """The 2019 design's mel body (full-resolution convolutions, flatten, dense 1024) on our input
     layers, with one sigmoid output."""
+
     def conv(z, filters: int):
         return layers.BatchNormalization()(layers.Conv2D(filters, 3, padding="same", activation="relu")(z))
 
