@@ -236,6 +236,7 @@ def _wave_log_envelope():
 
 NARROW_FMAX = 4000.0  # the forest recorders' band (8 kHz sampling): what every source has
 LOWPASS_TAPS = 63
+LOWPASS_CUTOFF_HZ = 0.95 * NARROW_FMAX  # the 63-tap filter's transition band ends about at NARROW_FMAX
 
 
 def _wave_narrow():
@@ -243,7 +244,7 @@ def _wave_narrow():
     exported model, so the runtime is unchanged."""
     from scipy import signal
 
-    taps = signal.firwin(LOWPASS_TAPS, NARROW_FMAX * 0.95, fs=SAMPLE_RATE).astype(np.float32)
+    taps = signal.firwin(LOWPASS_TAPS, LOWPASS_CUTOFF_HZ, fs=SAMPLE_RATE).astype(np.float32)
     inner = _wave_model()
     x = keras.Input((architectures.WAVE_SAMPLES,), name="waveform")
     lowpass = layers.Conv1D(1, LOWPASS_TAPS, padding="same", use_bias=False, trainable=False, name="lowpass")
