@@ -265,6 +265,12 @@ def profile(config_path, source, device, duration, data_dir, as_json) -> None:
     help="Instead: per gunshot source, train without it and evaluate on it (into --out, default models/runs/loso).",
 )
 @click.option(
+    "--held-out",
+    multiple=True,
+    metavar="SOURCE",
+    help="With --leave-one-source-out: only these folds (repeatable); earlier folds of the same recipe are kept.",
+)
+@click.option(
     "--calibrate-only",
     is_flag=True,
     help="Only choose new thresholds and vote for the models in --out (with --leave-one-source-out: its folds).",
@@ -284,7 +290,7 @@ def profile(config_path, source, device, duration, data_dir, as_json) -> None:
     show_default=True,
     help="Make this many times the augmented windows of each clip (measured, not shipped: models/README.md).",
 )
-def train(manifest, out, epochs, quick, loso, calibrate_only, extra, copies_scale) -> None:
+def train(manifest, out, epochs, quick, loso, held_out, calibrate_only, extra, copies_scale) -> None:
     """Train the three CNNs and export them to TFLite (needs the `train` extra: TensorFlow)."""
     try:
         from models.training import loso as leave_one_source_out
@@ -301,7 +307,12 @@ def train(manifest, out, epochs, quick, loso, calibrate_only, extra, copies_scal
     if loso:
         out = Path("models/runs/loso") if out == Path("models") else out
         epochs = epochs or leave_one_source_out.LOSO_EPOCHS
-        leave_one_source_out.main(manifest, out, epochs, calibrate_only, extra=tuple(extra), copies_scale=copies_scale)
+        try:
+            leave_one_source_out.main(
+                manifest, out, epochs, calibrate_only, tuple(held_out), extra=tuple(extra), copies_scale=copies_scale
+            )
+        except ValueError as exc:
+            raise click.ClickException(f"--held-out: {exc}") from None
         return
     if calibrate_only:
         from models.training.train import recalibrate

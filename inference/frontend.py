@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 
 def hop_samples(config: Config, ensemble: Ensemble) -> int:
-    """The window hop in samples: a whole number of frames of every log-mel stream."""
+    """The window hop in samples: a whole number of frames of every log-mel stream, and of steps
+    from each shorter model window to the vote window's end."""
     hop = round(config.detector.hop * ensemble.sample_rate)
     for spec in ensemble.logmel_specs().values():
         if hop % spec.hop_length:
@@ -36,8 +37,15 @@ def hop_samples(config: Config, ensemble: Ensemble) -> int:
                 f"detector.hop: {config.detector.hop} s is not a multiple of the {spec.hop_length}-sample "
                 f"frame hop of the models' features (try 0.5)"
             )
-    if hop > ensemble.window_samples:
-        raise ValueError(f"detector.hop: {config.detector.hop} s is longer than the models' window")
+    for model in ensemble.models:
+        if hop > model.window_samples:
+            raise ValueError(f"detector.hop: {config.detector.hop} s is longer than model {model.id}'s window")
+        if (ensemble.window_samples - model.window_samples) % hop:
+            raise ValueError(
+                f"detector.hop: {config.detector.hop} s does not step model {model.id}'s "
+                f"{model.window_samples}-sample window to the end of the {ensemble.window_samples}-sample "
+                f"vote window (try 0.5)"
+            )
     return hop
 
 

@@ -61,7 +61,12 @@ class Ensemble:
 
     @property
     def window_samples(self) -> int:
-        return self.models[0].window_samples
+        """The longest model window: the window the vote decides. A model with a shorter one
+        scores its best window inside it (inference/worker.py, WindowScorer)."""
+        return max(m.window_samples for m in self.models)
+
+    def model(self, model_id: str) -> ModelSpec:
+        return next(m for m in self.models if m.id == model_id)
 
     def logmel_specs(self) -> dict[str, LogMelSpec]:
         """Distinct log-mel streams by key: each is computed once, whichever models share it."""
@@ -89,10 +94,10 @@ def load_ensemble(models_dir: Path | str) -> Ensemble:
         raise ModelError(f"{models_dir / ENSEMBLE_FILE}: lists no models")
     first = models[0]
     for model in models[1:]:
-        if (model.sample_rate, model.window_samples) != (first.sample_rate, first.window_samples):
+        if model.sample_rate != first.sample_rate:
             raise ModelError(
-                f"model {model.id} expects {model.sample_rate} Hz / {model.window_samples} samples, "
-                f"model {first.id} {first.sample_rate} Hz / {first.window_samples}: they cannot vote together"
+                f"model {model.id} expects {model.sample_rate} Hz audio, model {first.id} "
+                f"{first.sample_rate} Hz: they cannot vote together"
             )
     ensemble = Ensemble(models, votes_required, fused)
     try:

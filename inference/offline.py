@@ -16,7 +16,7 @@ from inference.events import Event, EventTracker
 from inference.frontend import Frontend, feature_ring_capacity
 from inference.model import Ensemble, TFLiteModel
 from inference.vote import VoteBox
-from inference.worker import WindowReader
+from inference.worker import WindowReader, WindowScorer
 from pipeline.layout import AUDIO_SHAPE, feature_shape
 from pipeline.ring import Ring
 
@@ -106,8 +106,13 @@ class _Run:
             for key, spec in ensemble.logmel_specs().items()
         }
         self.frontend = Frontend(audio, streams, ensemble.window_samples, detector.hop)
-        self.readers = [
-            (model, WindowReader(model.spec, audio, streams[model.spec.logmel.key][1] if model.spec.logmel else None))
+        self.scorers = [
+            WindowScorer(
+                model,
+                WindowReader(model.spec, audio, streams[model.spec.logmel.key][1] if model.spec.logmel else None),
+                ensemble.window_samples,
+                detector.hop,
+            )
             for model in detector.models
         ]
         self.box = VoteBox(detector.rule, timeout=math.inf)
@@ -118,8 +123,8 @@ class _Run:
 
     def score_ready(self) -> None:
         for ready in self.frontend.step():
-            for model, reader in self.readers:
-                self.box.add(ready.index, model.spec.id, model.predict(reader.input_for(ready)), now=0.0)
+            for scorer in self.scorers:
+                self.box.add(ready.index, scorer.model.spec.id, scorer.score(ready), now=0.0)
             for decision in self.box.decide(now=0.0):
                 self.result.windows += 1
                 self.result.score = max(self.result.score, decision.confidence)

@@ -9,7 +9,8 @@ from multiprocessing.synchronize import Event as StopEvent
 import numpy as np
 
 from capture.pcm import int16_to_float
-from inference.model import ModelSpec, TFLiteModel, load_spec
+from inference.frontend import hop_samples
+from inference.model import ModelSpec, TFLiteModel, load_ensemble
 from pipeline.config import Config
 from pipeline.layout import AUDIO_SHAPE, Layout, feature_shape
 from pipeline.messages import Vote, WindowReady
@@ -30,23 +31,48 @@ class WindowReader:
         self.audio = audio
         self.features = features
 
-    def input_for(self, window: WindowReady) -> np.ndarray:
-        """Raises Lapped or NotWritten when the window's data is not in the rings."""
+    def input_at(self, start: int) -> np.ndarray:
+        """The model's window from audio sample `start`. Raises Lapped or NotWritten when its data
+        is not in the rings."""
         if self.spec.logmel is None:
-            return int16_to_float(self.audio.read(window.start, self.spec.window_samples))
-        first_frame = window.start // self.spec.logmel.hop_length
-        return self.features.read(first_frame, self.spec.input_shape[1])
+            return int16_to_float(self.audio.read(start, self.spec.window_samples))
+        return self.features.read(start // self.spec.logmel.hop_length, self.spec.input_shape[1])
+
+
+class WindowScorer:
+    """A model's probability for a vote window. A model whose own window is shorter scores each of
+    its windows inside (one every hop, the last ending with the vote window) and gives the best:
+    each is scored once and kept while a later vote window still holds it, so it costs one
+    inference per hop like the others."""
+
+    def __init__(self, model: TFLiteModel, reader: WindowReader, window_samples: int, hop: int) -> None:
+        self.model = model
+        self.reader = reader
+        self.offsets = range(0, window_samples - model.spec.window_samples + 1, hop)
+        self._scores: dict[int, float] = {}  # by the start of the model's window
+
+    def score(self, window: WindowReady) -> float:
+        """Raises Lapped or NotWritten when the window's data is not in the rings."""
+        self._scores = {start: p for start, p in self._scores.items() if start >= window.start}
+        best = 0.0
+        for start in (window.start + offset for offset in self.offsets):
+            if start not in self._scores:
+                self._scores[start] = self.model.predict(self.reader.input_at(start))
+            best = max(best, self._scores[start])
+        return best
 
 
 def run_worker(config: Config, model_id: str, layout: Layout, stop: StopEvent) -> int:
     process_setup(f"model.{model_id}", supervisor_pid=layout.supervisor_pid)
-    spec = load_spec(config.detector.models_dir, model_id)
-    model = TFLiteModel(spec)
+    ensemble = load_ensemble(config.detector.models_dir)
+    spec = ensemble.model(model_id)
     audio = Ring.attach(layout.audio_ring, AUDIO_SHAPE)
     features = None
     if spec.logmel is not None:
         features = Ring.attach(layout.feature_rings[spec.logmel.key], feature_shape(spec.logmel.n_mels))
-    reader = WindowReader(spec, audio, features)
+    scorer = WindowScorer(
+        TFLiteModel(spec), WindowReader(spec, audio, features), ensemble.window_samples, hop_samples(config, ensemble)
+    )
     slot = StatsTable.attach(layout.stats, layout.process_names).slot(f"model.{model_id}")
     inbox = layout.windows[model_id]
     log.info("model %s %s ready", spec.id, spec.version)
@@ -57,7 +83,7 @@ def run_worker(config: Config, model_id: str, layout: Layout, stop: StopEvent) -
             continue
         since = slot.busy()
         try:
-            probability = model.predict(reader.input_for(window))
+            probability = scorer.score(window)
         except (Lapped, NotWritten) as exc:
             slot.add("dropped")
             log.warning("window %d skipped: %s", window.index, exc)

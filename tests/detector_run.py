@@ -37,9 +37,10 @@ STOP_TIMEOUT = 60.0
 # thresholds at which the shots they use are heard and the test background is not; that each of
 # PIPELINE_SHOTS is heard once at every offset within a hop is checked offline
 # (tests/test_pipeline_shots.py), so a retrained set that breaks it fails there, not by chance in a
-# real-time test. (The Wesnoth musket is missed at 3 of 16 offsets by the shipped set.)
-PIPELINE_THRESHOLDS = {"wave": 0.5, "mel_fine": 0.8, "mel_coarse": 0.75}
-PIPELINE_SHOTS = ("hedgewars-shotgun", "wesnoth-gunshot")
+# real-time test. (The Wesnoth pistol is too close to them: mel_coarse 0.5-0.85 with the shipped set,
+# and the test background alone reaches wave 0.71.)
+PIPELINE_THRESHOLDS = {"wave": 0.9, "mel_fine": 0.8, "mel_coarse": 0.8}
+PIPELINE_SHOTS = ("hedgewars-shotgun", "openarena-shotgun")
 # The detector's processes as `ps` names them (15 characters kept), the supervisor's children.
 CHILD_PROCESSES = (
     "gs.capture",

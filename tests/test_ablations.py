@@ -20,12 +20,18 @@ def bed_clip() -> Clip:
     return Clip("bed.flac", 0, "rain", "s", "g2", "train", rng.standard_normal(64000).astype(np.float32) * 0.1)
 
 
-def test_the_long_variant_builds_two_second_windows_and_restores_one_second():
+def test_variants_change_the_one_second_recipe_and_shipped_trains_todays():
+    shipped = dict(train.WINDOW_SAMPLES)
+    assert set(shipped.values()) == {augment.SAMPLE_RATE, 2 * augment.SAMPLE_RATE}
     with ablations.applied("long"):
-        assert augment.plain_window(shot_clip()).shape == (ablations.LONG_WINDOW,)
-        assert augment.crop(np.random.default_rng(0), bed_clip().audio).shape == (ablations.LONG_WINDOW,)
-    assert augment.plain_window(shot_clip()).shape == (augment.SAMPLE_RATE,)
-    assert augment.crop(np.random.default_rng(0), bed_clip().audio).shape == (augment.SAMPLE_RATE,)
+        assert set(train.WINDOW_SAMPLES.values()) == {ablations.LONG_WINDOW}
+        assert train.plain_windows([shot_clip()], train.WINDOW_SAMPLES["wave"])[0].shape == (2, ablations.LONG_WINDOW)
+    with ablations.applied("ours"):
+        assert set(train.WINDOW_SAMPLES.values()) == {augment.SAMPLE_RATE}
+        assert train.LOGMEL["mel_fine"] == (512, 160, 64)
+    with ablations.applied("shipped"):
+        assert shipped == train.WINDOW_SAMPLES
+    assert shipped == train.WINDOW_SAMPLES and train.LOGMEL["mel_fine"] == ablations.PROTOTYPE_LOGMEL["mel_fine"]
 
 
 def test_the_plain_variant_places_the_shot_and_adds_nothing():

@@ -22,7 +22,17 @@ from pipeline.messages import OutboxChanged
 from pipeline.metrics import StatsTable
 from pipeline.ring import Ring
 
-RATE, WINDOW, HOP = 16000, 16000, 8000
+RATE, HOP = 16000, 8000
+WINDOW = load_ensemble("").window_samples
+
+
+def windows_until_closed(last_positive: int, config: Config) -> range:
+    """Negative windows after the last positive one until the event closes: one starts past its end
+    plus the merge gap."""
+    end = last_positive * HOP + WINDOW + round(config.detector.merge_gap * RATE)
+    return range(last_positive + 1, end // HOP + 2)
+
+
 RECIPIENTS = ["+447700900123", "+12025550143"]
 
 
@@ -68,12 +78,12 @@ def test_an_event_is_queued_for_every_recipient_the_moment_it_opens(aggregator):
 
 def test_closing_completes_the_record_and_saves_the_clip_with_pre_and_post_roll(aggregator):
     agg, audio, _, data = aggregator
-    shot = np.zeros(RATE * 12, dtype=np.int16)
+    shot = np.zeros(RATE * 16, dtype=np.int16)
     shot[int(RATE * 3.2)] = 20000
     audio.write(shot)
     agg.handle(decision(6, True))
     agg.handle(decision(7, True))
-    for index in range(8, 15):  # the event closes once a window starts past end + merge_gap
+    for index in windows_until_closed(7, agg.config):
         agg.handle(decision(index, False))
     (event,) = EventLog(data).events()
     assert event.state == "closed" and event.windows == 2
@@ -88,9 +98,9 @@ def test_closing_completes_the_record_and_saves_the_clip_with_pre_and_post_roll(
 
 def test_retention_removes_old_clips_events_and_sent_texts_but_never_pending_ones(aggregator):
     agg, audio, _, data = aggregator
-    audio.write(np.zeros(RATE * 12, dtype=np.int16))
+    audio.write(np.zeros(RATE * 16, dtype=np.int16))
     agg.handle(decision(6, True))
-    for index in range(7, 14):
+    for index in windows_until_closed(6, agg.config):
         agg.handle(decision(index, False))
     agg.write_due_clips()
     outbox = Outbox(outbox_path(data))

@@ -23,7 +23,7 @@ def ends(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def test_transition_crossfades_from_one_sound_to_the_other_inside_the_window(monkeypatch):
     rng = np.random.default_rng(3)
-    monkeypatch.setattr(augment, "background", lambda rng, negatives: augment.crop(rng, tone(300.0)))
+    monkeypatch.setattr(augment, "background", lambda rng, negatives, window: augment.crop(rng, tone(300.0), window))
     monkeypatch.setattr(augment, "P_ONE_SIDE_BANDLIMITED", 0.0)
     low_first = []
     for _ in range(40):
@@ -38,7 +38,7 @@ def test_transition_crossfades_from_one_sound_to_the_other_inside_the_window(mon
 def test_transition_sometimes_band_limits_one_side_only(monkeypatch):
     rng = np.random.default_rng(5)
     both = tone(300.0) + tone(6000.0)
-    monkeypatch.setattr(augment, "background", lambda rng, negatives: augment.crop(rng, both))
+    monkeypatch.setattr(augment, "background", lambda rng, negatives, window: augment.crop(rng, both, window))
     monkeypatch.setattr(augment, "P_ONE_SIDE_BANDLIMITED", 1.0)
     for _ in range(20):
         x = augment.transition(rng, both, [])
@@ -107,3 +107,24 @@ def test_band_limited_windows_are_as_common_among_gunshots_as_among_other_sounds
     limited = np.array([high_share(w) < 1e-3 for w in x])
     gunshot, other = limited[y == 1].mean(), limited[y == 0].mean()
     assert abs(gunshot - 0.9) < 0.06 and abs(other - 0.9) < 0.06  # 0.8 narrow + half of the rest
+
+
+def test_windows_of_each_model_length_come_from_one_recipe():
+    """The 2 s windows of the mel models and the 1 s windows of the waveform model: the same
+    clips and kinds, each shot inside its window."""
+    rng = np.random.default_rng(3)
+    shot = np.zeros(3 * SAMPLE_RATE, dtype=np.float32)
+    shot[SAMPLE_RATE : SAMPLE_RATE + 400] = rng.standard_normal(400)
+    clips = [
+        Clip("shot.flac", 1, "gunshot", "s", "g", "train", shot),
+        Clip(
+            "rain.flac", 0, "rain", "s", "g2", "train", 0.05 * rng.standard_normal(4 * SAMPLE_RATE).astype(np.float32)
+        ),
+    ]
+    copies = {"positive": 6, "negative": 6, "ambient": 6, "noise": 2, "synthetic": 2}
+    for window in sorted(set(train.WINDOW_SAMPLES.values())):
+        x, y, w = train.build_windows(clips, copies, seed=0, window=window)
+        assert x.shape == (len(y), window) and np.all(np.isfinite(x)) and len(w) == len(y) == 16
+        assert np.array_equal(y, [1] * 6 + [0] * 6 + [1] * 2 + [0] * 2)
+        plain, _ = train.plain_windows(clips, window)
+        assert plain.shape == (3, window) and np.all(np.abs(plain[:2]).max(axis=1) > 0.5)

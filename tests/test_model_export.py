@@ -35,14 +35,15 @@ np.save(sys.argv[3], model.predict(x, verbose=0).reshape(-1))
 """
 
 
-def validation_windows() -> np.ndarray:
+def validation_windows(length: int) -> np.ndarray:
+    """A window of `length` samples from each clip, its loudest sample a quarter in."""
     windows = []
     for row in validation_rows(CLIPS_PER_LABEL):
         audio = read_audio(SHARED_DATA / row["path"], 16000)
         peak = int(np.argmax(np.abs(audio)))
-        start = max(0, min(peak - 4000, len(audio) - 16000))
-        window = np.zeros(16000, dtype=np.float32)
-        piece = audio[start : start + 16000]
+        start = max(0, min(peak - length // 4, len(audio) - length))
+        window = np.zeros(length, dtype=np.float32)
+        piece = audio[start : start + length]
         window[: len(piece)] = piece
         windows.append(int16_to_float(float_to_int16(window)))
     return np.stack(windows)
@@ -51,7 +52,7 @@ def validation_windows() -> np.ndarray:
 @pytest.mark.parametrize("model_id", ["wave", "mel_fine", "mel_coarse"])
 def test_tflite_matches_keras_on_real_clips(model_id, tmp_path):
     spec = next(m for m in load_ensemble("").models if m.id == model_id)
-    waves = validation_windows()
+    waves = validation_windows(spec.window_samples)
     inputs = waves if spec.logmel is None else np.stack([LogMelFrontend(spec.logmel).frames(w) for w in waves])
     np.save(tmp_path / "x.npy", inputs)
     keras_file = SHIPPED_MODELS / "keras" / f"{model_id}.keras"

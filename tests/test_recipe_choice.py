@@ -39,3 +39,15 @@ def test_the_card_shows_every_run_and_each_choice_beside_ours():
     lines = card._recipe_choice(REPORT)
     assert "| ours | 0.800, 0.900 (mean 0.850) | 0.900 | 0.700 |" in lines
     assert "| b | long | 0.775 / 0.870 | 0.700 | 0.900 |" in lines
+
+
+def test_the_card_warns_when_the_folds_heard_other_windows_than_the_shipped_models():
+    shipped = {
+        "wave": {"window_samples": 16000},
+        "mel_fine": {"window_samples": 32000, "n_fft": 2048, "hop_length": 250, "n_mels": 128},
+    }
+    older = {**shipped, "mel_fine": {"window_samples": 16000, "n_fft": 512, "hop_length": 160, "n_mels": 64}}
+    assert card._other_recipe(shipped, shipped) == []
+    (warning, _) = card._other_recipe(older, shipped)
+    assert "mel_fine 1 s, n_fft 512 / hop 160 / 64 bands (shipped: 2 s, n_fft 2048" in warning
+    assert "wave" not in warning

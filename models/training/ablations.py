@@ -14,6 +14,8 @@ models/reports/ablations.json. One run per variant, but ours is run four times (
 same seed again on another machine; ours2, ours3: other seeds) and longproto twice: its fused
 held-out AUC moves by up to 0.05 between runs of one recipe, so smaller differences are noise.
 Combinations (COMBINATIONS: the hybrid, a seed ensemble) are scored from two variants' folds.
+The variants change our recipe as it was until 2026-12-04 (ONE_SECOND_RECIPE), which their runs
+measured; since then train.py ships the hybrid trained as one, and "shipped" runs that.
 """
 
 from __future__ import annotations
@@ -143,12 +145,12 @@ def shot_free_bed(clip: Clip) -> Clip | None:
 _build_windows = train.build_windows
 
 
-def _with_shot_free_beds(clips: list[Clip], copies: dict[str, int], seed: int):
+def _with_shot_free_beds(clips: list[Clip], copies: dict[str, int], seed: int, window: int = augment.WINDOW):
     """build_windows with each gunshot clip's shot-free background added as a negative clip, so that a
     recorder's sound is not a sign of a gunshot (most of elp's clips are gunshots)."""
     beds = [bed for bed in map(shot_free_bed, (c for c in clips if c.label)) if bed is not None]
     log.info("shot-free beds: %d of %d gunshot clips", len(beds), sum(c.label for c in clips))
-    return _build_windows(clips + beds, copies, seed)
+    return _build_windows(clips + beds, copies, seed, window)
 
 
 def _mel_without_stride(name: str, frames: int, mels: int, mean: float, std: float):
@@ -189,8 +191,8 @@ def _wave_best_stretch():
     one = _wave_model()
     inner = keras.Model(one.input, one.output, name="wave_stretch")
     stretch = architectures.WAVE_SAMPLES
-    x = keras.Input((augment.WINDOW,), name="waveform")
-    scores = [inner(x[:, start : start + stretch]) for start in range(0, augment.WINDOW - stretch + 1, HOP)]
+    x = keras.Input((LONG_WINDOW,), name="waveform")
+    scores = [inner(x[:, start : start + stretch]) for start in range(0, LONG_WINDOW - stretch + 1, HOP)]
     return keras.Model(x, layers.Maximum(name="gunshot_best")(scores), name="wave")
 
 
@@ -253,19 +255,16 @@ def _wave_narrow():
     return keras.Model(x, inner(layers.Reshape((architectures.WAVE_SAMPLES,))(y)), name="wave")
 
 
-_build_windows = train.build_windows
-
-
 def window_sources(clips: list[Clip], copies: dict[str, int]) -> np.ndarray:
     """Each training window's source, in train.build_windows' order."""
     recorded = [c.source for c in clips for _ in range(copies[train.window_kind(c)])]
     return np.array(recorded + ["synthetic"] * copies["synthetic"] + ["noise"] * copies["noise"])
 
 
-def _source_balanced_windows(clips: list[Clip], copies: dict[str, int], seed: int):
+def _source_balanced_windows(clips: list[Clip], copies: dict[str, int], seed: int, window: int = augment.WINDOW):
     """train.build_windows with the gunshot windows reweighted: each source's shots (the synthetic
     ones a source too) weigh alike in total, and all of them as much as before."""
-    x, y, w = _build_windows(clips, copies, seed)
+    x, y, w = _build_windows(clips, copies, seed, window)
     sources, shots = window_sources(clips, copies), y == 1
     names = np.unique(sources[shots])
     total = w[shots].sum()
@@ -277,23 +276,32 @@ def _source_balanced_windows(clips: list[Clip], copies: dict[str, int], seed: in
 
 # Per variant: (module, attribute, value) changes, and what it tests.
 Change = tuple[object, str, object]
-LONG_WINDOWS: list[Change] = [
-    (augment, "WINDOW", LONG_WINDOW),
-    (architectures, "WAVE_SAMPLES", LONG_WINDOW),
-    (augment.crop, "__defaults__", (LONG_WINDOW,)),
+# Every variant but "shipped" changes the recipe as it was until 2026-12-04, which their runs
+# measured: 1 s windows for every model, our own log-mel resolution.
+ONE_SECOND_RECIPE: list[Change] = [
+    (train, "WINDOW_SAMPLES", dict.fromkeys(train.MODEL_IDS, augment.WINDOW)),
+    (train, "LOGMEL", {"mel_fine": (512, 160, 64), "mel_coarse": (1024, 320, 96)}),
 ]
+ALL_LONG = dict.fromkeys(train.MODEL_IDS, LONG_WINDOW)
+LONG_WINDOWS: list[Change] = [(train, "WINDOW_SAMPLES", ALL_LONG), (architectures, "WAVE_SAMPLES", LONG_WINDOW)]
 VARIANTS: dict[str, tuple[str, list[Change]]] = {
-    "ours": ("the shipped recipe, unchanged: the reference at the same seed", []),
+    "shipped": (
+        "the recipe shipped since 2026-12-04 (train.py): the hybrid trained as one, longproto's 2 s mel models "
+        "and our 1 s waveform model, scored as its best 1 s window inside each 2 s vote window",
+        [],
+    ),
+    "ours": ("our recipe until 2026-12-04, unchanged: the reference at the same seed", []),
     "ours_rerun": (
-        "the shipped recipe at the same seed, trained again on another machine: training is not bit-reproducible",
+        "our recipe until 2026-12-04 at the same seed, trained again on another machine: training is not "
+        "bit-reproducible",
         [],
     ),
     "ours2": (
-        "the shipped recipe at another seed (training windows, initial weights, order): the run-to-run spread",
+        "our recipe until 2026-12-04 at another seed (training windows, initial weights, order): the run-to-run spread",
         [(train, "SEED", train.SEED + 1)],
     ),
     "ours3": (
-        "the shipped recipe at a third seed: the run-to-run spread, and a second member of a seed ensemble",
+        "our recipe until 2026-12-04 at a third seed: the run-to-run spread, and a second member of a seed ensemble",
         [(train, "SEED", train.SEED + 2)],
     ),
     "plain": (
@@ -328,8 +336,7 @@ VARIANTS: dict[str, tuple[str, list[Change]]] = {
         "longproto with the waveform model of the hybrid trained as one: our 1 s model on every 1 s stretch "
         "of the 2 s window (each HOP), the best stretch's score",
         [
-            (augment, "WINDOW", LONG_WINDOW),
-            (augment.crop, "__defaults__", (LONG_WINDOW,)),
+            (train, "WINDOW_SAMPLES", ALL_LONG),
             (train, "LOGMEL", PROTOTYPE_LOGMEL),
             (architectures, "wave_model", _wave_best_stretch),
         ],
@@ -403,8 +410,9 @@ def _swapped(changes: list[Change]) -> Iterator[None]:
 
 
 def applied(variant: str) -> contextlib.AbstractContextManager[None]:
-    """The recipe with `variant`'s changes; restored on exit."""
-    return _swapped(VARIANTS[variant][1])
+    """The recipe with `variant`'s changes (on ONE_SECOND_RECIPE but for "shipped"); restored on exit."""
+    base = [] if variant == "shipped" else ONE_SECOND_RECIPE
+    return _swapped(base + VARIANTS[variant][1])
 
 
 def ranking(labels: np.ndarray, scores: np.ndarray) -> dict:

@@ -1,10 +1,10 @@
 """Training windows and the augmentation that attacks the field gap.
 
-Each window is 1 s at 16 kHz. Gunshots are placed anywhere in it (a clip's loudest sample is
-taken as the shot), mixed into other clips or synthetic noise at SNRs down to 0 dB; both classes
-get band-limiting, as much of it that both end up with the same share of band-limited windows
-(the 8 kHz-sampled sources hold most shots: neither "band-limited" nor "wide-band" may tell the
-label), microphone colouring, reverberation, gain and clipping.
+Each window is `window` samples at 16 kHz (1 s unless asked). Gunshots are placed anywhere in it
+(a clip's loudest sample is taken as the shot), mixed into other clips or synthetic noise at SNRs
+down to 0 dB; both classes get band-limiting, as much of it that both end up with the same share
+of band-limited windows (the 8 kHz-sampled sources hold most shots: neither "band-limited" nor
+"wide-band" may tell the label), microphone colouring, reverberation, gain and clipping.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from scipy import signal
 
 from models.training.data import SAMPLE_RATE, Clip
 
-WINDOW = SAMPLE_RATE
+WINDOW = SAMPLE_RATE  # samples; the default window (train.WINDOW_SAMPLES gives each model its own)
 SHOT_POSITION = (0.02, 0.9)  # where in the window the shot's peak lands (fraction)
 SNR_DB = (0.0, 30.0)
 P_MIX = 0.85  # a shot is mixed into another clip or noise
@@ -98,21 +98,21 @@ def change_speed(rng: np.random.Generator, audio: np.ndarray) -> np.ndarray:
     return signal.resample_poly(audio, 100, round(100 * speed)).astype(np.float32)
 
 
-def place_shot(rng: np.random.Generator, audio: np.ndarray) -> tuple[np.ndarray, int]:
+def place_shot(rng: np.random.Generator, audio: np.ndarray, window: int = WINDOW) -> tuple[np.ndarray, int]:
     """The clip shifted so that its peak lands at a random place in the window."""
     peak = int(np.argmax(np.abs(audio)))
-    at = int(rng.uniform(*SHOT_POSITION) * WINDOW)
-    out = np.zeros(WINDOW, dtype=np.float32)
+    at = int(rng.uniform(*SHOT_POSITION) * window)
+    out = np.zeros(window, dtype=np.float32)
     src_start = peak - at
-    lo, hi = max(0, src_start), min(audio.shape[0], src_start + WINDOW)
+    lo, hi = max(0, src_start), min(audio.shape[0], src_start + window)
     out[lo - src_start : hi - src_start] = audio[lo:hi]
     return out, at
 
 
-def background(rng: np.random.Generator, negatives: list[Clip]) -> np.ndarray:
+def background(rng: np.random.Generator, negatives: list[Clip], window: int = WINDOW) -> np.ndarray:
     if rng.random() < 0.6:
-        return crop(rng, negatives[rng.integers(len(negatives))].audio)
-    return colored_noise(rng, WINDOW, rng.choice(["white", "pink", "brown", "wind"]))
+        return crop(rng, negatives[rng.integers(len(negatives))].audio, window)
+    return colored_noise(rng, window, rng.choice(["white", "pink", "brown", "wind"]))
 
 
 def mix_at_snr(rng: np.random.Generator, shot: np.ndarray, at: int, bed: np.ndarray) -> np.ndarray:
@@ -168,7 +168,7 @@ def colour(rng: np.random.Generator, x: np.ndarray, p_bandlimit: float = P_BANDL
 
 def finish(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
     """Random level, a noise floor (no digital silence), sometimes clipping."""
-    x = x + colored_noise(rng, WINDOW, "pink") * 10 ** (rng.uniform(*NOISE_FLOOR_DBFS) / 20)
+    x = x + colored_noise(rng, x.shape[0], "pink") * 10 ** (rng.uniform(*NOISE_FLOOR_DBFS) / 20)
     peak = np.max(np.abs(x)) + 1e-9
     x = x * (10 ** (rng.uniform(*PEAK_DBFS) / 20) / peak)
     if rng.random() < P_CLIP:
@@ -177,22 +177,28 @@ def finish(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
 
 
 def positive_window(
-    rng: np.random.Generator, shot: np.ndarray, negatives: list[Clip], p_bandlimit: float = P_BANDLIMIT
+    rng: np.random.Generator,
+    shot: np.ndarray,
+    negatives: list[Clip],
+    p_bandlimit: float = P_BANDLIMIT,
+    window: int = WINDOW,
 ) -> np.ndarray:
     """A window holding `shot` (a recorded gunshot clip's audio or a synthetic one)."""
-    x, at = place_shot(rng, change_speed(rng, shot))
+    x, at = place_shot(rng, change_speed(rng, shot), window)
     if rng.random() < P_REVERB:
         x = reverberate(rng, x)
     if rng.random() < P_MIX:
-        x = mix_at_snr(rng, x, at, background(rng, negatives))
+        x = mix_at_snr(rng, x, at, background(rng, negatives, window))
     return finish(rng, colour(rng, x, p_bandlimit))
 
 
-def starts_inside(rng: np.random.Generator, sound: np.ndarray, negatives: list[Clip]) -> np.ndarray:
+def starts_inside(
+    rng: np.random.Generator, sound: np.ndarray, negatives: list[Clip], window: int = WINDOW
+) -> np.ndarray:
     """`sound` from its own start, beginning at a random point of the window over a quieter bed."""
-    at = int(rng.uniform(*ONSET_POSITION) * WINDOW)
-    head = sound[: WINDOW - at]
-    bed = background(rng, negatives)
+    at = int(rng.uniform(*ONSET_POSITION) * window)
+    head = sound[: window - at]
+    bed = background(rng, negatives, window)
     out = bed * (_rms(head) / _rms(bed) * 10 ** (-rng.uniform(*ONSET_BED_DB) / 20))
     out[at : at + head.shape[0]] += head
     return out.astype(np.float32)
@@ -203,9 +209,9 @@ def bandlimit(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
     return signal.sosfilt(sos, x).astype(np.float32)
 
 
-def transition(rng: np.random.Generator, sound: np.ndarray, negatives: list[Clip]) -> np.ndarray:
+def transition(rng: np.random.Generator, sound: np.ndarray, negatives: list[Clip], window: int = WINDOW) -> np.ndarray:
     """A background and a stretch of `sound` (in either order) crossfading at a random point."""
-    first, second = background(rng, negatives), crop(rng, sound)
+    first, second = background(rng, negatives, window), crop(rng, sound, window)
     if rng.random() < 0.5:
         first, second = second, first
     if rng.random() < P_ONE_SIDE_BANDLIMITED:
@@ -214,39 +220,43 @@ def transition(rng: np.random.Generator, sound: np.ndarray, negatives: list[Clip
         else:
             second = bandlimit(rng, second)
     second = second * (_rms(first) / _rms(second) * 10 ** (rng.uniform(-TRANSITION_DB, TRANSITION_DB) / 20))
-    at, fade = rng.uniform(*ONSET_POSITION) * WINDOW, rng.uniform(*CROSSFADE_S) * SAMPLE_RATE
-    ramp = np.clip((np.arange(WINDOW) - at) / fade + 0.5, 0.0, 1.0) * (np.pi / 2)
+    at, fade = rng.uniform(*ONSET_POSITION) * window, rng.uniform(*CROSSFADE_S) * SAMPLE_RATE
+    ramp = np.clip((np.arange(window) - at) / fade + 0.5, 0.0, 1.0) * (np.pi / 2)
     return (first * np.cos(ramp) + second * np.sin(ramp)).astype(np.float32)
 
 
 def negative_window(
-    rng: np.random.Generator, clip: Clip, negatives: list[Clip], p_bandlimit: float = P_BANDLIMIT
+    rng: np.random.Generator,
+    clip: Clip,
+    negatives: list[Clip],
+    p_bandlimit: float = P_BANDLIMIT,
+    window: int = WINDOW,
 ) -> np.ndarray:
     kind, audio = rng.random(), change_speed(rng, clip.audio)
     if kind < P_ONSET:
-        x = starts_inside(rng, audio, negatives)
+        x = starts_inside(rng, audio, negatives, window)
     elif kind < P_ONSET + P_TRANSITION:
-        x = transition(rng, audio, negatives)
+        x = transition(rng, audio, negatives, window)
     else:
-        x = crop(rng, audio)
+        x = crop(rng, audio, window)
     if rng.random() < P_REVERB:
         x = reverberate(rng, x)
     if rng.random() < P_NEGATIVE_MIX:
-        other = background(rng, negatives)
+        other = background(rng, negatives, window)
         x = x + other * (_rms(x) / _rms(other)) * 10 ** (-rng.uniform(0, 20) / 20)
     return finish(rng, colour(rng, x, p_bandlimit))
 
 
-def plain_window(clip: Clip, position: float = 0.25) -> np.ndarray:
+def plain_window(clip: Clip, position: float = 0.25, window: int = WINDOW) -> np.ndarray:
     """Validation: no augmentation; a shot's peak at `position` of the window, a negative's start."""
     if clip.label:
         peak = int(np.argmax(np.abs(clip.audio)))
-        shifted = np.zeros(WINDOW, dtype=np.float32)
-        src = peak - int(position * WINDOW)
-        lo, hi = max(0, src), min(clip.audio.shape[0], src + WINDOW)
+        shifted = np.zeros(window, dtype=np.float32)
+        src = peak - int(position * window)
+        lo, hi = max(0, src), min(clip.audio.shape[0], src + window)
         shifted[lo - src : hi - src] = clip.audio[lo:hi]
         return shifted
-    out = np.zeros(WINDOW, dtype=np.float32)
-    n = min(WINDOW, clip.audio.shape[0])
+    out = np.zeros(window, dtype=np.float32)
+    n = min(window, clip.audio.shape[0])
     out[:n] = clip.audio[:n]
     return out

@@ -344,7 +344,7 @@ def evaluate_stream(
     ensemble = load_ensemble(models_dir)
     clips = [c for c in load_clips(manifest, out_dir / "cache") if c.fold == "val"]
     report = streaming_report(clips, ensemble, round(hop_s * ensemble.sample_rate), merge_gap_s, hours, seed)
-    report["models_version"] = ensemble.models[0].version
+    report["model_versions"] = {m.id: m.version for m in ensemble.models}
     (out_dir / "streaming.json").write_text(json.dumps(report, indent=1))
     return report
 

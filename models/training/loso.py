@@ -28,7 +28,7 @@ from models.training.evaluate import (
     recall_at_false_positives,
     roc_auc,
 )
-from models.training.train import COPIES, recalibrate_clips, scaled, train_models
+from models.training.train import COPIES, recalibrate_clips, recipe_of, scaled, train_models
 
 LOSO_EPOCHS = 12
 REPORT = Path("models/reports/loso.json")
@@ -86,6 +86,9 @@ def main(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     clips = load_clips(manifest, out / "cache")
+    unknown = sorted(set(sources) - set(gunshot_sources(clips)))
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)}: no gunshots of that source (these have: {gunshot_sources(clips)})")
     results = {}
     for source in sources or gunshot_sources(clips):
         fold_dir = out / f"without-{source}"
@@ -106,10 +109,24 @@ def main(
         + "".join(f" --extra-negatives {group}" for group in extra)
         + (f" --copies-scale {copies_scale}" if copies_scale != 1 else "")
         + (" --calibrate-only" if calibrate_only else ""),
+        "recipe": recipe_of(out / f"without-{next(iter(results))}"),
+        "gunshot_sources": gunshot_sources(clips),
         "sources": results,
     }
+    report = with_earlier_folds(report, REPORT)
     text = json.dumps(report, indent=1)
     (out / "loso.json").write_text(text)
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(text)
     return report
+
+
+def with_earlier_folds(report: dict, earlier: Path) -> dict:
+    """Folds run one at a time (`--held-out SOURCE`) add up: the earlier report's other sources are
+    kept when they were trained with the same method and recipe, and dropped otherwise."""
+    if not earlier.exists():
+        return report
+    last = json.loads(earlier.read_text())
+    if (last.get("method"), last.get("recipe")) != (report["method"], report["recipe"]):
+        return report
+    return {**report, "sources": {**last["sources"], **report["sources"]}}

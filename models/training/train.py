@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -26,8 +27,14 @@ from models.training.evaluate import HOP, choose_thresholds, clip_window_probs, 
 from models.training.streaming import stream_scores
 
 SEED = 20261125
-LOGMEL = {"mel_fine": (512, 160, 64), "mel_coarse": (1024, 320, 96)}
 MODEL_IDS = ("wave", "mel_fine", "mel_coarse")
+# What each model hears (n_fft, hop, mel bands; window samples): the mel models 2 s at the 2019
+# design's resolution, the waveform model 1 s, scored as its best 1 s inside each 2 s vote window
+# (inference/worker.py, WindowScorer). Chosen from the leave-one-source-out ablations by the
+# ranking of the held-out sources other than the one judged (models/training/recipe_choice.py:
+# "hybrid"); until 2026-12-04 every model heard 1 s (ablations.ONE_SECOND_RECIPE).
+LOGMEL = {"mel_fine": (2048, 250, 128), "mel_coarse": (2048, 500, 128)}
+WINDOW_SAMPLES = {"wave": augment.WINDOW, "mel_fine": 2 * SAMPLE_RATE, "mel_coarse": 2 * SAMPLE_RATE}
 VOTES_CHOICES = (1, 2, 3)  # k of n: chosen on validation with the thresholds
 CALIBRATION_HOURS = 4.0  # of validation mixture (3.5 h of background: 0.5 false alerts per hour allows one)
 CALIBRATION_SEED = 1  # the streaming proxy in models/reports uses seed 0: the same clips, another mixture
@@ -96,7 +103,9 @@ def bandlimit_probabilities(clips: list[Clip], copies: dict[str, int]) -> dict[i
     return augment.balanced_bandlimit({label: narrow[label] / max(windows[label], 1) for label in windows})
 
 
-def build_windows(clips: list[Clip], copies: dict[str, int], seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def build_windows(
+    clips: list[Clip], copies: dict[str, int], seed: int, window: int = augment.WINDOW
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     negatives = [c for c in clips if not c.label]
     p_bandlimit = bandlimit_probabilities(clips, copies)
@@ -106,17 +115,17 @@ def build_windows(clips: list[Clip], copies: dict[str, int], seed: int) -> tuple
         kind = window_kind(clip)
         for _ in range(copies[kind]):
             if clip.label:
-                windows.append(augment.positive_window(rng, clip.audio, negatives, p_bandlimit[1]))
+                windows.append(augment.positive_window(rng, clip.audio, negatives, p_bandlimit[1], window))
             else:
-                windows.append(augment.negative_window(rng, clip, negatives, p_bandlimit[0]))
+                windows.append(augment.negative_window(rng, clip, negatives, p_bandlimit[0], window))
             labels.append(clip.label)
             weights.append(HARD_NEGATIVE_WEIGHT if clip.hard_negative or kind == "ambient" else 1.0)
     for _ in range(copies["synthetic"]):
-        windows.append(augment.positive_window(rng, synthetic.gunshot(rng), negatives, p_bandlimit[1]))
+        windows.append(augment.positive_window(rng, synthetic.gunshot(rng), negatives, p_bandlimit[1], window))
         labels.append(1)
         weights.append(1.0)
     for _ in range(copies["noise"]):
-        noise = augment.colored_noise(rng, augment.WINDOW, rng.choice(["white", "pink", "brown", "wind"]))
+        noise = augment.colored_noise(rng, window, rng.choice(["white", "pink", "brown", "wind"]))
         windows.append(augment.finish(rng, augment.colour(rng, noise, p_bandlimit[0])))
         labels.append(0)
         weights.append(1.0)
@@ -124,14 +133,51 @@ def build_windows(clips: list[Clip], copies: dict[str, int], seed: int) -> tuple
     return x, np.asarray(labels, dtype=np.float32), np.asarray(weights, dtype=np.float32)
 
 
-def plain_windows(clips: list[Clip]) -> tuple[np.ndarray, np.ndarray]:
+def plain_windows(clips: list[Clip], window: int = augment.WINDOW) -> tuple[np.ndarray, np.ndarray]:
     """Unaugmented validation windows: each shot at two positions, each negative at its start."""
     windows, labels = [], []
     for clip in clips:
         for position in (0.25, 0.6) if clip.label else (0.0,):
-            windows.append(augment.plain_window(clip, position))
+            windows.append(augment.plain_window(clip, position, window))
             labels.append(clip.label)
     return as_captured(np.stack(windows)), np.asarray(labels, dtype=np.float32)
+
+
+class TrainingWindows(NamedTuple):
+    x_train: np.ndarray
+    y_train: np.ndarray
+    w_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+
+    def counts(self) -> dict[str, int]:
+        return {"train_windows": len(self.y_train), "val_windows": len(self.y_val)}
+
+
+def training_windows(
+    train: list[Clip], val: list[Clip], copies: dict[str, int], cache: Path, tag: str, window: int
+) -> TrainingWindows:
+    """Augmented training windows of `window` samples, and validation windows (augmented and
+    plain), cached under `tag`. Every length is built from the same seeds."""
+    x_tr, y_tr, w_tr = cached_windows(
+        cache, f"train-{tag}-{window}", lambda: build_windows(train, copies, SEED, window)
+    )
+    x_va_aug, y_va_aug, _ = cached_windows(
+        cache, f"val-aug-{tag}-{window}", lambda: build_windows(val, QUICK_COPIES, SEED + 1, window)
+    )
+    x_va_plain, y_va_plain = cached_windows(
+        cache, f"val-plain-{_clips_digest(val)}-{window}", lambda: plain_windows(val, window)
+    )
+    log.info(
+        "%d-sample windows: %d train (%d gunshot), %d val",
+        window,
+        len(y_tr),
+        int(y_tr.sum()),
+        len(y_va_aug) + len(y_va_plain),
+    )
+    return TrainingWindows(
+        x_tr, y_tr, w_tr, np.concatenate([x_va_aug, x_va_plain]), np.concatenate([y_va_aug, y_va_plain])
+    )
 
 
 def model_inputs(model_id: str, waves: np.ndarray, spec: LogMelSpec | None) -> np.ndarray:
@@ -262,18 +308,18 @@ def train_models(
     val = [c for c in clips if c.fold == "val"]
     log.info("clips: %d train, %d val", len(train), len(val))
     tag = f"{schedule}{''.join(f'-{g}' for g in sorted(extra))}-{_recipe_digest(copies)}-{_clips_digest(clips)}"
-    x_tr, y_tr, w_tr = cached_windows(cache, f"train-{tag}", lambda: build_windows(train, copies, SEED))
-    x_va_aug, y_va_aug, _ = cached_windows(cache, f"val-aug-{tag}", lambda: build_windows(val, QUICK_COPIES, SEED + 1))
-    x_va_plain, y_va_plain = cached_windows(cache, f"val-plain-{_clips_digest(val)}", lambda: plain_windows(val))
-    x_va = np.concatenate([x_va_aug, x_va_plain])
-    y_va = np.concatenate([y_va_aug, y_va_plain])
-    log.info("windows: %d train (%d gunshot), %d val", len(y_tr), int(y_tr.sum()), len(y_va))
     version = f"{datetime.date.today():%Y.%m.%d}-{schedule}"
-    report = {"version": version, "models": {}, "data": {"train_windows": len(y_tr), "val_windows": len(y_va)}}
-    for model_id in MODEL_IDS:
-        if model_id not in only:
-            report["models"][model_id] = json.loads((out / f"{model_id}.json").read_text())["training"]
-            continue
+    report = {"version": version, "models": {}, "data": {}}
+    kept = kept_figures(out, [m for m in MODEL_IDS if m not in only])
+    report["models"].update(kept["models"])
+    report["data"].update(kept["data"])
+    windows: dict[int, TrainingWindows] = {}  # by window length, built when a model first needs it
+    for model_id in (m for m in MODEL_IDS if m in only):
+        length = WINDOW_SAMPLES[model_id]
+        if length not in windows:
+            windows[length] = training_windows(train, val, copies, cache, tag, length)
+            report["data"][f"{length}_samples"] = windows[length].counts()
+        x_tr, y_tr, w_tr, x_va, y_va = windows[length]
         spec = logmel_spec(model_id) if model_id in LOGMEL else None
         inputs_tr = model_inputs(model_id, x_tr, spec)
         inputs_va = model_inputs(model_id, x_va, spec)
@@ -295,6 +341,18 @@ def train_models(
         report["models"][model_id] = info
         log.info("%s: %s", model_id, json.dumps(info))
     calibrate(out, val, version, report)
+
+
+def kept_figures(out: Path, kept: list[str]) -> dict[str, dict]:
+    """The training figures of models that are not retrained, from the last run's metrics.json."""
+    if not kept:
+        return {"models": {}, "data": {}}
+    last = json.loads((out / "metrics.json").read_text())
+    lengths = {f"{WINDOW_SAMPLES[m]}_samples" for m in kept}
+    return {
+        "models": {m: last["models"][m] for m in kept},
+        "data": {k: v for k, v in last["data"].items() if k in lengths},
+    }
 
 
 def calibrate(out: Path, val: list[Clip], version: str, report: dict) -> None:
@@ -321,6 +379,18 @@ def calibrate(out: Path, val: list[Clip], version: str, report: dict) -> None:
     (out / "ensemble.json").write_text(json.dumps(ensemble, indent=1))
     (out / "metrics.json").write_text(json.dumps(report, indent=1))
     log.info("ensemble: %s", json.dumps(ensemble_figures["ensemble"]))
+
+
+def recipe_of(models_dir: Path) -> dict[str, dict[str, int]]:
+    """What each exported model hears, read from its sidecar: window and log-mel resolution."""
+    recipe = {}
+    for model_id in MODEL_IDS:
+        sidecar = json.loads((Path(models_dir) / f"{model_id}.json").read_text())
+        logmel = sidecar["input"].get("logmel") or {}
+        recipe[model_id] = {"window_samples": sidecar["window_samples"]} | {
+            key: logmel[key] for key in ("n_fft", "hop_length", "n_mels") if key in logmel
+        }
+    return recipe
 
 
 def _recipe_digest(copies: dict[str, int]) -> str:
@@ -371,7 +441,7 @@ def _write_sidecar(out: Path, model_id: str, version: str, spec: LogMelSpec | No
         "version": version,
         "file": f"{model_id}.tflite",
         "sample_rate": SAMPLE_RATE,
-        "window_samples": augment.WINDOW,
+        "window_samples": WINDOW_SAMPLES[model_id],
         "input": {"kind": "waveform"} if spec is None else {"kind": "logmel", "logmel": spec.to_json()},
         "threshold": 0.5,
         "validation": {"windows": info[f"{info['quantisation']}_val"]},

@@ -1,0 +1,53 @@
+"""Leave-one-source-out folds run one at a time add up to one report, and only for one recipe;
+a retrain of some models keeps the figures of the others."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from models.training import card
+from models.training.loso import with_earlier_folds
+from models.training.train import kept_figures
+
+METHOD = "train without every clip of one source"
+ONE_SECOND = {"wave": {"window_samples": 16000}}
+TWO_SECONDS = {"wave": {"window_samples": 32000}}
+
+
+def report(recipe: dict, *sources: str) -> dict:
+    return {"method": METHOD, "recipe": recipe, "sources": {s: {"recall": 0.5} for s in sources}}
+
+
+def test_a_fold_of_the_same_recipe_is_added_to_the_earlier_ones(tmp_path: Path):
+    earlier = tmp_path / "loso.json"
+    earlier.write_text(json.dumps(report(TWO_SECONDS, "belize", "elp")))
+    merged = with_earlier_folds(report(TWO_SECONDS, "elp", "us8k"), earlier)
+    assert sorted(merged["sources"]) == ["belize", "elp", "us8k"]
+
+
+def test_folds_of_another_recipe_are_dropped(tmp_path: Path):
+    earlier = tmp_path / "loso.json"
+    earlier.write_text(json.dumps(report(ONE_SECOND, "belize", "elp")))
+    assert sorted(with_earlier_folds(report(TWO_SECONDS, "us8k"), earlier)["sources"]) == ["us8k"]
+    assert with_earlier_folds(report(TWO_SECONDS, "us8k"), tmp_path / "none.json")["sources"] == {
+        "us8k": {"recall": 0.5}
+    }
+
+
+def test_a_model_not_retrained_keeps_its_figures_and_window_counts(tmp_path: Path):
+    last = {
+        "models": {"wave": {"keras_val": {"auc": 0.97}}, "mel_fine": {"keras_val": {"auc": 0.96}}},
+        "data": {"16000_samples": {"train_windows": 10}, "32000_samples": {"train_windows": 11}},
+    }
+    (tmp_path / "metrics.json").write_text(json.dumps(last))
+    kept = kept_figures(tmp_path, ["wave"])
+    assert kept == {"models": {"wave": {"keras_val": {"auc": 0.97}}}, "data": {"16000_samples": {"train_windows": 10}}}
+    assert kept_figures(tmp_path / "absent", []) == {"models": {}, "data": {}}
+
+
+def test_the_card_names_the_folds_not_run_for_the_recipe():
+    partial = {**report(TWO_SECONDS, "belize"), "gunshot_sources": ["belize", "elp"]}
+    (line, _) = card._folds_not_run(partial)
+    assert "elp" in line and "--held-out elp" in line and "belize" not in line
+    assert card._folds_not_run({**partial, "gunshot_sources": ["belize"]}) == []

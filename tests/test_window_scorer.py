@@ -1,0 +1,78 @@
+"""Models of two window lengths in one vote: the shorter model scores its best window inside each
+vote window, each of its windows scored once."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from capture.pcm import float_to_int16, int16_to_float
+from inference.frontend import hop_samples
+from inference.model import Ensemble, TFLiteModel, load_spec
+from inference.worker import WindowReader, WindowScorer
+from pipeline.config import Config
+from pipeline.layout import AUDIO_SHAPE
+from pipeline.messages import WindowReady
+from pipeline.ring import Ring
+
+RATE = 16000
+HOP = RATE // 2
+VOTE_WINDOW = 2 * RATE
+CRACK = 4 * RATE + 4800  # where the test audio's one shot-like crack starts
+
+
+class CountingModel(TFLiteModel):
+    """The shipped waveform model, counting its inferences."""
+
+    calls = 0
+
+    def predict(self, x: np.ndarray) -> float:
+        self.calls += 1
+        return super().predict(x)
+
+
+def _one_second_wave_spec():
+    spec = load_spec("", "wave")
+    assert spec.window_samples == RATE, "the shipped waveform model is a 1 s model"
+    return spec
+
+
+def _ring_with_a_shot() -> Ring:
+    """Ten seconds of quiet noise with one loud crack at CRACK."""
+    rng = np.random.default_rng(0)
+    audio = rng.normal(0, 0.003, 10 * RATE).astype(np.float32)
+    audio[CRACK : CRACK + 800] += 0.8 * np.exp(-np.arange(800) / 120) * rng.standard_normal(800)
+    ring = Ring.in_memory(audio.shape[0], AUDIO_SHAPE, RATE)
+    ring.write(float_to_int16(audio))
+    return ring
+
+
+def test_a_shorter_model_scores_its_best_window_inside_each_vote_window_once():
+    spec = _one_second_wave_spec()
+    ring = _ring_with_a_shot()
+    model = CountingModel(spec)
+    scorer = WindowScorer(model, WindowReader(spec, ring, None), VOTE_WINDOW, HOP)
+    windows = [WindowReady(index=i, start=i * HOP) for i in range((10 * RATE - VOTE_WINDOW) // HOP + 1)]
+    scores = [scorer.score(w) for w in windows]
+    reference = TFLiteModel(spec)
+    each = {start: reference.predict(int16_to_float(ring.read(start, RATE))) for start in range(0, 9 * RATE + 1, HOP)}
+    for window, score in zip(windows, scores, strict=True):
+        assert score == max(each[window.start + offset] for offset in (0, HOP, 2 * HOP))
+    assert model.calls == len(each)  # every 1 s window once, though three vote windows hold it
+    holding = [s for w, s in zip(windows, scores, strict=True) if w.start <= CRACK < w.start + VOTE_WINDOW]
+    others = [s for w, s in zip(windows, scores, strict=True) if not w.start <= CRACK < w.start + VOTE_WINDOW]
+    assert holding and min(holding) > max(others)  # every vote window holding the crack hears it
+
+
+def test_the_vote_window_is_the_longest_model_window_and_the_hop_must_step_to_its_end():
+    wave = _one_second_wave_spec()
+    mel = dataclasses.replace(load_spec("", "mel_fine"), window_samples=VOTE_WINDOW)
+    ensemble = Ensemble((wave, mel), votes_required=2)
+    assert ensemble.window_samples == VOTE_WINDOW
+    config = Config()
+    assert hop_samples(config, ensemble) == HOP
+    odd = dataclasses.replace(wave, window_samples=RATE + 160)  # 2 s - 1.01 s: no whole number of hops
+    with pytest.raises(ValueError, match=r"detector.hop.*does not step model wave"):
+        hop_samples(config, Ensemble((odd, mel), votes_required=2))
