@@ -129,4 +129,4 @@ def with_earlier_folds(report: dict, earlier: Path) -> dict:
     last = json.loads(earlier.read_text())
     if (last.get("method"), last.get("recipe")) != (report["method"], report["recipe"]):
         return report
-    return {**report, "sources": {**last["sources"], **report["sources"]}}
+    return {**report, "sources": dict(sorted({**last["sources"], **report["sources"]}.items()))}
