@@ -267,8 +267,10 @@ mixture (seed 0) of the same clips: held out from the choice, but not independen
   (0.913). Cost: 1.17 times the whole pipeline's CPU and 9.5 MB more memory, measured side by
   side (benchmarks/README.md): 7-13 % of one Pi 3B+ core projected. Shipped for the better
   ranking of every held-out source and the streaming proxy; the vote's held-out recall is no
-  better, which is the thresholds' doing (next items). Before, as scored from two variants'
-  folds: longproto's
+  better, which is the thresholds' doing (next items): a fused vote at the best validation F1
+  would reach held-out F1 belize 0.693, elp 0.962, us8k 0.587 (table "Where the held-out
+  thresholds come from"), at 27-55 false-positive clips of the validation fold's 207-326, far
+  above the false-alert target. Before, as scored from two variants' folds: longproto's
   mel models with ours' 1 s waveform model (its best 1 s window inside each 2 s window; `python
   -m models.training.ablations hybrid --source SOURCE`, scored from the folds above, not
   trained) ranks each of the three held-out sources better than ours: belize 0.930 (ours
@@ -571,8 +573,9 @@ def _transfer(report: dict) -> list[str]:
         "",
         f"`{report['command']}` (models/training/transfer.py): the leave-one-source-out folds scored with "
         "four ways of choosing the vote, none of which scores the held-out source's clips. The first column "
-        "is the folds' own result (a rerun of the command above: it differs from the table above by "
-        "run-to-run noise). Each cell: recall / precision / F1 / false-positive clips (the vote chosen; "
+        "is the folds' own result (the table above when the folds are its own, models/runs/loso; folds of "
+        "another run differ from it by run-to-run noise). Each cell: recall / precision / F1 / "
+        "false-positive clips (the vote chosen; "
         "false-positive clips it costs on the fold's validation clips, of as many as the last column says).",
         "",
         "| held-out source | " + " | ".join(TRANSFER_RULES.values()) + " | validation other clips |",
