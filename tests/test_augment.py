@@ -1,6 +1,7 @@
 """Training windows: the negatives that attack the proxy's false alerts look as intended."""
 
 import numpy as np
+import pytest
 
 from models.training import augment, train
 from models.training.data import SAMPLE_RATE, Clip
@@ -128,3 +129,23 @@ def test_windows_of_each_model_length_come_from_one_recipe():
         assert np.array_equal(y, [1] * 6 + [0] * 6 + [1] * 2 + [0] * 2)
         plain, _ = train.plain_windows(clips, window)
         assert plain.shape == (3, window) and np.all(np.abs(plain[:2]).max(axis=1) > 0.5)
+
+
+# colored_noise(default_rng(0), 4001, kind) at samples 0, 2000 and 4000, and the generator's next
+# random() after it, as the implementation before 2026-12-06 made them (it made new arrays where
+# the one since works in place): cached windows and the streaming mixtures must not change.
+NOISE_BEFORE = {
+    "white": (0.140858, 0.434890, 0.868412, 0.776195),
+    "pink": (0.651864, -0.785560, 0.901821, 0.776195),
+    "brown": (1.141502, -1.358448, 1.155553, 0.776195),
+    "wind": (1.247184, 0.842782, 2.104512, 0.990782),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(NOISE_BEFORE))
+def test_colored_noise_keeps_its_numbers_and_unit_level(kind):
+    rng = np.random.default_rng(0)
+    noise = augment.colored_noise(rng, 4001, kind)
+    assert noise.dtype == np.float32
+    np.testing.assert_allclose([*noise[[0, 2000, 4000]], rng.random()], NOISE_BEFORE[kind], atol=2e-6)
+    assert np.sqrt(np.mean(noise.astype(np.float64) ** 2)) == pytest.approx(1.0, rel=1e-5)

@@ -56,20 +56,27 @@ P_ONE_SIDE_BANDLIMITED = 0.5
 
 
 def colored_noise(rng: np.random.Generator, n: int, kind: str) -> np.ndarray:
-    white = rng.standard_normal(n)
-    if kind == "white":
-        noise = white
-    elif kind in ("pink", "brown"):
-        spectrum = np.fft.rfft(white)
-        f = np.maximum(np.fft.rfftfreq(n), 1.0 / n)
-        spectrum /= np.sqrt(f) if kind == "pink" else f
+    """Unit-RMS noise of n samples. Computed in place (the same numbers as with new arrays): the
+    streaming proxy's noise floor is hours long, and each float64 copy of it is gigabytes."""
+    noise = rng.standard_normal(n)  # drawn for every kind, the wind's unused: the same random stream as ever
+    if kind in ("pink", "brown"):
+        spectrum = np.fft.rfft(noise)
+        del noise
+        f = np.fft.rfftfreq(n)
+        np.maximum(f, 1.0 / n, out=f)
+        spectrum /= np.sqrt(f, out=f) if kind == "pink" else f
+        del f
         noise = np.fft.irfft(spectrum, n)
-    else:  # wind: low-passed brown noise with slow gusts
-        noise = colored_noise(rng, n, "brown")
-        gusts = np.interp(np.arange(n), np.linspace(0, n, 6), rng.uniform(0.2, 1.0, 6))
-        noise = noise * gusts
-    noise = noise - noise.mean()
-    return (noise / (np.sqrt(np.mean(noise**2)) + 1e-12)).astype(np.float32)
+        del spectrum
+    elif kind == "wind":  # low-passed brown noise with slow gusts
+        del noise
+        brown = colored_noise(rng, n, "brown")
+        noise = np.interp(np.arange(n), np.linspace(0, n, 6), rng.uniform(0.2, 1.0, 6))
+        noise *= brown
+        del brown
+    noise -= noise.mean()
+    noise /= np.sqrt(np.mean(noise**2)) + 1e-12
+    return noise.astype(np.float32)
 
 
 def _rms(x: np.ndarray) -> float:
