@@ -209,3 +209,48 @@ def test_the_narrow_waveform_model_hears_below_4_khz_only():
     assert passed(1000) == pytest.approx(1.0, abs=0.01)
     assert passed(6000) < 0.01
     assert not lowpass.trainable
+
+
+def test_freqmix_gives_each_patch_another_patch_s_band_statistics_in_training_only():
+    rng = np.random.default_rng(0)
+    # two patches of 40 frames x 8 bands with their own per-band means and spreads
+    means = np.array([np.linspace(-80, -40, 8), np.linspace(-30, -60, 8)])[:, None, :]
+    spreads = np.array([np.full(8, 1.0), np.full(8, 6.0)])[:, None, :]
+    x = (rng.standard_normal((2, 40, 8)) * spreads + means).astype(np.float32)
+    layer = ablations.FreqMixStyle(p=1.0, alpha=1e-3)  # a weight of ~0 or ~1: the stats swapped or kept
+    np.testing.assert_array_equal(np.asarray(layer(x)), x)  # inference and export: the identity
+    mixed = np.asarray(layer(x, training=True))
+    norm = (x - x.mean(axis=1, keepdims=True)) / x.std(axis=1, keepdims=True)
+    mixed_norm = (mixed - mixed.mean(axis=1, keepdims=True)) / mixed.std(axis=1, keepdims=True)
+    np.testing.assert_allclose(mixed_norm, norm, atol=1e-3)  # each patch keeps its own shape
+    band_means = mixed.mean(axis=1)
+    for patch in range(2):  # and takes its own or the other patch's band means
+        assert any(np.allclose(band_means[patch], x[k].mean(axis=0), atol=0.1) for k in range(2))
+    with ablations.applied("freqmix"):
+        from models.training import architectures
+
+        model = architectures.mel_model("mel_fine", 63, 64, -50.0, 20.0)
+    assert any(isinstance(layer, ablations.FreqMixStyle) for layer in model.layers)
+    plain = architectures.mel_model("m", 63, 64, -50.0, 20.0)
+    assert architectures.count_macs(model) == architectures.count_macs(plain)  # nothing more to run
+
+
+def test_the_ema_variant_validates_keeps_and_exports_the_averaged_weights(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((384, 16000)).astype(np.float32) * 0.1
+    y = (np.arange(384) % 2).astype(np.float32)
+    x[y == 1, 8000:8400] += 0.05 * np.hanning(400).astype(np.float32)  # faint: neither set of weights is perfect
+    train_x, train_y, val_x, val_y = x[:256], y[:256], x[256:], y[256:]
+    (tmp_path / "cache").mkdir()
+    with ablations.applied("ema"):
+        assert train.EMA_MOMENTUM is not None
+        model, info = train.train_one("wave", train_x, train_y, np.ones(256), val_x, val_y, 3, None, tmp_path)
+    assert train.EMA_MOMENTUM is None
+    assert model.optimizer.use_ema
+    # the weights kept are those early stopping chose by their validation AUC: the averaged ones
+    kept_auc = model.evaluate(val_x, val_y, verbose=0, return_dict=True)["auc"]
+    assert kept_auc == pytest.approx(info["best_val_auc"], abs=1e-4)
+    # and they are not what the same training without the average ends with
+    plain, _ = train.train_one("wave", train_x, train_y, np.ones(256), val_x, val_y, 3, None, tmp_path)
+    assert not plain.optimizer.use_ema
+    assert not np.allclose(plain.get_weights()[0], model.get_weights()[0], atol=1e-4)

@@ -33,7 +33,7 @@ import numpy as np
 from keras import layers, ops
 
 from inference.vote import logit, sigmoid
-from models.training import architectures, augment, loso, prototype, train
+from models.training import architectures, augment, extra_gunfire, loso, prototype, train
 from models.training.data import SAMPLE_RATE, Clip, load_clips
 from models.training.evaluate import (
     HOP,
@@ -153,6 +153,13 @@ def _with_shot_free_beds(clips: list[Clip], copies: dict[str, int], seed: int, w
     return _build_windows(clips + beds, copies, seed, window)
 
 
+def _with_game_gunfire(clips: list[Clip], copies: dict[str, int], seed: int, window: int = augment.WINDOW):
+    """build_windows with the game gunfire (models/training/extra_gunfire.py) among the training
+    fold's gunshots; validation windows as they were."""
+    training = bool(clips) and all(c.fold == "train" for c in clips)
+    return _build_windows(clips + extra_gunfire.load() if training else clips, copies, seed, window)
+
+
 def _mel_without_stride(name: str, frames: int, mels: int, mean: float, std: float):
     """Our mel model with its first block at full resolution (no stride 2)."""
     x = keras.Input((frames, mels), name="logmel")
@@ -179,6 +186,50 @@ def _mel_prototype_body(name: str, frames: int, mels: int, mean: float, std: flo
     y = layers.BatchNormalization()(layers.Dense(1024, activation="relu")(layers.Flatten()(y)))
     y = layers.Dense(1, activation="sigmoid", name="gunshot")(layers.Dropout(0.5)(y))
     return keras.Model(x, y, name=name)
+
+
+FREQMIX_P, FREQMIX_ALPHA = 0.4, 0.3  # CP-JKU's DCASE device-generalisation settings (Schmid et al. 2022-23)
+
+
+@keras.saving.register_keras_serializable(package="gunshot")
+class FreqMixStyle(layers.Layer):
+    """Frequency-wise MixStyle while training (Kim et al. 2022, the device-generalisation step of most
+    DCASE acoustic-scene systems since): with probability `p` a batch's log-mel patches are each
+    normalised per band over time and given per-band means and spreads mixed with another patch's
+    (weight ~ Beta(alpha, alpha)): another recorder's colouring and dynamics, the same sound. The
+    identity at inference and export."""
+
+    def __init__(self, p: float = FREQMIX_P, alpha: float = FREQMIX_ALPHA, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.p, self.alpha, self.seed = float(p), float(alpha), int(seed)
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x, training=False):
+        if not training:
+            return x
+        batch = ops.shape(x)[0]
+        mean = ops.mean(x, axis=1, keepdims=True)
+        spread = ops.sqrt(ops.var(x, axis=1, keepdims=True) + 1e-6)
+        weight = keras.random.beta((batch, 1, 1), self.alpha, self.alpha, seed=self.seed_generator)
+        other = keras.random.shuffle(ops.arange(batch), seed=self.seed_generator)
+        mixed_mean = weight * mean + (1 - weight) * ops.take(mean, other, axis=0)
+        mixed_spread = weight * spread + (1 - weight) * ops.take(spread, other, axis=0)
+        mixed = (x - mean) / spread * mixed_spread + mixed_mean
+        apply = keras.random.uniform((), seed=self.seed_generator) < self.p
+        return ops.where(apply, mixed, x)
+
+    def get_config(self):
+        return {**super().get_config(), "p": self.p, "alpha": self.alpha, "seed": self.seed}
+
+
+_mel_model = architectures.mel_model
+
+
+def _mel_freqmix(name: str, frames: int, mels: int, mean: float, std: float):
+    """Our mel model with FreqMixStyle on its log-mel input."""
+    inner = _mel_model(name, frames, mels, mean, std)
+    x = keras.Input((frames, mels), name="logmel")
+    return keras.Model(x, inner(FreqMixStyle()(x)), name=name)
 
 
 _wave_model = architectures.wave_model
@@ -380,6 +431,29 @@ VARIANTS: dict[str, tuple[str, list[Change]]] = {
     "shotfree": (
         "each gunshot clip's background without its shot is a negative clip too (the recorder is no sign of a gunshot)",
         [(train, "build_windows", _with_shot_free_beds)],
+    ),
+    "freqmix": (
+        "the mel models' log-mel input gets frequency-wise MixStyle while training (each band's mean and spread "
+        "over time mixed with another window's): other recorders' colouring and dynamics, the runtime unchanged",
+        [(architectures, "mel_model", _mel_freqmix)],
+    ),
+    "freqmix2": (
+        "freqmix at another seed (ours2's): is its gain more than a seed moves?",
+        [(architectures, "mel_model", _mel_freqmix), (train, "SEED", train.SEED + 1)],
+    ),
+    "gunfire": (
+        "game gunfire (machine guns, a musket, shotguns, a submachine gun from Debian's free game data) among the "
+        "training gunshots: more guns, as close-range wide-band sound effects (models/training/extra_gunfire.py)",
+        [(train, "build_windows", _with_game_gunfire)],
+    ),
+    "gunfire2": (
+        "gunfire at another seed (ours2's): is its gain on elp and its loss on belize more than a seed moves?",
+        [(train, "build_windows", _with_game_gunfire), (train, "SEED", train.SEED + 1)],
+    ),
+    "ema": (
+        "an exponential moving average of the weights (momentum 0.997, about two epochs) is validated, kept by "
+        "early stopping and exported: flatter minima, which carry to unseen domains (SWAD, Cha et al. 2021)",
+        [(train, "EMA_MOMENTUM", 0.997)],
     ),
     "wide": (
         "mel models twice as wide (filters 48-96-128-192)",

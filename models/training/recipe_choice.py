@@ -19,6 +19,8 @@ REPEATS = {
     "hybrid2": "hybrid",
     "shipped": "hybrid",  # the hybrid trained as one fold (train.py since 2026-12-04), not scored from two
     "balanced2": "balanced",
+    "freqmix2": "freqmix",
+    "gunfire2": "gunfire",
 }
 
 
