@@ -235,7 +235,7 @@ def test_freqmix_gives_each_patch_another_patch_s_band_statistics_in_training_on
     assert architectures.count_macs(model) == architectures.count_macs(plain)  # nothing more to run
 
 
-def test_the_ema_variant_validates_keeps_and_exports_the_averaged_weights(tmp_path):
+def test_the_ema_variant_validates_and_keeps_the_averaged_weights(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((384, 16000)).astype(np.float32) * 0.1
     y = (np.arange(384) % 2).astype(np.float32)
