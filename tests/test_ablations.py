@@ -254,3 +254,22 @@ def test_the_ema_variant_validates_and_keeps_the_averaged_weights(tmp_path):
     plain, _ = train.train_one("wave", train_x, train_y, np.ones(256), val_x, val_y, 3, None, tmp_path)
     assert not plain.optimizer.use_ema
     assert not np.allclose(plain.get_weights()[0], model.get_weights()[0], atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("variant", "loss", "config"),
+    [("focal", "BinaryFocalCrossentropy", {"gamma": 2.0}), ("smooth", "BinaryCrossentropy", {"label_smoothing": 0.1})],
+)
+def test_a_loss_variant_trains_with_its_loss_and_leaves_the_shipped_one(tmp_path, variant, loss, config):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((128, 16000)).astype(np.float32) * 0.1
+    y = (np.arange(128) % 2).astype(np.float32)
+    (tmp_path / "cache").mkdir()
+    with ablations.applied(variant):
+        model, _ = train.train_one("wave", x[:96], y[:96], np.ones(96), x[96:], y[96:], 1, None, tmp_path)
+    assert type(model.loss).__name__ == loss
+    assert {k: model.loss.get_config()[k] for k in config} == config
+    assert train.LOSS == ("BinaryCrossentropy", {})
+    shipped, _ = train.train_one("wave", x[:96], y[:96], np.ones(96), x[96:], y[96:], 1, None, tmp_path)
+    assert type(shipped.loss).__name__ == "BinaryCrossentropy"
+    assert shipped.loss.get_config()["label_smoothing"] == 0.0

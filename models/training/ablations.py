@@ -455,6 +455,19 @@ VARIANTS: dict[str, tuple[str, list[Change]]] = {
         "early stopping and exported: flatter minima, which carry to unseen domains (SWAD, Cha et al. 2021)",
         [(train, "EMA_MOMENTUM", 0.997)],
     ),
+    "focal": (
+        "focal loss (gamma 2, Lin et al. 2017): the easy windows weigh little, the hardest shots (quiet, "
+        "distant, band-limited) and the hardest negatives (knocks, footsteps) most",
+        [(train, "LOSS", ("BinaryFocalCrossentropy", {"gamma": 2.0}))],
+    ),
+    "smooth": (
+        "label smoothing 0.1: targets 0.05 and 0.95, no push towards certainty on the training sources",
+        [(train, "LOSS", ("BinaryCrossentropy", {"label_smoothing": 0.1}))],
+    ),
+    "smooth2": (
+        "smooth at another seed (ours2's): is its lead on belize and us8k more than a seed moves?",
+        [(train, "LOSS", ("BinaryCrossentropy", {"label_smoothing": 0.1})), (train, "SEED", train.SEED + 1)],
+    ),
     "wide": (
         "mel models twice as wide (filters 48-96-128-192)",
         [(architectures, "MEL_FILTERS", (48, 96, 128, 192))],

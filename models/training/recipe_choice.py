@@ -21,6 +21,7 @@ REPEATS = {
     "balanced2": "balanced",
     "freqmix2": "freqmix",
     "gunfire2": "gunfire",
+    "smooth2": "smooth",
 }
 
 

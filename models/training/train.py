@@ -67,6 +67,8 @@ PATIENCE = 8
 # Polyak (exponential moving) average of the weights, used for validation, early stopping and export
 # when set: None trains as before. 0.997 averages over about 330 steps (two leave-one-source-out epochs).
 EMA_MOMENTUM: float | None = None
+# The training loss: a keras.losses class name and its arguments (ablations swap it).
+LOSS: tuple[str, dict] = ("BinaryCrossentropy", {})
 REPRESENTATIVE_WINDOWS = 300
 INT8_MAX_AUC_LOSS = 0.002  # quantisation is kept unless it costs more validation AUC than this
 # Tried in order. Not full int8: its int8 output moves in steps of 1/256 and saturates at 0.996, so
@@ -214,7 +216,7 @@ def train_one(model_id, x_train, y_train, w_train, x_val, y_val, epochs, spec, o
     averaged = EMA_MOMENTUM is not None
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3, use_ema=averaged, ema_momentum=EMA_MOMENTUM or 0.99),
-        loss="binary_crossentropy",
+        loss=getattr(keras.losses, LOSS[0])(**LOSS[1]),
         metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="acc")],
     )
     # SwapEMAWeights first: the callbacks after it see (and early stopping keeps) the averaged weights.
