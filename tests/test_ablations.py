@@ -31,6 +31,8 @@ def test_variants_change_the_one_second_recipe_and_shipped_trains_todays():
         assert train.LOGMEL["mel_fine"] == (512, 160, 64)
     with ablations.applied("shipped"):
         assert shipped == train.WINDOW_SAMPLES
+    with ablations.applied("shipped_smooth"):
+        assert shipped == train.WINDOW_SAMPLES and train.LOSS[1] == {"label_smoothing": 0.1}
     assert shipped == train.WINDOW_SAMPLES and train.LOGMEL["mel_fine"] == ablations.PROTOTYPE_LOGMEL["mel_fine"]
 
 
