@@ -336,6 +336,7 @@ ONE_SECOND_RECIPE: list[Change] = [
 ]
 ALL_LONG = dict.fromkeys(train.MODEL_IDS, LONG_WINDOW)
 LONG_WINDOWS: list[Change] = [(train, "WINDOW_SAMPLES", ALL_LONG), (architectures, "WAVE_SAMPLES", LONG_WINDOW)]
+SMOOTHED: Change = (train, "LOSS", ("BinaryCrossentropy", {"label_smoothing": 0.1}))
 VARIANTS: dict[str, tuple[str, list[Change]]] = {
     "shipped": (
         "the recipe shipped since 2026-12-04 (train.py): the hybrid trained as one, longproto's 2 s mel models "
@@ -463,15 +464,15 @@ VARIANTS: dict[str, tuple[str, list[Change]]] = {
     ),
     "smooth": (
         "label smoothing 0.1: targets 0.05 and 0.95, no push towards certainty on the training sources",
-        [(train, "LOSS", ("BinaryCrossentropy", {"label_smoothing": 0.1}))],
+        [SMOOTHED],
     ),
     "smooth2": (
         "smooth at another seed (ours2's): is its lead on belize and us8k more than a seed moves?",
-        [(train, "LOSS", ("BinaryCrossentropy", {"label_smoothing": 0.1})), (train, "SEED", train.SEED + 1)],
+        [SMOOTHED, (train, "SEED", train.SEED + 1)],
     ),
     "shipped_smooth": (
         "label smoothing 0.1 on the shipped recipe (smooth's change on the hybrid trained as one)",
-        [(train, "LOSS", ("BinaryCrossentropy", {"label_smoothing": 0.1}))],
+        [SMOOTHED],
     ),
     "wide": (
         "mel models twice as wide (filters 48-96-128-192)",
