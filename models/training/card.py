@@ -459,7 +459,7 @@ mixture (seed 0) of the same clips: held out from the choice, but not independen
     python -m models.training.card
 
     python cli.py evaluate ../shared/data/manifest.csv --stream-hours 1 --summary models/reports/streaming.json
-    python cli.py train --leave-one-source-out          # 45 minutes a fold on 2 cores (--held-out SOURCE: one)
+    python cli.py train --leave-one-source-out          # 10-45 minutes a fold on 2 cores (--held-out SOURCE: one)
     python -m models.training.transfer --runs models/runs/loso
     python -m models.training.fusion --runs models/runs/loso
     python -m models.training.ablations VARIANT --source SOURCE   # 15-20 minutes a fold, two at a time
@@ -585,7 +585,7 @@ def _folds_not_run(report: dict) -> list[str]:
     if not missing:
         return []
     commands = ", ".join(f"`python cli.py train --leave-one-source-out --held-out {s}`" for s in missing)
-    return [f"**Not run for this recipe yet**: {', '.join(missing)} ({commands}, 45 minutes each on 2 cores).", ""]
+    return [f"**Not run for this recipe yet**: {', '.join(missing)} ({commands}, 10-45 minutes each on 2 cores).", ""]
 
 
 def _hears(recipe: dict[str, int]) -> str:
