@@ -125,19 +125,85 @@ def analyze(config_path, files, fmt) -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Data folder (default from the config).")
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text")
-def events(config_path, data_dir, limit, fmt) -> None:
-    """List recorded events."""
+@click.option(
+    "--near-misses", is_flag=True, help="List the near misses (a model said gunshot, the vote did not) instead."
+)
+def events(config_path, data_dir, limit, fmt, near_misses) -> None:
+    """List recorded events (or near misses), with their clips and labels."""
     from pipeline.run import list_events
 
     config = _load(config_path, {"storage.data_dir": str(data_dir) if data_dir else None})
-    for record in list_events(config, limit):
+    for record in list_events(config, limit, near_misses):
         click.echo(json.dumps(record) if fmt == "jsonl" else _event_line(record))
 
 
 def _event_line(record: dict) -> str:
     votes = " ".join(f"{m}={p:.2f}" for m, p in record["votes"].items())
-    flags = " degraded" if record["degraded"] else ""
-    return f"#{record['id']} {record['local_time']} conf {record['confidence']:.2f} [{votes}] {record['state']}{flags}"
+    parts = [f"#{record['id']}", record["local_time"], f"conf {record['confidence']:.2f}", f"[{votes}]"]
+    if "state" in record:  # events have one, near misses not
+        parts.append(record["state"] + (" degraded" if record["degraded"] else ""))
+    parts.append(f"clip {record['clip'] or '-'}")
+    if record["label"]:
+        parts.append(f"labelled {record['label']}" + (f" ({record['category']})" if record["category"] else ""))
+    return " ".join(parts)
+
+
+@main.command()
+@config_option
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Data folder (default from the config).")
+@click.option("--near-miss", is_flag=True, help="RECORD_ID is a near miss's, not an event's.")
+@click.option("--category", help="What it is, e.g. rifle, shotgun, door_slam (default: gunshot or field_other).")
+@click.argument("record_id", type=int)
+@click.argument("label", type=click.Choice(["gunshot", "other"]))
+def label(config_path, data_dir, near_miss, category, record_id, label) -> None:
+    """Label an event or near miss after listening to its clip: labelled clips are kept past the
+    retention and become training data (export-labels)."""
+    from inference.eventlog import EVENTS, EVENTS_DB, NEAR_MISSES, EventLog
+
+    config = _load(config_path, {"storage.data_dir": str(data_dir) if data_dir else None})
+    folder = Path(config.storage.data_dir)
+    if not (folder / EVENTS_DB).exists():
+        raise click.ClickException(f"{folder} holds no {EVENTS_DB}: give the detector's data folder (--data-dir)")
+    what = "near miss" if near_miss else "event"
+    records = EventLog(folder)
+    try:
+        found = records.set_label(NEAR_MISSES if near_miss else EVENTS, record_id, label, category)
+    finally:
+        records.close()
+    if not found:
+        raise click.ClickException(f"no {what} {record_id} in {folder} (list them: python cli.py events)")
+    click.echo(f"{what} {record_id}: {label}" + (f" ({category})" if category else ""))
+
+
+@main.command("export-labels")
+@config_option
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Data folder (default from the config).")
+@click.option("--source", help="Source name of these clips in the manifest (default: from site.name).")
+@click.option("--fold", type=click.Choice(["train", "val"]), default="train", show_default=True)
+@click.option(
+    "--with-manifest",
+    "base",
+    type=click.Path(path_type=Path),
+    help="Also list this manifest's clips (e.g. ../shared/data/manifest.csv), so that train takes both.",
+)
+def export_labels(config_path, out, data_dir, source, fold, base) -> None:
+    """Write the labelled clips and a training manifest into OUT (python cli.py train --manifest OUT/manifest.csv)."""
+    from models.training.field_clips import ExportError, export_labelled, source_name
+
+    config = _load(config_path, {"storage.data_dir": str(data_dir) if data_dir else None})
+    try:
+        summary = export_labelled(
+            Path(config.storage.data_dir), out, source or source_name(config.site.name), fold, base
+        )
+    except ExportError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"{summary.manifest}: {summary.clips} labelled clips ({summary.gunshots} gunshots)"
+        f" after {summary.base_rows} rows of the base manifest"
+    )
+    if summary.without_clip:
+        click.echo(f"{summary.without_clip} labelled records have no clip left (disk space floor): not exported")
 
 
 @main.command()

@@ -2,7 +2,9 @@
 
 An opening event goes first to the event log and the persistent outbox (so a crash after this
 point loses nothing), then the SMS process is woken. Closing completes the record and saves the
-evidence clip from the audio ring once its post-roll has been captured.
+evidence clip from the audio ring once its post-roll has been captured. A window that a model
+called a gunshot but the vote turned down is kept as a near miss, with its clip
+(inference/near_miss.py).
 
 A full disk must not cost an alert: a failed event-log write is logged and counted (the text goes
 out without an event id); a failed outbox write gives up the outbox reserve and tries again, and
@@ -25,10 +27,11 @@ from alerting.clock import clock_synchronised
 from alerting.compose import EventAlert, queue_event_alert
 from alerting.outbox import Outbox, outbox_path
 from alerting.reserve import DiskReserve, is_disk_full
-from inference.eventlog import MB, SECONDS_PER_DAY, EventLog
+from inference.eventlog import EVENTS, MB, NEAR_MISSES, SECONDS_PER_DAY, EventLog
 from inference.events import Event, EventTracker
 from inference.frontend import hop_samples
 from inference.model import Ensemble, load_ensemble
+from inference.near_miss import NearMissPicker
 from inference.vote import Decision, VoteBox
 from pipeline.config import Config
 from pipeline.layout import AUDIO_SHAPE, Layout
@@ -50,7 +53,8 @@ def wall_time(monotonic_time: float) -> float:
 
 @dataclass
 class _ClipDue:
-    event_id: int
+    table: str  # EVENTS or NEAR_MISSES
+    record_id: int
     first: int  # audio rows of the clip
     stop: int
 
@@ -67,7 +71,11 @@ class Aggregator:
         self.versions = {m.id: m.version for m in ensemble.models}
         self.box = VoteBox(ensemble.rule(config.detector.votes_required), config.detector.vote_timeout)
         hop = hop_samples(config, ensemble)
-        self.tracker = EventTracker(ensemble.window_samples, hop, round(config.detector.merge_gap * self.rate))
+        merge_gap = round(config.detector.merge_gap * self.rate)
+        self.tracker = EventTracker(ensemble.window_samples, hop, merge_gap)
+        self.near_misses = NearMissPicker(
+            self.box.rule, ensemble.window_samples, hop, merge_gap, self.rate, config.storage.near_misses_per_hour
+        )
         data_dir = Path(config.storage.data_dir)
         self.events = EventLog(data_dir)
         if interrupted := self.events.mark_interrupted():
@@ -85,7 +93,8 @@ class Aggregator:
     def handle(self, decision: Decision) -> None:
         window_end = self.audio.time_of(decision.index * self.hop + self.window)
         self.latency.add((time.monotonic() - window_end) * 1000.0)
-        if decision.positive and self._holds_lost_audio(decision.index):
+        lost_audio = self._holds_lost_audio(decision.index)
+        if decision.positive and lost_audio:
             log.warning("window %d holds silence standing in for lost audio: not taken as a shot", decision.index)
             decision = dataclasses.replace(decision, positive=False)
         update = self.tracker.update(decision)
@@ -93,6 +102,8 @@ class Aggregator:
             self._close(update.closed)
         if update.opened is not None:
             self._open(update.opened)
+        if not lost_audio and self.near_misses.pick(decision, in_event=self.tracker.current is not None):
+            self._keep_near_miss(decision)
 
     def _open(self, event: Event) -> None:
         start = wall_time(self.audio.time_of(event.start))
@@ -108,6 +119,32 @@ class Aggregator:
             {m: round(p, 2) for m, p in event.votes.items()},
             " (degraded)" if event.degraded else "",
         )
+
+    def _keep_near_miss(self, decision: Decision) -> None:
+        start = decision.index * self.hop
+        record_id = self._record(
+            "near miss",
+            self.events.add_near_miss,
+            wall_time(self.audio.time_of(start)),
+            decision.confidence,
+            decision.votes,
+            self.versions,
+        )
+        if record_id is None:
+            return
+        log.info(
+            "near miss %d kept for labelling: %s",
+            record_id,
+            {m: round(p, 2) for m, p in decision.votes.items()},
+        )
+        self._clip_due(NEAR_MISSES, record_id, start, start + self.window)
+
+    def _clip_due(self, table: str, record_id: int, start: int, end: int) -> None:
+        """Save audio from pre-roll before `start` to post-roll after `end` once it is captured."""
+        if self.config.storage.clips:
+            pre = round(self.config.storage.clip_pre_roll * self.rate)
+            post = round(self.config.storage.clip_post_roll * self.rate)
+            self.clips.append(_ClipDue(table, record_id, max(0, start - pre), end + post))
 
     def _holds_lost_audio(self, index: int) -> bool:
         """Silence stood in for lost audio (an overrun, a device outage, a capture restart) inside
@@ -153,10 +190,7 @@ class Aggregator:
             event.degraded,
             event.windows,
         )
-        if self.config.storage.clips:
-            pre = round(self.config.storage.clip_pre_roll * self.rate)
-            post = round(self.config.storage.clip_post_roll * self.rate)
-            self.clips.append(_ClipDue(event.record_id, max(0, event.start - pre), event.end + post))
+        self._clip_due(EVENTS, event.record_id, event.start, event.end)
 
     def write_due_clips(self, final: bool = False) -> None:
         """Clips whose post-roll has been captured; with `final` (shutdown), all, cut at what is there."""
@@ -168,14 +202,16 @@ class Aggregator:
             try:
                 samples = self.audio.read(first, stop - first)
             except (Lapped, NotWritten) as exc:
-                log.error("evidence clip of event %d lost: %s", clip.event_id, exc)
+                log.error("clip of %s %d lost: %s", clip.table, clip.record_id, exc)
                 self.slot.add("errors")
                 continue
-            if not self._record("clip", self.events.attach_clip, clip.event_id, samples, self.rate, self.min_free):
+            args = (clip.table, clip.record_id, samples, self.rate, self.min_free)
+            if not self._record("clip", self.events.attach_clip, *args):
                 self.slot.add("errors")
 
     def prune(self, now: float) -> None:
-        """Retention: clips, closed events and sent texts older than storage.retention_days."""
+        """Retention: clips, closed events, near misses and sent texts older than storage.retention_days
+        (labelled ones are kept)."""
         if now - self.last_prune < PRUNE_INTERVAL:
             return
         self.last_prune = now
@@ -184,7 +220,7 @@ class Aggregator:
         removed = self._record("retention", self.events.prune, days, now)
         texts = self._record("retention", self.outbox.prune_sent, now - days * SECONDS_PER_DAY)
         if removed or texts:
-            log.info("retention: removed %d events (with their clips) and %d sent texts", removed, texts)
+            log.info("retention: removed %d events and near misses (with their clips), %d sent texts", removed, texts)
 
     def shutdown(self) -> None:
         """Decide what is pending and close the open event, so its record is complete."""

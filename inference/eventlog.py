@@ -1,4 +1,8 @@
-"""The record of detected events (SQLite) and their evidence clips (FLAC)."""
+"""The record of detected events and near misses (SQLite), their clips (FLAC) and their labels.
+
+A label (gunshot or other, set by `python cli.py label`) keeps a record and its clip from the
+retention: labelled clips are training data (`python cli.py export-labels`).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,9 @@ EVENTS_DB = "events.sqlite"
 CLIPS_DIR = "clips"
 SECONDS_PER_DAY = 86400.0
 MB = 1024 * 1024
+EVENTS, NEAR_MISSES = "events", "near_misses"  # the tables with clips
+CLIP_PREFIX = {EVENTS: "event", NEAR_MISSES: "near-miss"}
+LABELS = ("gunshot", "other")  # the manifest's labels (models/training/data.py)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -30,9 +37,23 @@ CREATE TABLE IF NOT EXISTS events (
     degraded INTEGER NOT NULL,    -- decided without every model
     windows INTEGER NOT NULL DEFAULT 1,
     clip TEXT,                    -- evidence clip path, relative to the data folder
-    state TEXT NOT NULL DEFAULT 'open'  -- open | closed | interrupted (the aggregator restarted)
+    state TEXT NOT NULL DEFAULT 'open',  -- open | closed | interrupted (the aggregator restarted)
+    label TEXT,                   -- gunshot | other, set by a person (cli.py label); NULL: not labelled
+    category TEXT                 -- what it is, in the person's words (e.g. rifle, door_slam)
+);
+CREATE TABLE IF NOT EXISTS near_misses (
+    id INTEGER PRIMARY KEY,
+    start_time REAL NOT NULL,     -- wall time of the start of the window
+    confidence REAL NOT NULL,     -- the vote's confidence in the window
+    votes TEXT NOT NULL,          -- JSON {model id: probability}
+    models TEXT NOT NULL,         -- JSON {model id: version}
+    clip TEXT,
+    label TEXT,
+    category TEXT
 );
 """
+# Columns added since the first release: a data folder made by it gets them when opened.
+_ADDED_COLUMNS = {EVENTS: {"label": "TEXT", "category": "TEXT"}}
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +71,36 @@ class EventRecord:
     windows: int
     clip: str | None
     state: str
+    label: str | None = None
+    category: str | None = None
 
     def to_json(self) -> dict:
         return self.__dict__.copy()
+
+
+@dataclass(frozen=True)
+class NearMissRecord:
+    id: int
+    start_time: float
+    confidence: float
+    votes: dict[str, float]
+    models: dict[str, str]
+    clip: str | None
+    label: str | None
+    category: str | None
+
+    def to_json(self) -> dict:
+        return self.__dict__.copy()
+
+
+@dataclass(frozen=True)
+class LabelledClip:
+    table: str
+    id: int
+    start_time: float
+    clip: str  # relative to the data folder
+    label: str
+    category: str | None
 
 
 class EventLog:
@@ -62,6 +110,15 @@ class EventLog:
         self._db = sqlite3.connect(self.data_dir / EVENTS_DB, timeout=10.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        for table, columns in _ADDED_COLUMNS.items():
+            present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            with self._db:
+                for name, kind in columns.items():
+                    if name not in present:
+                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     def mark_interrupted(self) -> int:
         """Events left open by a crashed aggregator: their texts went out, their records stay partial."""
@@ -87,70 +144,148 @@ class EventLog:
                 (end_time, confidence, json.dumps(votes), int(degraded), windows, event_id),
             )
 
-    def attach_clip(self, event_id: int, samples: np.ndarray, rate: int, min_free_bytes: int = 0) -> bool:
-        """Write the evidence clip; False (logged) when the disk refuses or the clip would take it
-        below `min_free_bytes` even after deleting older clips. Detection goes on either way."""
+    def add_near_miss(
+        self, start_time: float, confidence: float, votes: dict[str, float], models: dict[str, str]
+    ) -> int:
+        with self._db:
+            cursor = self._db.execute(
+                "INSERT INTO near_misses (start_time, confidence, votes, models) VALUES (?,?,?,?)",
+                (start_time, confidence, json.dumps(votes), json.dumps(models)),
+            )
+        return int(cursor.lastrowid)
+
+    def attach_clip(self, table: str, record_id: int, samples: np.ndarray, rate: int, min_free_bytes: int = 0) -> bool:
+        """Write the clip of an event or near miss; False (logged) when the disk refuses or the clip
+        would take it below `min_free_bytes` even after deleting older clips. Detection goes on
+        either way."""
+        what = f"{CLIP_PREFIX[table]} {record_id}"
         if not self.make_room(min_free_bytes + samples.nbytes):  # FLAC is smaller than the samples
             log.error(
-                "evidence clip of event %d not saved: %.0f MB free on %s, below storage.min_free_mb",
-                event_id,
+                "clip of %s not saved: %.0f MB free on %s, below storage.min_free_mb",
+                what,
                 self.free_bytes() / MB,
                 self.data_dir,
             )
             return False
-        relative = Path(CLIPS_DIR) / f"event-{event_id:06d}.flac"
+        relative = Path(CLIPS_DIR) / f"{CLIP_PREFIX[table]}-{record_id:06d}.flac"
         path = self.data_dir / relative
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             soundfile.write(path, samples, rate, subtype="PCM_16", format="FLAC")
         except (OSError, soundfile.LibsndfileError) as exc:
-            log.error("evidence clip of event %d not saved: %s", event_id, exc)
+            log.error("clip of %s not saved: %s", what, exc)
             path.unlink(missing_ok=True)
             return False
         with self._db:
-            self._db.execute("UPDATE events SET clip=? WHERE id=?", (str(relative), event_id))
+            self._db.execute(f"UPDATE {table} SET clip=? WHERE id=?", (str(relative), record_id))
         return True
 
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.data_dir).free
 
     def make_room(self, min_free_bytes: int) -> bool:
-        """Delete the oldest clips (their events stay) until `min_free_bytes` are free; False if
-        that is not enough."""
+        """Delete the oldest clips (their records stay) until `min_free_bytes` are free; False if
+        that is not enough. Near misses go before events, unlabelled before labelled."""
         while self.free_bytes() < min_free_bytes:
-            oldest = self._db.execute(
-                "SELECT id, clip FROM events WHERE clip IS NOT NULL ORDER BY id LIMIT 1"
-            ).fetchone()
+            oldest = self._oldest_clip()
             if oldest is None:
                 return False
-            (self.data_dir / oldest[1]).unlink(missing_ok=True)
+            table, record_id, clip = oldest
+            (self.data_dir / clip).unlink(missing_ok=True)
             with self._db:
-                self._db.execute("UPDATE events SET clip = NULL WHERE id = ?", (oldest[0],))
-            log.warning("disk space floor: deleted the evidence clip of event %d", oldest[0])
+                self._db.execute(f"UPDATE {table} SET clip = NULL WHERE id = ?", (record_id,))
+            log.warning("disk space floor: deleted the clip of %s %d", CLIP_PREFIX[table], record_id)
         return True
+
+    def _oldest_clip(self) -> tuple[str, int, str] | None:
+        for labelled in (False, True):
+            for table in (NEAR_MISSES, EVENTS):
+                row = self._db.execute(
+                    f"SELECT id, clip FROM {table} WHERE clip IS NOT NULL AND (label IS NOT NULL) = ? "
+                    "ORDER BY id LIMIT 1",
+                    (labelled,),
+                ).fetchone()
+                if row is not None:
+                    return table, row[0], row[1]
+        return None
+
+    def set_label(self, table: str, record_id: int, label: str, category: str | None) -> bool:
+        """Label a record (False: no such record)."""
+        if label not in LABELS:
+            raise ValueError(f"label {label!r} must be one of {', '.join(LABELS)}")
+        with self._db:
+            cursor = self._db.execute(
+                f"UPDATE {table} SET label = ?, category = ? WHERE id = ?", (label, category, record_id)
+            )
+        return cursor.rowcount == 1
+
+    def labelled_clips(self) -> list[LabelledClip]:
+        return [
+            LabelledClip(table, *row)
+            for table in (EVENTS, NEAR_MISSES)
+            for row in self._db.execute(
+                f"SELECT id, start_time, clip, label, category FROM {table} "
+                "WHERE label IS NOT NULL AND clip IS NOT NULL ORDER BY id"
+            )
+        ]
+
+    def labelled_without_clip(self) -> int:
+        """Labelled records whose clip is gone (the disk space floor) or was never saved."""
+        return sum(
+            self._db.execute(f"SELECT COUNT(*) FROM {table} WHERE label IS NOT NULL AND clip IS NULL").fetchone()[0]
+            for table in (EVENTS, NEAR_MISSES)
+        )
 
     def events(self, limit: int = 100) -> list[EventRecord]:
         rows = self._db.execute(
-            "SELECT id, opened_at, start_time, end_time, confidence, votes, models, degraded, windows, clip, state "
-            "FROM events ORDER BY id DESC LIMIT ?",
+            "SELECT id, opened_at, start_time, end_time, confidence, votes, models, degraded, windows, clip, state, "
+            "label, category FROM events ORDER BY id DESC LIMIT ?",
             (limit,),
         ).fetchall()
         return [
-            EventRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), json.loads(r[6]), bool(r[7]), r[8], r[9], r[10])
+            EventRecord(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                json.loads(r[5]),
+                json.loads(r[6]),
+                bool(r[7]),
+                r[8],
+                r[9],
+                r[10],
+                r[11],
+                r[12],
+            )
             for r in reversed(rows)
         ]
 
-    def prune(self, retention_days: float, now: float | None = None) -> int:
-        """Delete closed events older than the retention, and their clips."""
-        cutoff = (time.time() if now is None else now) - retention_days * SECONDS_PER_DAY
-        old = self._db.execute(
-            "SELECT id, clip FROM events WHERE state != 'open' AND opened_at < ?", (cutoff,)
+    def near_misses(self, limit: int = 100) -> list[NearMissRecord]:
+        rows = self._db.execute(
+            "SELECT id, start_time, confidence, votes, models, clip, label, category FROM near_misses "
+            "ORDER BY id DESC LIMIT ?",
+            (limit,),
         ).fetchall()
+        return [NearMissRecord(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), *r[5:]) for r in reversed(rows)]
+
+    def prune(self, retention_days: float, now: float | None = None) -> int:
+        """Delete unlabelled closed events and near misses older than the retention, and their clips."""
+        cutoff = (time.time() if now is None else now) - retention_days * SECONDS_PER_DAY
+        old_events = "SELECT id, clip FROM events WHERE state != 'open' AND opened_at < ? AND label IS NULL"
+        old_near_misses = "SELECT id, clip FROM near_misses WHERE start_time < ? AND label IS NULL"
+        return sum(
+            self._delete(table, query, cutoff)
+            for table, query in ((EVENTS, old_events), (NEAR_MISSES, old_near_misses))
+        )
+
+    def _delete(self, table: str, query: str, cutoff: float) -> int:
+        old = self._db.execute(query, (cutoff,)).fetchall()
         for _, clip in old:
             if clip:
                 (self.data_dir / clip).unlink(missing_ok=True)
         with self._db:
-            self._db.executemany("DELETE FROM events WHERE id = ?", [(event_id,) for event_id, _ in old])
+            self._db.executemany(f"DELETE FROM {table} WHERE id = ?", [(record_id,) for record_id, _ in old])
         return len(old)
 
     def close(self) -> None:

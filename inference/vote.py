@@ -59,11 +59,15 @@ class VoteRule:
             return float(sigmoid(logit(list(votes.values())).mean()))
         return sum(votes.values()) / len(votes)
 
+    def yes_votes(self, votes: dict[str, float]) -> list[str]:
+        """The models that call the window a gunshot at their own threshold."""
+        return [m for m, p in votes.items() if p >= self.thresholds[m]]
+
     def sure_yes(self, votes: dict[str, float]) -> bool:
         """k of n: positive whatever the missing votes say. The fused vote always waits for them."""
         if self.fused_threshold is not None:
             return False
-        return sum(p >= self.thresholds[m] for m, p in votes.items()) >= self.votes_required
+        return len(self.yes_votes(votes)) >= self.votes_required
 
     def describe(self) -> str:
         if self.fused_threshold is not None:

@@ -95,10 +95,19 @@ class AlertsConfig:
 @dataclass(frozen=True)
 class StorageConfig:
     data_dir: str = setting("./data", "Folder for events, evidence clips and the outbox.")
-    clips: bool = setting(True, "Save an evidence clip (FLAC) of each event.")
+    clips: bool = setting(True, "Save a clip (FLAC) of each event and near miss.")
     clip_pre_roll: float = setting(2.0, "Seconds of audio kept before an event in its clip.", 0.0, 20.0)
     clip_post_roll: float = setting(2.0, "Seconds of audio kept after an event in its clip.", 0.0, 20.0)
-    retention_days: float = setting(30.0, "Evidence clips and closed events older than this are deleted.", 1.0, 3650.0)
+    retention_days: float = setting(
+        30.0, "Clips, closed events and near misses older than this are deleted, unless labelled.", 1.0, 3650.0
+    )
+    near_misses_per_hour: int = setting(
+        4,
+        "Near misses (windows a model called a gunshot but the vote turned down) kept per hour, with a clip "
+        "to label and train on (python cli.py label, export-labels); 0: off.",
+        0,
+        60,
+    )
     min_free_mb: float = setting(
         200.0, "Free space kept on the data folder's disk: older clips are deleted, new ones skipped.", 0.0, 1e6
     )

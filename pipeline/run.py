@@ -92,10 +92,10 @@ def print_demo_report(config: Config) -> None:
     if not records:
         print("  (the demo's game sound effects are a weak stand-in for gunfire: see models/README.md)")
     for record in records:
-        votes = ", ".join(f"{m} {p:.2f}" for m, p in record["votes"].items())
         offset = f" ({record['start_time'] - audio_start:.1f} s into the recording)" if audio_start else ""
         print(
-            f"  event {record['id']} at {record['local_time']}{offset}: confidence {record['confidence']:.2f} ({votes})"
+            f"  event {record['id']} at {record['local_time']}{offset}: confidence {record['confidence']:.2f} "
+            f"({_votes_text(record['votes'])})"
         )
     outbox = Outbox(outbox_path(Path(config.storage.data_dir)))
     try:
@@ -105,6 +105,17 @@ def print_demo_report(config: Config) -> None:
     print(f"texts: {len(rows)}")
     for row in rows:
         print(f"  to {row.recipient} [{row.state}]: {row.text}")
+    near_misses = [r for r in list_events(config, limit=1000, near_misses=True) if r["start_time"] >= earliest]
+    print(f"near misses (a model said gunshot, the vote did not) kept with a clip to label: {len(near_misses)}")
+    for record in near_misses:
+        offset = f" ({record['start_time'] - audio_start:.1f} s into the recording)" if audio_start else ""
+        print(f"  near miss {record['id']}{offset}: {_votes_text(record['votes'])}, clip {record['clip']}")
+    if near_misses:
+        print(f"  label them: python cli.py label --near-miss ID gunshot --data-dir {config.storage.data_dir}")
+
+
+def _votes_text(votes: dict[str, float]) -> str:
+    return ", ".join(f"{m} {p:.2f}" for m, p in votes.items())
 
 
 def analyze_files(config: Config, files: Sequence[Path]) -> Iterator[dict[str, Any]]:
@@ -132,7 +143,8 @@ def analyze_files(config: Config, files: Sequence[Path]) -> Iterator[dict[str, A
         }
 
 
-def list_events(config: Config, limit: int) -> list[dict[str, Any]]:
+def list_events(config: Config, limit: int, near_misses: bool = False) -> list[dict[str, Any]]:
+    """The latest events (or near misses) with their local time."""
     from inference.eventlog import EVENTS_DB, EventLog
 
     data_dir = Path(config.storage.data_dir)
@@ -141,7 +153,7 @@ def list_events(config: Config, limit: int) -> list[dict[str, Any]]:
     zone = zoneinfo.ZoneInfo(config.site.timezone)
     log_ = EventLog(data_dir)
     try:
-        records = log_.events(limit)
+        records = log_.near_misses(limit) if near_misses else log_.events(limit)
     finally:
         log_.close()
     return [

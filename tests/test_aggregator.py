@@ -76,11 +76,24 @@ def test_an_event_is_queued_for_every_recipient_the_moment_it_opens(aggregator):
     assert event.state == "open" and event.degraded
 
 
+CLICK_AT = 3.2  # s
+
+
+def write_click(audio: Ring) -> None:
+    """16 s of silence with a one-sample click at CLICK_AT, to find in a clip."""
+    sound = np.zeros(RATE * 16, dtype=np.int16)
+    sound[int(RATE * CLICK_AT)] = 20000
+    audio.write(sound)
+
+
+def click_in_clip(first_window: int, pre_roll: float) -> int:
+    """Where the click is in a clip that starts `pre_roll` s before `first_window`."""
+    return round((CLICK_AT - (first_window * HOP / RATE - pre_roll)) * RATE)
+
+
 def test_closing_completes_the_record_and_saves_the_clip_with_pre_and_post_roll(aggregator):
     agg, audio, _, data = aggregator
-    shot = np.zeros(RATE * 16, dtype=np.int16)
-    shot[int(RATE * 3.2)] = 20000
-    audio.write(shot)
+    write_click(audio)
     agg.handle(decision(6, True))
     agg.handle(decision(7, True))
     for index in windows_until_closed(7, agg.config):
@@ -93,7 +106,7 @@ def test_closing_completes_the_record_and_saves_the_clip_with_pre_and_post_roll(
     assert rate == RATE
     pre, post = agg.config.storage.clip_pre_roll, agg.config.storage.clip_post_roll
     assert len(clip) == round((pre + (7 * HOP + WINDOW - 6 * HOP) / RATE + post) * RATE)
-    assert np.argmax(clip) == round((3.2 - (6 * HOP / RATE - pre)) * RATE)
+    assert np.argmax(clip) == click_in_clip(6, pre)
 
 
 def test_retention_removes_old_clips_events_and_sent_texts_but_never_pending_ones(aggregator):

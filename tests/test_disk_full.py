@@ -18,7 +18,7 @@ from alerting.modem import Modem
 from alerting.outbox import Outbox, outbox_path
 from alerting.reserve import RESERVE_FILE
 from alerting.sender import send_pending_once
-from inference.eventlog import MB, EventLog
+from inference.eventlog import EVENTS, MB, NEAR_MISSES, EventLog
 from pipeline.config import override
 from tests.test_aggregator import RATE, built, decision
 from tests.test_alerting_support import NUMBERS, config_for, sent_texts
@@ -100,3 +100,24 @@ def test_clips_never_take_the_disk_below_the_floor_older_clips_go_first(tmp_path
 def test_the_floor_setting_is_validated(tmp_path):
     with pytest.raises(Exception, match=r"storage\.min_free_mb"):
         override(config_for(tmp_path), {"storage.min_free_mb": -1})
+
+
+def test_near_miss_clips_make_room_before_event_clips_and_labelled_clips_go_last(small_disk):
+    log = EventLog(small_disk / "data")
+    noise = np.random.default_rng(0).integers(-8000, 8000, RATE * 6, dtype=np.int16)
+    labelled = log.add_near_miss(time.time(), 0.5, {}, {})
+    log.set_label(NEAR_MISSES, labelled, "gunshot", None)
+    event = log.open_event(time.time(), 0.9, {}, {}, False)
+    unlabelled = log.add_near_miss(time.time(), 0.5, {}, {})
+    for table, record_id in ((NEAR_MISSES, labelled), (EVENTS, event), (NEAR_MISSES, unlabelled)):
+        assert log.attach_clip(table, record_id, noise, RATE)
+    clip_bytes = (small_disk / "data" / log.near_misses()[0].clip).stat().st_size
+
+    def clips_left() -> tuple[bool, bool, bool]:
+        near_misses = {n.id: n.clip is not None for n in log.near_misses()}
+        return near_misses[labelled], log.events()[0].clip is not None, near_misses[unlabelled]
+
+    for expected in ((True, True, False), (True, False, False), (False, False, False)):
+        leave_free(small_disk, clip_bytes // 2)
+        assert log.make_room(clip_bytes)
+        assert clips_left() == expected
