@@ -198,6 +198,7 @@ class EventLog:
         return True
 
     def _oldest_clip(self) -> tuple[str, int, str] | None:
+        """The next clip to give up for space: (table, record id, clip path)."""
         for labelled in (False, True):
             for table in (NEAR_MISSES, EVENTS):
                 row = self._db.execute(

@@ -552,6 +552,8 @@ def proxy_sections(reports: Path, shipped: dict[str, dict[str, int]]) -> list[st
         lines += _transfer(json.loads(path.read_text()))
     if (path := reports / "fusion.json").exists():
         lines += _fusion(json.loads(path.read_text()))
+    if (path := reports / "field_adaptation.json").exists():
+        lines += _field_adaptation(json.loads(path.read_text()))
     if (path := reports / "streaming.json").exists():
         lines += _streaming(json.loads(path.read_text()))
     if (path := reports / "game_sounds.json").exists():
@@ -699,6 +701,48 @@ def _fusion(report: dict) -> list[str]:
         for source, figures in entry["sources"].items():
             cells = [f"{fmt(r['recall'])} / {fmt(r['f1'])} / {r['fp']} ({r['rule']})" for r in figures["vote"].values()]
             lines.append(f"| {runs} | {source} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _field_adaptation(report: dict) -> list[str]:
+    lines = [
+        "",
+        "## Labelling a site's near misses (a held-out source standing in for a new site)",
+        "",
+        "`python -m models.training.field_adaptation --source SOURCE [--seed-offset N]` "
+        "(models/training/field_adaptation.py, models/reports/field_adaptation.json): what labelling the clips "
+        'a device keeps at a new site (README.md, "Teaching it your site") buys at that site. A held-out source '
+        "stands in for the site, its split groups cut in two (seeded): an early stretch the device hears and a "
+        "later one it is judged on. *before*: the leave-one-source-out fold (the shipped recipe, its schedule) "
+        "trained without any of the source. It runs over the early stretch through the runtime path, and the "
+        "clips where a model (or the vote) called a window a gunshot are what a device keeps (events and near "
+        "misses); their manifest labels stand in for the person who labels them. *after*: the fold trained again "
+        "with those clips in its training fold, as `export-labels` adds them; thresholds and vote chosen as before, "
+        "on the other sources' validation clips only. Both are scored on the later stretch. The early stretch is "
+        "a curated collection, not hours of the site's audio: the hours are how long a device at the default "
+        "`storage.near_misses_per_hour` would take to keep as many clips, were its near misses that frequent. "
+        "One run each (SOURCE+N: both folds at another seed).",
+        "",
+        "| source | early stretch: gunshot / other clips | kept and labelled: gunshot / other (device hours at "
+        "the default budget) | later stretch: gunshot / other | fold | vote | recall | precision | F1 "
+        "| false positives | clip AUC | recall at 0 FP | recall at 10 FP |",
+        "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for source, r in report["sources"].items():
+        early, kept, later = r["early_stretch"], r["kept_and_labelled"], r["later_stretch"]
+        stretches = [
+            source,
+            f"{early['gunshot_clips']} / {early['other_clips']}",
+            f"{kept['gunshot_clips']} / {kept['other_clips']} ({r['device_hours_to_keep_as_many']} h)",
+            f"{later['gunshot_clips']} / {later['other_clips']}",
+        ]
+        for when in ("before", "after"):
+            e = r[when]["ensemble"]
+            curve = e["recall_at_false_positive_clips"]
+            figures = [fmt(e[k]) for k in ("recall", "precision", "f1")] + [str(e["fp"]), fmt(e["clip_auc"])]
+            recalls = [fmt(recall_within(curve, fp)) for fp in (0, 10)]
+            cells = [*(stretches if when == "before" else [""] * 4), when, r[when]["vote"], *figures, *recalls]
+            lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 

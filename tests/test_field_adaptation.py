@@ -1,0 +1,49 @@
+"""The near-miss simulation's cut of a source into an early stretch (what a device hears and a
+person labels) and a later one (what it is judged on): by split group, never across one."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.training.data import Clip
+from models.training.field_adaptation import DEPLOYED_SHARE, as_site_clips, stretches
+
+
+def clip(source: str, group: str, label: int) -> Clip:
+    return Clip(f"{group}.flac", label, "gunshot" if label else "ambience", source, group, "val", np.zeros(8))
+
+
+def test_the_source_is_cut_by_split_group_with_gunshot_and_other_groups_cut_alike():
+    clips = [clip("site", f"gun{g}", 1) for g in range(10) for _ in range(3)]
+    clips += [clip("site", f"bg{g}", 0) for g in range(6) for _ in range(2)]
+    clips += [clip("elsewhere", "x", 1)]
+    early, later = stretches(clips, "site")
+    assert len(early) + len(later) == len(clips) - 1
+    assert not {c.split_group for c in early} & {c.split_group for c in later}
+    for prefix, groups in (("gun", 10), ("bg", 6)):
+        early_groups = {c.split_group for c in early if c.split_group.startswith(prefix)}
+        assert len(early_groups) == round(DEPLOYED_SHARE * groups)
+    assert stretches(clips, "site") == (early, later)  # seeded
+
+
+def test_labelled_clips_train_as_the_site_s_own_source():
+    (site,) = as_site_clips([clip("belize", "gun0", 1)], "belize")
+    assert (site.source, site.fold, site.label) == ("belize_site", "train", 1)
+
+
+def test_the_card_shows_before_and_after_on_the_later_stretch():
+    from models.training import card
+
+    def fold(recall: float, vote: str) -> dict:
+        curve = {"0": recall, "4": 0.9}
+        ensemble = {"recall": recall, "precision": 1.0, "f1": 0.5, "fp": 0, "clip_auc": 0.9}
+        return {"vote": vote, "ensemble": {**ensemble, "recall_at_false_positive_clips": curve}}
+
+    counts = {"gunshot_clips": 10, "other_clips": 5}
+    run = {"early_stretch": counts, "kept_and_labelled": counts, "device_hours_to_keep_as_many": 3.8}
+    report = {
+        "sources": {"belize": {**run, "later_stretch": counts, "before": fold(0.1, "k"), "after": fold(0.4, "f")}}
+    }
+    before, after = card._field_adaptation(report)[-2:]
+    assert before.startswith("| belize | 10 / 5 | 10 / 5 (3.8 h) | 10 / 5 | before | k | 0.100 |")
+    assert after.startswith("|  |  |  |  | after | f | 0.400 |") and after.endswith("| 0.400 | 0.900 |")
