@@ -39,6 +39,7 @@ class NearMissPicker:
         start = decision.index * self.hop
         if start <= self.covered_until:
             return False
+        self.covered_until = start + self.window + self.merge_gap  # kept or not, the windows it spans are one
         while self.kept and self.kept[0] <= start - self.hour:
             self.kept.popleft()
         if len(self.kept) >= self.per_hour:
@@ -47,5 +48,4 @@ class NearMissPicker:
                 log.info("near misses over storage.near_misses_per_hour: %d not kept so far", self.skipped)
             return False
         self.kept.append(start)
-        self.covered_until = start + self.window + self.merge_gap
         return True

@@ -65,6 +65,7 @@ def test_at_most_the_hourly_budget_is_kept_and_the_rest_are_counted():
     apart = JOINING + 1
     kept = [near.pick(window(i * apart, ONE_YES), in_event=False) for i in range(5)]
     assert kept == [True, True, False, False, False] and near.skipped == 3
+    assert not near.pick(window(4 * apart + 1, ONE_YES), in_event=False) and near.skipped == 3  # the same one
     assert near.pick(window(WINDOWS_PER_HOUR + 1, ONE_YES), in_event=False)  # an hour of audio after the first
 
 
