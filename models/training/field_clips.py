@@ -73,6 +73,7 @@ def export_labelled(
         events.close()
     if not labelled:
         raise ExportError(f"no labelled clips in {data_dir}: label events or near misses first (python cli.py label)")
+    Path(out).mkdir(parents=True, exist_ok=True)
     rows = [_copy(clip, Path(data_dir), Path(out), source, fold) for clip in labelled]
     manifest = Path(out) / MANIFEST_NAME
     with manifest.open("w", newline="") as handle:
@@ -93,7 +94,6 @@ def _base_rows(base_manifest: Path, out: Path, source: str) -> list[dict[str, st
         raise ExportError(f"{base_manifest} lacks columns {sorted(set(MANIFEST_COLUMNS) - rows[0].keys())}")
     if any(row["source"] == source for row in rows):
         raise ExportError(f"source {source!r} is already in {base_manifest}: choose another with --source")
-    out.mkdir(parents=True, exist_ok=True)
     base_dir = base_manifest.resolve().parent
     return [
         {**{k: row[k] for k in MANIFEST_COLUMNS}, "path": os.path.relpath(base_dir / row["path"], out.resolve())}
