@@ -128,19 +128,20 @@ def analyze(config_path, files, fmt) -> None:
 @click.option(
     "--near-misses", is_flag=True, help="List the near misses (a model said gunshot, the vote did not) instead."
 )
-def events(config_path, data_dir, limit, fmt, near_misses) -> None:
-    """List recorded events (or near misses), with their clips and labels."""
+@click.option("--samples", is_flag=True, help="List the background samples (random windows) instead.")
+def events(config_path, data_dir, limit, fmt, near_misses, samples) -> None:
+    """List recorded events (or near misses, or background samples), with their clips and labels."""
     from pipeline.run import list_events
 
     config = _load(config_path, {"storage.data_dir": str(data_dir) if data_dir else None})
-    for record in list_events(config, limit, near_misses):
+    for record in list_events(config, limit, _kept_table(near_misses, samples)):
         click.echo(json.dumps(record) if fmt == "jsonl" else _event_line(record))
 
 
 def _event_line(record: dict) -> str:
     votes = " ".join(f"{m}={p:.2f}" for m, p in record["votes"].items())
     parts = [f"#{record['id']}", record["local_time"], f"conf {record['confidence']:.2f}", f"[{votes}]"]
-    if "state" in record:  # events have one, near misses not
+    if "state" in record:  # events have one, near misses and samples not
         parts.append(record["state"] + (" degraded" if record["degraded"] else ""))
     parts.append(f"clip {record['clip'] or '-'}")
     if record["label"]:
@@ -152,27 +153,39 @@ def _event_line(record: dict) -> str:
 @config_option
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Data folder (default from the config).")
 @click.option("--near-miss", is_flag=True, help="RECORD_ID is a near miss's, not an event's.")
+@click.option("--sample", is_flag=True, help="RECORD_ID is a background sample's, not an event's.")
 @click.option("--category", help="What it is, e.g. rifle, shotgun, door_slam (default: gunshot or field_other).")
 @click.argument("record_id", type=int)
 @click.argument("label", type=click.Choice(["gunshot", "other"]))
-def label(config_path, data_dir, near_miss, category, record_id, label) -> None:
-    """Label an event or near miss after listening to its clip: labelled clips are kept past the
-    retention and become training data (export-labels)."""
-    from inference.eventlog import EVENTS, EVENTS_DB, NEAR_MISSES, EventLog
+def label(config_path, data_dir, near_miss, sample, category, record_id, label) -> None:
+    """Label an event, near miss or background sample after listening to its clip: labelled clips
+    are kept past the retention and become training data (export-labels)."""
+    from inference.eventlog import CLIP_PREFIX, EVENTS, EVENTS_DB, NEAR_MISSES, SAMPLES, EventLog
 
     config = _load(config_path, {"storage.data_dir": str(data_dir) if data_dir else None})
     folder = Path(config.storage.data_dir)
     if not (folder / EVENTS_DB).exists():
         raise click.ClickException(f"{folder} holds no {EVENTS_DB}: give the detector's data folder (--data-dir)")
-    what = "near miss" if near_miss else "event"
+    table = _kept_table(near_miss, sample) or EVENTS
+    what = CLIP_PREFIX[table].replace("-", " ")
     records = EventLog(folder)
     try:
-        found = records.set_label(NEAR_MISSES if near_miss else EVENTS, record_id, label, category)
+        found = records.set_label(table, record_id, label, category)
     finally:
         records.close()
     if not found:
-        raise click.ClickException(f"no {what} {record_id} in {folder} (list them: python cli.py events)")
+        flag = {EVENTS: "", NEAR_MISSES: " --near-misses", SAMPLES: " --samples"}[table]
+        raise click.ClickException(f"no {what} {record_id} in {folder} (list them: python cli.py events{flag})")
     click.echo(f"{what} {record_id}: {label}" + (f" ({category})" if category else ""))
+
+
+def _kept_table(near_miss: bool, sample: bool) -> str | None:
+    """The table of kept windows that the flags name (None: events)."""
+    from inference.eventlog import NEAR_MISSES, SAMPLES
+
+    if near_miss and sample:
+        raise click.UsageError("give --near-miss(es) or --sample(s), not both")
+    return NEAR_MISSES if near_miss else SAMPLES if sample else None
 
 
 @main.command("export-labels")

@@ -4,7 +4,8 @@ An opening event goes first to the event log and the persistent outbox (so a cra
 point loses nothing), then the SMS process is woken. Closing completes the record and saves the
 evidence clip from the audio ring once its post-roll has been captured. A window that a model
 called a gunshot but the vote turned down is kept as a near miss, with its clip
-(inference/near_miss.py).
+(inference/near_miss.py); a few windows a day are kept as background samples
+(inference/background_sample.py). Both are there to be labelled.
 
 A full disk must not cost an alert: a failed event-log write is logged and counted (the text goes
 out without an event id); a failed outbox write gives up the outbox reserve and tries again, and
@@ -27,7 +28,8 @@ from alerting.clock import clock_synchronised
 from alerting.compose import EventAlert, queue_event_alert
 from alerting.outbox import Outbox, outbox_path
 from alerting.reserve import DiskReserve, is_disk_full
-from inference.eventlog import EVENTS, MB, NEAR_MISSES, SECONDS_PER_DAY, EventLog
+from inference.background_sample import BackgroundSampler
+from inference.eventlog import CLIP_PREFIX, EVENTS, MB, NEAR_MISSES, SAMPLES, SECONDS_PER_DAY, EventLog
 from inference.events import Event, EventTracker
 from inference.frontend import hop_samples
 from inference.model import Ensemble, load_ensemble
@@ -53,7 +55,7 @@ def wall_time(monotonic_time: float) -> float:
 
 @dataclass
 class _ClipDue:
-    table: str  # EVENTS or NEAR_MISSES
+    table: str  # EVENTS, NEAR_MISSES or SAMPLES
     record_id: int
     first: int  # audio rows of the clip
     stop: int
@@ -76,6 +78,7 @@ class Aggregator:
         self.near_misses = NearMissPicker(
             self.box.rule, ensemble.window_samples, hop, merge_gap, self.rate, config.storage.near_misses_per_hour
         )
+        self.samples = BackgroundSampler(hop, self.rate, config.storage.background_samples_per_day)
         data_dir = Path(config.storage.data_dir)
         self.events = EventLog(data_dir)
         if interrupted := self.events.mark_interrupted():
@@ -102,8 +105,11 @@ class Aggregator:
             self._close(update.closed)
         if update.opened is not None:
             self._open(update.opened)
-        if not lost_audio and self.near_misses.pick(decision, in_event=self.tracker.current is not None):
-            self._keep_near_miss(decision)
+        in_event = self.tracker.current is not None
+        if not lost_audio and self.near_misses.pick(decision, in_event):
+            self._keep_window(NEAR_MISSES, decision)
+        elif self.samples.pick(decision, kept_or_lost=in_event or lost_audio):
+            self._keep_window(SAMPLES, decision)
 
     def _open(self, event: Event) -> None:
         start = wall_time(self.audio.time_of(event.start))
@@ -120,11 +126,14 @@ class Aggregator:
             " (degraded)" if event.degraded else "",
         )
 
-    def _keep_near_miss(self, decision: Decision) -> None:
+    def _keep_window(self, table: str, decision: Decision) -> None:
+        """A near miss or background sample: its record, and its clip once the post-roll is in."""
         start = decision.index * self.hop
+        what = CLIP_PREFIX[table]
         record_id = self._record(
-            "near miss",
-            self.events.add_near_miss,
+            what,
+            self.events.add_window,
+            table,
             wall_time(self.audio.time_of(start)),
             decision.confidence,
             decision.votes,
@@ -132,12 +141,8 @@ class Aggregator:
         )
         if record_id is None:
             return
-        log.info(
-            "near miss %d kept for labelling: %s",
-            record_id,
-            {m: round(p, 2) for m, p in decision.votes.items()},
-        )
-        self._clip_due(NEAR_MISSES, record_id, start, start + self.window)
+        log.info("%s %d kept for labelling: %s", what, record_id, {m: round(p, 2) for m, p in decision.votes.items()})
+        self._clip_due(table, record_id, start, start + self.window)
 
     def _clip_due(self, table: str, record_id: int, start: int, end: int) -> None:
         """Save audio from pre-roll before `start` to post-roll after `end` once it is captured."""

@@ -1,4 +1,5 @@
-"""The record of detected events and near misses (SQLite), their clips (FLAC) and their labels.
+"""The record of detected events, near misses and background samples (SQLite), their clips (FLAC)
+and their labels.
 
 A label (gunshot or other, set by `python cli.py label`) keeps a record and its clip from the
 retention: labelled clips are training data (`python cli.py export-labels`).
@@ -21,8 +22,14 @@ EVENTS_DB = "events.sqlite"
 CLIPS_DIR = "clips"
 SECONDS_PER_DAY = 86400.0
 MB = 1024 * 1024
-EVENTS, NEAR_MISSES = "events", "near_misses"  # the tables with clips
-CLIP_PREFIX = {EVENTS: "event", NEAR_MISSES: "near-miss"}
+EVENTS, NEAR_MISSES, SAMPLES = "events", "near_misses", "samples"  # the tables with clips
+TABLES = (EVENTS, NEAR_MISSES, SAMPLES)
+KEPT_WINDOWS = (
+    NEAR_MISSES,
+    SAMPLES,
+)  # windows kept to label, not events (inference/near_miss.py, background_sample.py)
+CLIP_PREFIX = {EVENTS: "event", NEAR_MISSES: "near-miss", SAMPLES: "sample"}
+GIVEN_UP_FIRST = (SAMPLES, NEAR_MISSES, EVENTS)  # whose clips make room first under the disk-space floor
 LABELS = ("gunshot", "other")  # the manifest's labels (models/training/data.py)
 
 _SCHEMA = """
@@ -41,12 +48,14 @@ CREATE TABLE IF NOT EXISTS events (
     label TEXT,                   -- gunshot | other, set by a person (cli.py label); NULL: not labelled
     category TEXT                 -- what it is, in the person's words (e.g. rifle, door_slam)
 );
-CREATE TABLE IF NOT EXISTS near_misses (
+"""
+_KEPT_WINDOW_SCHEMA = """
+CREATE TABLE IF NOT EXISTS {table} (
     id INTEGER PRIMARY KEY,
     start_time REAL NOT NULL,     -- wall time of the start of the window
     confidence REAL NOT NULL,     -- the vote's confidence in the window
-    votes TEXT NOT NULL,          -- JSON {model id: probability}
-    models TEXT NOT NULL,         -- JSON {model id: version}
+    votes TEXT NOT NULL,          -- JSON {{model id: probability}}
+    models TEXT NOT NULL,         -- JSON {{model id: version}}
     clip TEXT,
     label TEXT,
     category TEXT
@@ -79,7 +88,9 @@ class EventRecord:
 
 
 @dataclass(frozen=True)
-class NearMissRecord:
+class WindowRecord:
+    """A near miss or a background sample."""
+
     id: int
     start_time: float
     confidence: float
@@ -109,7 +120,7 @@ class EventLog:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.data_dir / EVENTS_DB, timeout=10.0)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self._db.executescript(_SCHEMA + "".join(_KEPT_WINDOW_SCHEMA.format(table=t) for t in KEPT_WINDOWS))
         self._add_missing_columns()
 
     def _add_missing_columns(self) -> None:
@@ -144,18 +155,19 @@ class EventLog:
                 (end_time, confidence, json.dumps(votes), int(degraded), windows, event_id),
             )
 
-    def add_near_miss(
-        self, start_time: float, confidence: float, votes: dict[str, float], models: dict[str, str]
+    def add_window(
+        self, table: str, start_time: float, confidence: float, votes: dict[str, float], models: dict[str, str]
     ) -> int:
+        """Record a near miss or a background sample (`table`: one of KEPT_WINDOWS)."""
         with self._db:
             cursor = self._db.execute(
-                "INSERT INTO near_misses (start_time, confidence, votes, models) VALUES (?,?,?,?)",
+                f"INSERT INTO {table} (start_time, confidence, votes, models) VALUES (?,?,?,?)",
                 (start_time, confidence, json.dumps(votes), json.dumps(models)),
             )
         return int(cursor.lastrowid)
 
     def attach_clip(self, table: str, record_id: int, samples: np.ndarray, rate: int, min_free_bytes: int = 0) -> bool:
-        """Write the clip of an event or near miss; False (logged) when the disk refuses or the clip
+        """Write the clip of a record; False (logged) when the disk refuses or the clip
         would take it below `min_free_bytes` even after deleting older clips. Detection goes on
         either way."""
         what = f"{CLIP_PREFIX[table]} {record_id}"
@@ -185,7 +197,7 @@ class EventLog:
 
     def make_room(self, min_free_bytes: int) -> bool:
         """Delete the oldest clips (their records stay) until `min_free_bytes` are free; False if
-        that is not enough. Near misses go before events, unlabelled before labelled."""
+        that is not enough. Samples go first, then near misses, then events; unlabelled before labelled."""
         while self.free_bytes() < min_free_bytes:
             oldest = self._oldest_clip()
             if oldest is None:
@@ -200,7 +212,7 @@ class EventLog:
     def _oldest_clip(self) -> tuple[str, int, str] | None:
         """The next clip to give up for space: (table, record id, clip path)."""
         for labelled in (False, True):
-            for table in (NEAR_MISSES, EVENTS):
+            for table in GIVEN_UP_FIRST:
                 row = self._db.execute(
                     f"SELECT id, clip FROM {table} WHERE clip IS NOT NULL AND (label IS NOT NULL) = ? "
                     "ORDER BY id LIMIT 1",
@@ -223,7 +235,7 @@ class EventLog:
     def labelled_clips(self) -> list[LabelledClip]:
         return [
             LabelledClip(table, *row)
-            for table in (EVENTS, NEAR_MISSES)
+            for table in TABLES
             for row in self._db.execute(
                 f"SELECT id, start_time, clip, label, category FROM {table} "
                 "WHERE label IS NOT NULL AND clip IS NOT NULL ORDER BY id"
@@ -234,7 +246,7 @@ class EventLog:
         """Labelled records whose clip is gone (the disk space floor) or was never saved."""
         return sum(
             self._db.execute(f"SELECT COUNT(*) FROM {table} WHERE label IS NOT NULL AND clip IS NULL").fetchone()[0]
-            for table in (EVENTS, NEAR_MISSES)
+            for table in TABLES
         )
 
     def events(self, limit: int = 100) -> list[EventRecord]:
@@ -262,23 +274,23 @@ class EventLog:
             for r in reversed(rows)
         ]
 
-    def near_misses(self, limit: int = 100) -> list[NearMissRecord]:
+    def windows(self, table: str, limit: int = 100) -> list[WindowRecord]:
+        """The latest near misses or background samples (`table`: one of KEPT_WINDOWS)."""
         rows = self._db.execute(
-            "SELECT id, start_time, confidence, votes, models, clip, label, category FROM near_misses "
+            f"SELECT id, start_time, confidence, votes, models, clip, label, category FROM {table} "
             "ORDER BY id DESC LIMIT ?",
             (limit,),
         ).fetchall()
-        return [NearMissRecord(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), *r[5:]) for r in reversed(rows)]
+        return [WindowRecord(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), *r[5:]) for r in reversed(rows)]
 
     def prune(self, retention_days: float, now: float | None = None) -> int:
-        """Delete unlabelled closed events and near misses older than the retention, and their clips."""
+        """Delete unlabelled closed events, near misses and samples older than the retention, and
+        their clips."""
         cutoff = (time.time() if now is None else now) - retention_days * SECONDS_PER_DAY
         old_events = "SELECT id, clip FROM events WHERE state != 'open' AND opened_at < ? AND label IS NULL"
-        old_near_misses = "SELECT id, clip FROM near_misses WHERE start_time < ? AND label IS NULL"
-        return sum(
-            self._delete(table, query, cutoff)
-            for table, query in ((EVENTS, old_events), (NEAR_MISSES, old_near_misses))
-        )
+        old_windows = "SELECT id, clip FROM {table} WHERE start_time < ? AND label IS NULL"
+        queries = [(EVENTS, old_events)] + [(table, old_windows.format(table=table)) for table in KEPT_WINDOWS]
+        return sum(self._delete(table, query, cutoff) for table, query in queries)
 
     def _delete(self, table: str, query: str, cutoff: float) -> int:
         old = self._db.execute(query, (cutoff,)).fetchall()

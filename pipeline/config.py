@@ -95,11 +95,11 @@ class AlertsConfig:
 @dataclass(frozen=True)
 class StorageConfig:
     data_dir: str = setting("./data", "Folder for events, evidence clips and the outbox.")
-    clips: bool = setting(True, "Save a clip (FLAC) of each event and near miss.")
+    clips: bool = setting(True, "Save a clip (FLAC) of each event, near miss and background sample.")
     clip_pre_roll: float = setting(2.0, "Seconds of audio kept before an event in its clip.", 0.0, 20.0)
     clip_post_roll: float = setting(2.0, "Seconds of audio kept after an event in its clip.", 0.0, 20.0)
     retention_days: float = setting(
-        30.0, "Clips, closed events and near misses older than this are deleted, unless labelled.", 1.0, 3650.0
+        30.0, "Clips, closed events, near misses and samples older than this are deleted, unless labelled.", 1.0, 3650.0
     )
     near_misses_per_hour: int = setting(
         4,
@@ -107,6 +107,13 @@ class StorageConfig:
         "to label and train on (python cli.py label, export-labels); 0: off.",
         0,
         60,
+    )
+    background_samples_per_day: int = setting(
+        4,
+        "Windows kept per day at random times, whatever they hold, with a clip to label as the site's ordinary "
+        "sound (python cli.py label --sample); 0: off.",
+        0,
+        1440,
     )
     min_free_mb: float = setting(
         200.0, "Free space kept on the data folder's disk: older clips are deleted, new ones skipped.", 0.0, 1e6

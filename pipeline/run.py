@@ -105,7 +105,7 @@ def print_demo_report(config: Config) -> None:
     print(f"texts: {len(rows)}")
     for row in rows:
         print(f"  to {row.recipient} [{row.state}]: {row.text}")
-    near_misses = [r for r in list_events(config, limit=1000, near_misses=True) if r["start_time"] >= earliest]
+    near_misses = [r for r in list_events(config, 1000, kept="near_misses") if r["start_time"] >= earliest]
     print(f"near misses (a model said gunshot, the vote did not) kept with a clip to label: {len(near_misses)}")
     for record in near_misses:
         offset = f" ({record['start_time'] - audio_start:.1f} s into the recording)" if audio_start else ""
@@ -143,8 +143,9 @@ def analyze_files(config: Config, files: Sequence[Path]) -> Iterator[dict[str, A
         }
 
 
-def list_events(config: Config, limit: int, near_misses: bool = False) -> list[dict[str, Any]]:
-    """The latest events (or near misses) with their local time."""
+def list_events(config: Config, limit: int, kept: str | None = None) -> list[dict[str, Any]]:
+    """The latest events, or with `kept` (near_misses or samples) the windows kept to label, with
+    their local time."""
     from inference.eventlog import EVENTS_DB, EventLog
 
     data_dir = Path(config.storage.data_dir)
@@ -153,7 +154,7 @@ def list_events(config: Config, limit: int, near_misses: bool = False) -> list[d
     zone = zoneinfo.ZoneInfo(config.site.timezone)
     log_ = EventLog(data_dir)
     try:
-        records = log_.near_misses(limit) if near_misses else log_.events(limit)
+        records = log_.windows(kept, limit) if kept else log_.events(limit)
     finally:
         log_.close()
     return [

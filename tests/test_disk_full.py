@@ -18,7 +18,7 @@ from alerting.modem import Modem
 from alerting.outbox import Outbox, outbox_path
 from alerting.reserve import RESERVE_FILE
 from alerting.sender import send_pending_once
-from inference.eventlog import EVENTS, MB, NEAR_MISSES, EventLog
+from inference.eventlog import EVENTS, MB, NEAR_MISSES, SAMPLES, EventLog
 from pipeline.config import override
 from tests.test_aggregator import RATE, built, decision
 from tests.test_alerting_support import NUMBERS, config_for, sent_texts
@@ -102,22 +102,26 @@ def test_the_floor_setting_is_validated(tmp_path):
         override(config_for(tmp_path), {"storage.min_free_mb": -1})
 
 
-def test_near_miss_clips_make_room_before_event_clips_and_labelled_clips_go_last(small_disk):
+def test_sample_then_near_miss_then_event_clips_make_room_and_labelled_clips_go_last(small_disk):
     log = EventLog(small_disk / "data")
     noise = np.random.default_rng(0).integers(-8000, 8000, RATE * 6, dtype=np.int16)
-    labelled = log.add_near_miss(time.time(), 0.5, {}, {})
-    log.set_label(NEAR_MISSES, labelled, "gunshot", None)
-    event = log.open_event(time.time(), 0.9, {}, {}, False)
-    unlabelled = log.add_near_miss(time.time(), 0.5, {}, {})
-    for table, record_id in ((NEAR_MISSES, labelled), (EVENTS, event), (NEAR_MISSES, unlabelled)):
+    records = [
+        (NEAR_MISSES, log.add_window(NEAR_MISSES, time.time(), 0.5, {}, {})),  # labelled below
+        (EVENTS, log.open_event(time.time(), 0.9, {}, {}, False)),
+        (NEAR_MISSES, log.add_window(NEAR_MISSES, time.time(), 0.5, {}, {})),
+        (SAMPLES, log.add_window(SAMPLES, time.time(), 0.1, {}, {})),
+    ]
+    log.set_label(*records[0], "gunshot", None)
+    for table, record_id in records:
         assert log.attach_clip(table, record_id, noise, RATE)
-    clip_bytes = (small_disk / "data" / log.near_misses()[0].clip).stat().st_size
+    clip_bytes = (small_disk / "data" / log.events()[0].clip).stat().st_size
 
-    def clips_left() -> tuple[bool, bool, bool]:
-        near_misses = {n.id: n.clip is not None for n in log.near_misses()}
-        return near_misses[labelled], log.events()[0].clip is not None, near_misses[unlabelled]
+    def clips_left() -> tuple[bool, ...]:
+        clips = {(t, r.id): r.clip for t in (NEAR_MISSES, SAMPLES) for r in log.windows(t)}
+        clips[EVENTS, records[1][1]] = log.events()[0].clip
+        return tuple(clips[record] is not None for record in records)
 
-    for expected in ((True, True, False), (True, False, False), (False, False, False)):
+    for expected in ((1, 1, 1, 0), (1, 1, 0, 0), (1, 0, 0, 0), (0, 0, 0, 0)):
         leave_free(small_disk, clip_bytes // 2)
         assert log.make_room(clip_bytes)
-        assert clips_left() == expected
+        assert clips_left() == tuple(map(bool, expected))

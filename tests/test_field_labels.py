@@ -1,6 +1,7 @@
 """The field-data loop for real: a running detector keeps a shot that one model alone heard as a
 near miss with its clip (no text), a person lists and labels it on the command line, and
-export-labels writes a manifest that the training loader reads, after the base manifest's rows."""
+export-labels writes a manifest that the training loader reads, after the base manifest's rows.
+Background samples go through the same commands."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from inference.eventlog import NEAR_MISSES, EventLog
+from inference.eventlog import NEAR_MISSES, SAMPLES, EventLog
 from models.training.data import load_clips
 from models.training.field_clips import MANIFEST_COLUMNS, ExportError, export_labelled, source_name
 from tests.detector_run import PIPELINE_SHOTS, RATE, ROOT, DetectorRun, listening_config, stream_with_shots
@@ -84,12 +85,30 @@ def test_a_shot_one_model_hears_is_kept_labelled_and_exported_for_training(tmp_p
     assert np.allclose(shot.audio, clip, atol=1e-4)
 
 
+def test_a_background_sample_is_listed_labelled_and_exported_as_the_site_s_background(tmp_path):
+    """The detector's sampling is tested in tests/test_background_sample.py; here, the CLI on its records."""
+    data = tmp_path / "data"
+    log = EventLog(data)
+    sample = log.add_window(SAMPLES, time.time(), 0.1, {"wave": 0.1}, {"wave": "v"})
+    log.attach_clip(SAMPLES, sample, np.zeros(RATE, dtype=np.int16), RATE)
+    listed = cli("events", "--samples", "--format", "jsonl", "--data-dir", str(data))
+    assert [json.loads(line)["id"] for line in listed.stdout.splitlines()] == [sample]
+    both = cli("label", "--near-miss", "--sample", str(sample), "other", "--data-dir", str(data))
+    assert both.returncode == 2 and "not both" in both.stderr
+    missing = cli("label", "--sample", str(sample + 1), "other", "--data-dir", str(data))
+    assert missing.returncode == 1 and "events --samples" in missing.stderr
+    assert cli("label", "--sample", str(sample), "other", "--data-dir", str(data)).returncode == 0
+    assert cli("export-labels", str(tmp_path / "out"), "--data-dir", str(data), "--source", "farm").returncode == 0
+    (row,) = csv.DictReader((tmp_path / "out" / "manifest.csv").open())
+    assert (row["label"], row["category"], row["source"]) == ("other", "background", "farm")
+
+
 def test_export_says_what_is_wrong_and_what_to_do(tmp_path):
     data = tmp_path / "data"
     with pytest.raises(ExportError, match=r"holds no events\.sqlite"):
         export_labelled(data, tmp_path / "out", "site")
     log = EventLog(data)
-    near_miss = log.add_near_miss(time.time(), 0.5, {"wave": 0.99}, {"wave": "v"})
+    near_miss = log.add_window(NEAR_MISSES, time.time(), 0.5, {"wave": 0.99}, {"wave": "v"})
     log.attach_clip(NEAR_MISSES, near_miss, np.zeros(RATE, dtype=np.int16), RATE)
     with pytest.raises(ExportError, match=r"no labelled clips .*\(python cli\.py label\)"):
         export_labelled(data, tmp_path / "out", "site")

@@ -13,7 +13,7 @@ import pytest
 import soundfile
 
 from alerting.outbox import Outbox, outbox_path
-from inference.eventlog import EVENTS, NEAR_MISSES, EventLog
+from inference.eventlog import EVENTS, NEAR_MISSES, SAMPLES, EventLog
 from inference.near_miss import SECONDS_PER_HOUR, NearMissPicker
 from inference.vote import Decision, VoteRule
 from pipeline.config import Config, override
@@ -83,7 +83,7 @@ def test_the_aggregator_keeps_a_near_miss_with_its_clip_and_sends_no_text(aggreg
     write_click(audio)
     agg.handle(window(6, ONE_YES))
     agg.write_due_clips()
-    (near_miss,) = EventLog(data).near_misses()
+    (near_miss,) = EventLog(data).windows(NEAR_MISSES)
     assert near_miss.votes == ONE_YES and near_miss.label is None
     clip, rate = soundfile.read(data / near_miss.clip, dtype="int16")
     pre, post = agg.config.storage.clip_pre_roll, agg.config.storage.clip_post_roll
@@ -101,11 +101,11 @@ def test_windows_of_an_event_or_of_lost_audio_are_not_near_misses(aggregator_wit
     agg.handle(window(3, ONE_YES))  # 1.5-3.5 s holds the lost stretch
     agg.handle(decision(8, True))
     agg.handle(window(9, ONE_YES))  # inside the open event
-    assert EventLog(data).near_misses() == []
+    assert EventLog(data).windows(NEAR_MISSES) == []
     for index in windows_until_closed(9, agg.config):
         agg.handle(window(index, NO_YES))
     agg.handle(window(max(windows_until_closed(9, agg.config)) + 1, ONE_YES))
-    assert len(EventLog(data).near_misses()) == 1
+    assert len(EventLog(data).windows(NEAR_MISSES)) == 1
 
 
 def test_labelled_records_outlive_the_retention_and_unlabelled_ones_do_not(tmp_path):
@@ -114,17 +114,21 @@ def test_labelled_records_outlive_the_retention_and_unlabelled_ones_do_not(tmp_p
     kept_event = log.open_event(old, 0.9, {"wave": 0.9}, {"wave": "v"}, False)
     log.close_event(kept_event, old + 2, 0.9, {"wave": 0.9}, False, 1)
     log.open_event(old, 0.9, {"wave": 0.9}, {"wave": "v"}, False)
-    kept_near_miss = log.add_near_miss(old, 0.5, ONE_YES, {"wave": "v"})
-    log.add_near_miss(old, 0.5, ONE_YES, {"wave": "v"})
+    kept_near_miss = log.add_window(NEAR_MISSES, old, 0.5, ONE_YES, {"wave": "v"})
+    log.add_window(NEAR_MISSES, old, 0.5, ONE_YES, {"wave": "v"})
+    kept_sample = log.add_window(SAMPLES, old, 0.1, NO_YES, {"wave": "v"})
+    log.add_window(SAMPLES, old, 0.1, NO_YES, {"wave": "v"})
+    assert log.set_label(SAMPLES, kept_sample, "other", None)
     assert log.set_label(EVENTS, kept_event, "gunshot", "rifle")
     assert log.set_label(NEAR_MISSES, kept_near_miss, "other", "door_slam")
     assert not log.set_label(NEAR_MISSES, 99, "other", None)
     with pytest.raises(ValueError, match="gunshot, other"):
         log.set_label(EVENTS, kept_event, "maybe", None)
     log.mark_interrupted()
-    assert log.prune(retention_days=1.0, now=old + 10 * 86400) == 2
+    assert log.prune(retention_days=1.0, now=old + 10 * 86400) == 3
     assert [(e.id, e.label, e.category) for e in log.events()] == [(kept_event, "gunshot", "rifle")]
-    assert [(n.id, n.label, n.category) for n in log.near_misses()] == [(kept_near_miss, "other", "door_slam")]
+    assert [(n.id, n.label, n.category) for n in log.windows(NEAR_MISSES)] == [(kept_near_miss, "other", "door_slam")]
+    assert [(n.id, n.label) for n in log.windows(SAMPLES)] == [(kept_sample, "other")]
 
 
 def test_an_event_log_of_the_first_release_gets_the_label_columns(tmp_path):

@@ -1,6 +1,7 @@
 """Labelled clips from a detector's data folder as a training manifest (`python cli.py export-labels`).
 
-The clips of events and near misses that a person labelled (`python cli.py label`) are copied
+The clips of events, near misses and background samples that a person labelled (`python cli.py
+label`) are copied
 beside a manifest of the form of ../shared/data/manifest.csv, the site as a source of its own and
 one split group per site and UTC day (clips minutes apart share their background, and often their
 incident). With a base manifest, its rows come first, their paths pointing at its audio (nothing of
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import soundfile
 
-from inference.eventlog import EVENTS_DB, EventLog, LabelledClip
+from inference.eventlog import EVENTS_DB, SAMPLES, EventLog, LabelledClip
 
 MANIFEST_COLUMNS = (
     "path",
@@ -35,6 +36,7 @@ MANIFEST_COLUMNS = (
     "fold",
 )
 DEFAULT_CATEGORY = {"gunshot": "gunshot", "other": "field_other"}
+SAMPLE_CATEGORY = "background"  # a sample labelled other: the site's ambience (models/training/train.py AMBIENT)
 FIELD_LICENSE = "recorded by the detector's operator at the site (theirs to license)"
 SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9_]*")
 MANIFEST_NAME = "manifest.csv"
@@ -72,7 +74,9 @@ def export_labelled(
     finally:
         events.close()
     if not labelled:
-        raise ExportError(f"no labelled clips in {data_dir}: label events or near misses first (python cli.py label)")
+        raise ExportError(
+            f"no labelled clips in {data_dir}: label events, near misses or samples first (python cli.py label)"
+        )
     Path(out).mkdir(parents=True, exist_ok=True)
     rows = [_copy(clip, Path(data_dir), Path(out), source, fold) for clip in labelled]
     manifest = Path(out) / MANIFEST_NAME
@@ -115,7 +119,7 @@ def _copy(clip: LabelledClip, data_dir: Path, out: Path, source: str, fold: str)
     return {
         "path": relative.as_posix(),
         "label": clip.label,
-        "category": clip.category or DEFAULT_CATEGORY[clip.label],
+        "category": _category(clip),
         "source": source,
         "origin": f"{data_dir} {clip.table} {clip.id}",
         "license": FIELD_LICENSE,
@@ -124,3 +128,10 @@ def _copy(clip: LabelledClip, data_dir: Path, out: Path, source: str, fold: str)
         "split_group": f"{source}_{day}",
         "fold": fold,
     }
+
+
+def _category(clip: LabelledClip) -> str:
+    """The person's category, or by default what the label and the kind of record say."""
+    if clip.category:
+        return clip.category
+    return SAMPLE_CATEGORY if clip.table == SAMPLES and clip.label == "other" else DEFAULT_CATEGORY[clip.label]

@@ -1,0 +1,75 @@
+"""Background samples: one window at a random time in each stretch of a day / per_day, never one
+already kept (event, near miss) or holding lost audio; the aggregator records it with its clip and
+sends no text; its clips are the first to make room on a full disk (tests/test_disk_full.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import soundfile
+
+from alerting.outbox import Outbox, outbox_path
+from inference.background_sample import BackgroundSampler
+from inference.eventlog import SAMPLES, SECONDS_PER_DAY, EventLog
+from pipeline.config import Config, override
+from tests.test_aggregator import HOP, RATE, RECIPIENTS, WINDOW, built, click_in_clip, decision, write_click
+
+PER_DAY = 24
+STRETCH = int(SECONDS_PER_DAY * RATE) // PER_DAY  # samples: an hour
+WINDOWS_PER_STRETCH = STRETCH // HOP
+DAYS = 3
+
+
+def sampler(per_day: int = PER_DAY, seed: int = 0) -> BackgroundSampler:
+    return BackgroundSampler(HOP, RATE, per_day, np.random.default_rng(seed))
+
+
+def taken(picker: BackgroundSampler, windows: range, kept_or_lost=lambda index: False) -> list[int]:
+    return [i for i in windows if picker.pick(decision(i, False), kept_or_lost(i))]
+
+
+def test_one_window_at_a_random_time_in_each_stretch():
+    windows = range(DAYS * PER_DAY * WINDOWS_PER_STRETCH)
+    picks = taken(sampler(), windows)
+    assert [i // WINDOWS_PER_STRETCH for i in picks] == list(range(DAYS * PER_DAY))
+    offsets = [i % WINDOWS_PER_STRETCH for i in picks]
+    assert len(set(offsets)) > DAYS * PER_DAY // 2  # spread over the stretch, not a fixed time
+    assert taken(sampler(seed=1), windows) != picks
+    assert taken(sampler(per_day=0), windows) == []
+
+
+def test_a_window_already_kept_or_holding_lost_audio_gives_way_to_the_next():
+    first = taken(sampler(), range(WINDOWS_PER_STRETCH))
+    busy = set(range(first[0], first[0] + 5))
+    assert taken(sampler(), range(WINDOWS_PER_STRETCH), lambda index: index in busy) == [first[0] + 5]
+
+
+class DrawAt:
+    """A random draw that falls where the test needs it."""
+
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+
+    def integers(self, high: int) -> int:
+        return self.offset
+
+
+def test_a_restarted_sampler_draws_from_the_first_window_it_sees():
+    restarted = BackgroundSampler(HOP, RATE, PER_DAY, DrawAt(3 * HOP))
+    assert taken(restarted, range(10**6, 10**6 + 10)) == [10**6 + 3]
+
+
+def test_the_aggregator_keeps_a_sample_with_its_clip_and_sends_no_text(tmp_path):
+    config = override(Config(), {"storage.data_dir": str(tmp_path), "alerts.recipients": RECIPIENTS})
+    with built(config) as (agg, audio, _):
+        agg.samples = BackgroundSampler(HOP, RATE, PER_DAY, DrawAt(6 * HOP))
+        write_click(audio)
+        for index in range(12):
+            agg.handle(decision(index, False))
+        agg.write_due_clips()
+        (sample,) = EventLog(tmp_path).windows(SAMPLES)
+        clip, rate = soundfile.read(tmp_path / sample.clip, dtype="int16")
+        pre, post = config.storage.clip_pre_roll, config.storage.clip_post_roll
+        assert rate == RATE and len(clip) == round((pre + WINDOW / RATE + post) * RATE)
+        assert np.argmax(clip) == click_in_clip(6, pre)
+        assert sample.clip.endswith(".flac") and "sample-" in sample.clip
+        assert EventLog(tmp_path).events() == [] and Outbox(outbox_path(tmp_path)).rows() == []
