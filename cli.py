@@ -188,6 +188,45 @@ def _kept_table(near_miss: bool, sample: bool) -> str | None:
     return NEAR_MISSES if near_miss else SAMPLES if sample else None
 
 
+@main.command("site-thresholds")
+@config_option
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Data folder (default from the config).")
+@click.option("--days", type=float, default=30.0, show_default=True, help="Replay this many days back.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def site_thresholds(config_path, data_dir, days, fmt) -> None:
+    """What a fused threshold of this site's own would have cost (false alerts per hour) and heard
+    (labelled gunshots), replayed from the scores the detector logged here."""
+    from pipeline.run import site_threshold_replay
+
+    config = _load(config_path, {"storage.data_dir": str(data_dir) if data_dir else None})
+    try:
+        result, current = site_threshold_replay(config, days)
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
+    if fmt == "json":
+        click.echo(json.dumps(result.to_json()))
+        return
+    click.echo(f"{result.hours} h listened with every model voting, {result.gunshots} records labelled gunshot")
+    click.echo(f"now: {current}")
+    click.echo("fused threshold | false alerts | per hour | labelled gunshots heard")
+    for c in result.costs:
+        click.echo(f"{c.threshold:15g} | {c.false_alerts:12d} | {c.false_alerts_per_hour:8.3f} | {c.gunshots_heard}")
+    click.echo(_proposal(result))
+
+
+def _proposal(result) -> str:
+    from inference.site_thresholds import MIN_HOURS, TARGET_ALERTS_PER_HOUR
+
+    if result.hours < MIN_HOURS:
+        return f"no proposal yet: {result.hours} of {MIN_HOURS:g} hours listened"
+    if result.proposed is None:
+        return f"no threshold here stays at or under {TARGET_ALERTS_PER_HOUR} false alerts per hour"
+    return (
+        f"proposed: [detector] fused_threshold = {result.proposed:g} (the lowest at or under "
+        f"{TARGET_ALERTS_PER_HOUR} false alerts per hour here; unlabelled events count as false alerts)"
+    )
+
+
 @main.command("export-labels")
 @config_option
 @click.argument("out", type=click.Path(path_type=Path))

@@ -34,6 +34,7 @@ from inference.events import Event, EventTracker
 from inference.frontend import hop_samples
 from inference.model import Ensemble, load_ensemble
 from inference.near_miss import NearMissPicker
+from inference.score_log import ScoreLog
 from inference.vote import Decision, VoteBox
 from pipeline.config import Config
 from pipeline.layout import AUDIO_SHAPE, Layout
@@ -71,7 +72,8 @@ class Aggregator:
         self.layout = layout
         self.rate = ensemble.sample_rate
         self.versions = {m.id: m.version for m in ensemble.models}
-        self.box = VoteBox(ensemble.rule(config.detector.votes_required), config.detector.vote_timeout)
+        rule = ensemble.rule(config.detector.votes_required, config.detector.fused_threshold)
+        self.box = VoteBox(rule, config.detector.vote_timeout)
         hop = hop_samples(config, ensemble)
         merge_gap = round(config.detector.merge_gap * self.rate)
         self.tracker = EventTracker(ensemble.window_samples, hop, merge_gap)
@@ -79,6 +81,7 @@ class Aggregator:
             self.box.rule, ensemble.window_samples, hop, merge_gap, self.rate, config.storage.near_misses_per_hour
         )
         self.samples = BackgroundSampler(hop, self.rate, config.storage.background_samples_per_day)
+        self.score_log = ScoreLog(hop / self.rate, time.monotonic())
         data_dir = Path(config.storage.data_dir)
         self.events = EventLog(data_dir)
         if interrupted := self.events.mark_interrupted():
@@ -100,6 +103,8 @@ class Aggregator:
         if decision.positive and lost_audio:
             log.warning("window %d holds silence standing in for lost audio: not taken as a shot", decision.index)
             decision = dataclasses.replace(decision, positive=False)
+        start_time = wall_time(self.audio.time_of(decision.index * self.hop))
+        self.score_log.add(start_time, decision.votes, complete=not (decision.degraded or lost_audio))
         update = self.tracker.update(decision)
         if update.closed is not None:
             self._close(update.closed)
@@ -214,6 +219,11 @@ class Aggregator:
             if not self._record("clip", self.events.attach_clip, *args):
                 self.slot.add("errors")
 
+    def write_scores(self, now: float, final: bool = False) -> None:
+        """The score log's windows and listening time, once a minute (or at shutdown)."""
+        if (taken := self.score_log.take(now, final)) is not None:
+            self._record("window scores", self.events.add_scores, *taken, time.time())
+
     def prune(self, now: float) -> None:
         """Retention: clips, closed events, near misses and sent texts older than storage.retention_days
         (labelled ones are kept)."""
@@ -234,6 +244,7 @@ class Aggregator:
         if (event := self.tracker.finish()) is not None:
             self._close(event)
         self.write_due_clips(final=True)
+        self.write_scores(time.monotonic(), final=True)
         self.queue_alerts()
         for alert in self.unqueued:
             log.critical("alert for event %s LOST: the outbox could not be written", alert.event_id)
@@ -264,6 +275,7 @@ def run_aggregator(config: Config, layout: Layout, stop: StopEvent) -> int:
             slot.done(since, items=len(decisions))
         aggregator.queue_alerts()
         aggregator.write_due_clips()
+        aggregator.write_scores(time.monotonic())
         aggregator.prune(time.time())
     aggregator.shutdown()
     return 0

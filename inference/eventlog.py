@@ -1,5 +1,5 @@
 """The record of detected events, near misses and background samples (SQLite), their clips (FLAC)
-and their labels.
+and their labels, and the site's window scores (inference/score_log.py).
 
 A label (gunshot or other, set by `python cli.py label`) keeps a record and its clip from the
 retention: labelled clips are training data (`python cli.py export-labels`).
@@ -21,6 +21,7 @@ import soundfile
 EVENTS_DB = "events.sqlite"
 CLIPS_DIR = "clips"
 SECONDS_PER_DAY = 86400.0
+SECONDS_PER_HOUR = 3600
 MB = 1024 * 1024
 EVENTS, NEAR_MISSES, SAMPLES = "events", "near_misses", "samples"  # the tables with clips
 TABLES = (EVENTS, NEAR_MISSES, SAMPLES)
@@ -47,6 +48,17 @@ CREATE TABLE IF NOT EXISTS events (
     state TEXT NOT NULL DEFAULT 'open',  -- open | closed | interrupted (the aggregator restarted)
     label TEXT,                   -- gunshot | other, set by a person (cli.py label); NULL: not labelled
     category TEXT                 -- what it is, in the person's words (e.g. rifle, door_slam)
+);
+"""
+_SCORES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS window_scores (
+    start_time REAL NOT NULL,     -- wall time of the start of a window whose fused score reached SCORE_FLOOR
+    score REAL NOT NULL           -- its fused probability (every model voted)
+);
+CREATE INDEX IF NOT EXISTS window_scores_by_time ON window_scores (start_time);
+CREATE TABLE IF NOT EXISTS listened (
+    hour REAL PRIMARY KEY,        -- wall time of the start of the hour
+    seconds REAL NOT NULL         -- of windows in it with every model's vote
 );
 """
 _KEPT_WINDOW_SCHEMA = """
@@ -120,7 +132,8 @@ class EventLog:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.data_dir / EVENTS_DB, timeout=10.0)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA + "".join(_KEPT_WINDOW_SCHEMA.format(table=t) for t in KEPT_WINDOWS))
+        kept_windows = "".join(_KEPT_WINDOW_SCHEMA.format(table=t) for t in KEPT_WINDOWS)
+        self._db.executescript(_SCHEMA + kept_windows + _SCORES_SCHEMA)
         self._add_missing_columns()
 
     def _add_missing_columns(self) -> None:
@@ -165,6 +178,37 @@ class EventLog:
                 (start_time, confidence, json.dumps(votes), json.dumps(models)),
             )
         return int(cursor.lastrowid)
+
+    def add_scores(self, scores: list[tuple[float, float]], listened_seconds: float, now: float) -> None:
+        """Window scores (start time, fused score) and the seconds listened, counted in `now`'s hour."""
+        hour = now // SECONDS_PER_HOUR * SECONDS_PER_HOUR
+        with self._db:
+            self._db.executemany("INSERT INTO window_scores (start_time, score) VALUES (?,?)", scores)
+            self._db.execute(
+                "INSERT INTO listened (hour, seconds) VALUES (?,?) "
+                "ON CONFLICT (hour) DO UPDATE SET seconds = seconds + excluded.seconds",
+                (hour, listened_seconds),
+            )
+
+    def window_scores(self, since: float) -> tuple[list[tuple[float, float]], float]:
+        """The window scores from `since` on, in time order, and the seconds listened in those hours."""
+        scores = self._db.execute(
+            "SELECT start_time, score FROM window_scores WHERE start_time >= ? ORDER BY start_time", (since,)
+        ).fetchall()
+        hour = since // SECONDS_PER_HOUR * SECONDS_PER_HOUR
+        (seconds,) = self._db.execute("SELECT TOTAL(seconds) FROM listened WHERE hour >= ?", (hour,)).fetchone()
+        return scores, seconds
+
+    def labelled_gunshots(self, since: float) -> list[tuple[float, float | None, dict[str, float]]]:
+        """(start time, end time or None, votes) of every record labelled gunshot from `since` on."""
+        rows = self._db.execute(
+            "SELECT start_time, end_time, votes FROM events WHERE label = 'gunshot' AND start_time >= ?", (since,)
+        ).fetchall()
+        for table in KEPT_WINDOWS:
+            rows += self._db.execute(
+                f"SELECT start_time, NULL, votes FROM {table} WHERE label = 'gunshot' AND start_time >= ?", (since,)
+            ).fetchall()
+        return [(start, end, json.loads(votes)) for start, end, votes in rows]
 
     def attach_clip(self, table: str, record_id: int, samples: np.ndarray, rate: int, min_free_bytes: int = 0) -> bool:
         """Write the clip of a record; False (logged) when the disk refuses or the clip
@@ -290,6 +334,9 @@ class EventLog:
         old_events = "SELECT id, clip FROM events WHERE state != 'open' AND opened_at < ? AND label IS NULL"
         old_windows = "SELECT id, clip FROM {table} WHERE start_time < ? AND label IS NULL"
         queries = [(EVENTS, old_events)] + [(table, old_windows.format(table=table)) for table in KEPT_WINDOWS]
+        with self._db:
+            self._db.execute("DELETE FROM window_scores WHERE start_time < ?", (cutoff,))
+            self._db.execute("DELETE FROM listened WHERE hour < ?", (cutoff,))
         return sum(self._delete(table, query, cutoff) for table, query in queries)
 
     def _delete(self, table: str, query: str, cutoff: float) -> int:

@@ -47,13 +47,14 @@ class Ensemble:
     votes_required: int
     fused_threshold: float | None = None  # set: the fused vote decides (inference/vote.py)
 
-    def rule(self, votes_required: int = 0) -> VoteRule:
+    def rule(self, votes_required: int = 0, fused_threshold: float = 0.0) -> VoteRule:
         """The stored vote; a nonzero `votes_required` (detector.votes_required) asks for k of n
-        with the models' own thresholds instead."""
+        with the models' own thresholds instead, a nonzero `fused_threshold`
+        (detector.fused_threshold) for the fused vote at that threshold."""
         thresholds = {m.id: m.threshold for m in self.models}
         if votes_required:
             return VoteRule(thresholds, votes_required)
-        return VoteRule(thresholds, self.votes_required, self.fused_threshold)
+        return VoteRule(thresholds, self.votes_required, fused_threshold or self.fused_threshold)
 
     @property
     def sample_rate(self) -> int:

@@ -13,9 +13,8 @@ from __future__ import annotations
 import logging
 from collections import deque
 
+from inference.eventlog import SECONDS_PER_HOUR
 from inference.vote import Decision, VoteRule
-
-SECONDS_PER_HOUR = 3600
 
 log = logging.getLogger(__name__)
 

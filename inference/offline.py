@@ -56,11 +56,13 @@ class StreamResult:
 class OfflineDetector:
     """Loads the models once; `run` scores one stream of float audio blocks."""
 
-    def __init__(self, ensemble: Ensemble, hop: int, merge_gap: float, votes_required: int = 0) -> None:
+    def __init__(
+        self, ensemble: Ensemble, hop: int, merge_gap: float, votes_required: int = 0, fused_threshold: float = 0.0
+    ) -> None:
         self.ensemble = ensemble
         self.hop = hop
         self.merge_gap = round(merge_gap * ensemble.sample_rate)
-        self.rule = ensemble.rule(votes_required)
+        self.rule = ensemble.rule(votes_required, fused_threshold)
         self.models = [TFLiteModel(spec) for spec in ensemble.models]
 
     def run(self, blocks: Iterable[np.ndarray], keep_window_scores: bool = False) -> StreamResult:

@@ -34,6 +34,11 @@ def sigmoid(x: np.ndarray | float) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
 
 
+def fused(probabilities: list[float]) -> float:
+    """The fused probability of a window: the sigmoid of its models' mean log-odds."""
+    return float(sigmoid(logit(probabilities).mean()))
+
+
 @dataclass(frozen=True)
 class VoteRule:
     thresholds: dict[str, float]  # each model's own threshold (k of n, each model alone, a degraded vote)
@@ -56,7 +61,7 @@ class VoteRule:
     def confidence(self, votes: dict[str, float]) -> float:
         """The fused probability (fused vote) or the mean probability (k of n) of the votes."""
         if self.fused_threshold is not None:
-            return float(sigmoid(logit(list(votes.values())).mean()))
+            return fused(list(votes.values()))
         return sum(votes.values()) / len(votes)
 
     def yes_votes(self, votes: dict[str, float]) -> list[str]:

@@ -61,6 +61,13 @@ class DetectorConfig:
         0,
         16,
     )
+    fused_threshold: float = setting(
+        0.0,
+        "0: the vote chosen on validation; p (0 to 1): a gunshot when the mean log-odds of all models reaches "
+        "logit(p), a site's own threshold (python cli.py site-thresholds shows what each costs here).",
+        0.0,
+        0.999999,
+    )
     vote_timeout: float = setting(1.5, "Seconds after a window's first vote to decide without late models.", 0.2, 30.0)
     merge_gap: float = setting(2.0, "Positive windows closer than this (s) belong to one event.", 0.0, 60.0)
 
@@ -194,6 +201,8 @@ def validate(config: Config) -> Config:
         raise ConfigError(
             f"alerts.template: bad placeholder {exc} (use {{site}} {{time}} {{confidence}} {{note}})"
         ) from None
+    if config.detector.votes_required and config.detector.fused_threshold:
+        raise ConfigError("detector.fused_threshold: set it or detector.votes_required, not both (0 turns one off)")
     if config.modem.retry_initial > config.modem.retry_max:
         raise ConfigError("modem.retry_initial: must not exceed modem.retry_max")
     return config

@@ -6,12 +6,16 @@ import datetime
 import json
 import logging
 import shutil
+import time
 import zoneinfo
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Config
+
+if TYPE_CHECKING:
+    from inference.site_thresholds import SiteThresholds
 
 DEMO_DATA_DIR = "data/demo"
 EXIT_RESTART_ME = 3  # a fault only a fresh start clears
@@ -127,7 +131,11 @@ def analyze_files(config: Config, files: Sequence[Path]) -> Iterator[dict[str, A
 
     ensemble = load_ensemble(config.detector.models_dir)
     detector = OfflineDetector(
-        ensemble, hop_samples(config, ensemble), config.detector.merge_gap, config.detector.votes_required
+        ensemble,
+        hop_samples(config, ensemble),
+        config.detector.merge_gap,
+        config.detector.votes_required,
+        config.detector.fused_threshold,
     )
     for path in files:
         try:
@@ -141,6 +149,26 @@ def analyze_files(config: Config, files: Sequence[Path]) -> Iterator[dict[str, A
             "detected": result.detected,
             "events": [event.to_json() for event in result.events],
         }
+
+
+def site_threshold_replay(config: Config, days: float) -> tuple[SiteThresholds, str]:
+    """The site's score log replayed (inference/site_thresholds.py), and the vote in use."""
+    from inference.eventlog import EVENTS_DB, SECONDS_PER_DAY, EventLog
+    from inference.model import load_ensemble
+    from inference.site_thresholds import from_event_log
+
+    data_dir = Path(config.storage.data_dir)
+    if not (data_dir / EVENTS_DB).exists():
+        raise FileNotFoundError(f"{data_dir} holds no {EVENTS_DB}: give the detector's data folder (--data-dir)")
+    ensemble = load_ensemble(config.detector.models_dir)
+    rule = ensemble.rule(config.detector.votes_required, config.detector.fused_threshold)
+    events = EventLog(data_dir)
+    try:
+        window = ensemble.window_samples / ensemble.sample_rate
+        result = from_event_log(events, time.time() - days * SECONDS_PER_DAY, window, config.detector.merge_gap)
+    finally:
+        events.close()
+    return result, rule.describe()
 
 
 def list_events(config: Config, limit: int, kept: str | None = None) -> list[dict[str, Any]]:
