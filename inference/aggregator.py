@@ -5,7 +5,8 @@ point loses nothing), then the SMS process is woken. Closing completes the recor
 evidence clip from the audio ring once its post-roll has been captured. A window that a model
 called a gunshot but the vote turned down is kept as a near miss, with its clip
 (inference/near_miss.py); a few windows a day are kept as background samples
-(inference/background_sample.py). Both are there to be labelled.
+(inference/background_sample.py). Both are there to be labelled. Each window's fused score is
+logged, without audio, for choosing a site's own threshold (inference/score_log.py).
 
 A full disk must not cost an alert: a failed event-log write is logged and counted (the text goes
 out without an event id); a failed outbox write gives up the outbox reserve and tries again, and
@@ -225,8 +226,8 @@ class Aggregator:
             self._record("window scores", self.events.add_scores, *taken, time.time())
 
     def prune(self, now: float) -> None:
-        """Retention: clips, closed events, near misses and sent texts older than storage.retention_days
-        (labelled ones are kept)."""
+        """Retention: clips, closed events, near misses, samples, window scores and sent texts older
+        than storage.retention_days (labelled ones are kept)."""
         if now - self.last_prune < PRUNE_INTERVAL:
             return
         self.last_prune = now
@@ -235,7 +236,7 @@ class Aggregator:
         removed = self._record("retention", self.events.prune, days, now)
         texts = self._record("retention", self.outbox.prune_sent, now - days * SECONDS_PER_DAY)
         if removed or texts:
-            log.info("retention: removed %d events and near misses (with their clips), %d sent texts", removed, texts)
+            log.info("retention: removed %d records with their clips, %d sent texts", removed, texts)
 
     def shutdown(self) -> None:
         """Decide what is pending and close the open event, so its record is complete."""
