@@ -6,7 +6,16 @@ from __future__ import annotations
 import numpy as np
 
 from models.training.data import Clip
-from models.training.field_adaptation import DEPLOYED_SHARE, as_site_clips, stretches
+from models.training.evaluate import clip_scores, clip_window_probs
+from models.training.field_adaptation import (
+    DEPLOYED_SHARE,
+    SITE_VAL_SHARE,
+    as_site_clips,
+    site_folds,
+    site_threshold,
+    stretches,
+)
+from tests.detector_run import SHIPPED_MODELS, stream_with_shots
 
 
 def clip(source: str, group: str, label: int) -> Clip:
@@ -29,6 +38,32 @@ def test_the_source_is_cut_by_split_group_with_gunshot_and_other_groups_cut_alik
 def test_labelled_clips_train_as_the_site_s_own_source():
     (site,) = as_site_clips([clip("belize", "gun0", 1)], "belize")
     assert (site.source, site.fold, site.label) == ("belize_site", "train", 1)
+
+
+def test_with_a_site_vote_a_share_of_the_labelled_groups_goes_to_validation():
+    labelled = [clip("belize", f"gun{g}", 1) for g in range(5)] + [clip("belize", f"bg{g}", 0) for g in range(5)]
+    assert {c.fold for c in site_folds(labelled, "belize", site_vote=False)} == {"train"}
+    site = site_folds(labelled, "belize", site_vote=True)
+    groups = {fold: {c.split_group for c in site if c.fold == fold} for fold in ("train", "val")}
+    assert not groups["train"] & groups["val"] and len(site) == len(labelled)
+    assert len(groups["val"]) == 2 * round(SITE_VAL_SHARE * 5)  # of the gunshot groups and of the others
+    assert {c.source for c in site} == {"belize_site"}
+
+
+def test_a_site_threshold_sits_just_above_the_site_s_loudest_other_clip():
+    """With the shipped models: a loud other clip sets the bar, a quiet one stays under it."""
+
+    def sound(label: int, shot_at: float | None, gain: float) -> Clip:
+        audio = gain * stream_with_shots(4.0, [(shot_at, "hedgewars-shotgun")] if shot_at else [])
+        return Clip("x.flac", label, "c", "site", "g", "val", audio.astype(np.float32))
+
+    site_val = [sound(0, None, 1.0), sound(0, None, 0.1), sound(1, 2.0, 1.0)]
+    later = [sound(1, 1.0, 1.0), sound(1, 3.0, 0.05), sound(0, None, 1.0)]
+    figures = site_threshold(SHIPPED_MODELS, site_val, later)
+    bar = max(clip_scores(clip_window_probs(SHIPPED_MODELS, site_val[:2])[0]))
+    assert figures["fused_threshold"] == round(float(bar), 6)
+    later_scores = clip_scores(clip_window_probs(SHIPPED_MODELS, later)[0])
+    assert figures["tp"] == int(sum(later_scores[:2] > bar)) and figures["fp"] == int(later_scores[2] > bar)
 
 
 def test_the_card_shows_before_and_after_on_the_later_stretch():
