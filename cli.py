@@ -206,7 +206,7 @@ def site_thresholds(config_path, data_dir, days, fmt) -> None:
     if fmt == "json":
         click.echo(json.dumps(result.to_json()))
         return
-    click.echo(f"{result.hours} h listened with every model voting, {result.gunshots} records labelled gunshot")
+    click.echo(f"listened with every model voting: {result.hours} h; records labelled gunshot: {result.gunshots}")
     click.echo(f"now: {current}")
     click.echo("fused threshold | false alerts | per hour | labelled gunshots heard")
     for c in result.costs:

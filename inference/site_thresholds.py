@@ -59,9 +59,10 @@ def replay(
     gunshots: list[tuple[float, float | None, dict[str, float]]],
     window: float,
     merge_gap: float,
+    min_hours: float = MIN_HOURS,
 ) -> SiteThresholds:
     """`scores`: (window start, fused score) in time order; `gunshots`: (start, end or None, votes)
-    of the records labelled gunshot."""
+    of the records labelled gunshot; no proposal before `min_hours` of listening."""
     starts = np.array([s for s, _ in scores], dtype=np.float64)
     values = np.array([v for _, v in scores], dtype=np.float64)
     on_gunshot = np.zeros(starts.shape, dtype=bool)
@@ -76,7 +77,7 @@ def replay(
         heard = sum(score >= threshold for score in gunshot_scores)
         costs.append(ThresholdCost(threshold, false_alerts, round(rate, 3), heard))
     meeting = [c.threshold for c in costs if c.false_alerts_per_hour <= TARGET_ALERTS_PER_HOUR]
-    proposed = min(meeting) if meeting and hours >= MIN_HOURS else None
+    proposed = min(meeting) if meeting and hours >= min_hours else None
     return SiteThresholds(round(hours, 2), len(gunshots), costs, proposed)
 
 

@@ -82,3 +82,28 @@ def test_the_card_shows_before_and_after_on_the_later_stretch():
     before, after = card._field_adaptation(report)[-2:]
     assert before.startswith("| belize | 10 / 5 | 10 / 5 (3.8 h) | 10 / 5 | before | k | 0.100 |")
     assert after.startswith("|  |  |  |  | after | f | 0.400 |") and after.endswith("| 0.400 | 0.900 |")
+
+
+def test_the_simulated_score_log_keeps_what_the_device_would_and_leaves_the_shots_out():
+    from models.training.site_threshold_sim import logged_scores
+    from models.training.streaming import TAIL_S, InsertedShot, StreamScores
+
+    starts = np.arange(0.0, 20.0, 0.5)
+    probs = np.full((starts.size, 3), 0.9)
+    probs[starts < 5.0] = 0.1  # under SCORE_FLOOR: not logged
+    shot = InsertedShot(12.0, 11.5, 12.5, 10.0, "shot.flac")
+    scores = StreamScores(probs, ["wave", "mel_fine", "mel_coarse"], starts, 2.0, [shot], 0.01)
+    kept = [start for start, _ in logged_scores(scores)]
+    assert kept == [s for s in starts if s >= 5.0 and not (s + 2.0 >= 11.5 and s <= 12.5 + TAIL_S)]
+    assert 9.0 in kept and 10.0 not in kept and 14.0 in kept
+
+
+def test_the_card_shows_the_proposed_threshold_beside_the_fold_s_vote():
+    from models.training import card
+
+    judged = {"event_recall": 0.5, "false_alerts_per_hour": 0.25}
+    costs = [{"threshold": 0.9, "false_alerts_per_hour": 0.4}]
+    fold = {"log_hours": 3.1, "proposal": {"proposed": 0.9, "costs": costs}, "fold_vote": judged}
+    report = {"method": "m", "sources": {"belize": {"before": {**fold, "site_threshold": judged}}}}
+    row = "| belize | before | 3.100 | 0.9 | 0.400 | 0.500 / 0.250 | 0.500 / 0.250 |"
+    assert card._site_threshold_sim(report)[-1] == row

@@ -463,11 +463,15 @@ mixture (seed 0) of the same clips: held out from the choice, but not independen
   against 0.07-0.30 without it, no consistent gain, because the false-alert target is met on hours
   of our sources' background, which minutes of the site's cannot outweigh. A threshold set just above the site's
   own labelled other clips hears 0.48-0.69 of the later shots with the retrained fold (0.22-0.62
-  without retraining), at 0-1 false positives among the later stretch's 8-408 other clips. So
-  the device logs each window's fused score (no audio) to tell what a lower threshold costs in
-  false alerts per hour at the site itself (`python cli.py site-thresholds`,
-  `detector.fused_threshold`; README.md, "A threshold of your site's own"); that replay has not
-  been tried on a real site's hours yet.
+  without retraining), at 0-1 false positives among the later stretch's 8-408 other clips. That
+  is at the clip level, on minutes of the site's sound. The device now logs each window's fused
+  score (no audio) to tell what a threshold costs in false alerts per hour at the site itself
+  (`python cli.py site-thresholds`, `detector.fused_threshold`; README.md, "A threshold of your
+  site's own"). In the streaming simulation of that replay (section "A site's own threshold
+  from its score log"), the proposed thresholds were 0.95-0.995, next to the folds' own votes,
+  and heard 0.11-0.22 of the later shots against the votes' 0.07-0.22: on hours of sound, with
+  shots down to 0 dB SNR, the site's own threshold bought little. Not tried on a real site's
+  hours yet.
 - Automatic fire (bursts) within the merge gap is one event. Vote windows are 2 s: an event's
   start is that of the first positive window, up to 2 s before the shot (the clips saved around
   an event cover it); the detection delay is in the streaming figures above.
@@ -574,6 +578,8 @@ def proxy_sections(reports: Path, shipped: dict[str, dict[str, int]]) -> list[st
         lines += _fusion(json.loads(path.read_text()))
     if (path := reports / "field_adaptation.json").exists():
         lines += _field_adaptation(json.loads(path.read_text()))
+    if (path := reports / "site_threshold_sim.json").exists():
+        lines += _site_threshold_sim(json.loads(path.read_text()))
     if (path := reports / "streaming.json").exists():
         lines += _streaming(json.loads(path.read_text()))
     if (path := reports / "game_sounds.json").exists():
@@ -796,6 +802,41 @@ def _site_thresholds(report: dict) -> list[str]:
             cells = [*first, fold, fmt(t["fused_threshold"]), fmt(t["recall"]), str(t["fp"])]
             lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _site_threshold_sim(report: dict) -> list[str]:
+    lines = [
+        "",
+        "## A site's own threshold from its score log (simulation)",
+        "",
+        "`python -m models.training.site_threshold_sim --source SOURCE --out models/runs/field-SOURCE` "
+        "(models/training/site_threshold_sim.py, models/reports/site_threshold_sim.json): " + report["method"],
+        "",
+        "| source | fold | site's log: hours | proposed fused threshold | its false alerts per hour in the log "
+        "| later sound: the fold's vote, recall / false alerts per hour | the proposed threshold, recall / false "
+        "alerts per hour |",
+        "|---|---|---:|---:|---:|---|---|",
+    ]
+    for source, folds in report["sources"].items():
+        for fold, r in folds.items():
+            proposal = r["proposal"]
+            in_log = {c["threshold"]: c["false_alerts_per_hour"] for c in proposal["costs"]}
+            proposed = proposal["proposed"]
+            cells = [
+                source,
+                fold,
+                fmt(r["log_hours"]),
+                "none" if proposed is None else f"{proposed:g}",
+                "" if proposed is None else fmt(in_log[proposed]),
+                _recall_and_rate(r["fold_vote"]),
+                _recall_and_rate(r["site_threshold"]) if "site_threshold" in r else "",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _recall_and_rate(judged: dict) -> str:
+    return f"{fmt(judged['event_recall'])} / {fmt(judged['false_alerts_per_hour'])}"
 
 
 def _streaming(report: dict) -> list[str]:

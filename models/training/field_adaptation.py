@@ -79,6 +79,14 @@ def kept_by_device(models_dir: Path, clips: list[Clip]) -> list[Clip]:
     return [c for c, keep in zip(clips, kept, strict=True) if keep]
 
 
+def device_labels(before_dir: Path, early: list[Clip], background: bool) -> tuple[list[Clip], list[Clip]]:
+    """The clips the device kept, and those a person labels: the kept ones and, with `background`,
+    the early stretch's other clips that were not kept."""
+    kept = kept_by_device(before_dir, early)
+    kept_ids = {id(c) for c in kept}
+    return kept, kept + [c for c in early if background and not c.label and id(c) not in kept_ids]
+
+
 def as_site_clips(clips: list[Clip], source: str, fold: str = "train") -> list[Clip]:
     """Labelled clips as `export-labels` writes them: the site's own source, in the given fold."""
     return [dataclasses.replace(c, source=f"{source}_site", fold=fold) for c in clips]
@@ -150,9 +158,7 @@ def _simulate(manifest: Path, out: Path, source: str, epochs: int, background: b
     before_dir, after_dir = out / f"{source}-before", out / f"{source}-after{variant}"
     if not (before_dir / "ensemble.json").exists():  # resumable: the fold without the source is kept
         train.train_models(others, before_dir, epochs, copies, f"field-{source}-before")
-    kept = kept_by_device(before_dir, early)
-    kept_ids = {id(c) for c in kept}
-    labelled = kept + [c for c in early if background and not c.label and id(c) not in kept_ids]
+    kept, labelled = device_labels(before_dir, early, background)
     site = site_folds(labelled, source, site_vote)
     extra = {}
     if site_vote:
