@@ -5,8 +5,9 @@ point loses nothing), then the SMS process is woken. Closing completes the recor
 evidence clip from the audio ring once its post-roll has been captured. A window that a model
 called a gunshot but the vote turned down is kept as a near miss, with its clip
 (inference/near_miss.py); a few windows a day are kept as background samples
-(inference/background_sample.py). Both are there to be labelled. Each window's fused score is
-logged, without audio, for choosing a site's own threshold (inference/score_log.py).
+(inference/background_sample.py). Both are there to be labelled. The fused score of each window
+that every model voted on and that reaches 0.5 is logged, without audio, for choosing a site's own
+threshold (inference/score_log.py).
 
 A full disk must not cost an alert: a failed event-log write is logged and counted (the text goes
 out without an event id); a failed outbox write gives up the outbox reserve and tries again, and
@@ -35,11 +36,11 @@ from inference.events import Event, EventTracker
 from inference.frontend import hop_samples
 from inference.model import Ensemble, load_ensemble
 from inference.near_miss import NearMissPicker
-from inference.score_log import ScoreLog
+from inference.score_log import ScoreLog, model_set
 from inference.vote import Decision, VoteBox
 from pipeline.config import Config
 from pipeline.layout import AUDIO_SHAPE, Layout
-from pipeline.messages import OutboxChanged
+from pipeline.messages import OutboxChanged, Vote
 from pipeline.metrics import LatencyTracker, StatsSlot, StatsTable
 from pipeline.process import process_setup
 from pipeline.ring import Lapped, NotWritten, Ring
@@ -82,7 +83,8 @@ class Aggregator:
             self.box.rule, ensemble.window_samples, hop, merge_gap, self.rate, config.storage.near_misses_per_hour
         )
         self.samples = BackgroundSampler(hop, self.rate, config.storage.background_samples_per_day)
-        self.score_log = ScoreLog(hop / self.rate, time.monotonic())
+        self.score_log = ScoreLog(len(ensemble.models), hop / self.rate, time.monotonic())
+        self.model_set = model_set(ensemble)
         data_dir = Path(config.storage.data_dir)
         self.events = EventLog(data_dir)
         if interrupted := self.events.mark_interrupted():
@@ -104,8 +106,6 @@ class Aggregator:
         if decision.positive and lost_audio:
             log.warning("window %d holds silence standing in for lost audio: not taken as a shot", decision.index)
             decision = dataclasses.replace(decision, positive=False)
-        start_time = wall_time(self.audio.time_of(decision.index * self.hop))
-        self.score_log.add(start_time, decision.votes, complete=not (decision.degraded or lost_audio))
         update = self.tracker.update(decision)
         if update.closed is not None:
             self._close(update.closed)
@@ -220,10 +220,16 @@ class Aggregator:
             if not self._record("clip", self.events.attach_clip, *args):
                 self.slot.add("errors")
 
+    def log_vote(self, vote: Vote) -> None:
+        """Every vote goes to the score log, whether or not its window is decided already."""
+        votes = self.score_log.add_vote(vote.index, vote.model_id, vote.probability)
+        if votes is not None and not self._holds_lost_audio(vote.index):
+            self.score_log.add(wall_time(self.audio.time_of(vote.index * self.hop)), votes)
+
     def write_scores(self, now: float, final: bool = False) -> None:
         """The score log's windows and listening time, once a minute (or at shutdown)."""
         if (taken := self.score_log.take(now, final)) is not None:
-            self._record("window scores", self.events.add_scores, *taken, time.time())
+            self._record("window scores", self.events.add_scores, *taken, self.model_set)
 
     def prune(self, now: float) -> None:
         """Retention: clips, closed events, near misses, samples, window scores and sent texts older
@@ -267,6 +273,7 @@ def run_aggregator(config: Config, layout: Layout, stop: StopEvent) -> int:
         now = time.monotonic()
         for message in [vote, *layout.votes.drain()] if vote is not None else []:
             aggregator.box.add(message.index, message.model_id, message.probability, now)
+            aggregator.log_vote(message)
         decisions = aggregator.box.decide(now)
         if decisions:
             since = slot.busy()

@@ -7,8 +7,10 @@ retention: labelled clips are training data (`python cli.py export-labels`).
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import math
 import shutil
 import sqlite3
 import time
@@ -51,14 +53,21 @@ CREATE TABLE IF NOT EXISTS events (
 );
 """
 _SCORES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS model_sets (
+    id INTEGER PRIMARY KEY,
+    models TEXT NOT NULL UNIQUE   -- JSON {model id: version}
+);
 CREATE TABLE IF NOT EXISTS window_scores (
     start_time REAL NOT NULL,     -- wall time of the start of a window whose fused score reached SCORE_FLOOR
-    score REAL NOT NULL           -- its fused probability (every model voted)
+    score REAL NOT NULL,          -- its fused probability (every model voted)
+    model_set INTEGER NOT NULL    -- model_sets.id: the models that scored it
 );
 CREATE INDEX IF NOT EXISTS window_scores_by_time ON window_scores (start_time);
 CREATE TABLE IF NOT EXISTS listened (
-    hour REAL PRIMARY KEY,        -- wall time of the start of the hour
-    seconds REAL NOT NULL         -- of windows in it with every model's vote
+    hour REAL NOT NULL,           -- wall time of the start of the hour
+    model_set INTEGER NOT NULL,
+    seconds REAL NOT NULL,        -- of windows starting in it with every model's vote
+    PRIMARY KEY (hour, model_set)
 );
 """
 _KEPT_WINDOW_SCHEMA = """
@@ -179,36 +188,48 @@ class EventLog:
             )
         return int(cursor.lastrowid)
 
-    def add_scores(self, scores: list[tuple[float, float]], listened_seconds: float, now: float) -> None:
-        """Window scores (start time, fused score) and the seconds listened, counted in `now`'s hour."""
-        hour = now // SECONDS_PER_HOUR * SECONDS_PER_HOUR
+    def add_scores(self, scores: list[tuple[float, float]], listened: dict[float, float], models: str) -> None:
+        """Window scores (start time, fused score) and seconds listened per hour, of the model set
+        `models` (JSON {model id: version})."""
         with self._db:
-            self._db.executemany("INSERT INTO window_scores (start_time, score) VALUES (?,?)", scores)
-            self._db.execute(
-                "INSERT INTO listened (hour, seconds) VALUES (?,?) "
-                "ON CONFLICT (hour) DO UPDATE SET seconds = seconds + excluded.seconds",
-                (hour, listened_seconds),
+            self._db.execute("INSERT OR IGNORE INTO model_sets (models) VALUES (?)", (models,))
+            (model_set,) = self._db.execute("SELECT id FROM model_sets WHERE models = ?", (models,)).fetchone()
+            self._db.executemany(
+                "INSERT INTO window_scores (start_time, score, model_set) VALUES (?,?,?)",
+                [(start, score, model_set) for start, score in scores],
+            )
+            self._db.executemany(
+                "INSERT INTO listened (hour, model_set, seconds) VALUES (?,?,?) "
+                "ON CONFLICT (hour, model_set) DO UPDATE SET seconds = seconds + excluded.seconds",
+                [(hour, model_set, seconds) for hour, seconds in listened.items()],
             )
 
-    def window_scores(self, since: float) -> tuple[list[tuple[float, float]], float]:
-        """The window scores from `since` on, in time order, and the seconds listened in those hours."""
-        scores = self._db.execute(
-            "SELECT start_time, score FROM window_scores WHERE start_time >= ? ORDER BY start_time", (since,)
-        ).fetchall()
-        hour = since // SECONDS_PER_HOUR * SECONDS_PER_HOUR
-        (seconds,) = self._db.execute("SELECT TOTAL(seconds) FROM listened WHERE hour >= ?", (hour,)).fetchone()
-        return scores, seconds
+    def window_scores(self, since: float, models: str) -> tuple[np.ndarray, np.ndarray, float]:
+        """Start times and fused scores (time order) of the model set's windows from the first whole
+        hour at or after `since`, and the seconds it listened from then on. Read as flat float
+        arrays: a noisy month is millions of rows on a 1 GB Pi."""
+        hour = math.ceil(since / SECONDS_PER_HOUR) * SECONDS_PER_HOUR
+        in_set = "model_set = (SELECT id FROM model_sets WHERE models = ?)"
+        cursor = self._db.execute(
+            f"SELECT start_time, score FROM window_scores WHERE start_time >= ? AND {in_set} ORDER BY start_time",
+            (hour, models),
+        )
+        flat = np.fromiter(itertools.chain.from_iterable(cursor), dtype=np.float64).reshape(-1, 2)
+        (seconds,) = self._db.execute(
+            f"SELECT TOTAL(seconds) FROM listened WHERE hour >= ? AND {in_set}", (hour, models)
+        ).fetchone()
+        return flat[:, 0], flat[:, 1], seconds
 
-    def labelled_gunshots(self, since: float) -> list[tuple[float, float | None, dict[str, float]]]:
-        """(start time, end time or None, votes) of every record labelled gunshot from `since` on."""
+    def labelled_gunshots(self, since: float) -> list[tuple[float, float | None]]:
+        """(start time, end time or None) of every record labelled gunshot from `since` on."""
         rows = self._db.execute(
-            "SELECT start_time, end_time, votes FROM events WHERE label = 'gunshot' AND start_time >= ?", (since,)
+            "SELECT start_time, end_time FROM events WHERE label = 'gunshot' AND start_time >= ?", (since,)
         ).fetchall()
         for table in KEPT_WINDOWS:
             rows += self._db.execute(
-                f"SELECT start_time, NULL, votes FROM {table} WHERE label = 'gunshot' AND start_time >= ?", (since,)
+                f"SELECT start_time, NULL FROM {table} WHERE label = 'gunshot' AND start_time >= ?", (since,)
             ).fetchall()
-        return [(start, end, json.loads(votes)) for start, end, votes in rows]
+        return rows
 
     def attach_clip(self, table: str, record_id: int, samples: np.ndarray, rate: int, min_free_bytes: int = 0) -> bool:
         """Write the clip of a record; False (logged) when the disk refuses or the clip

@@ -4,9 +4,10 @@
 For each candidate threshold, the windows that reach it are merged into events as the detector
 merges them (a window starting more than a window and `merge_gap` after the last one opens a new
 event). Events on a record labelled gunshot are not false alerts; every other one is counted as one,
-including events nobody labelled, so the rate is an upper bound. The labelled gunshots whose
-recorded votes reach the threshold are what it would hear of them. The lowest threshold at or
-under TARGET_ALERTS_PER_HOUR is proposed once MIN_HOURS have been listened to.
+including events nobody labelled, so the rate is an upper bound. A labelled gunshot is heard at a
+threshold when a logged window on it reaches it. Only the model set in use counts: scores of
+models replaced since are not mixed in. The lowest threshold at or under TARGET_ALERTS_PER_HOUR is
+proposed once MIN_HOURS have been listened to.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import numpy as np
 
 from inference.eventlog import SECONDS_PER_HOUR, EventLog
 from inference.score_log import SCORE_FLOOR
-from inference.vote import fused
 
 CANDIDATES = (SCORE_FLOOR, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999)
 TARGET_ALERTS_PER_HOUR = 0.5  # as the shipped vote was chosen for (models/README.md)
@@ -28,8 +28,8 @@ MIN_HOURS = 24.0  # a day and a night of the site's sound before a threshold is 
 class ThresholdCost:
     threshold: float
     false_alerts: int  # events it would have raised, not on a labelled gunshot
-    false_alerts_per_hour: float
-    gunshots_heard: int  # of the labelled gunshots
+    false_alerts_per_hour: float | None  # None: nothing listened to yet
+    gunshots_heard: int  # of the labelled gunshots: a logged window on one reaches the threshold
 
     def to_json(self) -> dict:
         return self.__dict__.copy()
@@ -54,33 +54,37 @@ def event_count(starts: np.ndarray, window: float, merge_gap: float) -> int:
 
 
 def replay(
-    scores: list[tuple[float, float]],
+    starts: np.ndarray,
+    scores: np.ndarray,
     listened_seconds: float,
-    gunshots: list[tuple[float, float | None, dict[str, float]]],
+    gunshots: list[tuple[float, float | None]],
     window: float,
     merge_gap: float,
     min_hours: float = MIN_HOURS,
 ) -> SiteThresholds:
-    """`scores`: (window start, fused score) in time order; `gunshots`: (start, end or None, votes)
-    of the records labelled gunshot; no proposal before `min_hours` of listening."""
-    starts = np.array([s for s, _ in scores], dtype=np.float64)
-    values = np.array([v for _, v in scores], dtype=np.float64)
+    """`starts`, `scores`: the logged windows in time order; `gunshots`: (start, end or None) of the
+    records labelled gunshot; no proposal before `min_hours` of listening."""
     on_gunshot = np.zeros(starts.shape, dtype=bool)
-    for start, end, _ in gunshots:
-        on_gunshot |= (starts >= start - window) & (starts <= (end or start + window) + merge_gap)
-    gunshot_scores = [fused(list(votes.values())) for _, _, votes in gunshots]
-    hours = listened_seconds / SECONDS_PER_HOUR
+    best_on_gunshot = []
+    for start, end in gunshots:
+        end = end or start + window
+        on_gunshot |= (starts >= start - window - merge_gap) & (starts <= end + merge_gap)  # would join its event
+        overlapping = scores[(starts + window >= start) & (starts <= end)]
+        best_on_gunshot.append(overlapping.max() if overlapping.size else 0.0)
+    hours = round(listened_seconds / SECONDS_PER_HOUR, 2)
     costs = []
     for threshold in CANDIDATES:
-        false_alerts = event_count(starts[(values >= threshold) & ~on_gunshot], window, merge_gap)
-        rate = false_alerts / hours if hours else float("inf")
-        heard = sum(score >= threshold for score in gunshot_scores)
-        costs.append(ThresholdCost(threshold, false_alerts, round(rate, 3), heard))
-    meeting = [c.threshold for c in costs if c.false_alerts_per_hour <= TARGET_ALERTS_PER_HOUR]
+        false_alerts = event_count(starts[(scores >= threshold) & ~on_gunshot], window, merge_gap)
+        rate = round(false_alerts / hours, 3) if hours else None
+        heard = int(sum(best >= threshold for best in best_on_gunshot))
+        costs.append(ThresholdCost(threshold, false_alerts, rate, heard))
+    rates = [(c.threshold, c.false_alerts_per_hour) for c in costs if c.false_alerts_per_hour is not None]
+    meeting = [threshold for threshold, rate in rates if rate <= TARGET_ALERTS_PER_HOUR]
     proposed = min(meeting) if meeting and hours >= min_hours else None
-    return SiteThresholds(round(hours, 2), len(gunshots), costs, proposed)
+    return SiteThresholds(hours, len(gunshots), costs, proposed)
 
 
-def from_event_log(events: EventLog, since: float, window: float, merge_gap: float) -> SiteThresholds:
-    scores, listened = events.window_scores(since)
-    return replay(scores, listened, events.labelled_gunshots(since), window, merge_gap)
+def from_event_log(events: EventLog, since: float, models: str, window: float, merge_gap: float) -> SiteThresholds:
+    """The replay of the model set `models` (JSON {model id: version}) from `since` on."""
+    starts, scores, listened = events.window_scores(since, models)
+    return replay(starts, scores, listened, events.labelled_gunshots(since), window, merge_gap)

@@ -155,6 +155,7 @@ def site_threshold_replay(config: Config, days: float) -> tuple[SiteThresholds, 
     """The site's score log replayed (inference/site_thresholds.py), and the vote in use."""
     from inference.eventlog import EVENTS_DB, SECONDS_PER_DAY, EventLog
     from inference.model import load_ensemble
+    from inference.score_log import model_set
     from inference.site_thresholds import from_event_log
 
     data_dir = Path(config.storage.data_dir)
@@ -165,7 +166,8 @@ def site_threshold_replay(config: Config, days: float) -> tuple[SiteThresholds, 
     events = EventLog(data_dir)
     try:
         window = ensemble.window_samples / ensemble.sample_rate
-        result = from_event_log(events, time.time() - days * SECONDS_PER_DAY, window, config.detector.merge_gap)
+        since = time.time() - days * SECONDS_PER_DAY
+        result = from_event_log(events, since, model_set(ensemble), window, config.detector.merge_gap)
     finally:
         events.close()
     return result, rule.describe()

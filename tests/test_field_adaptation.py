@@ -93,9 +93,10 @@ def test_the_simulated_score_log_keeps_what_the_device_would_and_leaves_the_shot
     probs[starts < 5.0] = 0.1  # under SCORE_FLOOR: not logged
     shot = InsertedShot(12.0, 11.5, 12.5, 10.0, "shot.flac")
     scores = StreamScores(probs, ["wave", "mel_fine", "mel_coarse"], starts, 2.0, [shot], 0.01)
-    kept = [start for start, _ in logged_scores(scores)]
-    assert kept == [s for s in starts if s >= 5.0 and not (s + 2.0 >= 11.5 and s <= 12.5 + TAIL_S)]
-    assert 9.0 in kept and 10.0 not in kept and 14.0 in kept
+    kept, fused = logged_scores(scores)
+    assert list(kept) == [s for s in starts if s >= 5.0 and not (s + 2.0 >= 11.5 and s <= 12.5 + TAIL_S)]
+    assert np.allclose(fused, 0.9)
+    assert 9.0 in list(kept) and 10.0 not in list(kept) and 14.0 in list(kept)
 
 
 def test_the_card_shows_the_proposed_threshold_beside_the_fold_s_vote():

@@ -1,6 +1,7 @@
-"""A site's own threshold: the aggregator logs each window's fused score (no audio) and how long it
-listened; `site-thresholds` replays them into false alerts per hour and labelled gunshots heard per
-candidate threshold, and proposes one; `detector.fused_threshold` puts it in use."""
+"""A site's own threshold: the aggregator logs the fused score of each window every model voted on
+(no audio) and how long it listened; `site-thresholds` replays them into false alerts per hour and
+labelled gunshots heard per candidate threshold, and proposes one; `detector.fused_threshold`
+puts it in use."""
 
 from __future__ import annotations
 
@@ -14,26 +15,28 @@ import pytest
 
 from inference.eventlog import EVENTS, EventLog
 from inference.model import load_ensemble
+from inference.score_log import STALE_WINDOWS, ScoreLog, model_set
 from inference.site_thresholds import MIN_HOURS, event_count, replay
 from pipeline.config import Config, ConfigError, override
+from pipeline.messages import Vote
 from tests.detector_run import ROOT
-from tests.test_aggregator import HOP, RATE, WINDOW, built, decision
+from tests.test_aggregator import HOP, RATE, WINDOW, built
 
 WINDOW_S, MERGE_GAP_S = WINDOW / RATE, 2.0
 HOURS = 48.0
 NOISY = 0.6  # a fused score the site's background often reaches
 RARE = 0.92
+GUNSHOT = (20000.0, 20002.5)  # a record labelled gunshot: start, end
+MODELS = ("wave", "mel_fine", "mel_coarse")
 
 
-def site_scores() -> list[tuple[float, float]]:
-    """48 events' worth of NOISY windows (1 an hour: over the 0.5 target), two RARE events, and a
-    labelled gunshot's windows at 0.999, in time order."""
+def site_scores() -> tuple[np.ndarray, np.ndarray]:
+    """An event's worth of NOISY windows every hour (1 an hour: over the 0.5 target), two RARE events,
+    and the labelled gunshot's windows at 0.999, in time order."""
     scores = [(hour * 3600.0 + k * 0.5, NOISY) for hour in range(int(HOURS)) for k in range(3)]
     scores += [(1800.0, RARE), (1800.5, RARE), (7 * 3600 + 1800.0, RARE), (20000.0, 0.999), (20000.5, 0.999)]
-    return sorted(scores)
-
-
-GUNSHOT = (20000.0, 20002.5, {"wave": 0.999, "mel_fine": 0.99, "mel_coarse": 0.97})
+    starts, values = zip(*sorted(scores), strict=True)
+    return np.array(starts), np.array(values)
 
 
 def test_windows_closer_than_a_window_and_the_merge_gap_are_one_event():
@@ -43,51 +46,75 @@ def test_windows_closer_than_a_window_and_the_merge_gap_are_one_event():
 
 
 def test_the_replay_counts_false_alerts_per_hour_and_proposes_the_lowest_threshold_under_the_target():
-    result = replay(site_scores(), HOURS * 3600, [GUNSHOT], WINDOW_S, MERGE_GAP_S)
+    result = replay(*site_scores(), HOURS * 3600, [GUNSHOT], WINDOW_S, MERGE_GAP_S)
     costs = {c.threshold: c for c in result.costs}
     assert costs[0.5].false_alerts == 50 and costs[0.5].false_alerts_per_hour == round(50 / HOURS, 3)
     assert costs[0.7].false_alerts == 2 and costs[0.95].false_alerts == 0  # the gunshot is not a false alert
-    assert costs[0.95].gunshots_heard == 1 and costs[0.999].gunshots_heard == 0
+    assert costs[0.999].gunshots_heard == 1  # its best logged window, 0.999
     assert result.proposed == 0.7 and result.hours == HOURS and result.gunshots == 1
 
 
-def test_no_threshold_is_proposed_before_a_day_of_listening():
-    early = replay(site_scores(), (MIN_HOURS - 1) * 3600, [], WINDOW_S, MERGE_GAP_S)
+def test_a_window_that_would_join_a_labelled_gunshot_s_event_is_not_a_false_alert():
+    before = GUNSHOT[0] - WINDOW_S - MERGE_GAP_S + 0.5  # merges into the gunshot's event
+    result = replay(np.array([before]), np.array([0.99]), HOURS * 3600, [GUNSHOT], WINDOW_S, MERGE_GAP_S)
+    assert result.costs[0].false_alerts == 0 and result.costs[0].gunshots_heard == 0  # it does not overlap the shot
+
+
+def test_no_threshold_is_proposed_before_a_day_of_listening_or_with_nothing_listened():
+    early = replay(*site_scores(), (MIN_HOURS - 1) * 3600, [], WINDOW_S, MERGE_GAP_S)
     assert early.proposed is None and early.costs[0].false_alerts == 51  # no label: the gunshot counts too
+    nothing = replay(np.array([]), np.array([]), 0.0, [], WINDOW_S, MERGE_GAP_S)
+    as_json = json.loads(json.dumps(nothing.to_json(), allow_nan=False))
+    assert nothing.proposed is None and as_json["costs"][0]["false_alerts_per_hour"] is None
 
 
-def test_the_aggregator_logs_scores_of_complete_windows_and_the_time_listened(tmp_path):
+def vote(index: int, model: str, p: float) -> Vote:
+    return Vote(index, model, p, time.monotonic())
+
+
+def test_the_aggregator_logs_windows_every_model_voted_on_whatever_the_vote_decided(tmp_path):
     config = override(Config(), {"storage.data_dir": str(tmp_path)})
     with built(config) as (agg, audio, _):
         audio.write(np.zeros(RATE * 10, dtype=np.int16))
-        agg.handle(decision(0, False))  # fused 0.14: listened, not logged
-        agg.handle(decision(1, True))  # fused 0.86: logged
-        agg.handle(decision(2, True, degraded=True))  # a model missing: neither
+        for index, probability in ((0, 0.1), (1, 0.9)):  # fused 0.1: listened only; 0.9: logged
+            for model in MODELS:
+                agg.log_vote(vote(index, model, probability))
+        agg.log_vote(vote(2, "wave", 0.99))  # a model never voted: neither
         agg.write_scores(time.monotonic())  # within the minute: nothing written yet
-        assert EventLog(tmp_path).window_scores(0.0) == ([], 0.0)
+        assert EventLog(tmp_path).window_scores(0.0, agg.model_set)[2] == 0.0
         agg.write_scores(time.monotonic(), final=True)
-    (scores, listened) = EventLog(tmp_path).window_scores(0.0)
-    assert [round(score, 2) for _, score in scores] == [0.86] and listened == 2 * HOP / RATE
-    assert abs(scores[0][0] - (time.time() - 10 + HOP / RATE)) < 2.0  # wall time of window 1's start
+    starts, scores, listened = EventLog(tmp_path).window_scores(0.0, model_set(load_ensemble("")))
+    assert np.allclose(scores, [0.9]) and listened == 2 * HOP / RATE
+    assert abs(starts[0] - (time.time() - 10 + HOP / RATE)) < 2.0  # wall time of window 1's start
+
+
+def test_windows_whose_last_vote_never_comes_are_forgotten():
+    log = ScoreLog(len(MODELS), 0.5, 0.0)
+    for index in range(10 * STALE_WINDOWS):
+        log.add_vote(index, "wave", 0.1)
+    assert len(log.votes) <= 2 * STALE_WINDOWS
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], capture_output=True, text=True, cwd=ROOT)
 
 
-def test_site_thresholds_replays_the_event_log_and_says_what_to_set(tmp_path):
+def test_site_thresholds_replays_the_event_log_of_the_models_in_use_and_says_what_to_set(tmp_path):
     log = EventLog(tmp_path)
-    start = time.time() - HOURS * 3600
-    log.add_scores([(start + t, score) for t, score in site_scores()], HOURS * 3600, start)
-    event = log.open_event(start + GUNSHOT[0], 0.99, GUNSHOT[2], {}, False)
-    log.close_event(event, start + GUNSHOT[1], 0.99, GUNSHOT[2], False, 2)
+    start = (time.time() - HOURS * 3600) // 3600 * 3600 + 3600  # a whole hour
+    starts, scores = site_scores()
+    shipped = model_set(load_ensemble(""))
+    log.add_scores(list(zip(start + starts, scores, strict=True)), {start: HOURS * 3600}, shipped)
+    log.add_scores([(start + 100.0, 0.99)], {start: 3600.0}, json.dumps({"wave": "an older version"}))
+    event = log.open_event(start + GUNSHOT[0], 0.99, {}, {}, False)
+    log.close_event(event, start + GUNSHOT[1], 0.99, {}, False, 2)
     log.set_label(EVENTS, event, "gunshot", None)
     shown = cli("site-thresholds", "--data-dir", str(tmp_path))
     assert shown.returncode == 0, shown.stderr
     assert "proposed: [detector] fused_threshold = 0.7 " in shown.stdout
     assert "now: 2 of 3 models" in shown.stdout
     replayed = json.loads(cli("site-thresholds", "--data-dir", str(tmp_path), "--format", "json").stdout)
-    assert replayed["proposed"] == 0.7 and replayed["gunshots"] == 1
+    assert replayed["proposed"] == 0.7 and replayed["gunshots"] == 1 and replayed["hours"] == HOURS
     missing = cli("site-thresholds", "--data-dir", str(tmp_path / "nowhere"))
     assert missing.returncode == 1 and "holds no events.sqlite" in missing.stderr
 

@@ -799,7 +799,8 @@ def _site_thresholds(report: dict) -> list[str]:
         val = r["site_validation"]
         for fold, t in r["site_threshold"].items():
             first = [run, f"{val['gunshot_clips']} / {val['other_clips']}"] if fold == "before" else ["", ""]
-            cells = [*first, fold, fmt(t["fused_threshold"]), fmt(t["recall"]), str(t["fp"])]
+            figures = [fmt(t["fused_threshold"]), fmt(t["recall"]), str(t["fp"])] if t["fused_threshold"] else []
+            cells = [*first, fold, *(figures or ["none (no other clip)", "", ""])]
             lines.append("| " + " | ".join(cells) + " |")
     return lines
 

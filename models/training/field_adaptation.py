@@ -103,10 +103,14 @@ def site_folds(labelled: list[Clip], source: str, site_vote: bool) -> list[Clip]
 
 def revoted(models_dir: Path, out: Path, clips: list[Clip]) -> Path:
     """A copy of the exported models with thresholds and vote chosen again on the clips' validation
-    fold (`python cli.py train --calibrate-only`)."""
-    if not (out / "ensemble.json").exists():
-        shutil.copytree(models_dir, out, ignore=shutil.ignore_patterns("cache", "keras"), dirs_exist_ok=True)
-        train.recalibrate_clips(clips, out)
+    fold (`python cli.py train --calibrate-only`); made in a scratch folder first, so an
+    interrupted run is not taken for a finished one."""
+    if not out.exists():
+        scratch = out.with_name(out.name + ".partial")
+        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.copytree(models_dir, scratch, ignore=shutil.ignore_patterns("cache", "keras"))
+        train.recalibrate_clips(clips, scratch)
+        scratch.rename(out)
     return out
 
 
@@ -115,7 +119,10 @@ def site_threshold(models_dir: Path, site_val: list[Clip], later: list[Clip]) ->
     clips, and what it hears of the later stretch: what a threshold set on the site's own sound
     could buy (minutes of it here: no false-alert rate per hour can be told from them)."""
     val_scores = clip_scores(clip_window_probs(models_dir, site_val)[0])
-    bar = float(max(s for s, c in zip(val_scores, site_val, strict=True) if not c.label))
+    others = [s for s, c in zip(val_scores, site_val, strict=True) if not c.label]
+    if not others:
+        return {"fused_threshold": None, "note": "no other clip among the site's validation clips"}
+    bar = float(max(others))
     later_scores = clip_scores(clip_window_probs(models_dir, later)[0])
     labels = np.array([c.label for c in later], dtype=bool)
     return {"fused_threshold": round(bar, 6), **binary_figures(labels, later_scores > bar)}

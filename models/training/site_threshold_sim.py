@@ -43,14 +43,14 @@ REPORT = Path("models/reports/site_threshold_sim.json")
 log = logging.getLogger("site_threshold_sim")
 
 
-def logged_scores(scores: StreamScores) -> list[tuple[float, float]]:
-    """(window start, fused score) of the windows the score log keeps, those on a shot left out."""
+def logged_scores(scores: StreamScores) -> tuple[np.ndarray, np.ndarray]:
+    """Start times and fused scores of the windows the score log keeps, those on a shot left out."""
     fused = sigmoid(logit(scores.probs).mean(axis=1))
     on_shot = np.zeros(fused.shape, dtype=bool)
     for shot in scores.shots:
         on_shot |= (scores.starts_s + scores.window_s >= shot.start_s) & (scores.starts_s <= shot.end_s + TAIL_S)
     kept = (fused >= SCORE_FLOOR) & ~on_shot
-    return [(float(s), float(f)) for s, f in zip(scores.starts_s[kept], fused[kept], strict=True)]
+    return scores.starts_s[kept], fused[kept]
 
 
 def judged(scores: StreamScores, rule: VoteRule) -> dict:
@@ -66,9 +66,8 @@ def judged(scores: StreamScores, rule: VoteRule) -> dict:
 def simulate_fold(models_dir: Path, site_val: list[Clip], later: list[Clip]) -> dict:
     as_val = [dataclasses.replace(c, fold="val") for c in later]
     site_log = stream_scores(models_dir, site_val, HOP, LOG_HOURS, LOG_SEED)
-    proposal = replay(
-        logged_scores(site_log), site_log.background_h * 3600, [], site_log.window_s, MERGE_GAP_S, min_hours=0.0
-    )
+    starts, fused = logged_scores(site_log)
+    proposal = replay(starts, fused, site_log.background_h * 3600, [], site_log.window_s, MERGE_GAP_S, min_hours=0.0)
     later_sound = stream_scores(models_dir, as_val, HOP, JUDGED_HOURS, JUDGED_SEED)
     fold_rule = load_ensemble(models_dir).rule()
     result = {"log_hours": round(site_log.background_h, 2), "proposal": proposal.to_json()}
