@@ -71,11 +71,12 @@ def replay(
         on_gunshot |= (starts >= start - window - merge_gap) & (starts <= end + merge_gap)  # would join its event
         overlapping = scores[(starts + window >= start) & (starts <= end)]
         best_on_gunshot.append(overlapping.max() if overlapping.size else 0.0)
-    hours = round(listened_seconds / SECONDS_PER_HOUR, 2)
+    exact_hours = listened_seconds / SECONDS_PER_HOUR
+    hours = round(exact_hours, 2)  # as shown, and as compared with min_hours
     costs = []
     for threshold in CANDIDATES:
         false_alerts = event_count(starts[(scores >= threshold) & ~on_gunshot], window, merge_gap)
-        rate = round(false_alerts / hours, 3) if hours else None
+        rate = round(false_alerts / exact_hours, 3) if listened_seconds else None
         heard = int(sum(best >= threshold for best in best_on_gunshot))
         costs.append(ThresholdCost(threshold, false_alerts, rate, heard))
     rates = [(c.threshold, c.false_alerts_per_hour) for c in costs if c.false_alerts_per_hour is not None]
