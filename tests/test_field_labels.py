@@ -1,7 +1,7 @@
 """The field-data loop for real: a running detector keeps a shot that one model alone heard as a
 near miss with its clip (no text), a person lists and labels it on the command line, and
 export-labels writes a manifest that the training loader reads, after the base manifest's rows.
-Background samples go through the same commands."""
+Background samples go through the same commands. The run's score log is checked too."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ import pytest
 import soundfile
 
 from inference.eventlog import NEAR_MISSES, SAMPLES, EventLog
+from inference.model import load_ensemble
+from inference.score_log import model_set
 from models.training.data import load_clips
 from models.training.field_clips import MANIFEST_COLUMNS, ExportError, export_labelled, source_name
 from tests.detector_run import PIPELINE_SHOTS, RATE, ROOT, DetectorRun, listening_config, stream_with_shots
@@ -63,6 +65,9 @@ def test_a_shot_one_model_hears_is_kept_labelled_and_exported_for_training(tmp_p
     (near_miss,) = [json.loads(line) for line in listed.stdout.splitlines()]
     assert near_miss["votes"]["mel_fine"] >= 0.8 and near_miss["label"] is None
     assert run.events() == [] and run.texts() == []
+    models = model_set(load_ensemble(tmp_path / "pipeline-models"))
+    _, scores, listened = EventLog(run.data_dir).window_scores(0.0, models)  # the score log, at shutdown
+    assert 5.0 <= listened <= 8.0 and scores.max() >= 0.5  # the near miss's window among them
     clip, rate = soundfile.read(run.data_dir / near_miss["clip"], dtype="float32")
     assert rate == RATE and clip.shape[0] >= 4 * RATE  # the window and its pre- and post-roll
 
