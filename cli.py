@@ -210,7 +210,8 @@ def site_thresholds(config_path, data_dir, days, fmt) -> None:
     click.echo(f"now: {current}")
     click.echo("fused threshold | false alerts | per hour | labelled gunshots heard")
     for c in result.costs:
-        click.echo(f"{c.threshold:15g} | {c.false_alerts:12d} | {c.false_alerts_per_hour:8.3f} | {c.gunshots_heard}")
+        rate = "-" if c.false_alerts_per_hour is None else f"{c.false_alerts_per_hour:.3f}"  # nothing listened yet
+        click.echo(f"{c.threshold:15g} | {c.false_alerts:12d} | {rate:>8} | {c.gunshots_heard}")
     click.echo(_proposal(result))
 
 

@@ -3,8 +3,7 @@
 Near misses show the sounds the models disagree on, not what the site ordinarily sounds like. A
 model retrained on a site's near misses alone can learn that this site's microphone means
 gunshot (models/README.md, "Labelling a site's near misses"): labelled "other" (or "gunshot", if
-one slipped by), samples of the site's ordinary sound teach it otherwise, and in the validation
-fold (`export-labels --fold val`) they take part in choosing the thresholds.
+one slipped by), samples of the site's ordinary sound teach it otherwise.
 
 The audio is cut into stretches of a day / `per_day` and one window is taken at a uniformly
 random time in each: spread over day and night, and not predictable. A window that is already

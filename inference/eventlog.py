@@ -27,10 +27,7 @@ SECONDS_PER_HOUR = 3600
 MB = 1024 * 1024
 EVENTS, NEAR_MISSES, SAMPLES = "events", "near_misses", "samples"  # the tables with clips
 TABLES = (EVENTS, NEAR_MISSES, SAMPLES)
-KEPT_WINDOWS = (
-    NEAR_MISSES,
-    SAMPLES,
-)  # windows kept to label, not events (inference/near_miss.py, background_sample.py)
+KEPT_WINDOWS = (NEAR_MISSES, SAMPLES)  # kept to be labelled: inference/near_miss.py, background_sample.py
 CLIP_PREFIX = {EVENTS: "event", NEAR_MISSES: "near-miss", SAMPLES: "sample"}
 GIVEN_UP_FIRST = (SAMPLES, NEAR_MISSES, EVENTS)  # whose clips make room first under the disk-space floor
 LABELS = ("gunshot", "other")  # the manifest's labels (models/training/data.py)

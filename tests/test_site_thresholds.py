@@ -115,6 +115,9 @@ def test_site_thresholds_replays_the_event_log_of_the_models_in_use_and_says_wha
     assert "now: 2 of 3 models" in shown.stdout
     replayed = json.loads(cli("site-thresholds", "--data-dir", str(tmp_path), "--format", "json").stdout)
     assert replayed["proposed"] == 0.7 and replayed["gunshots"] == 1 and replayed["hours"] == HOURS
+    EventLog(tmp_path / "fresh")  # a detector that has not listened yet
+    fresh = cli("site-thresholds", "--data-dir", str(tmp_path / "fresh"))
+    assert fresh.returncode == 0 and "no proposal yet: 0.0 of 24 hours" in fresh.stdout, fresh.stderr
     missing = cli("site-thresholds", "--data-dir", str(tmp_path / "nowhere"))
     assert missing.returncode == 1 and "holds no events.sqlite" in missing.stderr
 
