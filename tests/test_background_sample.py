@@ -4,6 +4,10 @@ sends no text; its clips are the first to make room on a full disk (tests/test_d
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import soundfile
 
@@ -11,12 +15,14 @@ from alerting.outbox import Outbox, outbox_path
 from inference.background_sample import BackgroundSampler
 from inference.eventlog import SAMPLES, SECONDS_PER_DAY, EventLog
 from pipeline.config import Config, override
+from tests.detector_run import ROOT, DetectorRun, listening_config, stream_with_shots
 from tests.test_aggregator import HOP, RATE, RECIPIENTS, WINDOW, built, click_in_clip, decision, write_click
 
 PER_DAY = 24
 STRETCH = int(SECONDS_PER_DAY * RATE) // PER_DAY  # samples: an hour
 WINDOWS_PER_STRETCH = STRETCH // HOP
 DAYS = 3
+MOST_PER_DAY = 1440  # storage.background_samples_per_day's upper bound: a stretch of 60 s
 
 
 def sampler(per_day: int = PER_DAY, seed: int = 0) -> BackgroundSampler:
@@ -73,3 +79,51 @@ def test_the_aggregator_keeps_a_sample_with_its_clip_and_sends_no_text(tmp_path)
         assert np.argmax(clip) == click_in_clip(6, pre)
         assert sample.clip.endswith(".flac") and "sample-" in sample.clip
         assert EventLog(tmp_path).events() == [] and Outbox(outbox_path(tmp_path)).rows() == []
+
+
+def found_at(recording: np.ndarray, clip: np.ndarray) -> int | None:
+    """Where `clip` is in `recording`, sample for sample, or None."""
+    for at in np.flatnonzero(recording[: len(recording) - len(clip) + 1] == clip[0]):
+        if np.array_equal(recording[at : at + len(clip)], clip):
+            return int(at)
+    return None
+
+
+def test_a_live_detector_keeps_a_sample_of_what_it_heard_and_sends_no_text(tmp_path):
+    """The real detector (separate processes, a quiet recording replayed at real time) at the most
+    samples a day allows (a stretch of 60 s): the first minute's sample, and perhaps the next
+    stretch's, each clip the recording's own samples."""
+    stretch_s = SECONDS_PER_DAY / MOST_PER_DAY
+    seconds = stretch_s + WINDOW / RATE + 2.0  # whatever the draw, its window is heard whole
+    recording = tmp_path / "quiet.wav"
+    soundfile.write(recording, stream_with_shots(seconds, []), RATE, subtype="PCM_16")
+    lines = [*listening_config(tmp_path, "default", RATE), "[storage]", f"background_samples_per_day = {MOST_PER_DAY}"]
+    run = DetectorRun(tmp_path, config_lines=lines)
+    run.start("--source", str(recording))
+    run.wait_until(lambda: run.process.poll() is not None, seconds + 60, "the end of the recording")
+    assert run.stop() == 0
+    assert run.events() == [] and run.texts() == []
+
+    listed = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "cli.py"),
+            "events",
+            "--samples",
+            "--format",
+            "jsonl",
+            "--data-dir",
+            str(run.data_dir),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    samples = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert 1 <= len(samples) <= 2, listed.stdout + listed.stderr
+    heard, _ = soundfile.read(recording, dtype="int16")
+    starts = []
+    for sample in samples:
+        clip, rate = soundfile.read(run.data_dir / sample["clip"], dtype="int16")
+        assert rate == RATE and len(clip) >= WINDOW
+        starts.append(found_at(heard, clip))
+    assert None not in starts and starts[0] < stretch_s * RATE

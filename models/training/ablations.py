@@ -478,6 +478,10 @@ VARIANTS: dict[str, tuple[str, list[Change]]] = {
         "mel models twice as wide (filters 48-96-128-192)",
         [(architectures, "MEL_FILTERS", (48, 96, 128, 192))],
     ),
+    "shipped_wide": (
+        "the shipped recipe with mel models twice as wide (filters 48-96-128-192; about 4x their MACs)",
+        [(architectures, "MEL_FILTERS", (48, 96, 128, 192))],
+    ),
     "nostride": (
         "mel models without the first block's stride (full-resolution first layer, 4x the MACs)",
         [(architectures, "mel_model", _mel_without_stride)],
@@ -502,7 +506,7 @@ def _swapped(changes: list[Change]) -> Iterator[None]:
             setattr(target, name, value)
 
 
-ON_SHIPPED_RECIPE = {"shipped", "shipped_smooth"}
+ON_SHIPPED_RECIPE = {"shipped", "shipped_smooth", "shipped_wide"}
 
 
 def applied(variant: str) -> contextlib.AbstractContextManager[None]:

@@ -29,6 +29,11 @@ P_HIGHPASS = 0.3
 HIGHPASS_HZ = (50.0, 400.0)
 P_EQ = 0.4
 EQ_DB = 8.0
+EQ_HZ = (150.0, 6000.0)  # the peak's centre, drawn log-uniform
+# The peak's Q: scipy's iirpeak is unstable when its bandwidth (centre / Q) reaches the Nyquist
+# frequency, so the lowest Q keeps EQ_HZ[1] / Q under it (0.7 with a 6 kHz centre made a few windows
+# in ten thousand infinite).
+EQ_Q = (0.8, 3.0)
 P_REVERB = 0.3
 RT60_S = (0.1, 1.0)
 P_CLIP = 0.08
@@ -166,9 +171,9 @@ def colour(rng: np.random.Generator, x: np.ndarray, p_bandlimit: float = P_BANDL
         sos = signal.butter(2, rng.uniform(*HIGHPASS_HZ), "high", fs=SAMPLE_RATE, output="sos")
         x = signal.sosfilt(sos, x)
     if rng.random() < P_EQ:
-        f0 = log_uniform(rng, 150.0, 6000.0)
+        f0 = log_uniform(rng, *EQ_HZ)
         gain = 10 ** (rng.uniform(-EQ_DB, EQ_DB) / 20)
-        b, a = signal.iirpeak(f0, Q=rng.uniform(0.7, 3.0), fs=SAMPLE_RATE)
+        b, a = signal.iirpeak(f0, Q=rng.uniform(*EQ_Q), fs=SAMPLE_RATE)
         x = x + (gain - 1) * signal.lfilter(b, a, x)
     return np.asarray(x, dtype=np.float32)
 

@@ -134,7 +134,11 @@ def build_windows(
         windows.append(augment.finish(rng, augment.colour(rng, noise, p_bandlimit[0])))
         labels.append(0)
         weights.append(1.0)
-    x = as_captured(np.nan_to_num(np.stack(windows)))  # a silent clip scaled by 1/0: rare, made silent
+    x = np.stack(windows)
+    if not np.all(np.isfinite(x)):
+        bad = int(np.sum(~np.all(np.isfinite(x), axis=1)))
+        raise ValueError(f"{bad} of {len(x)} augmented training windows are not finite: a bug in augment.py")
+    x = as_captured(x)
     return x, np.asarray(labels, dtype=np.float32), np.asarray(weights, dtype=np.float32)
 
 
