@@ -456,7 +456,16 @@ mixture (seed 0) of the same clips: held out from the choice, but not independen
   `shipped_smooth`, all trained without the source) ranks belize 0.921 (the three alone 0.912,
   0.915, 0.928) and us8k 0.987 (0.985, 0.986), recall at no validation false positive 0.249
   (0.186-0.257) and 0.344 (0.312, 0.344): what a seed ensemble of the 1 s recipe showed too
-  (`seeds` above). Neither the models' size nor their variance is what a new source lacks.
+  (`seeds` above). Neither the models' size nor their variance is what a new source lacks. Nor
+  does unsupervised adaptation to a site's background help (AdaBN, a check outside this repository):
+  each model's BatchNorm statistics re-estimated on the other clips of half a held-out source's split
+  groups (what a device's background samples would give, no labels), scored on the other half,
+  lowers the fused clip AUC in every fold tried: belize 0.902 / 0.903 / 0.916 (field_adaptation's
+  two *before* folds, `shipped_smooth`) to 0.847 / 0.838 / 0.812, us8k 0.985 / 0.992 / 0.985 (its
+  *before* fold, `shipped_smooth`, `shipped_wide`) to 0.978 / 0.980 / 0.969 (statistics blended
+  half and half: 0.879-0.881 and 0.976-0.982). Normalised to the background
+  alone, the models lose what set the shots apart; the site's labelled clips (above) are what
+  helped.
 - The Kaggle AK-12 (the validation fold's unseen firearm, 0 of 93 heard) is not a level problem:
   12 of its clips, and 12 training clips of the other Kaggle firearms, scaled to a peak of -40,
   -30, -20, -10 and 0 dBFS and run through the offline detector (a check outside this repository,
