@@ -5,8 +5,6 @@ sends no text; its clips are the first to make room on a full disk (tests/test_d
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import soundfile
@@ -14,15 +12,16 @@ import soundfile
 from alerting.outbox import Outbox, outbox_path
 from inference.background_sample import BackgroundSampler
 from inference.eventlog import SAMPLES, SECONDS_PER_DAY, EventLog
-from pipeline.config import Config, override
-from tests.detector_run import ROOT, DetectorRun, listening_config, stream_with_shots
+from pipeline.config import Config, StorageConfig, override
+from tests.detector_run import DetectorRun, listening_config, stream_with_shots
 from tests.test_aggregator import HOP, RATE, RECIPIENTS, WINDOW, built, click_in_clip, decision, write_click
+from tests.test_field_labels import cli
 
 PER_DAY = 24
 STRETCH = int(SECONDS_PER_DAY * RATE) // PER_DAY  # samples: an hour
 WINDOWS_PER_STRETCH = STRETCH // HOP
 DAYS = 3
-MOST_PER_DAY = 1440  # storage.background_samples_per_day's upper bound: a stretch of 60 s
+MOST_PER_DAY = int(StorageConfig.__dataclass_fields__["background_samples_per_day"].metadata["hi"])
 
 
 def sampler(per_day: int = PER_DAY, seed: int = 0) -> BackgroundSampler:
@@ -92,9 +91,9 @@ def found_at(recording: np.ndarray, clip: np.ndarray) -> int | None:
 def test_a_live_detector_keeps_a_sample_of_what_it_heard_and_sends_no_text(tmp_path):
     """The real detector (separate processes, a quiet recording replayed at real time) at the most
     samples a day allows (a stretch of 60 s): the first minute's sample, and perhaps the next
-    stretch's, each clip the recording's own samples."""
-    stretch_s = SECONDS_PER_DAY / MOST_PER_DAY
-    seconds = stretch_s + WINDOW / RATE + 2.0  # whatever the draw, its window is heard whole
+    stretch's, each clip the recording's own samples from its window's pre-roll on."""
+    stretch = int(SECONDS_PER_DAY * RATE) // MOST_PER_DAY
+    seconds = stretch / RATE + WINDOW / RATE + 2.0  # whatever the draw, its window is heard whole
     recording = tmp_path / "quiet.wav"
     soundfile.write(recording, stream_with_shots(seconds, []), RATE, subtype="PCM_16")
     lines = [*listening_config(tmp_path, "default", RATE), "[storage]", f"background_samples_per_day = {MOST_PER_DAY}"]
@@ -104,26 +103,18 @@ def test_a_live_detector_keeps_a_sample_of_what_it_heard_and_sends_no_text(tmp_p
     assert run.stop() == 0
     assert run.events() == [] and run.texts() == []
 
-    listed = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "cli.py"),
-            "events",
-            "--samples",
-            "--format",
-            "jsonl",
-            "--data-dir",
-            str(run.data_dir),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    samples = [json.loads(line) for line in listed.stdout.splitlines()]
-    assert 1 <= len(samples) <= 2, listed.stdout + listed.stderr
+    listed = cli("events", "--samples", "--format", "jsonl", "--data-dir", str(run.data_dir))
+    assert listed.returncode == 0, listed.stderr
+    samples = sorted((json.loads(line) for line in listed.stdout.splitlines()), key=lambda s: s["id"])
+    assert 1 <= len(samples) <= 2, listed.stdout
     heard, _ = soundfile.read(recording, dtype="int16")
-    starts = []
+    pre = round(Config().storage.clip_pre_roll * RATE)
+    windows = []
     for sample in samples:
         clip, rate = soundfile.read(run.data_dir / sample["clip"], dtype="int16")
-        assert rate == RATE and len(clip) >= WINDOW
-        starts.append(found_at(heard, clip))
-    assert None not in starts and starts[0] < stretch_s * RATE
+        at = found_at(heard, clip)
+        assert rate == RATE and len(clip) >= WINDOW and at is not None
+        windows.append(at + pre if at else None)  # a clip from the recording's start: the window is within pre
+    first = windows[0]
+    assert first is None or (first < stretch and first % HOP == 0)
+    assert all(w is not None and w >= stretch and w % HOP == 0 for w in windows[1:])

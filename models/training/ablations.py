@@ -337,6 +337,7 @@ ONE_SECOND_RECIPE: list[Change] = [
 ALL_LONG = dict.fromkeys(train.MODEL_IDS, LONG_WINDOW)
 LONG_WINDOWS: list[Change] = [(train, "WINDOW_SAMPLES", ALL_LONG), (architectures, "WAVE_SAMPLES", LONG_WINDOW)]
 SMOOTHED: Change = (train, "LOSS", ("BinaryCrossentropy", {"label_smoothing": 0.1}))
+WIDER_MEL: Change = (architectures, "MEL_FILTERS", (48, 96, 128, 192))
 VARIANTS: dict[str, tuple[str, list[Change]]] = {
     "shipped": (
         "the recipe shipped since 2026-12-04 (train.py): the hybrid trained as one, longproto's 2 s mel models "
@@ -476,11 +477,11 @@ VARIANTS: dict[str, tuple[str, list[Change]]] = {
     ),
     "wide": (
         "mel models twice as wide (filters 48-96-128-192)",
-        [(architectures, "MEL_FILTERS", (48, 96, 128, 192))],
+        [WIDER_MEL],
     ),
     "shipped_wide": (
         "the shipped recipe with mel models twice as wide (filters 48-96-128-192; about 4x their MACs)",
-        [(architectures, "MEL_FILTERS", (48, 96, 128, 192))],
+        [WIDER_MEL],
     ),
     "nostride": (
         "mel models without the first block's stride (full-resolution first layer, 4x the MACs)",

@@ -31,8 +31,8 @@ P_EQ = 0.4
 EQ_DB = 8.0
 EQ_HZ = (150.0, 6000.0)  # the peak's centre, drawn log-uniform
 # The peak's Q: scipy's iirpeak is unstable when its bandwidth (centre / Q) reaches the Nyquist
-# frequency, so the lowest Q keeps EQ_HZ[1] / Q under it (0.7 with a 6 kHz centre made a few windows
-# in ten thousand infinite).
+# frequency, so the lowest Q keeps EQ_HZ[1] / Q under it (at 0.7, 3 of 19 248 training windows came
+# out infinite).
 EQ_Q = (0.8, 3.0)
 P_REVERB = 0.3
 RT60_S = (0.1, 1.0)

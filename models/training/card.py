@@ -448,10 +448,10 @@ mixture (seed 0) of the same clips: held out from the choice, but not independen
   (`python -m models.training.ablations shipped_wide --source SOURCE`: mel models twice as wide,
   376 353 parameters and 82 M MACs per mel_fine window against 94 865 and 21 M; one run, about 30
   minutes a fold two at a time): fused held-out clip AUC belize 0.924, us8k 0.982, elp 0.869
-  (the shipped recipe's runs above: 0.912-0.930, 0.973-0.986, 0.893-0.924), its vote hears
+  (the shipped recipe's runs above: 0.918-0.930, 0.973-0.986, 0.893-0.924), its vote hears
   0.128 / 0.156 / 0.162 of them and 0.013 of the Kaggle firearms, all at no false positive
-  (the shipped folds 0.148 / 0.188 / 0.294 / 0.030, at 1, 0, 0 false positives): no better at four times the mel models
-  cost, elp worse. Averaging each model's window log-odds over the shipped recipe's folds at
+  (the shipped folds 0.148 / 0.188 / 0.294 / 0.030, at 1, 0, 0, 0 false positives): no better at
+  four times the mel models' cost, elp worse. Averaging each model's window log-odds over the shipped recipe's folds at
   other seeds (a check outside this repository: field_adaptation's *before* folds and
   `shipped_smooth`, all trained without the source) ranks belize 0.921 (the three alone 0.912,
   0.915, 0.928) and us8k 0.987 (0.985, 0.986), recall at no validation false positive 0.249
@@ -459,9 +459,9 @@ mixture (seed 0) of the same clips: held out from the choice, but not independen
   (`seeds` above). Neither the models' size nor their variance is what a new source lacks. Nor
   does unsupervised adaptation to a site's background help (AdaBN, a check outside this repository):
   each model's BatchNorm statistics re-estimated on the other clips of half a held-out source's split
-  groups (what a device's background samples would give, no labels), scored on the other half,
-  lowers the fused clip AUC in every fold tried: belize 0.902 / 0.903 / 0.916 (field_adaptation's
-  two *before* folds, `shipped_smooth`) to 0.847 / 0.838 / 0.812, us8k 0.985 / 0.992 / 0.985 (its
+  groups (what a device's background samples would give, no labels), scored on the other half
+  (Keras models), lowers its fused clip AUC in every fold tried: belize 0.902 / 0.903 / 0.916
+  (field_adaptation's two *before* folds, `shipped_smooth`) to 0.847 / 0.838 / 0.812, us8k 0.985 / 0.992 / 0.985 (its
   *before* fold, `shipped_smooth`, `shipped_wide`) to 0.978 / 0.980 / 0.969 (statistics blended
   half and half: 0.879-0.881 and 0.976-0.982). Normalised to the background
   alone, the models lose what set the shots apart; the site's labelled clips (above) are what
