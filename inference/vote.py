@@ -34,9 +34,15 @@ def sigmoid(x: np.ndarray | float) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
 
 
+def fused_scores(probs: np.ndarray) -> np.ndarray:
+    """Per window (the last axis: one probability per model), the fused probability: the sigmoid
+    of its models' mean log-odds."""
+    return sigmoid(logit(probs).mean(axis=-1))
+
+
 def fused(probabilities: list[float]) -> float:
-    """The fused probability of a window: the sigmoid of its models' mean log-odds."""
-    return float(sigmoid(logit(probabilities).mean()))
+    """The fused probability of one window."""
+    return float(fused_scores(np.asarray(probabilities)))
 
 
 @dataclass(frozen=True)

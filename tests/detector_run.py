@@ -53,6 +53,11 @@ CHILD_PROCESSES = (
 )
 
 
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """`python cli.py ARGS` from the repository root, its output captured."""
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], capture_output=True, text=True, cwd=ROOT)
+
+
 def pipeline_test_models(folder: Path) -> Path:
     """A copy of the shipped models with PIPELINE_THRESHOLDS (2 of 3, never fused), for `[detector] models_dir`."""
     out = folder / "pipeline-models"

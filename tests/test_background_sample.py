@@ -13,9 +13,8 @@ from alerting.outbox import Outbox, outbox_path
 from inference.background_sample import BackgroundSampler
 from inference.eventlog import SAMPLES, SECONDS_PER_DAY, EventLog
 from pipeline.config import Config, StorageConfig, override
-from tests.detector_run import DetectorRun, listening_config, stream_with_shots
+from tests.detector_run import DetectorRun, cli, listening_config, stream_with_shots
 from tests.test_aggregator import HOP, RATE, RECIPIENTS, WINDOW, built, click_in_clip, decision, write_click
-from tests.test_field_labels import cli
 
 PER_DAY = 24
 STRETCH = int(SECONDS_PER_DAY * RATE) // PER_DAY  # samples: an hour

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -20,14 +18,10 @@ from inference.model import load_ensemble
 from inference.score_log import model_set
 from models.training.data import load_clips
 from models.training.field_clips import MANIFEST_COLUMNS, ExportError, export_labelled, source_name
-from tests.detector_run import PIPELINE_SHOTS, RATE, ROOT, DetectorRun, listening_config, stream_with_shots
+from tests.detector_run import PIPELINE_SHOTS, RATE, DetectorRun, cli, listening_config, stream_with_shots
 
 NEVER = 2.0  # a threshold no probability reaches
 SHOT_AT = 4.0  # s into the recording
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], capture_output=True, text=True, cwd=ROOT)
 
 
 def only_mel_fine_can_say_gunshot(models_dir) -> None:

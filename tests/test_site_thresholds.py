@@ -6,8 +6,6 @@ puts it in use."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -19,7 +17,7 @@ from inference.score_log import STALE_WINDOWS, ScoreLog, model_set
 from inference.site_thresholds import MIN_HOURS, event_count, replay
 from pipeline.config import Config, ConfigError, override
 from pipeline.messages import Vote
-from tests.detector_run import ROOT
+from tests.detector_run import ROOT, cli
 from tests.test_aggregator import HOP, RATE, WINDOW, built
 
 WINDOW_S, MERGE_GAP_S = WINDOW / RATE, 2.0
@@ -93,10 +91,6 @@ def test_windows_whose_last_vote_never_comes_are_forgotten():
     for index in range(10 * STALE_WINDOWS):
         log.add_vote(index, "wave", 0.1)
     assert len(log.votes) <= 2 * STALE_WINDOWS
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], capture_output=True, text=True, cwd=ROOT)
 
 
 def test_site_thresholds_replays_the_event_log_of_the_models_in_use_and_says_what_to_set(tmp_path):

@@ -28,7 +28,7 @@ import numpy as np
 from inference.model import load_ensemble
 from inference.score_log import SCORE_FLOOR
 from inference.site_thresholds import replay
-from inference.vote import VoteRule, logit, sigmoid
+from inference.vote import VoteRule, fused_scores
 from models.training import field_adaptation as fa
 from models.training.data import Clip, load_clips
 from models.training.evaluate import HOP, MERGE_GAP_S
@@ -45,7 +45,7 @@ log = logging.getLogger("site_threshold_sim")
 
 def logged_scores(scores: StreamScores) -> tuple[np.ndarray, np.ndarray]:
     """Start times and fused scores of the windows the score log keeps, those on a shot left out."""
-    fused = sigmoid(logit(scores.probs).mean(axis=1))
+    fused = fused_scores(scores.probs)
     on_shot = np.zeros(fused.shape, dtype=bool)
     for shot in scores.shots:
         on_shot |= (scores.starts_s + scores.window_s >= shot.start_s) & (scores.starts_s <= shot.end_s + TAIL_S)

@@ -135,9 +135,11 @@ def build_windows(
         labels.append(0)
         weights.append(1.0)
     x = np.stack(windows)
-    if not np.all(np.isfinite(x)):
-        bad = int(np.sum(~np.all(np.isfinite(x), axis=1)))
-        raise ValueError(f"{bad} of {len(x)} augmented training windows are not finite: a bug in augment.py")
+    finite = np.isfinite(x).all(axis=1)
+    if not finite.all():
+        raise ValueError(
+            f"{int((~finite).sum())} of {len(x)} augmented training windows are not finite: a bug in augment.py"
+        )
     x = as_captured(x)
     return x, np.asarray(labels, dtype=np.float32), np.asarray(weights, dtype=np.float32)
 
