@@ -114,6 +114,6 @@ def test_a_live_detector_keeps_a_sample_of_what_it_heard_and_sends_no_text(tmp_p
         at = found_at(heard, clip)
         assert rate == RATE and len(clip) >= WINDOW and at is not None
         windows.append(at + pre if at else None)  # a clip from the recording's start: the window is within pre
-    first = windows[0]
-    assert first is None or (first < stretch and first % HOP == 0)
-    assert all(w is not None and w >= stretch and w % HOP == 0 for w in windows[1:])
+    first = windows[0]  # the first window starting at or after a time drawn in the first stretch
+    assert first is None or (first < stretch + HOP and first % HOP == 0)
+    assert all(w is not None and w >= stretch and w > (first or 0) and w % HOP == 0 for w in windows[1:])
