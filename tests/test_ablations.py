@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -275,3 +277,58 @@ def test_a_loss_variant_trains_with_its_loss_and_leaves_the_shipped_one(tmp_path
     shipped, _ = train.train_one("wave", x[:96], y[:96], np.ones(96), x[96:], y[96:], 1, None, tmp_path)
     assert type(shipped.loss).__name__ == "BinaryCrossentropy"
     assert shipped.loss.get_config()["label_smoothing"] == 0.0
+
+
+def test_the_adversarial_variant_carries_each_training_window_s_source_in_its_label():
+    shots = [Clip(f"{s}.flac", 1, "gunshot", s, "g", "train", shot_clip().audio) for s in ("forest", "city")]
+    knock = Clip("k.flac", 0, "door_wood_knock", "esc50", "g4", "train", bed_clip().audio)
+    copies = {"positive": 2, "negative": 2, "ambient": 4, "noise": 2, "synthetic": 3}
+    _, plain, _ = train.build_windows([*shots, knock], copies, seed=0)
+    _, carried, _ = ablations._with_sources([*shots, knock], copies, seed=0)
+    np.testing.assert_array_equal(carried % ablations.LABELS, plain)
+    names = sorted({"forest", "city", "esc50", "synthetic", "noise"})
+    decoded = np.array(names)[(carried // ablations.LABELS).astype(int)]
+    np.testing.assert_array_equal(decoded, ablations.window_sources([*shots, knock], copies))
+    validation = [Clip("v.flac", 1, "gunshot", "forest", "g", "val", shot_clip().audio)]
+    validation.append(dataclasses.replace(bed_clip(), fold="val"))
+    _, untouched, _ = ablations._with_sources(validation, copies, seed=0)
+    np.testing.assert_array_equal(untouched, train.build_windows(validation, copies, seed=0)[1])
+
+
+def test_the_gradient_reversal_passes_values_and_turns_gradients_back():
+    import tensorflow as tf
+
+    reversal = ablations.GradientReversal()
+    reversal.strength.assign(0.5)
+    x = tf.Variable([1.0, -2.0])
+    with tf.GradientTape() as tape:
+        y = reversal(x)
+        total = tf.reduce_sum(3.0 * y)
+    np.testing.assert_array_equal(np.asarray(y), [1.0, -2.0])
+    np.testing.assert_allclose(tape.gradient(total, x).numpy(), [-1.5, -1.5])
+
+
+def test_a_source_head_learns_only_from_windows_of_its_class():
+    targets = ablations._source_targets(np.array([1.0, 0.0, 1.0]), np.array([2.0, 0.0, 1.0]))
+    np.testing.assert_array_equal(targets["gunshot_source"], [2, ablations.NOT_THIS_CLASS, 1])
+    np.testing.assert_array_equal(targets["other_source"], [ablations.NOT_THIS_CLASS, 0, ablations.NOT_THIS_CLASS])
+    guess = np.array([[0.1, 0.9], [0.5, 0.5], [0.9, 0.1]], dtype=np.float32)
+    loss = np.asarray(ablations._source_loss(np.array([1, ablations.NOT_THIS_CLASS, 1]), guess))
+    np.testing.assert_allclose(loss, [-np.log(0.9), 0.0, -np.log(0.1)], rtol=1e-5)
+
+
+def test_the_adversarial_variant_exports_the_gunshot_model_alone(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((128, 16000)).astype(np.float32) * 0.1
+    y = (np.arange(128) % 2).astype(np.float32)
+    x[y == 1, 8000:8400] += np.hanning(400).astype(np.float32)
+    carried = y + ablations.LABELS * (np.arange(128) % 3)  # three sources
+    (tmp_path / "cache").mkdir()
+    with ablations.applied("shipped_adversarial"):
+        model, info = train.train_one("wave", x[:96], carried[:96], np.ones(96), x[96:], y[96:], 2, None, tmp_path)
+    from models.training import architectures
+
+    assert info["params"] == architectures.wave_model().count_params()  # no source head in what is exported
+    assert model.output.shape == (None, 1)
+    assert info["epochs_run"] == 2
+    assert train.train_one.__name__ == "train_one"

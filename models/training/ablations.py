@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -326,6 +327,106 @@ def _source_balanced_windows(clips: list[Clip], copies: dict[str, int], seed: in
     return x, y, w
 
 
+ADVERSARY_STRENGTH = 0.5  # the gradient reversal's strength once ramped up (Ganin et al. 2016's schedule)
+ADVERSARY_UNITS = 64
+ADVERSARY_RAMP = 10.0  # strength(p) = ADVERSARY_STRENGTH * (2 / (1 + exp(-ADVERSARY_RAMP p)) - 1), p: training done
+LABELS = 2  # y + LABELS * source index: a training window's label and source in one float array
+NOT_THIS_CLASS = -1  # a source target the source head of the other class ignores
+
+
+def _with_sources(clips: list[Clip], copies: dict[str, int], seed: int, window: int = augment.WINDOW):
+    """build_windows with each training window's source carried in its label (label + LABELS * source index,
+    decoded by _train_one_adversarial); validation windows as they were."""
+    x, y, w = _build_windows(clips, copies, seed, window)
+    if not clips or not all(c.fold == "train" for c in clips):
+        return x, y, w
+    sources = window_sources(clips, copies)
+    return x, y + LABELS * np.unique(sources, return_inverse=True)[1].astype(np.float32), w
+
+
+@keras.saving.register_keras_serializable(package="gunshot")
+class GradientReversal(layers.Layer):
+    """The identity forward, the gradient times -strength backward (Ganin et al. 2016): what follows it
+    learns to tell the sources apart, what precedes it learns features that cannot."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.strength = self.add_weight(shape=(), initializer="zeros", trainable=False, name="strength")
+
+    def call(self, x):
+        import tensorflow as tf
+
+        strength = ops.convert_to_tensor(self.strength)
+
+        @tf.custom_gradient
+        def reverse(y):
+            return tf.identity(y), lambda dy: -strength * dy
+
+        return reverse(x)
+
+
+class RampReversal(keras.callbacks.Callback):
+    """The reversal's strength from 0 up to ADVERSARY_STRENGTH over training: the adversaries learn first."""
+
+    def __init__(self, reversal: GradientReversal, epochs: int):
+        super().__init__()
+        self.reversal, self.epochs = reversal, epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        done = epoch / self.epochs
+        self.reversal.strength.assign(ADVERSARY_STRENGTH * (2 / (1 + np.exp(-ADVERSARY_RAMP * done)) - 1))
+
+
+def _source_loss(y_true, y_pred):
+    """Cross-entropy of the source, 0 for windows of the other class (target NOT_THIS_CLASS)."""
+    y_true = ops.reshape(y_true, (-1,))
+    mine = ops.cast(y_true != NOT_THIS_CLASS, y_pred.dtype)
+    return mine * keras.losses.sparse_categorical_crossentropy(ops.maximum(y_true, 0), y_pred)
+
+
+def _source_targets(label: np.ndarray, source: np.ndarray) -> dict[str, np.ndarray]:
+    """Each source head's targets: the window's source where it is of the head's class."""
+    return {
+        "gunshot_source": np.where(label == 1, source, NOT_THIS_CLASS),
+        "other_source": np.where(label == 0, source, NOT_THIS_CLASS),
+    }
+
+
+def _train_one_adversarial(model_id, x_train, y_train, w_train, x_val, y_val, epochs, spec, out_dir):
+    """train.train_one with two adversaries on the features the gunshot output reads: one tells the gunshot
+    windows' sources apart, one the other windows' (class-conditional, so the class itself is not
+    reversed away), both through a gradient reversal. The exported model is the gunshot output alone."""
+    keras.utils.set_random_seed(train.SEED)
+    model = train.new_model(model_id, x_train, spec)
+    label, source = y_train % LABELS, y_train // LABELS
+    features, reversal = model.get_layer("gunshot").input, GradientReversal()
+    hidden = layers.Dense(ADVERSARY_UNITS, activation="relu")(reversal(features))
+    outputs = {"gunshot": model.output}
+    for name in ("gunshot_source", "other_source"):
+        outputs[name] = layers.Dense(int(source.max()) + 1, activation="softmax", name=name)(hidden)
+    with_adversaries = keras.Model(model.input, outputs)
+    with_adversaries.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss={"gunshot": "binary_crossentropy", "gunshot_source": _source_loss, "other_source": _source_loss},
+        metrics={"gunshot": [keras.metrics.AUC(name="auc")]},
+    )
+    monitor = "val_gunshot_auc"
+    unknown = np.full_like(y_val, NOT_THIS_CLASS)  # validation windows carry no source
+    started = time.monotonic()
+    history = with_adversaries.fit(
+        x_train,
+        {"gunshot": label, **_source_targets(label, source)},
+        sample_weight=w_train,
+        validation_data=(x_val, {"gunshot": y_val, **dict.fromkeys(("gunshot_source", "other_source"), unknown)}),
+        batch_size=train.BATCH,
+        epochs=epochs,
+        callbacks=[RampReversal(reversal, epochs), *train.callbacks(model_id, out_dir, monitor)],
+        verbose=2,
+        shuffle=True,
+    )
+    return model, train.fit_info(model, history, started, monitor)
+
+
 # Per variant: (module, attribute, value) changes, and what it tests.
 Change = tuple[object, str, object]
 # Every variant but those of ON_SHIPPED_RECIPE changes the recipe as it was until 2026-12-04, which their runs
@@ -338,6 +439,7 @@ ALL_LONG = dict.fromkeys(train.MODEL_IDS, LONG_WINDOW)
 LONG_WINDOWS: list[Change] = [(train, "WINDOW_SAMPLES", ALL_LONG), (architectures, "WAVE_SAMPLES", LONG_WINDOW)]
 SMOOTHED: Change = (train, "LOSS", ("BinaryCrossentropy", {"label_smoothing": 0.1}))
 WIDER_MEL: Change = (architectures, "MEL_FILTERS", (48, 96, 128, 192))
+ADVERSARIES: list[Change] = [(train, "build_windows", _with_sources), (train, "train_one", _train_one_adversarial)]
 VARIANTS: dict[str, tuple[str, list[Change]]] = {
     "shipped": (
         "the recipe shipped since 2026-12-04 (train.py): the hybrid trained as one, longproto's 2 s mel models "
@@ -479,6 +581,12 @@ VARIANTS: dict[str, tuple[str, list[Change]]] = {
         "mel models twice as wide (filters 48-96-128-192)",
         [WIDER_MEL],
     ),
+    "shipped_adversarial": (
+        "the shipped recipe with class-conditional source adversaries (DANN, Ganin et al. 2016): the features "
+        "the gunshot output reads are trained, through a gradient reversal, so that neither a gunshot's nor "
+        "another sound's source can be told from them (the recorder, place and gun set of each source)",
+        ADVERSARIES,
+    ),
     "shipped_wide": (
         "the shipped recipe with mel models twice as wide (filters 48-96-128-192; about 4x their MACs)",
         [WIDER_MEL],
@@ -507,7 +615,7 @@ def _swapped(changes: list[Change]) -> Iterator[None]:
             setattr(target, name, value)
 
 
-ON_SHIPPED_RECIPE = {"shipped", "shipped_smooth", "shipped_wide"}
+ON_SHIPPED_RECIPE = {"shipped", "shipped_smooth", "shipped_wide", "shipped_adversarial"}
 
 
 def applied(variant: str) -> contextlib.AbstractContextManager[None]:

@@ -208,17 +208,44 @@ def cached_windows(cache: Path, name: str, build) -> tuple[np.ndarray, ...]:
     return arrays
 
 
+def new_model(model_id: str, x_train: np.ndarray, spec: LogMelSpec | None):
+    """The model's architecture, untrained; a mel model standardises its input by the training windows'."""
+    from models.training.architectures import mel_model, wave_model
+
+    if spec is None:
+        return wave_model()
+    mean, std = float(np.mean(x_train[:2000])), float(np.std(x_train[:2000]))
+    return mel_model(model_id, x_train.shape[1], x_train.shape[2], mean, std)
+
+
+def callbacks(model_id: str, out_dir: Path, monitor: str = "val_auc") -> list:
+    """Early stopping on the validation AUC (`monitor`), the learning rate halved on its plateaus, a CSV log."""
+    import keras
+
+    return [
+        keras.callbacks.EarlyStopping(monitor, mode="max", patience=PATIENCE, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor, mode="max", factor=0.5, patience=2),
+        keras.callbacks.CSVLogger(str(out_dir / "cache" / f"train-{model_id}.csv")),
+    ]
+
+
+def fit_info(model, history, started: float, monitor: str = "val_auc") -> dict:
+    from models.training.architectures import count_macs
+
+    return {
+        "epochs_run": len(history.history["loss"]),
+        "best_val_auc": float(max(history.history[monitor])),
+        "params": int(model.count_params()),
+        "macs": count_macs(model),
+        "train_seconds": round(time.monotonic() - started, 1),
+    }
+
+
 def train_one(model_id, x_train, y_train, w_train, x_val, y_val, epochs, spec, out_dir):
     import keras
 
-    from models.training.architectures import count_macs, mel_model, wave_model
-
     keras.utils.set_random_seed(SEED)
-    if spec is None:
-        model = wave_model()
-    else:
-        mean, std = float(np.mean(x_train[:2000])), float(np.std(x_train[:2000]))
-        model = mel_model(model_id, x_train.shape[1], x_train.shape[2], mean, std)
+    model = new_model(model_id, x_train, spec)
     averaged = EMA_MOMENTUM is not None
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3, use_ema=averaged, ema_momentum=EMA_MOMENTUM or 0.99),
@@ -226,12 +253,7 @@ def train_one(model_id, x_train, y_train, w_train, x_val, y_val, epochs, spec, o
         metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="acc")],
     )
     # SwapEMAWeights first: the callbacks after it see (and early stopping keeps) the averaged weights.
-    callbacks = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if averaged else []
-    callbacks += [
-        keras.callbacks.EarlyStopping("val_auc", mode="max", patience=PATIENCE, restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau("val_auc", mode="max", factor=0.5, patience=2),
-        keras.callbacks.CSVLogger(str(out_dir / "cache" / f"train-{model_id}.csv")),
-    ]
+    swap = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if averaged else []
     started = time.monotonic()
     history = model.fit(
         x_train,
@@ -240,18 +262,11 @@ def train_one(model_id, x_train, y_train, w_train, x_val, y_val, epochs, spec, o
         validation_data=(x_val, y_val),
         batch_size=BATCH,
         epochs=epochs,
-        callbacks=callbacks,
+        callbacks=swap + callbacks(model_id, out_dir),
         verbose=2,
         shuffle=True,
     )
-    info = {
-        "epochs_run": len(history.history["loss"]),
-        "best_val_auc": float(max(history.history["val_auc"])),
-        "params": int(model.count_params()),
-        "macs": count_macs(model),
-        "train_seconds": round(time.monotonic() - started, 1),
-    }
-    return model, info
+    return model, fit_info(model, history, started)
 
 
 def export(model, rep_inputs: np.ndarray, mode: str) -> bytes:
