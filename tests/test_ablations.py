@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import itertools
 
 import numpy as np
 import pytest
@@ -285,9 +287,9 @@ def test_the_adversarial_variant_carries_each_training_window_s_source_in_its_la
     copies = {"positive": 2, "negative": 2, "ambient": 4, "noise": 2, "synthetic": 3}
     _, plain, _ = train.build_windows([*shots, knock], copies, seed=0)
     _, carried, _ = ablations._with_sources([*shots, knock], copies, seed=0)
-    np.testing.assert_array_equal(carried % ablations.LABELS, plain)
+    np.testing.assert_array_equal(carried % ablations.CLASSES, plain)
     names = sorted({"forest", "city", "esc50", "synthetic", "noise"})
-    decoded = np.array(names)[(carried // ablations.LABELS).astype(int)]
+    decoded = np.array(names)[(carried // ablations.CLASSES).astype(int)]
     np.testing.assert_array_equal(decoded, ablations.window_sources([*shots, knock], copies))
     validation = [Clip("v.flac", 1, "gunshot", "forest", "g", "val", shot_clip().audio)]
     validation.append(dataclasses.replace(bed_clip(), fold="val"))
@@ -322,7 +324,7 @@ def test_the_adversarial_variant_exports_the_gunshot_model_alone(tmp_path):
     x = rng.standard_normal((128, 16000)).astype(np.float32) * 0.1
     y = (np.arange(128) % 2).astype(np.float32)
     x[y == 1, 8000:8400] += np.hanning(400).astype(np.float32)
-    carried = y + ablations.LABELS * (np.arange(128) % 3)  # three sources
+    carried = y + ablations.CLASSES * (np.arange(128) % 3)  # three sources
     (tmp_path / "cache").mkdir()
     with ablations.applied("shipped_adversarial"):
         model, info = train.train_one("wave", x[:96], carried[:96], np.ones(96), x[96:], y[96:], 2, None, tmp_path)
@@ -331,4 +333,29 @@ def test_the_adversarial_variant_exports_the_gunshot_model_alone(tmp_path):
     assert info["params"] == architectures.wave_model().count_params()  # no source head in what is exported
     assert model.output.shape == (None, 1)
     assert info["epochs_run"] == 2
-    assert train.train_one.__name__ == "train_one"
+    assert info["best_val_auc"] > 0.9  # the labels were decoded: the shot is found
+    with (tmp_path / "cache" / "train-wave.csv").open() as log:
+        last = list(csv.DictReader(log))[-1]
+    assert float(last["gunshot_source_loss"]) > 0 and float(last["other_source_loss"]) > 0  # both adversaries learnt
+    assert train.train_one.__name__ == "train_one"  # the variant's patch is undone
+
+
+def test_the_reversal_grows_from_nothing_to_its_strength_over_training():
+    reversal = ablations.GradientReversal()
+    ramp = ablations.RampReversal(reversal, epochs=12)
+    strengths = []
+    for epoch in range(12):
+        ramp.on_epoch_begin(epoch)
+        strengths.append(float(reversal.strength.numpy()))
+    assert strengths[0] == 0.0
+    assert all(a < b for a, b in itertools.pairwise(strengths))
+    assert ablations.ADVERSARY_STRENGTH * 0.99 < strengths[-1] < ablations.ADVERSARY_STRENGTH
+
+
+def test_the_strong_adversarial_variant_reverses_harder_on_the_features_before_the_dropout():
+    with ablations.applied("shipped_adversarial_strong"):
+        assert ablations.ADVERSARY_STRENGTH == 1.0
+        assert ablations.ADVERSARY_BEFORE_DROPOUT
+        assert train.train_one is ablations._train_one_adversarial
+    assert ablations.ADVERSARY_STRENGTH == 0.5
+    assert not ablations.ADVERSARY_BEFORE_DROPOUT

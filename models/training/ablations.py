@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -328,23 +329,25 @@ def _source_balanced_windows(clips: list[Clip], copies: dict[str, int], seed: in
 
 
 ADVERSARY_STRENGTH = 0.5  # the gradient reversal's strength once ramped up (Ganin et al. 2016's schedule)
+ADVERSARY_BEFORE_DROPOUT = False  # the adversaries read the features as the gunshot output does, after its dropout
 ADVERSARY_UNITS = 64
 ADVERSARY_RAMP = 10.0  # strength(p) = ADVERSARY_STRENGTH * (2 / (1 + exp(-ADVERSARY_RAMP p)) - 1), p: training done
-LABELS = 2  # y + LABELS * source index: a training window's label and source in one float array
+CLASSES = 2  # y + CLASSES * source index: a training window's label and source in one float array
 NOT_THIS_CLASS = -1  # a source target the source head of the other class ignores
 
 
 def _with_sources(clips: list[Clip], copies: dict[str, int], seed: int, window: int = augment.WINDOW):
-    """build_windows with each training window's source carried in its label (label + LABELS * source index,
-    decoded by _train_one_adversarial); validation windows as they were."""
+    """build_windows with each training window's source carried in its label (label + CLASSES * source index,
+    decoded by _train_one_adversarial). train.training_windows calls it for the training fold and for the
+    validation fold: clips all of the training fold are the first, and only their windows carry a source
+    (so the training log's count of gunshot windows, the sum of the labels, is not one in this variant)."""
     x, y, w = _build_windows(clips, copies, seed, window)
     if not clips or not all(c.fold == "train" for c in clips):
         return x, y, w
     sources = window_sources(clips, copies)
-    return x, y + LABELS * np.unique(sources, return_inverse=True)[1].astype(np.float32), w
+    return x, y + CLASSES * np.unique(sources, return_inverse=True)[1].astype(np.float32), w
 
 
-@keras.saving.register_keras_serializable(package="gunshot")
 class GradientReversal(layers.Layer):
     """The identity forward, the gradient times -strength backward (Ganin et al. 2016): what follows it
     learns to tell the sources apart, what precedes it learns features that cannot."""
@@ -354,13 +357,14 @@ class GradientReversal(layers.Layer):
         self.strength = self.add_weight(shape=(), initializer="zeros", trainable=False, name="strength")
 
     def call(self, x):
-        import tensorflow as tf
-
         strength = ops.convert_to_tensor(self.strength)
 
-        @tf.custom_gradient
+        @ops.custom_gradient
         def reverse(y):
-            return tf.identity(y), lambda dy: -strength * dy
+            def backward(*args, upstream=None):  # TensorFlow and JAX pass it in args, torch by name
+                return -strength * (args[0] if upstream is None else upstream)
+
+            return ops.copy(y), backward
 
         return reverse(x)
 
@@ -393,13 +397,17 @@ def _source_targets(label: np.ndarray, source: np.ndarray) -> dict[str, np.ndarr
 
 
 def _train_one_adversarial(model_id, x_train, y_train, w_train, x_val, y_val, epochs, spec, out_dir):
-    """train.train_one with two adversaries on the features the gunshot output reads: one tells the gunshot
-    windows' sources apart, one the other windows' (class-conditional, so the class itself is not
-    reversed away), both through a gradient reversal. The exported model is the gunshot output alone."""
+    """train.train_one with two adversaries on the features the gunshot output reads (after its dropout, or
+    before it with ADVERSARY_BEFORE_DROPOUT): one tells the gunshot windows' sources apart, one the other
+    windows' (class-conditional, so the class itself is not reversed away), both through a gradient
+    reversal. Each adversary's loss is 0 on the other class's windows and averaged over the batch, so it
+    weighs as much as its class's share of the windows. The exported model is the gunshot output alone."""
     keras.utils.set_random_seed(train.SEED)
     model = train.new_model(model_id, x_train, spec)
-    label, source = y_train % LABELS, y_train // LABELS
-    features, reversal = model.get_layer("gunshot").input, GradientReversal()
+    label, source = y_train % CLASSES, y_train // CLASSES
+    head_dropout = [layer for layer in model.layers if isinstance(layer, layers.Dropout)][-1]
+    features = head_dropout.input if ADVERSARY_BEFORE_DROPOUT else model.get_layer("gunshot").input
+    reversal = GradientReversal()
     hidden = layers.Dense(ADVERSARY_UNITS, activation="relu")(reversal(features))
     outputs = {"gunshot": model.output}
     for name in ("gunshot_source", "other_source"):
@@ -407,17 +415,21 @@ def _train_one_adversarial(model_id, x_train, y_train, w_train, x_val, y_val, ep
     with_adversaries = keras.Model(model.input, outputs)
     with_adversaries.compile(
         optimizer=keras.optimizers.Adam(1e-3),
-        loss={"gunshot": "binary_crossentropy", "gunshot_source": _source_loss, "other_source": _source_loss},
+        loss={
+            "gunshot": getattr(keras.losses, train.LOSS[0])(**train.LOSS[1]),
+            "gunshot_source": _source_loss,
+            "other_source": _source_loss,
+        },
         metrics={"gunshot": [keras.metrics.AUC(name="auc")]},
     )
     monitor = "val_gunshot_auc"
-    unknown = np.full_like(y_val, NOT_THIS_CLASS)  # validation windows carry no source
+    no_source = np.full_like(y_val, NOT_THIS_CLASS)  # validation windows carry none
     started = time.monotonic()
     history = with_adversaries.fit(
         x_train,
         {"gunshot": label, **_source_targets(label, source)},
         sample_weight=w_train,
-        validation_data=(x_val, {"gunshot": y_val, **dict.fromkeys(("gunshot_source", "other_source"), unknown)}),
+        validation_data=(x_val, {"gunshot": y_val, **dict.fromkeys(("gunshot_source", "other_source"), no_source)}),
         batch_size=train.BATCH,
         epochs=epochs,
         callbacks=[RampReversal(reversal, epochs), *train.callbacks(model_id, out_dir, monitor)],
@@ -587,6 +599,16 @@ VARIANTS: dict[str, tuple[str, list[Change]]] = {
         "another sound's source can be told from them (the recorder, place and gun set of each source)",
         ADVERSARIES,
     ),
+    "shipped_adversarial_strong": (
+        "shipped_adversarial with a stronger reversal (1.0, Ganin et al.'s) and the adversaries on the features "
+        "before the head's dropout: a probe trained afterwards told the sources apart from shipped_adversarial's "
+        "features as well as from the shipped recipe's",
+        [
+            *ADVERSARIES,
+            (sys.modules[__name__], "ADVERSARY_STRENGTH", 1.0),
+            (sys.modules[__name__], "ADVERSARY_BEFORE_DROPOUT", True),
+        ],
+    ),
     "shipped_wide": (
         "the shipped recipe with mel models twice as wide (filters 48-96-128-192; about 4x their MACs)",
         [WIDER_MEL],
@@ -615,7 +637,7 @@ def _swapped(changes: list[Change]) -> Iterator[None]:
             setattr(target, name, value)
 
 
-ON_SHIPPED_RECIPE = {"shipped", "shipped_smooth", "shipped_wide", "shipped_adversarial"}
+ON_SHIPPED_RECIPE = {"shipped", "shipped_smooth", "shipped_wide", "shipped_adversarial", "shipped_adversarial_strong"}
 
 
 def applied(variant: str) -> contextlib.AbstractContextManager[None]:

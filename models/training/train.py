@@ -70,6 +70,7 @@ EMA_MOMENTUM: float | None = None
 # The training loss: a keras.losses class name and its arguments (ablations swap it).
 LOSS: tuple[str, dict] = ("BinaryCrossentropy", {})
 REPRESENTATIVE_WINDOWS = 300
+VAL_AUC = "val_auc"  # the metric early stopping follows: the validation windows' AUC
 INT8_MAX_AUC_LOSS = 0.002  # quantisation is kept unless it costs more validation AUC than this
 # Tried in order. Not full int8: its int8 output moves in steps of 1/256 and saturates at 0.996, so
 # thresholds above 0.99 (which the false-alert target needs) cannot be told apart; and for the
@@ -218,7 +219,7 @@ def new_model(model_id: str, x_train: np.ndarray, spec: LogMelSpec | None):
     return mel_model(model_id, x_train.shape[1], x_train.shape[2], mean, std)
 
 
-def callbacks(model_id: str, out_dir: Path, monitor: str = "val_auc") -> list:
+def callbacks(model_id: str, out_dir: Path, monitor: str = VAL_AUC) -> list:
     """Early stopping on the validation AUC (`monitor`), the learning rate halved on its plateaus, a CSV log."""
     import keras
 
@@ -229,7 +230,8 @@ def callbacks(model_id: str, out_dir: Path, monitor: str = "val_auc") -> list:
     ]
 
 
-def fit_info(model, history, started: float, monitor: str = "val_auc") -> dict:
+def fit_info(model, history, started: float, monitor: str = VAL_AUC) -> dict:
+    """What the run's metrics record of a trained model: epochs, best validation AUC, size, cost, time."""
     from models.training.architectures import count_macs
 
     return {
