@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,6 +38,12 @@ def test_variants_change_the_one_second_recipe_and_shipped_trains_todays():
         assert shipped == train.WINDOW_SAMPLES
     with ablations.applied("shipped_smooth"):
         assert shipped == train.WINDOW_SAMPLES and train.LOSS[1] == {"label_smoothing": 0.1}
+    for variant in (v for v in ablations.VARIANTS if v.startswith("shipped")):  # each on today's recipe
+        with ablations.applied(variant):
+            assert shipped == train.WINDOW_SAMPLES, variant
+    seed = train.SEED
+    with ablations.applied("shipped_gunfire2"):
+        assert train.build_windows is ablations._with_game_gunfire and seed + 1 == train.SEED
     assert shipped == train.WINDOW_SAMPLES and train.LOGMEL["mel_fine"] == ablations.PROTOTYPE_LOGMEL["mel_fine"]
 
 
@@ -93,13 +100,34 @@ def test_the_card_shows_each_system_as_cut_and_rolled():
     ]
 
 
-def test_the_card_shows_only_the_vote_recall_of_a_source_without_other_clips():
+def test_the_card_shows_a_gunshot_only_source_s_vote_recall_and_its_shots_against_validation_negatives():
     from models.training import card
 
     fold = {"tests": "2 s windows", "vote": {"recall": 0.25, "f1": 0.4, "fp": 0}}
-    lines = card._ablations({"kaggle_guns": {"longproto": fold}})
-    assert "| longproto | 2 s windows | 0.250 |" in lines
-    assert not any("AUC" in line for line in lines)
+    against = {"fused": {"clip_auc": 0.7, "recall_at_0_fp": 0.05, "recall_at_10_fp": 0.2}}
+    lines = card._ablations({"kaggle_guns": {"longproto": fold, "gunfire": {**fold, "against_validation": against}}})
+    assert "| longproto | 2 s windows | 0.250 | - | - | - |" in lines
+    assert "| gunfire | 2 s windows | 0.250 | 0.700 | 0.050 | 0.200 |" in lines
+    assert any("recall at 10 validation FP |" in line for line in lines)
+
+
+def test_a_gunshot_only_source_is_ranked_against_the_validation_negatives_alone():
+    """The shipped models score the clips; the same shot as a training negative, or as a negative of
+    the held-out source, would outrank it were either counted."""
+    import soundfile
+
+    shot, _ = soundfile.read("assets/shots/openarena-shotgun.flac", dtype="float32")
+    quiet = np.random.default_rng(0).standard_normal(32000).astype(np.float32) * 0.001
+
+    def clip(label: int, source: str, fold: str, audio: np.ndarray) -> Clip:
+        return Clip(f"{source}-{fold}-{label}.flac", label, "x", source, source, fold, audio)
+
+    held = [clip(1, "guns", "train", shot)]
+    clips = [*held, clip(0, "guns", "val", shot), clip(0, "other", "train", shot), clip(0, "other", "val", quiet)]
+    probs, _ = ablations.clip_window_probs(Path("models"), held)
+    fused = ablations.against_validation(Path("models"), "guns", probs, clips)["fused"]
+    assert fused["clip_auc"] == 1.0
+    assert fused["recall_at_0_fp"] == 1.0
 
 
 def test_pcen_is_librosa_s_smoother_started_at_the_first_frame():

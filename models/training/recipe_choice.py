@@ -22,6 +22,7 @@ REPEATS = {
     "freqmix2": "freqmix",
     "gunfire2": "gunfire",
     "smooth2": "smooth",
+    "shipped_gunfire2": "shipped_gunfire",
 }
 
 
