@@ -1107,7 +1107,7 @@ def _reference_first(variants: dict) -> list[tuple[str, dict]]:
 def _ablation_ranking(source: str, variants: dict) -> list[str]:
     ranked = {name: v for name, v in variants.items() if "ranking" in v}
     counts = next(iter(ranked.values()))["ranking"]["fused"]
-    at = [key.split("_")[2] for key in counts if key.startswith("recall_at_")]
+    at = _false_positive_counts(counts)
     models = [m for m in next(iter(ranked.values()))["ranking"] if m != "fused"]
     lines = [
         _ablation_command(source, variants) + " Clip AUC per model (its highest window) and fused (the clip score), "
@@ -1142,23 +1142,25 @@ def _ablation_ranking(source: str, variants: dict) -> list[str]:
     return lines
 
 
+def _false_positive_counts(figures: dict) -> list[str]:
+    """The false-positive counts that ablations.ranking gave a recall at ("recall_at_N_fp" keys)."""
+    return [key.split("_")[2] for key in figures if key.startswith("recall_at_")]
+
+
 def _ablation_recall(source: str, variants: dict) -> list[str]:
     """A source of gunshots only: the vote's recall, and where the fold was scored so, its shots
     ranked against the validation negatives (ablations.against_validation)."""
     ranked = [v["against_validation"]["fused"] for v in variants.values() if "against_validation" in v]
-    at = [key.split("_")[2] for key in ranked[0] if key.startswith("recall_at_")] if ranked else []
+    at = _false_positive_counts(ranked[0]) if ranked else []
+    header = ["variant", "what changes", "vote recall", "fused AUC against validation negatives"]
+    header += [f"recall at {n} validation FP" for n in at]
     lines = [
         _ablation_command(source, variants) + " The source has no other clips to rank its shots against: the chosen "
         "vote's recall of its shots, and its shots ranked against the fold's validation negatives (the other "
         "sources' sounds that set the thresholds, never trained on): the fused clip AUC and the fused recall at "
         "as many of them passed.",
         "",
-        "| "
-        + " | ".join(
-            ["variant", "what changes", "vote recall", "fused AUC against validation negatives"]
-            + [f"recall at {n} validation FP" for n in at]
-        )
-        + " |",
+        "| " + " | ".join(header) + " |",
         "|---|---|---:|---:|" + "---:|" * len(at),
     ]
     for name, v in _reference_first(variants):
