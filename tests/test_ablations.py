@@ -44,6 +44,11 @@ def test_variants_change_the_one_second_recipe_and_shipped_trains_todays():
     seed = train.SEED
     with ablations.applied("shipped_gunfire2"):
         assert train.build_windows is ablations._with_game_gunfire and seed + 1 == train.SEED
+    with ablations.applied("shipped_gunfire3"):
+        assert train.build_windows is ablations._with_game_gunfire and seed + 2 == train.SEED
+    with ablations.applied("shipped_gunfire_light"):
+        assert train.build_windows is ablations._with_game_gunfire and ablations.extra_gunfire.REPEATS == 5
+    assert ablations.extra_gunfire.REPEATS == 20
     assert shipped == train.WINDOW_SAMPLES and train.LOGMEL["mel_fine"] == ablations.PROTOTYPE_LOGMEL["mel_fine"]
 
 

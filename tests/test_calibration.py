@@ -2,9 +2,10 @@
 
 import numpy as np
 
+from inference.vote import VoteRule
 from models.training.data import Clip
 from models.training.evaluate import choose_thresholds
-from models.training.streaming import InsertedShot, StreamScores
+from models.training.streaming import InsertedShot, StreamScores, joined, recall_and_false_alerts
 from models.training.train import VOTES_CHOICES
 
 MODELS = ["wave", "mel_fine", "mel_coarse"]
@@ -24,7 +25,7 @@ def scenario(shot_probs: list[tuple], loud: list[tuple]) -> tuple[list[dict], li
         peak = slot * SLOT_S + 10.2
         hit = (starts <= peak) & (starts + WINDOW_S > peak)
         probs[hit] = shot_probs[slot % len(shot_probs)]
-        shots.append(InsertedShot(peak, peak - 0.1, peak + 0.5, 10.0, f"shot{slot}"))
+        shots.append(InsertedShot(peak, peak - 0.1, peak + 0.5, 10.0, f"shot{slot}", "s"))
         if slot % 10 == 0:
             probs[np.flatnonzero(starts >= slot * SLOT_S + 25.0)[0]] = loud[(slot // 10) % len(loud)]
     stream = StreamScores(probs, MODELS, starts, WINDOW_S, shots, HOURS * 0.95)
@@ -69,3 +70,19 @@ def test_k_of_n_is_kept_when_the_fused_vote_is_no_better_and_ties_need_more_vote
     assert report["ensemble"]["calibration_stream"]["chosen"]["false_alerts"] == 0
     rule, _ = choose([(0.99, 0.99, 0.99)], [(0.01, 0.01, 0.01)])
     assert rule.votes_required == 3  # every k hears every shot: the one needing most models is kept
+
+
+def test_joined_mixtures_keep_their_shots_and_false_alerts_apart():
+    """Two mixtures joined for calibration: the second's times move past the first's end, its shots
+    with them, the background hours add up, and a loud window at the end of one and another at the
+    start of the next stay two false alerts."""
+    *_, stream = scenario([(0.99, 0.99, 0.99)], [(0.01, 0.01, 0.01)])
+    stream.probs[-1] = stream.probs[0] = (0.99, 0.99, 0.99)  # a loud sound at each end, away from the shots
+    both = joined([stream, stream])
+    first_end = stream.starts_s[-1] + WINDOW_S
+    assert both.probs.shape[0] == 2 * stream.probs.shape[0] and both.background_h == 2 * stream.background_h
+    assert both.starts_s[stream.starts_s.shape[0]] == first_end + SLOT_S
+    assert [s.peak_s for s in both.shots[len(stream.shots) :]] == [s.peak_s + first_end + SLOT_S for s in stream.shots]
+    rule = VoteRule(dict.fromkeys(MODELS, 0.9), 3)
+    recall, false_alerts = recall_and_false_alerts(both, rule, merge_gap_s=2.0)
+    assert recall == 1.0 and false_alerts == 2 * recall_and_false_alerts(stream, rule, merge_gap_s=2.0)[1] == 4

@@ -10,11 +10,13 @@ import pytest
 
 from inference.offline import DetectedEvent
 from models.training.data import SAMPLE_RATE, Clip
-from models.training.evaluate import recall_at_false_positives, recall_within
+from models.training.evaluate import hindsight, recall_at_false_positives, recall_within
 from models.training.streaming import (
     NOISE_KINDS,
     SLOT_S,
     InsertedShot,
+    StreamScores,
+    available_memory,
     build_mixture,
     insert_shot,
     poisson_interval,
@@ -69,6 +71,8 @@ def test_evaluate_writes_metrics_and_worst_clips(tmp_path):
     full = json.loads((tmp_path / "report" / "streaming.json").read_text())
     assert len(full["missed"]) == STREAM_SLOTS - stream["detected"]
     assert [s["peak_s"] // SLOT_S for s in full["inserted"]] == list(range(STREAM_SLOTS))
+    assert stream["hindsight"]["allowances"] == [0]
+    assert set(stream["hindsight"]) == {"note", "allowances", "k_of_n", "fused", "wave", "mel_fine", "mel_coarse"}
 
 
 def _clip(audio: np.ndarray, label: int, path: str) -> Clip:
@@ -120,9 +124,9 @@ def test_insert_shot_scales_to_the_requested_snr(snr_db):
 
 def test_score_events_counts_hits_false_alerts_and_delay():
     shots = [
-        InsertedShot(peak_s=10.0, start_s=9.9, end_s=10.4, snr_db=0.0, path="a"),
-        InsertedShot(peak_s=40.0, start_s=39.9, end_s=40.4, snr_db=10.0, path="b"),
-        InsertedShot(peak_s=70.0, start_s=69.9, end_s=70.4, snr_db=10.0, path="c"),
+        InsertedShot(peak_s=10.0, start_s=9.9, end_s=10.4, snr_db=0.0, path="a", source="s"),
+        InsertedShot(peak_s=40.0, start_s=39.9, end_s=40.4, snr_db=10.0, path="b", source="s"),
+        InsertedShot(peak_s=70.0, start_s=69.9, end_s=70.4, snr_db=10.0, path="c", source="t"),
     ]
     events = [
         DetectedEvent(start=9.5, end=11.0, confidence=0.9, votes={}),  # shot a, complete 0.5 s after its peak
@@ -138,6 +142,7 @@ def test_score_events_counts_hits_false_alerts_and_delay():
     assert low < scores["false_alerts_per_hour"] < high
     assert scores["delay_s"]["p50"] == pytest.approx((0.5 + 1.5) / 2)
     assert scores["recall_per_snr_db"] == {"0": {"recall": 1.0, "shots": 1}, "10": {"recall": 0.5, "shots": 2}}
+    assert scores["recall_per_source"] == {"s": {"recall": 1.0, "shots": 2}, "t": {"recall": 0.0, "shots": 1}}
     assert scores["missed"] == ["c"]
     assert scores["false_alert_starts_s"] == [25.0]
 
@@ -221,3 +226,80 @@ def test_rolled_clips_move_the_shot_and_keep_the_audio():
     assert np.all((ROLL_S[0] <= peaks) & (peaks <= ROLL_S[1])) and peaks.std() > 0.2
     assert all(np.array_equal(np.sort(c.audio), np.sort(audio)) for c in turned)  # only turned
     assert [np.argmax(c.audio) for c in rolled(clips)] == [np.argmax(c.audio) for c in turned]
+
+
+def test_hindsight_takes_the_lowest_threshold_within_each_false_alert_allowance():
+    """Three shots scored 0.99, 0.9 and 0.6 by both models, a loud background window at 0.95 and
+    another at 0.7: no false alert allows only the first shot, one allows the second too."""
+    models = ["a", "b"]
+    starts = np.arange(0.0, 300.0, 0.5)
+    probs = np.full((starts.shape[0], len(models)), 0.01)
+    shots = []
+    for slot, score in enumerate((0.99, 0.9, 0.6)):
+        peak = slot * SLOT_S + 10.2
+        probs[(starts <= peak) & (starts + 1.0 > peak)] = score
+        shots.append(InsertedShot(peak, peak - 0.1, peak + 0.4, 10.0, f"shot{slot}", "s"))
+    probs[starts == 200.0] = 0.95
+    probs[starts == 250.0] = 0.7
+    bounds = hindsight(StreamScores(probs, models, starts, 1.0, shots, 0.08), merge_gap_s=2.0, allowances=[0, 1])
+    for score, threshold in (("fused", "fused"), ("a", "a"), ("b", "b")):
+        assert bounds[score]["0"]["event_recall"] == round(1 / 3, 4) and bounds[score]["0"]["false_alerts"] == 0
+        assert 0.95 < bounds[score]["0"]["thresholds"][threshold] < 0.951
+        assert bounds[score]["1"]["event_recall"] == round(2 / 3, 4) and bounds[score]["1"]["false_alerts"] == 1
+        assert 0.7 < bounds[score]["1"]["thresholds"][threshold] < 0.701
+    # k of n on the calibration's grid: the lowest grid thresholds above 0.95 and 0.7
+    assert bounds["k_of_n"]["0"]["thresholds"] == {"a": 0.97, "b": 0.97}
+    assert bounds["k_of_n"]["1"]["thresholds"] == {"a": 0.8, "b": 0.8}
+    assert bounds["k_of_n"]["1"]["event_recall"] == round(2 / 3, 4)
+
+
+def test_the_card_shows_the_hindsight_bounds_and_how_often_the_background_repeats():
+    from models.training import card
+
+    report = {
+        "note": "proxy",
+        "hours": 8.0,
+        "shots": 960,
+        "event_recall": 0.44,
+        "recall_per_snr_db": {"0": {"recall": 0.2, "shots": 192}},
+        "recall_per_source": {"belize": {"recall": 0.5, "shots": 260}, "kaggle_guns": {"recall": 0.0, "shots": 250}},
+        "false_alerts": 0,
+        "background_hours": 7.0,
+        "false_alerts_per_hour": 0.0,
+        "false_alerts_per_hour_ci95": [0.0, 0.527],
+        "delay_s": {"p50": 0.6, "p99": 1.9},
+        "background_clips": 331,
+        "background_clip_plays": 7613,
+    }
+    best = {"vote": "2 of 3 models, each at its own threshold", "event_recall": 0.45, "false_alerts": 0}
+    report["hindsight"] = {
+        "note": "chosen on the mixture",
+        "allowances": [0, 3],
+        "k_of_n": {"0": {**best, "thresholds": {"wave": 0.97, "mel_fine": 0.995}}},
+        "wave": {"3": {**best, "vote": "1 of 1 models", "thresholds": {"wave": 0.9999}, "event_recall": 0.3}},
+    }
+    text = "\n".join(card._streaming(report))
+    assert "--stream-hours 8 " in text and "heard about 23 times" in text
+    assert "per source of the shots (shots): belize 0.500 (260), kaggle_guns 0.000 (250)" in text
+    assert "| vote | at most 0 false alerts | at most 3 false alerts |" in text
+    assert "| k of n, the calibration's threshold grid | 0.450 (2 of 3: wave 0.97, mel_fine 0.995) | - |" in text
+    assert "| wave alone, any threshold | - | 0.300 (wave 0.9999) |" in text
+    del report["hindsight"], report["background_clip_plays"]
+    assert "hindsight" not in "\n".join(card._streaming(report)).lower()
+
+
+@pytest.mark.skipif(available_memory() is None, reason="no /proc/meminfo: the check cannot tell")
+def test_a_streaming_proxy_too_long_for_the_memory_is_refused_before_anything_runs(tmp_path):
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("")  # never read: the memory check comes first
+    command = [sys.executable, str(ROOT / "cli.py"), "evaluate", str(manifest), "--out", str(tmp_path / "report")]
+    result = subprocess.run(
+        [*command, "--stream-hours", "100000"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "--stream-hours 100000 needs about 205000.9 GB of memory and " in result.stderr
+    assert "GB is available: run fewer hours (about " in result.stderr
+    assert not (tmp_path / "report").exists()

@@ -91,7 +91,7 @@ def test_the_simulated_score_log_keeps_what_the_device_would_and_leaves_the_shot
     starts = np.arange(0.0, 20.0, 0.5)
     probs = np.full((starts.size, 3), 0.9)
     probs[starts < 5.0] = 0.1  # under SCORE_FLOOR: not logged
-    shot = InsertedShot(12.0, 11.5, 12.5, 10.0, "shot.flac")
+    shot = InsertedShot(12.0, 11.5, 12.5, 10.0, "shot.flac", "s")
     scores = StreamScores(probs, ["wave", "mel_fine", "mel_coarse"], starts, 2.0, [shot], 0.01)
     kept, fused = logged_scores(scores)
     assert list(kept) == [s for s in starts if s >= 5.0 and not (s + 2.0 >= 11.5 and s <= 12.5 + TAIL_S)]

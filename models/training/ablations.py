@@ -619,6 +619,15 @@ VARIANTS: dict[str, tuple[str, list[Change]]] = {
         "shipped_gunfire at another seed: are its belize loss and its Kaggle gain more than a seed moves?",
         [GAME_GUNFIRE, (train, "SEED", train.SEED + 1)],
     ),
+    "shipped_gunfire3": (
+        "shipped_gunfire at a third seed: is its belize loss more than a seed moves?",
+        [GAME_GUNFIRE, (train, "SEED", train.SEED + 2)],
+    ),
+    "shipped_gunfire_light": (
+        "shipped_gunfire at a quarter of the dose (each game gun 5 times, not 20): does less keep the Kaggle "
+        "gain without the belize loss?",
+        [GAME_GUNFIRE, (extra_gunfire, "REPEATS", 5)],
+    ),
     "shipped_wide": (
         "the shipped recipe with mel models twice as wide (filters 48-96-128-192; about 4x their MACs)",
         [WIDER_MEL],
@@ -652,6 +661,8 @@ ON_SHIPPED_RECIPE = {
     "shipped_smooth",
     "shipped_gunfire",
     "shipped_gunfire2",
+    "shipped_gunfire3",
+    "shipped_gunfire_light",
     "shipped_wide",
     "shipped_adversarial",
     "shipped_adversarial_strong",
@@ -695,6 +706,7 @@ def run(variant: str, manifest: Path, source: str, score_only: bool = False) -> 
         "tests": VARIANTS[variant][0],
         "vote": {k: vote[k] for k in ("recall", "f1", "fp")},
         "command": f"python -m models.training.ablations {variant} --source {source}",
+        "calibration_background_hours": calibration_hours(fold),
     }
     if labels.all():  # a source of gunshots only (kaggle_guns): no sounds of its own to rank them against
         return {**result, "against_validation": against_validation(fold, source, probs, clips)}
@@ -703,6 +715,13 @@ def run(variant: str, manifest: Path, source: str, score_only: bool = False) -> 
         "ranking": held_out_ranking(probs, labels),
         "rolled": held_out_ranking(clip_window_probs(fold, rolled(held))[0], labels),
     }
+
+
+def calibration_hours(fold: Path) -> float:
+    """Hours of validation background the fold's thresholds were chosen on (3.5: one mixture, as
+    every fold scored before 2026-12-06; 10.6: three)."""
+    validation = json.loads((fold / "ensemble.json").read_text())["validation"]
+    return validation["calibration_stream"]["background_hours"]
 
 
 def against_validation(fold: Path, source: str, held_probs: list[dict], clips: list[Clip]) -> dict:

@@ -110,10 +110,15 @@ the features in numpy (`inference/features.py`; a test compares them with libros
 ## Thresholds and vote
 Chosen together on validation data, through the same offline path as `analyze` (2 s vote
 windows every 0.5 s, the waveform model's best 1 s window inside each, the live vote and event
-merging), for the highest event recall on a 4-hour validation
-mixture (the streaming proxy's construction with seed 1: 3.5 h of background, 480 inserted shots)
-among the choices with at most 0.5 false alerts per hour on that mixture's background (one
-allowed) and on the negative validation clips (none allowed in their 18 minutes). First k of n:
+merging), for the highest event recall on three 4-hour validation
+mixtures (the streaming proxy's construction with seeds 1, 2 and 3: 10.5 h of background, 1440
+inserted shots) among the choices with at most 0.5 false alerts per hour on their background (five
+allowed) and on the negative validation clips (none allowed in their 18 minutes). Until 2026-12-06
+one mixture (seed 1, one false alert allowed) set them, and those thresholds false-alerted 0.63
+times an hour (5 in 7.9 h) on 9 hours of the streaming proxy: a short mixture lets a threshold sit
+just above the few loud clips it happened to change and place. Every leave-one-source-out,
+ablation and site fold in this card was calibrated the earlier way, on one mixture (ablations.json gives
+each fold scored since its `calibration_background_hours`). First k of n:
 per-model thresholds (grid 0.1-0.9999) and k (1, 2 or 3 of 3). Then the fused vote (the mean
 log-odds of the three models against one threshold, grid logit -2 to 14), kept only when strictly
 better than the best k of n; the k-of-n thresholds stay in the sidecars either way (each model
@@ -132,6 +137,22 @@ mixture (seed 0) of the same clips: held out from the choice, but not independen
   transition negatives (a crossfade, one side sometimes band-limited) target exactly that: with
   them the thresholds came down (mel_coarse 0.9999 to 0.998) and the held-out mixture's event
   recall went from 0.417 to 0.500 at 0 false alerts.
+- The false-alert target needed a longer look (2026-12-06, section "Streaming proxy"). On 9 hours
+  of the proxy (7.9 h of background), the thresholds chosen on one 4-hour mixture (wave 0.98,
+  mel_fine 0.995, mel_coarse 0.9995) false-alerted 5 times, 0.63 an hour (95 % CI 0.21-1.47), at
+  event recall 0.454; the 1-hour run had shown none. Each was a footstep, a clap, a knock or
+  breaking glass, mostly at a crossfade, and each background clip was heard about 26 times,
+  changed: a threshold set just above the few loud clips one mixture happened to place is passed
+  by another placing of them. Since then three mixtures (10.5 h of background, five false alerts
+  allowed) choose the thresholds: wave 0.995, mel_fine 0.995, mel_coarse 0.9998, 2 of 3; on the
+  same 9 hours 3 false alerts, 0.38 an hour (CI 0.08-1.11), at event recall 0.431; validation clip
+  recall 0.486 (0.500).
+  In hindsight, with thresholds and vote chosen on that evaluation mixture itself, the best vote
+  found hears 0.49 of its shots within 3 false alerts (k of n 0.48, the fused vote 0.49) and 0.44
+  with none: the shipped vote is 0.06 below that (and the hindsight choice skips the calibration's
+  rule of no false positive among the validation clips); the models set the rest.
+  What they hear, by source of the proxy's inserted shots: the unseen Kaggle AK-12 0 of 277, us8k
+  0.23, belize 0.40, elp 0.73.
 - The 1 s set (shipped 2026-12-01 to 2026-12-04) traded recall on the development set's own
   sources for recall on sources it never saw: with synthetic shots, speed changes and balanced
   band-limiting, the streaming proxy's event recall was 0.400 (the set before them: 0.500; both
@@ -160,8 +181,9 @@ mixture (seed 0) of the same clips: held out from the choice, but not independen
   (the mean of per-source event recall instead of the pooled recall) picked the same vote in all
   four folds and was not kept. More and more varied gunshot recordings are what this needs.
 - The vote: the fused vote (mean log-odds) was measured on every set and fold and never beat the
-  best k of n on the calibration mixture (e.g. the shipped set 0.435 vs 0.450 event recall at
-  one false alert; the 1 s set 0.375 vs 0.406 at none; earlier sets 0.513 vs 0.519 and 0.421 vs
+  best k of n on the calibration mixture (e.g. the shipped set 0.426 vs 0.428 event recall at
+  five false alerts on its three mixtures, 0.435 vs 0.450 at one on its first alone; the 1 s set
+  0.375 vs 0.406 at none; earlier sets 0.513 vs 0.519 and 0.421 vs
   0.450), so k of n is what ships;
   calibration keeps checking both.
 - The figures at the top are on one validation fold of the development set, not on field
@@ -169,7 +191,8 @@ mixture (seed 0) of the same clips: held out from the choice, but not independen
 - Of the bundled game sound effects (assets/, never used in training or tuning), none passes the
   shipped vote (`python cli.py analyze assets/shots/*.flac`): the Hedgewars and OpenArena
   shotguns, the Wesnoth pistol and musket reach wave 0.12-0.72, mel_fine 0.94-1.00, mel_coarse
-  0.89-0.999 (each model's highest window) against 0.98 / 0.995 / 0.9995, 2 of 3 in one window
+  0.89-0.999 (each model's highest window) against 0.995 / 0.995 / 0.9998 (0.98 / 0.995 / 0.9995
+  until 2026-12-06), 2 of 3 in one window
   (the 1 s set: wave 0.001-0.72, mel_fine 0.82-0.95, mel_coarse 0.94-0.999 against 0.3 / 0.1 /
   0.998, 3 of 3); the game explosions reach mel_fine 0.995-0.999 and mel_coarse 0.99 too, and
   the waveform model (0.01-0.02) and mel_coarse's threshold keep them out. Game sounds are a
@@ -263,7 +286,8 @@ mixture (seed 0) of the same clips: held out from the choice, but not independen
   (0.521), us8k 0.406 (0.240); but the vote chosen on the other sources' validation fold hears
   less of two of them: recall belize 0.148 (0.162), elp 0.294 (0.284), us8k 0.188 (0.323),
   kaggle_guns 0.030 (0.015); F1 0.257 (0.278), 0.454 (0.443), 0.316 (0.481). On the
-  development set: validation clip recall 0.500 at 0 false positives (0.555), F1 0.667 (0.714),
+  development set, at its 2026-12-04 calibration (one mixture):
+  validation clip recall 0.500 at 0 false positives (0.555), F1 0.667 (0.714),
   clip AUC 0.977 (0.977), the Kaggle validation shots 0 of 93 (7 of 93); the calibration
   mixture 0.450 at 1 false alert (0.406 at 0); the streaming proxy 0.442 at 0 false alerts in
   0.88 h (0.400 at 0), detection delay p50 0.60 s, p99 1.92 s (0.38, 1.07: an event now starts
@@ -496,7 +520,7 @@ mixture (seed 0) of the same clips: held out from the choice, but not independen
   12 of its clips, and 12 training clips of the other Kaggle firearms, scaled to a peak of -40,
   -30, -20, -10 and 0 dBFS and run through the offline detector (a check outside this repository,
   2026-12-06): the AK-12's median highest window stays at mel_fine 0.50-0.59, mel_coarse
-  0.46-0.61 and wave 0.97-0.98 at every level (thresholds 0.995 / 0.9995 / 0.98), the trained
+  0.46-0.61 and wave 0.97-0.98 at every level (thresholds then 0.995 / 0.9995 / 0.98), the trained
   firearms' at 0.94-0.99, 0.87-0.97 and 1.00, jackhammer's at 0.13-0.17, 0.12-0.19 and
   0.02-0.04. Its clips are close-range automatic fire (two in five of a clip's 50 ms frames within
   10 dB of its loudest); the mel models place a firearm they never heard
@@ -517,14 +541,18 @@ mixture (seed 0) of the same clips: held out from the choice, but not independen
   recipe (`gunfire`) the same extra shots gave 0.858, with no 1 s fold without them scored this way.
   The vote hears 0.060 and 0.030 of the rifles (the `shipped` fold 0.022, the shipped recipe's
   leave-one-source-out fold 0.030): no more than a seed moves. The cost elsewhere: belize ranks
-  0.888 and 0.911, below the shipped recipe's runs (hybrid, hybrid2, `shipped_smooth`,
-  `shipped_wide`: 0.918-0.930), its vote 0.051 and 0.075; us8k 0.983 and elp 0.913 (one run each;
-  the shipped recipe's runs 0.973-0.986 and 0.893-0.924), votes 0.313 and 0.213, all at no false
-  positive (the shipped folds 0.148 / 0.188 / 0.294). Game sound effects are not field recordings
-  and the Kaggle set is five firearms at one range. Not shipped: it is the next candidate, to be
-  trained as a whole set and evaluated as one, and kept only if belize's loss stays inside the
-  spread. The vote stays deaf to the held-out rifles either way: recordings of real gunfire at close
-  range, from more guns and places, are what this needs.
+  0.888, 0.911 and 0.858 (`shipped_gunfire3`, a third seed; mean 0.886), below every run of the
+  shipped recipe (hybrid, hybrid2, `shipped_smooth`, `shipped_wide`: 0.918-0.930; `shipped`, the
+  recipe trained as one at `shipped_gunfire`'s seed: 0.928), its vote 0.051, 0.075 and 0.079
+  (the `shipped` belize fold 0.130); us8k 0.983 and elp 0.913 (one run each; the shipped recipe's runs 0.973-0.986
+  and 0.893-0.924), votes 0.313 and 0.213, all at no false positive (the shipped folds 0.148 /
+  0.188 / 0.294). A quarter of the dose (`shipped_gunfire_light`: each game gun 5 times, not 20)
+  keeps little of the Kaggle gain (0.689) and still costs belize some (0.913): the gain on
+  close-range rifles and the loss on distant forest shots move together. Game sound effects are
+  not field recordings and the Kaggle set is five firearms at one range. Not shipped, and no
+  longer a candidate (2026-12-06): three seeds of three lose belize beyond the spread. The vote
+  stays deaf to the held-out rifles either way: recordings of real gunfire at close range, from
+  more guns and places, are what this needs.
 - Labelled clips of a new site help at that site only with its background among them, and the
   vote chosen for 0.5 false alerts per hour on our data throws much of the gain away (section
   "Labelling a site's near misses", one run per row, 2026-12-06). Belize: near misses and events
@@ -556,7 +584,7 @@ mixture (seed 0) of the same clips: held out from the choice, but not independen
     python cli.py train --manifest ../shared/data/manifest.csv --out models/
     python -m models.training.card
 
-    python cli.py evaluate ../shared/data/manifest.csv --stream-hours 1 --summary models/reports/streaming.json
+    python cli.py evaluate ../shared/data/manifest.csv --stream-hours 9 --summary models/reports/streaming.json  # 19 GB
     python cli.py train --leave-one-source-out          # 10-45 minutes a fold on 2 cores (--held-out SOURCE: one)
     python -m models.training.transfer --runs models/runs/loso
     python -m models.training.fusion --runs models/runs/loso
@@ -922,16 +950,69 @@ def _streaming(report: dict) -> list[str]:
         "",
         "## Streaming proxy",
         "",
-        "`python cli.py evaluate ../shared/data/manifest.csv --stream-hours 1 --summary models/reports/streaming.json`",
+        f"`python cli.py evaluate ../shared/data/manifest.csv --stream-hours {report['hours']:g} "
+        "--summary models/reports/streaming.json`",
         f"({report['note']})",
         "",
         f"- {report['shots']} shots in {report['hours']} h: event recall {fmt(report['event_recall'])} "
         f"(per SNR: {snr})",
+        *_per_source(report),
         f"- false alerts: {report['false_alerts']} in {fmt(report['background_hours'])} h of background, "
-        f"{fmt(report['false_alerts_per_hour'])} per hour (95 % CI {fmt(low)}-{fmt(high)})",
+        f"{fmt(report['false_alerts_per_hour'])} per hour (95 % CI {fmt(low)}-{fmt(high)})" + _replays(report),
         f"- delay from the shot's peak to the end of its event's first window: p50 {report['delay_s']['p50']} s, "
         f"p99 {report['delay_s']['p99']} s (plus about 0.1 s of processing live)",
+        *_hindsight(report),
     ]
+
+
+def _per_source(report: dict) -> list[str]:
+    if "recall_per_source" not in report:
+        return []
+    heard = ", ".join(f"{src} {fmt(r['recall'])} ({r['shots']})" for src, r in report["recall_per_source"].items())
+    return [f"- event recall per source of the shots (shots): {heard}"]
+
+
+def _replays(report: dict) -> str:
+    """How often the background repeats: the interval treats the hours as independent, which they are not."""
+    if "background_clip_plays" not in report:
+        return ""
+    times = report["background_clip_plays"] / report["background_clips"]
+    return (
+        f"; each of the {report['background_clips']} background clips is heard about {times:.0f} times (changed), "
+        "so the hours are not independent and the interval is narrower than the proxy warrants"
+    )
+
+
+def _hindsight(report: dict) -> list[str]:
+    """The best event recall any vote of these models reaches on the proxy, per false-alert allowance."""
+    bounds = report.get("hindsight")
+    if bounds is None:
+        return []
+    allowances = [str(n) for n in bounds["allowances"]]
+    lines = [
+        "",
+        f"In hindsight ({bounds['note']}). Each cell: event recall (the vote).",
+        "",
+        "| vote | " + " | ".join(f"at most {n} false alerts" for n in allowances) + " |",
+        "|---|" + "---|" * len(allowances),
+    ]
+    for score, best in ((s, b) for s, b in bounds.items() if s not in ("note", "allowances")):
+        name = HINDSIGHT_VOTES.get(score, f"{score} alone, any threshold")
+        cells = [_hindsight_cell(score, best[n]) if n in best else "-" for n in allowances]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+HINDSIGHT_VOTES = {
+    "k_of_n": "k of n, the calibration's threshold grid",
+    "fused": "fused (mean log-odds), any threshold",
+}
+
+
+def _hindsight_cell(score: str, best: dict) -> str:
+    thresholds = ", ".join(f"{m} {t:.7g}" for m, t in best["thresholds"].items())
+    rule = f"{best['vote'].split(' models')[0]}: {thresholds}" if score == "k_of_n" else thresholds
+    return f"{fmt(best['event_recall'])} ({rule})"
 
 
 def _game_sounds(report: dict) -> list[str]:

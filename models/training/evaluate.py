@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +14,18 @@ from inference.model import Ensemble, load_ensemble, load_spec
 from inference.offline import OfflineDetector
 from inference.vote import VoteRule, logit, sigmoid
 from models.training.data import HARD_NEGATIVES, SAMPLE_RATE, Clip
-from models.training.streaming import StreamScores, recall_and_false_alerts
+from models.training.streaming import StreamScores, on_shot, recall_and_false_alerts
 
 HOP = SAMPLE_RATE // 2
 MERGE_GAP_S = 2.0
 TARGET_FALSE_ALERTS_PER_HOUR = 0.5
+FUSED_STEP = 1e-6  # log-odds: a fused threshold just above a window's score, far above float error
+HINDSIGHT_SLACK = 20  # false alerts past the largest allowance before a threshold scan gives up
+HINDSIGHT_NOTE = (
+    "thresholds and vote chosen on this mixture itself: the highest event recall found at no more false "
+    "alerts than each allowance (thresholds scanned down until the false alerts pass it by 20); about the "
+    "most these models could hear here, not an operating point"
+)
 THRESHOLD_GRID = (
     0.1,
     0.2,
@@ -343,10 +351,72 @@ def evaluate_stream(
     out_dir.mkdir(parents=True, exist_ok=True)
     ensemble = load_ensemble(models_dir)
     clips = [c for c in load_clips(manifest, out_dir / "cache") if c.fold == "val"]
-    report = streaming_report(clips, ensemble, round(hop_s * ensemble.sample_rate), merge_gap_s, hours, seed)
+    report, windows = streaming_report(clips, ensemble, round(hop_s * ensemble.sample_rate), merge_gap_s, hours, seed)
+    allowances = sorted({0, int(TARGET_FALSE_ALERTS_PER_HOUR * windows.background_h)})
+    report["hindsight"] = hindsight(windows, merge_gap_s, allowances)
     report["model_versions"] = {m.id: m.version for m in ensemble.models}
     (out_dir / "streaming.json").write_text(json.dumps(report, indent=1))
     return report
+
+
+def hindsight(scores: StreamScores, merge_gap_s: float, allowances: list[int]) -> dict:
+    """The highest event recall each way of voting reaches on this mixture with at most N false
+    alerts, for each N of `allowances`: k of n on the calibration's threshold grid, and the fused
+    vote and each model alone at any threshold. Chosen on the mixture itself: a bound on what a
+    calibration could get from these models here, not an operating point."""
+    result = {"note": HINDSIGHT_NOTE, "allowances": allowances}
+    votes_choices = tuple(range(1, len(scores.models) + 1))
+    result["k_of_n"] = _best(k_of_n_rules(scores.models, votes_choices), _voting(scores), merge_gap_s, allowances)
+    result["fused"] = _best(_descending(scores), scores, merge_gap_s, allowances, stop=True)
+    for column, model in enumerate(scores.models):
+        alone = dataclasses.replace(scores, probs=scores.probs[:, [column]], models=[model])
+        result[model] = _best(_descending(alone), alone, merge_gap_s, allowances, stop=True)
+    return result
+
+
+def _voting(scores: StreamScores) -> StreamScores:
+    """Only the windows some model scores at the lowest threshold of the grid or above: no k of n on
+    the grid calls any other window a shot, and the scan over the grid is that much shorter."""
+    kept = scores.probs.max(axis=1) >= min(THRESHOLD_GRID)
+    return dataclasses.replace(scores, probs=scores.probs[kept], starts_s=scores.starts_s[kept])
+
+
+def _descending(scores: StreamScores) -> Iterator[VoteRule]:
+    """Thresholds just above each background window's score, the highest first. One model: its
+    probability; several: their fused vote (mean log-odds)."""
+    fused = len(scores.models) > 1
+    values = logit(scores.probs).mean(axis=1) if fused else scores.probs[:, 0].astype(np.float64)
+    for value in np.unique(values[~on_shot(scores)])[::-1]:
+        if fused:
+            threshold = float(sigmoid(value + FUSED_STEP))
+            yield VoteRule(dict.fromkeys(scores.models, threshold), len(scores.models), threshold)
+        else:
+            yield VoteRule({scores.models[0]: float(np.nextafter(value, np.inf))}, 1)
+
+
+def _best(
+    rules: Iterable[VoteRule], scores: StreamScores, merge_gap_s: float, allowances: list[int], stop: bool = False
+) -> dict[str, dict]:
+    """Per allowance, the rule with the highest event recall within it (ties: fewer false alerts,
+    then the rule found first). `stop`: the rules come from the strictest down, and the scan ends
+    once the false alerts pass the largest allowance by HINDSIGHT_SLACK (a lower threshold can
+    merge two events into one, so the count dips now and then)."""
+    best: dict[str, dict] = {}
+    for rule in rules:
+        recall, false_alerts = recall_and_false_alerts(scores, rule, merge_gap_s)
+        recall = round(recall, 4)  # as reported
+        for key in (str(n) for n in allowances if false_alerts <= n):
+            found = best.get(key)
+            if found is None or (recall, -false_alerts) > (found["event_recall"], -found["false_alerts"]):
+                best[key] = {
+                    "vote": rule.describe(),
+                    "thresholds": rule.thresholds if rule.fused_threshold is None else {"fused": rule.fused_threshold},
+                    "event_recall": recall,
+                    "false_alerts": false_alerts,
+                }
+        if stop and false_alerts > max(allowances) + HINDSIGHT_SLACK:
+            break
+    return best
 
 
 def confusion(labels: np.ndarray, detected: np.ndarray) -> dict[str, dict[str, int]]:

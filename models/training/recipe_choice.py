@@ -23,6 +23,7 @@ REPEATS = {
     "gunfire2": "gunfire",
     "smooth2": "smooth",
     "shipped_gunfire2": "shipped_gunfire",
+    "shipped_gunfire3": "shipped_gunfire",
 }
 
 

@@ -32,7 +32,7 @@ from inference.vote import VoteRule, fused_scores
 from models.training import field_adaptation as fa
 from models.training.data import Clip, load_clips
 from models.training.evaluate import HOP, MERGE_GAP_S
-from models.training.streaming import TAIL_S, StreamScores, recall_and_false_alerts, stream_scores
+from models.training.streaming import StreamScores, on_shot, recall_and_false_alerts, stream_scores
 
 LOG_HOURS = 4.0  # of the site's early sound replayed (the product waits for 24)
 JUDGED_HOURS = 2.0  # of its later sound
@@ -46,10 +46,7 @@ log = logging.getLogger("site_threshold_sim")
 def logged_scores(scores: StreamScores) -> tuple[np.ndarray, np.ndarray]:
     """Start times and fused scores of the windows the score log keeps, those on a shot left out."""
     fused = fused_scores(scores.probs)
-    on_shot = np.zeros(fused.shape, dtype=bool)
-    for shot in scores.shots:
-        on_shot |= (scores.starts_s + scores.window_s >= shot.start_s) & (scores.starts_s <= shot.end_s + TAIL_S)
-    kept = (fused >= SCORE_FLOOR) & ~on_shot
+    kept = (fused >= SCORE_FLOOR) & ~on_shot(scores)
     return scores.starts_s[kept], fused[kept]
 
 

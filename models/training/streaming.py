@@ -8,6 +8,7 @@ pitch and speed and laid over synthetic noise), not hours of unseen recordings.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 from scipy import signal, stats
 
 from inference.model import Ensemble
-from inference.offline import DetectedEvent, OfflineDetector
+from inference.offline import DetectedEvent, OfflineDetector, StreamResult
 from inference.vote import VoteRule
 from models.training.augment import colored_noise
 from models.training.data import SAMPLE_RATE, Clip
@@ -41,7 +42,13 @@ CROSSFADE_S = 0.3  # pieces overlap with an equal-power crossfade: a splice is n
 TAIL_S = 1.0  # a shot's echo: events this long after a clip ends still count as the shot
 FULL_SCALE = 1.0  # loud shots clip there, as at a real microphone; the rest of the mixture never does
 CONFIDENCE = 0.95
+SYNTHETIC = "synthetic"  # a background segment of synthetic noise is named "synthetic KIND noise"
 PERCENTILES = (50, 99)
+# Peak memory of `evaluate --stream-hours H`: a line through 2.9 GB at 1 hour and 19.1 GB at 9 (measured),
+# rounded up. Most of it is the FFT that colours the noise floor over the whole mixture at once.
+MEMORY_BASE_BYTES = 0.9e9
+MEMORY_BYTES_PER_HOUR = 2.05e9
+MEMINFO = Path("/proc/meminfo")
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,7 @@ class InsertedShot:
     end_s: float
     snr_db: float
     path: str
+    source: str  # the clip's source: its recorders, places and guns
 
 
 @dataclass(frozen=True)
@@ -109,7 +117,7 @@ def build_background(rng: np.random.Generator, negatives: list[Clip], samples: i
             kind = str(rng.choice(NOISE_KINDS))
             length = round(rng.uniform(*SYNTHETIC_SEGMENT_S) * SAMPLE_RATE)
             piece = colored_noise(rng, length, kind) * np.float32(_db(rng.uniform(*NOISE_RMS_DBFS)))
-            what = f"synthetic {kind} noise"
+            what = f"{SYNTHETIC} {kind} noise"
         else:
             if not order:
                 order = list(rng.permutation(len(negatives)))
@@ -122,8 +130,10 @@ def build_background(rng: np.random.Generator, negatives: list[Clip], samples: i
         out[start : start + piece.shape[0]] += piece
         segments.append(Segment(start / SAMPLE_RATE, (start + piece.shape[0]) / SAMPLE_RATE, what))
         at = start + piece.shape[0]
-    floor = colored_noise(rng, samples, str(rng.choice(NOISE_KINDS))) * np.float32(_db(rng.uniform(*NOISE_FLOOR_DBFS)))
-    return out + floor, segments
+    floor = colored_noise(rng, samples, str(rng.choice(NOISE_KINDS)))
+    floor *= np.float32(_db(rng.uniform(*NOISE_FLOOR_DBFS)))
+    out += floor
+    return out, segments
 
 
 def insert_shot(bed: np.ndarray, shot: np.ndarray, peak_at: int, snr_db: float) -> tuple[int, int]:
@@ -140,6 +150,21 @@ def insert_shot(bed: np.ndarray, shot: np.ndarray, peak_at: int, snr_db: float) 
     return lo, hi
 
 
+def memory_needed(hours: float) -> float:
+    """Bytes a streaming evaluation of `hours` takes at its peak (MEMORY_*)."""
+    return MEMORY_BASE_BYTES + MEMORY_BYTES_PER_HOUR * hours
+
+
+def available_memory() -> float | None:
+    """Bytes the kernel says can be had without swapping (MemAvailable), None where it does not say."""
+    try:
+        lines = MEMINFO.read_text().splitlines()
+    except OSError:
+        return None
+    kilobytes = [int(line.split()[1]) for line in lines if line.startswith("MemAvailable:")]
+    return kilobytes[0] * 1024.0 if kilobytes else None
+
+
 def build_mixture(negatives: list[Clip], shots: list[Clip], hours: float, seed: int) -> Mixture:
     """`hours` of background with one shot per SLOT_S at a random place and SNR; deterministic."""
     rng = np.random.default_rng(seed)
@@ -152,7 +177,7 @@ def build_mixture(negatives: list[Clip], shots: list[Clip], hours: float, seed: 
         peak_s = slot * SLOT_S + rng.uniform(SHOT_MARGIN_S, SLOT_S - SHOT_MARGIN_S)
         snr = float(rng.choice(SNR_CHOICES_DB))
         lo, hi = insert_shot(audio, clip.audio, round(peak_s * SAMPLE_RATE), snr)
-        inserted.append(InsertedShot(peak_s, lo / SAMPLE_RATE, hi / SAMPLE_RATE, snr, clip.path))
+        inserted.append(InsertedShot(peak_s, lo / SAMPLE_RATE, hi / SAMPLE_RATE, snr, clip.path, clip.source))
     clipped = int(np.sum(np.abs(audio) > FULL_SCALE))
     np.clip(audio, -FULL_SCALE, FULL_SCALE, out=audio)
     return Mixture(audio, inserted, segments, len(negatives), clipped)
@@ -181,10 +206,6 @@ def score_events(events: list[DetectedEvent], shots: list[InsertedShot], duratio
     shot_s = sum(min(s.end_s + TAIL_S, duration_s) - s.start_s for s in shots)
     background_h = max(duration_s - shot_s, 0.0) / 3600
     low, high = poisson_interval(false_alerts, background_h) if background_h else (float("nan"),) * 2
-    per_snr = {}
-    for snr in sorted({s.snr_db for s in shots}):
-        hit = [m for m, s in zip(matched, shots, strict=True) if s.snr_db == snr]
-        per_snr[f"{snr:g}"] = {"recall": round(float(np.mean(hit)), 4), "shots": len(hit)}
     return {
         "shots": len(shots),
         "detected": int(sum(matched)),
@@ -195,10 +216,20 @@ def score_events(events: list[DetectedEvent], shots: list[InsertedShot], duratio
         "false_alerts_per_hour": round(false_alerts / background_h, 4) if background_h else None,
         "false_alerts_per_hour_ci95": [round(low, 4), round(high, 4)],
         "delay_s": {f"p{q}": round(float(np.percentile(delays, q)), 3) for q in PERCENTILES} if delays else {},
-        "recall_per_snr_db": per_snr,
+        "recall_per_snr_db": _recall_by([s.snr_db for s in shots], matched, label="{:g}".format),
+        "recall_per_source": _recall_by([s.source for s in shots], matched),
         "missed": [s.path for s, m in zip(shots, matched, strict=True) if not m],
         "false_alert_starts_s": [round(e.start, 2) for i, e in enumerate(events) if i not in used],
     }
+
+
+def _recall_by(values: list, matched: list[bool], label=str) -> dict[str, dict]:
+    """Event recall of the shots of each value (their SNR, their source), in sorted order."""
+    result = {}
+    for value in sorted(set(values)):
+        hit = [m for m, v in zip(matched, values, strict=True) if v == value]
+        result[label(value)] = {"recall": round(float(np.mean(hit)), 4), "shots": len(hit)}
+    return result
 
 
 def heard_in(segments: list[Segment], start_s: float, end_s: float) -> str:
@@ -214,23 +245,26 @@ def _blocks(audio: np.ndarray, seconds: float = 60.0):
 
 def streaming_report(
     clips: list[Clip], ensemble: Ensemble, hop: int, merge_gap_s: float, hours: float, seed: int
-) -> dict:
+) -> tuple[dict, StreamScores]:
     """Builds the mixture from the clips' validation fold and runs it through OfflineDetector with
-    the shipped thresholds and vote. "missed" and "inserted" (onsets) are the long lists."""
+    the shipped thresholds and vote. "missed" and "inserted" (onsets) are the long lists of the
+    report; the window scores of every model come with it."""
     negatives = [c for c in clips if c.fold == "val" and not c.label]
     shots = [c for c in clips if c.fold == "val" and c.label]
     if not negatives or not shots:
         raise ValueError("streaming evaluation needs validation-fold gunshots and other clips")
     mixture = build_mixture(negatives, shots, hours, seed)
-    result = OfflineDetector(ensemble, hop, merge_gap_s).run(_blocks(mixture.audio))
+    result = OfflineDetector(ensemble, hop, merge_gap_s).run(_blocks(mixture.audio), keep_window_scores=True)
     window_s = ensemble.window_samples / ensemble.sample_rate
     scores = score_events(result.events, mixture.shots, mixture.duration_s, window_s)
+    windows = _scores_of_run(result, [m.id for m in ensemble.models], hop, window_s, mixture)
     heard = [heard_in(mixture.segments, t, t + window_s) for t in scores["false_alert_starts_s"]]
-    return {
+    report = {
         "note": PROXY_NOTE,
         "seed": seed,
         "hours": round(mixture.duration_s / 3600, 4),
         "background_clips": mixture.background_clips,
+        "background_clip_plays": sum(not s.what.startswith(SYNTHETIC) for s in mixture.segments),
         "clipped_samples": mixture.clipped_samples,
         "distinct_shots": len({s.path for s in mixture.shots}),
         "hop_s": hop / ensemble.sample_rate,
@@ -243,6 +277,7 @@ def streaming_report(
         "false_alerts_by_background": dict(Counter(heard).most_common()),
         "inserted": [{"peak_s": round(s.peak_s, 3), "snr_db": s.snr_db, "path": s.path} for s in mixture.shots],
     }
+    return report, windows
 
 
 @dataclass(frozen=True)
@@ -269,12 +304,43 @@ def stream_scores(models_dir, clips: list[Clip], hop: int, hours: float, seed: i
     shots = [c for c in clips if c.fold == "val" and c.label]
     mixture = build_mixture(negatives, shots, hours, seed)
     result = OfflineDetector(ensemble, hop, 0.0, votes_required=1).run(_blocks(mixture.audio), keep_window_scores=True)
-    order = [m.id for m in ensemble.models]
+    window_s = ensemble.window_samples / SAMPLE_RATE
+    return _scores_of_run(result, [m.id for m in ensemble.models], hop, window_s, mixture)
+
+
+def _scores_of_run(result: StreamResult, order: list[str], hop: int, window_s: float, mixture: Mixture) -> StreamScores:
     probs = np.array([[votes[m] for m in order] for _, votes in result.window_scores])
     starts = np.array([index * hop / SAMPLE_RATE for index, _ in result.window_scores])
     shot_s = sum(min(s.end_s + TAIL_S, mixture.duration_s) - s.start_s for s in mixture.shots)
-    window_s = ensemble.window_samples / SAMPLE_RATE
     return StreamScores(probs, order, starts, window_s, mixture.shots, (mixture.duration_s - shot_s) / 3600)
+
+
+def joined(streams: list[StreamScores]) -> StreamScores:
+    """Several mixtures' window scores as one stream, each after the one before with SLOT_S of
+    nothing between them (no event can span two)."""
+    first = streams[0]
+    if any(s.models != first.models or s.window_s != first.window_s or not s.starts_s.size for s in streams):
+        raise ValueError("joined streams need the same models and window length, and windows")
+    probs, starts, shots, offset = [], [], [], 0.0
+    for stream in streams:
+        probs.append(stream.probs)
+        starts.append(stream.starts_s + offset)
+        shots += [
+            dataclasses.replace(s, peak_s=s.peak_s + offset, start_s=s.start_s + offset, end_s=s.end_s + offset)
+            for s in stream.shots
+        ]
+        offset = starts[-1][-1] + stream.window_s + SLOT_S
+    background_h = sum(s.background_h for s in streams)
+    probs, starts = np.concatenate(probs), np.concatenate(starts)
+    return StreamScores(probs, first.models, starts, first.window_s, shots, background_h)
+
+
+def on_shot(scores: StreamScores) -> np.ndarray:
+    """Per window: does it overlap an inserted shot (or the shot's TAIL_S)?"""
+    hit = np.zeros(scores.starts_s.shape, dtype=bool)
+    for shot in scores.shots:
+        hit |= (scores.starts_s + scores.window_s >= shot.start_s) & (scores.starts_s <= shot.end_s + TAIL_S)
+    return hit
 
 
 def recall_and_false_alerts(scores: StreamScores, rule: VoteRule, merge_gap_s: float) -> tuple[float, int]:
