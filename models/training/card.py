@@ -601,10 +601,11 @@ The shipped set: the waveform model was trained on 2026-12-01 with `python cli.p
 times shared with other runs; early stopping after 31 and 29 epochs), then thresholds and vote
 chosen for all three as above.
 
-Memory: a fold's calibration builds a 4-hour validation mixture; its noise floor peaked at 13.5 GB
-until 2026-12-06 (two folds calibrating at once on a 24 GB machine were killed by the kernel),
-9.0 GB since (computed in place, the same numbers). Two folds at a time fit when their
-calibrations do not overlap.
+Memory: a fold's calibration builds its 4-hour validation mixtures one after another; a
+mixture's noise floor peaked at 13.5 GB until 2026-12-06 (two folds calibrating at once on a 24 GB
+machine were killed by the kernel), 9.0 GB since (computed in place, the same numbers). Two folds
+at a time fit when their calibrations do not overlap. Three mixtures make a calibration about
+three times as long as one (13 minutes for the shipped set on 2 busy cores).
 """
 
 
