@@ -362,8 +362,9 @@ def evaluate_stream(
 def hindsight(scores: StreamScores, merge_gap_s: float, allowances: list[int]) -> dict:
     """The highest event recall each way of voting reaches on this mixture with at most N false
     alerts, for each N of `allowances`: k of n on the calibration's threshold grid, and the fused
-    vote and each model alone at any threshold. Chosen on the mixture itself: a bound on what a
-    calibration could get from these models here, not an operating point."""
+    vote and each model alone at thresholds just above the background windows' scores. Chosen on
+    the mixture itself: about the most a calibration could get from these models here, not an
+    operating point."""
     result = {"note": HINDSIGHT_NOTE, "allowances": allowances}
     votes_choices = tuple(range(1, len(scores.models) + 1))
     result["k_of_n"] = _best(k_of_n_rules(scores.models, votes_choices), _voting(scores), merge_gap_s, allowances)
