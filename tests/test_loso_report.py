@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from models.training import card
-from models.training.loso import with_earlier_folds
+from models.training.loso import calibration_hours, with_earlier_folds
 from models.training.train import kept_figures
 
 METHOD = "train without every clip of one source"
@@ -51,3 +51,12 @@ def test_the_card_names_the_folds_not_run_for_the_recipe():
     (line, _) = card._folds_not_run(partial)
     assert "elp" in line and "--held-out elp" in line and "belize" not in line
     assert card._folds_not_run({**partial, "gunshot_sources": ["belize"]}) == []
+
+
+def test_each_fold_says_how_much_background_chose_its_vote(tmp_path: Path):
+    validation = {"validation": {"calibration_stream": {"background_hours": 10.557}}}
+    (tmp_path / "ensemble.json").write_text(json.dumps(validation))
+    hours = calibration_hours(tmp_path)
+    assert hours == 10.557
+    assert card._calibration({"calibration_background_hours": hours}) == "10.6 h"
+    assert "one mixture" in card._calibration({"recall": 0.5})

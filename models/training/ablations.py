@@ -706,7 +706,7 @@ def run(variant: str, manifest: Path, source: str, score_only: bool = False) -> 
         "tests": VARIANTS[variant][0],
         "vote": {k: vote[k] for k in ("recall", "f1", "fp")},
         "command": f"python -m models.training.ablations {variant} --source {source}",
-        "calibration_background_hours": calibration_hours(fold),
+        "calibration_background_hours": loso.calibration_hours(fold),
     }
     if labels.all():  # a source of gunshots only (kaggle_guns): no sounds of its own to rank them against
         return {**result, "against_validation": against_validation(fold, source, probs, clips)}
@@ -715,13 +715,6 @@ def run(variant: str, manifest: Path, source: str, score_only: bool = False) -> 
         "ranking": held_out_ranking(probs, labels),
         "rolled": held_out_ranking(clip_window_probs(fold, rolled(held))[0], labels),
     }
-
-
-def calibration_hours(fold: Path) -> float:
-    """Hours of validation background the fold's thresholds were chosen on (3.5: one mixture, as
-    every fold scored before 2026-12-06; 10.6: three)."""
-    validation = json.loads((fold / "ensemble.json").read_text())["validation"]
-    return validation["calibration_stream"]["background_hours"]
 
 
 def against_validation(fold: Path, source: str, held_probs: list[dict], clips: list[Clip]) -> dict:

@@ -51,6 +51,7 @@ def held_out_figures(models_dir: Path, held: list[Clip], probs: list[dict] | Non
     scores = clip_scores(probs)
     thresholds = rule.thresholds
     figures = {
+        "calibration_background_hours": calibration_hours(models_dir),
         "gunshot_clips": int(labels.sum()),
         "other_clips": int((~labels).sum()),
         "vote": rule.describe(),
@@ -68,6 +69,13 @@ def held_out_figures(models_dir: Path, held: list[Clip], probs: list[dict] | Non
         alone = np.array([np.any(p[model] >= thresholds[model]) for p in probs])
         figures["per_model"][model] = binary_figures(labels, alone)
     return figures
+
+
+def calibration_hours(fold: Path) -> float:
+    """Hours of validation background the fold's thresholds were chosen on (3.5: one mixture, as
+    every fold scored before 2026-12-06; 10.6: three)."""
+    validation = json.loads((Path(fold) / "ensemble.json").read_text())["validation"]
+    return validation["calibration_stream"]["background_hours"]
 
 
 def main(

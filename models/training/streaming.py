@@ -237,6 +237,15 @@ def heard_in(segments: list[Segment], start_s: float, end_s: float) -> str:
     return " + ".join(dict.fromkeys(s.what for s in segments if s.start_s < end_s and s.end_s > start_s))
 
 
+def background_hours_by_source(segments: list[Segment]) -> dict[str, float]:
+    """Hours of the background each source's clips (or the synthetic noise) fill, crossfades counted twice."""
+    hours = Counter()
+    for s in segments:
+        source = SYNTHETIC if s.what.startswith(SYNTHETIC) else s.what.split("/")[0]
+        hours[source] += (s.end_s - s.start_s) / 3600
+    return {what: round(h, 4) for what, h in sorted(hours.items())}
+
+
 def _blocks(audio: np.ndarray, seconds: float = 60.0):
     step = round(seconds * SAMPLE_RATE)
     for start in range(0, audio.shape[0], step):
@@ -246,13 +255,20 @@ def _blocks(audio: np.ndarray, seconds: float = 60.0):
 def streaming_report(
     clips: list[Clip], ensemble: Ensemble, hop: int, merge_gap_s: float, hours: float, seed: int
 ) -> tuple[dict, StreamScores]:
-    """Builds the mixture from the clips' validation fold and runs it through OfflineDetector with
-    the shipped thresholds and vote. "missed" and "inserted" (onsets) are the long lists of the
-    report; the window scores of every model come with it."""
+    """The streaming proxy: a mixture of the clips' validation fold."""
     negatives = [c for c in clips if c.fold == "val" and not c.label]
     shots = [c for c in clips if c.fold == "val" and c.label]
     if not negatives or not shots:
         raise ValueError("streaming evaluation needs validation-fold gunshots and other clips")
+    return mixture_report(negatives, shots, ensemble, hop, merge_gap_s, hours, seed)
+
+
+def mixture_report(
+    negatives: list[Clip], shots: list[Clip], ensemble: Ensemble, hop: int, merge_gap_s: float, hours: float, seed: int
+) -> tuple[dict, StreamScores]:
+    """Builds the mixture and runs it through OfflineDetector with the ensemble's thresholds and
+    vote. "missed" and "inserted" (onsets) are the long lists of the report; the window scores of
+    every model come with it."""
     mixture = build_mixture(negatives, shots, hours, seed)
     result = OfflineDetector(ensemble, hop, merge_gap_s).run(_blocks(mixture.audio), keep_window_scores=True)
     window_s = ensemble.window_samples / ensemble.sample_rate
@@ -275,6 +291,7 @@ def streaming_report(
         "thresholds": {m.id: m.threshold for m in ensemble.models},
         **scores,
         "false_alerts_by_background": dict(Counter(heard).most_common()),
+        "background_hours_by_source": background_hours_by_source(mixture.segments),
         "inserted": [{"peak_s": round(s.peak_s, 3), "snr_db": s.snr_db, "path": s.path} for s in mixture.shots],
     }
     return report, windows
