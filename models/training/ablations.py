@@ -700,13 +700,14 @@ def run(variant: str, manifest: Path, source: str, score_only: bool = False) -> 
     clips = load_clips(manifest, out / "cache")
     held = [c for c in clips if c.source == source]
     probs, _ = clip_window_probs(fold, held)
-    vote = loso.held_out_figures(fold, held, probs)["ensemble"]
+    figures = loso.held_out_figures(fold, held, probs)
+    vote = figures["ensemble"]
     labels = np.array([c.label for c in held], dtype=bool)
     result = {
         "tests": VARIANTS[variant][0],
         "vote": {k: vote[k] for k in ("recall", "f1", "fp")},
         "command": f"python -m models.training.ablations {variant} --source {source}",
-        "calibration_background_hours": loso.calibration_hours(fold),
+        "calibration_background_hours": figures["calibration_background_hours"],
     }
     if labels.all():  # a source of gunshots only (kaggle_guns): no sounds of its own to rank them against
         return {**result, "against_validation": against_validation(fold, source, probs, clips)}

@@ -352,13 +352,13 @@ def evaluate_stream(
     ensemble = load_ensemble(models_dir)
     clips = [c for c in load_clips(manifest, out_dir / "cache") if c.fold == "val"]
     report, windows = streaming_report(clips, ensemble, round(hop_s * ensemble.sample_rate), merge_gap_s, hours, seed)
-    report["hindsight"] = hindsight(windows, merge_gap_s, allowances(windows.background_h))
+    report["hindsight"] = hindsight(windows, merge_gap_s, false_alert_allowances(windows.background_h))
     report["model_versions"] = {m.id: m.version for m in ensemble.models}
     (out_dir / "streaming.json").write_text(json.dumps(report, indent=1))
     return report
 
 
-def allowances(background_h: float) -> list[int]:
+def false_alert_allowances(background_h: float) -> list[int]:
     """The false alerts a hindsight search allows: none, and as many as the target allows."""
     return sorted({0, int(TARGET_FALSE_ALERTS_PER_HOUR * background_h)})
 

@@ -238,12 +238,19 @@ def heard_in(segments: list[Segment], start_s: float, end_s: float) -> str:
 
 
 def background_hours_by_source(segments: list[Segment]) -> dict[str, float]:
-    """Hours of the background each source's clips (or the synthetic noise) fill, crossfades counted twice."""
+    """Hours of the mixture each source's clips (or the synthetic noise) fill, shots included; a
+    crossfade counts half to each side, so the hours add up to the mixture's length."""
     hours = Counter()
-    for s in segments:
-        source = SYNTHETIC if s.what.startswith(SYNTHETIC) else s.what.split("/")[0]
-        hours[source] += (s.end_s - s.start_s) / 3600
+    for i, s in enumerate(segments):
+        before = max(0.0, segments[i - 1].end_s - s.start_s) if i else 0.0
+        after = max(0.0, s.end_s - segments[i + 1].start_s) if i + 1 < len(segments) else 0.0
+        hours[source_of(s.what)] += (s.end_s - s.start_s - (before + after) / 2) / 3600
     return {what: round(h, 4) for what, h in sorted(hours.items())}
+
+
+def source_of(what: str) -> str:
+    """The source of a background piece ("source/category"), or SYNTHETIC."""
+    return SYNTHETIC if what.startswith(SYNTHETIC) else what.split("/")[0]
 
 
 def _blocks(audio: np.ndarray, seconds: float = 60.0):
@@ -258,8 +265,6 @@ def streaming_report(
     """The streaming proxy: a mixture of the clips' validation fold."""
     negatives = [c for c in clips if c.fold == "val" and not c.label]
     shots = [c for c in clips if c.fold == "val" and c.label]
-    if not negatives or not shots:
-        raise ValueError("streaming evaluation needs validation-fold gunshots and other clips")
     return mixture_report(negatives, shots, ensemble, hop, merge_gap_s, hours, seed)
 
 
@@ -269,6 +274,8 @@ def mixture_report(
     """Builds the mixture and runs it through OfflineDetector with the ensemble's thresholds and
     vote. "missed" and "inserted" (onsets) are the long lists of the report; the window scores of
     every model come with it."""
+    if not negatives or not shots:
+        raise ValueError("streaming evaluation needs gunshots and other clips")
     mixture = build_mixture(negatives, shots, hours, seed)
     result = OfflineDetector(ensemble, hop, merge_gap_s).run(_blocks(mixture.audio), keep_window_scores=True)
     window_s = ensemble.window_samples / ensemble.sample_rate
