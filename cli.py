@@ -280,16 +280,12 @@ def export_labels(config_path, out, data_dir, source, fold, base) -> None:
 def evaluate(manifest, fold, out, stream_hours, seed, summary, config_path) -> None:
     """Score a labelled manifest with the shipped models, vote and thresholds (the `analyze` path)."""
     from models.training.evaluate import evaluate_manifest, evaluate_stream
-    from models.training.streaming import MEMORY_BYTES_PER_HOUR, available_memory, memory_needed
+    from models.training.streaming import memory_shortfall
 
     if not manifest.exists():
         raise click.ClickException(f"manifest {manifest} does not exist")
-    if stream_hours > 0 and (free := available_memory()) is not None and (need := memory_needed(stream_hours)) > free:
-        fits = (free - memory_needed(0)) / MEMORY_BYTES_PER_HOUR
-        raise click.ClickException(
-            f"--stream-hours {stream_hours:g} needs about {need / 1e9:.1f} GB of memory and {free / 1e9:.1f} GB "
-            "is available: " + (f"run fewer hours (about {fits:.1f} fit)" if fits >= 0.1 else "free memory first")
-        )
+    if stream_hours > 0 and (shortfall := memory_shortfall(stream_hours)):
+        raise click.ClickException(f"--stream-hours {stream_hours:g} {shortfall}")
     config = _load(config_path, {})
     models_dir = config.detector.models_dir or SHIPPED_MODELS
     report = evaluate_manifest(manifest, models_dir, out, fold)

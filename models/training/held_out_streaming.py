@@ -20,7 +20,7 @@ from pathlib import Path
 from inference.model import load_ensemble
 from models.training.data import Clip
 from models.training.evaluate import HOP, MERGE_GAP_S, false_alert_allowances, hindsight
-from models.training.streaming import available_memory, memory_needed, mixture_report
+from models.training.streaming import memory_shortfall, mixture_report
 from models.training.transfer import folds_command
 
 HOURS = 4.0  # 480 shots: about each belize and kaggle shot once, each us8k shot five times
@@ -62,11 +62,8 @@ def main() -> None:
     sources = sorted(s for s in {c.source for c in clips if c.label} if (runs / f"without-{s}").is_dir())
     if not sources:
         raise SystemExit(f"{runs}: no leave-one-source-out folds (without-SOURCE) to score")
-    needed, available = memory_needed(HOURS), available_memory()
-    if available is not None and needed > available:
-        raise SystemExit(
-            f"a {HOURS:g}-hour mixture needs about {needed / 1e9:.1f} GB; {available / 1e9:.1f} GB is available"
-        )
+    if shortfall := memory_shortfall(HOURS):
+        raise SystemExit(f"a {HOURS:g}-hour mixture {shortfall}")
     folds = {}
     for source in sources:
         folds[source] = fold_report(runs / f"without-{source}", clips, source)

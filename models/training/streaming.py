@@ -165,6 +165,17 @@ def available_memory() -> float | None:
     return kilobytes[0] * 1024.0 if kilobytes else None
 
 
+def memory_shortfall(hours: float) -> str | None:
+    """Why `hours` of streaming evaluation will not fit in the memory available, and what to do;
+    None when it fits (or the kernel does not say)."""
+    free, need = available_memory(), memory_needed(hours)
+    if free is None or need <= free:
+        return None
+    fits = (free - memory_needed(0)) / MEMORY_BYTES_PER_HOUR
+    advice = f"run fewer hours (about {fits:.1f} fit)" if fits >= 0.1 else "free memory first"
+    return f"needs about {need / 1e9:.1f} GB of memory and {free / 1e9:.1f} GB is available: {advice}"
+
+
 def build_mixture(negatives: list[Clip], shots: list[Clip], hours: float, seed: int) -> Mixture:
     """`hours` of background with one shot per SLOT_S at a random place and SNR; deterministic."""
     rng = np.random.default_rng(seed)
@@ -203,8 +214,7 @@ def score_events(events: list[DetectedEvent], shots: list[InsertedShot], duratio
         if hits:
             delays.append(events[hits[0]].start + window_s - shot.peak_s)
     false_alerts = len(events) - len(used)
-    shot_s = sum(min(s.end_s + TAIL_S, duration_s) - s.start_s for s in shots)
-    background_h = max(duration_s - shot_s, 0.0) / 3600
+    background_h = max(duration_s - _shot_seconds(shots, duration_s), 0.0) / 3600
     low, high = poisson_interval(false_alerts, background_h) if background_h else (float("nan"),) * 2
     return {
         "shots": len(shots),
@@ -263,9 +273,12 @@ def streaming_report(
     clips: list[Clip], ensemble: Ensemble, hop: int, merge_gap_s: float, hours: float, seed: int
 ) -> tuple[dict, StreamScores]:
     """The streaming proxy: a mixture of the clips' validation fold."""
-    negatives = [c for c in clips if c.fold == "val" and not c.label]
-    shots = [c for c in clips if c.fold == "val" and c.label]
-    return mixture_report(negatives, shots, ensemble, hop, merge_gap_s, hours, seed)
+    return mixture_report(*validation_parts(clips), ensemble, hop, merge_gap_s, hours, seed)
+
+
+def validation_parts(clips: list[Clip]) -> tuple[list[Clip], list[Clip]]:
+    """The validation fold's non-gun clips and gunshots: a validation mixture's background and shots."""
+    return [c for c in clips if c.fold == "val" and not c.label], [c for c in clips if c.fold == "val" and c.label]
 
 
 def mixture_report(
@@ -274,13 +287,9 @@ def mixture_report(
     """Builds the mixture and runs it through OfflineDetector with the ensemble's thresholds and
     vote. "missed" and "inserted" (onsets) are the long lists of the report; the window scores of
     every model come with it."""
-    if not negatives or not shots:
-        raise ValueError("streaming evaluation needs gunshots and other clips")
-    mixture = build_mixture(negatives, shots, hours, seed)
-    result = OfflineDetector(ensemble, hop, merge_gap_s).run(_blocks(mixture.audio), keep_window_scores=True)
-    window_s = ensemble.window_samples / ensemble.sample_rate
+    mixture, result, windows = _run_mixture(negatives, shots, ensemble, hop, merge_gap_s, hours, seed)
+    window_s = windows.window_s
     scores = score_events(result.events, mixture.shots, mixture.duration_s, window_s)
-    windows = _scores_of_run(result, [m.id for m in ensemble.models], hop, window_s, mixture)
     heard = [heard_in(mixture.segments, t, t + window_s) for t in scores["false_alert_starts_s"]]
     report = {
         "note": PROXY_NOTE,
@@ -324,19 +333,29 @@ def stream_scores(models_dir, clips: list[Clip], hop: int, hours: float, seed: i
     models_dir = Path(models_dir)
     ids = [p.stem for p in sorted(models_dir.glob("*.tflite"))]
     ensemble = Ensemble(tuple(load_spec(models_dir, model_id) for model_id in ids), votes_required=1)
-    negatives = [c for c in clips if c.fold == "val" and not c.label]
-    shots = [c for c in clips if c.fold == "val" and c.label]
+    return _run_mixture(*validation_parts(clips), ensemble, hop, 0.0, hours, seed)[2]
+
+
+def _run_mixture(
+    negatives: list[Clip], shots: list[Clip], ensemble: Ensemble, hop: int, merge_gap_s: float, hours: float, seed: int
+) -> tuple[Mixture, StreamResult, StreamScores]:
+    """Builds the mixture and runs it through OfflineDetector with the ensemble's vote, keeping every
+    model's window scores."""
+    if not negatives or not shots:
+        raise ValueError("streaming evaluation needs gunshots and other clips")
     mixture = build_mixture(negatives, shots, hours, seed)
-    result = OfflineDetector(ensemble, hop, 0.0, votes_required=1).run(_blocks(mixture.audio), keep_window_scores=True)
-    window_s = ensemble.window_samples / SAMPLE_RATE
-    return _scores_of_run(result, [m.id for m in ensemble.models], hop, window_s, mixture)
-
-
-def _scores_of_run(result: StreamResult, order: list[str], hop: int, window_s: float, mixture: Mixture) -> StreamScores:
+    result = OfflineDetector(ensemble, hop, merge_gap_s).run(_blocks(mixture.audio), keep_window_scores=True)
+    order = [m.id for m in ensemble.models]
     probs = np.array([[votes[m] for m in order] for _, votes in result.window_scores])
     starts = np.array([index * hop / SAMPLE_RATE for index, _ in result.window_scores])
-    shot_s = sum(min(s.end_s + TAIL_S, mixture.duration_s) - s.start_s for s in mixture.shots)
-    return StreamScores(probs, order, starts, window_s, mixture.shots, (mixture.duration_s - shot_s) / 3600)
+    window_s = ensemble.window_samples / SAMPLE_RATE
+    background_h = (mixture.duration_s - _shot_seconds(mixture.shots, mixture.duration_s)) / 3600
+    return mixture, result, StreamScores(probs, order, starts, window_s, mixture.shots, background_h)
+
+
+def _shot_seconds(shots: list[InsertedShot], duration_s: float) -> float:
+    """Seconds of a mixture under its shots and their TAIL_S: not background."""
+    return sum(min(s.end_s + TAIL_S, duration_s) - s.start_s for s in shots)
 
 
 def joined(streams: list[StreamScores]) -> StreamScores:
