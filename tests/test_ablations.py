@@ -229,6 +229,28 @@ def test_source_balancing_gives_each_gunshot_source_the_same_total_weight():
     np.testing.assert_array_equal(weights[~shots], plain[~shots])  # the others as before
 
 
+def test_a_source_left_out_of_the_training_shots_loses_its_gunshots_only():
+    here = Clip("h.flac", 1, "gunshot", "here", "g", "train", shot_clip().audio)
+    gone = Clip("x.flac", 1, "gunshot", "gone", "g2", "train", shot_clip().audio)
+    gone_sound = dataclasses.replace(bed_clip(), source="gone")
+    copies = {"positive": 2, "negative": 2, "ambient": 4, "noise": 2, "synthetic": 3}
+    build = ablations._training_shots_kept(ablations._not_from("gone"))
+    _, labels, _ = build([here, gone, gone_sound], copies, seed=0)
+    _, expected, _ = train.build_windows([here, gone_sound], copies, seed=0)
+    np.testing.assert_array_equal(labels, expected)  # one clip's shots fewer, its other sound kept
+    validation = [dataclasses.replace(c, fold="val") for c in (here, gone, gone_sound)]
+    _, labels, _ = build(validation, copies, seed=0)
+    assert (labels == 1).sum() == 2 * copies["positive"] + copies["synthetic"]  # validation windows as they were
+
+
+def test_thinning_draws_the_same_clips_every_run_at_about_its_share():
+    clips = [Clip(f"audio/{i}.flac", 1, "gunshot", "s", "g", "train", np.zeros(1)) for i in range(4000)]
+    for share in (ablations.KAGGLE_SHARE, ablations.ELP_SHARE):
+        kept = [ablations._thinned(share)(c) for c in clips]
+        assert kept == [ablations._thinned(share)(c) for c in clips]
+        assert abs(1 - np.mean(kept) - share) < 0.03
+
+
 def test_the_log_envelope_front_end_follows_a_tone_s_level_in_decibels():
     tone = np.sin(2 * np.pi * 1000 * np.arange(4000) / 16000).astype(np.float32)
     envelope = ablations.LogEnvelope()

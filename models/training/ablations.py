@@ -16,7 +16,9 @@ held-out AUC moves by up to 0.05 between runs of one recipe, so smaller differen
 Combinations (COMBINATIONS: the hybrid, a seed ensemble) are scored from two variants' folds.
 The variants change our recipe as it was until 2026-12-04 (ONE_SECOND_RECIPE), which their runs
 measured; since then train.py ships the hybrid trained as one, which "shipped" runs (and the
-variants in ON_SHIPPED_RECIPE change).
+variants in ON_SHIPPED_RECIPE change). The shipped_no_*_shots variants train without one more
+source's gunshots, and shipped_thinned without as many shots drawn from every source: does a source
+of guns and recorders more, not only more shots, move how a new source ranks?
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import sys
@@ -161,6 +164,38 @@ def _with_game_gunfire(clips: list[Clip], copies: dict[str, int], seed: int, win
     fold's gunshots; validation windows as they were."""
     training = bool(clips) and all(c.fold == "train" for c in clips)
     return _build_windows(clips + extra_gunfire.load() if training else clips, copies, seed, window)
+
+
+def _training_shots_kept(keep: Callable[[Clip], bool]):
+    """train.build_windows with only the training fold's gunshot clips that `keep` passes; its other
+    sounds, the synthetic shots and the validation windows as they were."""
+
+    def build(clips: list[Clip], copies: dict[str, int], seed: int, window: int = augment.WINDOW):
+        training = bool(clips) and all(c.fold == "train" for c in clips)
+        kept = [c for c in clips if not (training and c.label) or keep(c)]
+        log.info("training gunshot clips kept: %d of %d", sum(c.label for c in kept), sum(c.label for c in clips))
+        return _build_windows(kept, copies, seed, window)
+
+    return build
+
+
+def _not_from(source: str) -> Callable[[Clip], bool]:
+    return lambda clip: clip.source != source
+
+
+# Shares of the belize fold's 1261 real training shots: the Kaggle rifles' (371) and elp's (810).
+# Thinned by them, every source and recording stays but as many shots go as leaving that source out takes.
+KAGGLE_SHARE = 371 / 1261
+ELP_SHARE = 810 / 1261
+
+
+def _thinned(share: float) -> Callable[[Clip], bool]:
+    """Keeps a clip with probability 1 - share: a seeded draw per clip, the same in every run."""
+
+    def keep(clip: Clip) -> bool:
+        return int(hashlib.sha1(clip.path.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF >= share
+
+    return keep
 
 
 def _mel_without_stride(name: str, frames: int, mels: int, mean: float, std: float):
@@ -628,6 +663,36 @@ VARIANTS: dict[str, tuple[str, list[Change]]] = {
         "gain without the belize loss?",
         [GAME_GUNFIRE, (extra_gunfire, "REPEATS", 5)],
     ),
+    "shipped_no_us8k_shots": (
+        "the shipped recipe without the us8k gunshots in training (its other sounds kept): one source of guns "
+        "and recorders fewer (80 of the belize fold's 1261 real training shots)",
+        [(train, "build_windows", _training_shots_kept(_not_from("us8k")))],
+    ),
+    "shipped_no_kaggle_shots": (
+        "the shipped recipe without the Kaggle rifles in training: one source of guns fewer (371 of the belize "
+        "fold's 1261 real training shots, 371 of the us8k fold's 1575)",
+        [(train, "build_windows", _training_shots_kept(_not_from("kaggle_guns")))],
+    ),
+    "shipped_no_elp_shots": (
+        "the shipped recipe without the elp gunshots in training (its other sounds kept): one source of guns "
+        "and recorders fewer (810 of the belize fold's 1261 real training shots)",
+        [(train, "build_windows", _training_shots_kept(_not_from("elp")))],
+    ),
+    "shipped_no_belize_shots": (
+        "the shipped recipe without the belize gunshots in training (its other sounds kept): one source of guns "
+        "and recorders fewer (394 of the us8k fold's 1575 real training shots)",
+        [(train, "build_windows", _training_shots_kept(_not_from("belize")))],
+    ),
+    "shipped_thinned": (
+        "the shipped recipe with each real training shot kept with probability 1 - 371/1261 (a seeded draw per "
+        "clip): about as many shots fewer as shipped_no_kaggle_shots has, from every source, no source fewer",
+        [(train, "build_windows", _training_shots_kept(_thinned(KAGGLE_SHARE)))],
+    ),
+    "shipped_thinned_more": (
+        "the shipped recipe with each real training shot kept with probability 1 - 810/1261: about as many "
+        "shots fewer as shipped_no_elp_shots has, from every source, no source fewer",
+        [(train, "build_windows", _training_shots_kept(_thinned(ELP_SHARE)))],
+    ),
     "shipped_wide": (
         "the shipped recipe with mel models twice as wide (filters 48-96-128-192; about 4x their MACs)",
         [WIDER_MEL],
@@ -664,6 +729,12 @@ ON_SHIPPED_RECIPE = {
     "shipped_gunfire3",
     "shipped_gunfire_light",
     "shipped_wide",
+    "shipped_no_us8k_shots",
+    "shipped_no_kaggle_shots",
+    "shipped_no_elp_shots",
+    "shipped_no_belize_shots",
+    "shipped_thinned",
+    "shipped_thinned_more",
     "shipped_adversarial",
     "shipped_adversarial_strong",
 }
