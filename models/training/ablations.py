@@ -17,8 +17,9 @@ Combinations (COMBINATIONS: the hybrid, a seed ensemble) are scored from two var
 The variants change our recipe as it was until 2026-12-04 (ONE_SECOND_RECIPE), which their runs
 measured; since then train.py ships the hybrid trained as one, which "shipped" runs (and the
 variants in ON_SHIPPED_RECIPE change). The shipped_no_*_shots variants train without one more
-source's gunshots, and shipped_thinned without as many shots drawn from every source: does a source
-of guns and recorders more, not only more shots, move how a new source ranks?
+source's gunshots (its other sounds kept), and shipped_thinned and shipped_thinned_more without as
+many shots drawn from every source: does a source of guns and recorders more, not only more shots,
+move how a new source ranks?
 """
 
 from __future__ import annotations
@@ -159,20 +160,28 @@ def _with_shot_free_beds(clips: list[Clip], copies: dict[str, int], seed: int, w
     return _build_windows(clips + beds, copies, seed, window)
 
 
+Windows = tuple[np.ndarray, np.ndarray, np.ndarray]  # train.build_windows' (x, y, weights)
+
+
+def _is_training_fold(clips: list[Clip]) -> bool:
+    """train.training_windows builds the training fold's windows and the validation fold's apart."""
+    return bool(clips) and all(c.fold == "train" for c in clips)
+
+
 def _with_game_gunfire(clips: list[Clip], copies: dict[str, int], seed: int, window: int = augment.WINDOW):
     """build_windows with the game gunfire (models/training/extra_gunfire.py) among the training
     fold's gunshots; validation windows as they were."""
-    training = bool(clips) and all(c.fold == "train" for c in clips)
-    return _build_windows(clips + extra_gunfire.load() if training else clips, copies, seed, window)
+    return _build_windows(clips + extra_gunfire.load() if _is_training_fold(clips) else clips, copies, seed, window)
 
 
-def _training_shots_kept(keep: Callable[[Clip], bool]):
+def _training_shots_kept(keep: Callable[[Clip], bool]) -> Callable[..., Windows]:
     """train.build_windows with only the training fold's gunshot clips that `keep` passes; its other
     sounds, the synthetic shots and the validation windows as they were."""
 
-    def build(clips: list[Clip], copies: dict[str, int], seed: int, window: int = augment.WINDOW):
-        training = bool(clips) and all(c.fold == "train" for c in clips)
-        kept = [c for c in clips if not (training and c.label) or keep(c)]
+    def build(clips: list[Clip], copies: dict[str, int], seed: int, window: int = augment.WINDOW) -> Windows:
+        if not _is_training_fold(clips):
+            return _build_windows(clips, copies, seed, window)
+        kept = [c for c in clips if not c.label or keep(c)]
         log.info("training gunshot clips kept: %d of %d", sum(c.label for c in kept), sum(c.label for c in clips))
         return _build_windows(kept, copies, seed, window)
 
@@ -184,13 +193,15 @@ def _not_from(source: str) -> Callable[[Clip], bool]:
 
 
 # Shares of the belize fold's 1261 real training shots: the Kaggle rifles' (371) and elp's (810).
-# Thinned by them, every source and recording stays but as many shots go as leaving that source out takes.
-KAGGLE_SHARE = 371 / 1261
-ELP_SHARE = 810 / 1261
+# Thinned by them, as many shots go as leaving that source out takes there, from every source (a
+# few small split groups lose all their shots). The us8k fold has 1575: the same share is 493 there.
+BELIZE_FOLD_KAGGLE_SHARE = 371 / 1261
+BELIZE_FOLD_ELP_SHARE = 810 / 1261
 
 
 def _thinned(share: float) -> Callable[[Clip], bool]:
-    """Keeps a clip with probability 1 - share: a seeded draw per clip, the same in every run."""
+    """Keeps a clip when a hash of its path, read as a number in [0, 1], is at least `share`: the same
+    clips in every run, and a larger share drops a superset of a smaller one's."""
 
     def keep(clip: Clip) -> bool:
         return int(hashlib.sha1(clip.path.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF >= share
@@ -684,14 +695,15 @@ VARIANTS: dict[str, tuple[str, list[Change]]] = {
         [(train, "build_windows", _training_shots_kept(_not_from("belize")))],
     ),
     "shipped_thinned": (
-        "the shipped recipe with each real training shot kept with probability 1 - 371/1261 (a seeded draw per "
-        "clip): about as many shots fewer as shipped_no_kaggle_shots has, from every source, no source fewer",
-        [(train, "build_windows", _training_shots_kept(_thinned(KAGGLE_SHARE)))],
+        "the shipped recipe with each real training shot kept with probability 1 - 371/1261 (by a hash of its "
+        "path): in the belize fold as many shots fewer as shipped_no_kaggle_shots (in the us8k fold 493 of "
+        "1575), from every source",
+        [(train, "build_windows", _training_shots_kept(_thinned(BELIZE_FOLD_KAGGLE_SHARE)))],
     ),
     "shipped_thinned_more": (
-        "the shipped recipe with each real training shot kept with probability 1 - 810/1261: about as many "
-        "shots fewer as shipped_no_elp_shots has, from every source, no source fewer",
-        [(train, "build_windows", _training_shots_kept(_thinned(ELP_SHARE)))],
+        "the shipped recipe with each real training shot kept with probability 1 - 810/1261 (by a hash of its "
+        "path): in the belize fold as many shots fewer as shipped_no_elp_shots, from every source",
+        [(train, "build_windows", _training_shots_kept(_thinned(BELIZE_FOLD_ELP_SHARE)))],
     ),
     "shipped_wide": (
         "the shipped recipe with mel models twice as wide (filters 48-96-128-192; about 4x their MACs)",
