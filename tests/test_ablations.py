@@ -229,7 +229,7 @@ def test_source_balancing_gives_each_gunshot_source_the_same_total_weight():
     np.testing.assert_array_equal(weights[~shots], plain[~shots])  # the others as before
 
 
-def test_a_source_left_out_of_the_training_shots_loses_its_gunshots_only():
+def test_a_source_left_out_loses_its_training_gunshots_or_every_training_clip():
     here = Clip("h.flac", 1, "gunshot", "here", "g", "train", shot_clip().audio)
     gone = Clip("x.flac", 1, "gunshot", "gone", "g2", "train", shot_clip().audio)
     gone_sound = dataclasses.replace(bed_clip(), source="gone")
@@ -243,6 +243,10 @@ def test_a_source_left_out_of_the_training_shots_loses_its_gunshots_only():
     validation = [dataclasses.replace(c, fold="val") for c in (here, gone, gone_sound)]
     _, labels, _ = build(validation, copies, seed=0)
     assert (labels == 1).sum() == 2 * copies["positive"] + copies["synthetic"]  # validation windows as they were
+    rain = bed_clip()  # another source's sound: the windows still have a negative to mix shots into
+    leave_out = ablations._training_clips_kept(ablations._not_from("gone"))
+    x, _, _ = leave_out([here, gone, gone_sound, rain], copies, seed=0)
+    np.testing.assert_array_equal(x, train.build_windows([here, rain], copies, seed=0)[0])  # the whole source gone
 
 
 def test_thinning_draws_the_same_clips_every_run_at_about_its_share():

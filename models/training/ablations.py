@@ -174,18 +174,24 @@ def _with_game_gunfire(clips: list[Clip], copies: dict[str, int], seed: int, win
     return _build_windows(clips + extra_gunfire.load() if _is_training_fold(clips) else clips, copies, seed, window)
 
 
-def _training_shots_kept(keep: Callable[[Clip], bool]) -> Callable[..., Windows]:
-    """train.build_windows with only the training fold's gunshot clips that `keep` passes; its other
-    sounds, the synthetic shots and the validation windows as they were."""
+def _training_clips_kept(keep: Callable[[Clip], bool]) -> Callable[..., Windows]:
+    """train.build_windows with only the training fold's clips that `keep` passes; the synthetic
+    shots, the noise windows and the validation windows as they were."""
 
     def build(clips: list[Clip], copies: dict[str, int], seed: int, window: int = augment.WINDOW) -> Windows:
         if not _is_training_fold(clips):
             return _build_windows(clips, copies, seed, window)
-        kept = [c for c in clips if not c.label or keep(c)]
-        log.info("training gunshot clips kept: %d of %d", sum(c.label for c in kept), sum(c.label for c in clips))
+        kept = [c for c in clips if keep(c)]
+        shots, others = sum(c.label for c in kept), sum(not c.label for c in kept)
+        log.info("training clips kept: %d gunshots, %d others, of %d", shots, others, len(clips))
         return _build_windows(kept, copies, seed, window)
 
     return build
+
+
+def _training_shots_kept(keep: Callable[[Clip], bool]) -> Callable[..., Windows]:
+    """_training_clips_kept for the gunshot clips alone: every other sound kept."""
+    return _training_clips_kept(lambda clip: not clip.label or keep(clip))
 
 
 def _not_from(source: str) -> Callable[[Clip], bool]:
@@ -689,6 +695,11 @@ VARIANTS: dict[str, tuple[str, list[Change]]] = {
         "and recorders fewer (810 of the belize fold's 1261 real training shots)",
         [(train, "build_windows", _training_shots_kept(_not_from("elp")))],
     ),
+    "shipped_no_elp": (
+        "the shipped recipe without any elp clip in training, its gunshots and its 19 other clips: "
+        "shipped_no_elp_shots without its recorder heard in negatives only",
+        [(train, "build_windows", _training_clips_kept(_not_from("elp")))],
+    ),
     "shipped_no_belize_shots": (
         "the shipped recipe without the belize gunshots in training (its other sounds kept): one source of guns "
         "and recorders fewer (394 of the us8k fold's 1575 real training shots)",
@@ -744,6 +755,7 @@ ON_SHIPPED_RECIPE = {
     "shipped_no_us8k_shots",
     "shipped_no_kaggle_shots",
     "shipped_no_elp_shots",
+    "shipped_no_elp",
     "shipped_no_belize_shots",
     "shipped_thinned",
     "shipped_thinned_more",
