@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import itertools
+import types
 from pathlib import Path
 
 import numpy as np
@@ -258,6 +259,23 @@ def test_thinning_draws_the_same_clips_every_run_at_about_its_share():
     assert not (kept[fewest] & ~kept[fewer]).any()  # the larger share drops a superset
     # the draw is a hash of the path, not of the process: the same decisions in every run
     assert [ablations._thinned(fewer)(c) for c in clips[:8]] == [True, True, False, True, True, True, True, True]
+
+
+def test_a_variant_s_windows_are_cached_under_the_code_that_changes_them(tmp_path, monkeypatch):
+    """A variant edited in ablations.py must not train on the windows cached before the edit."""
+    shipped = train._recipe_digest(train.COPIES)
+    with ablations.applied("shipped_thinned"):
+        assert ablations in train.WINDOW_CODE
+        thinned = train._recipe_digest(train.COPIES)
+    assert train._recipe_digest(train.COPIES) == shipped != thinned
+    code = tmp_path / "variant.py"
+    code.write_text("SHARE = 0.3\n")
+    monkeypatch.setattr(train, "WINDOW_CODE", (*train.WINDOW_CODE, types.SimpleNamespace(__file__=str(code))))
+    before = train._recipe_digest(train.COPIES)
+    code.write_text("SHARE = 0.4\n")
+    edited = train._recipe_digest(train.COPIES)
+    monkeypatch.setattr(train, "SEED", train.SEED + 1)  # another seed's run (ours2, field_adaptation)
+    assert len({before, edited, train._recipe_digest(train.COPIES)}) == 3
 
 
 def test_the_log_envelope_front_end_follows_a_tone_s_level_in_decibels():

@@ -765,9 +765,11 @@ ON_SHIPPED_RECIPE = {
 
 
 def applied(variant: str) -> contextlib.AbstractContextManager[None]:
-    """The recipe with `variant`'s changes (on ONE_SECOND_RECIPE but for ON_SHIPPED_RECIPE); restored on exit."""
+    """The recipe with `variant`'s changes (on ONE_SECOND_RECIPE but for ON_SHIPPED_RECIPE); restored on
+    exit. Its windows are cached under this module's code too: a variant changed here rebuilds them."""
     base = [] if variant in ON_SHIPPED_RECIPE else ONE_SECOND_RECIPE
-    return _swapped(base + VARIANTS[variant][1])
+    window_code = (train, "WINDOW_CODE", (*train.WINDOW_CODE, sys.modules[__name__], extra_gunfire))
+    return _swapped([*base, *VARIANTS[variant][1], window_code])
 
 
 def ranking(labels: np.ndarray, scores: np.ndarray) -> dict:

@@ -138,7 +138,7 @@ def main(
     site_vote: bool = False,
 ) -> dict:
     """Both folds at train.SEED + `seed_offset` (another offset: the run-to-run spread, reported
-    as SOURCE+OFFSET). `out` must be new for each offset: the window cache does not key the seed."""
+    as SOURCE+OFFSET)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     seed = train.SEED
     train.SEED = seed + seed_offset

@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import NamedTuple
 
 import numpy as np
@@ -41,6 +42,9 @@ CALIBRATION_HOURS = 4.0  # a validation mixture of this length per seed (memory:
 # alert) set thresholds that false-alerted 0.63 times an hour on 9 h of the reported proxy (seed 0).
 CALIBRATION_SEEDS = (1, 2, 3)
 FMIN, FMAX = 50.0, 8000.0
+# The code that makes the training windows besides this module: a change to any of it rebuilds the
+# cached windows (models/training/ablations.py adds its own module while a variant is applied).
+WINDOW_CODE: tuple[ModuleType, ...] = (augment, synthetic, extra_negatives)
 # "synthetic": windows holding a synthetic shot (models/training/synthetic.py), about a fifth of the
 # positives: what every shot shares, against the four recorded sources' own guns and places.
 COPIES = {"positive": 4, "negative": 4, "ambient": 8, "noise": 1500, "synthetic": 1500}
@@ -427,11 +431,11 @@ def recipe_of(models_dir: Path) -> dict[str, dict[str, int]]:
 
 
 def _recipe_digest(copies: dict[str, int]) -> str:
-    """Cached windows are reused only for the same augmentation code (and this module, which builds
-    the windows) and copy counts."""
-    code = b"".join(Path(module.__file__).read_bytes() for module in (augment, synthetic, extra_negatives))
+    """Cached windows are reused only for the same window code (WINDOW_CODE and this module, which
+    builds the windows), copy counts and seed."""
+    code = b"".join(Path(module.__file__).read_bytes() for module in WINDOW_CODE)
     code += Path(__file__).read_bytes()
-    recipe = code + json.dumps(copies, sort_keys=True).encode()
+    recipe = code + json.dumps({"copies": copies, "seed": SEED}, sort_keys=True).encode()
     return hashlib.sha1(recipe).hexdigest()[:10]
 
 
