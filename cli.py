@@ -413,7 +413,10 @@ def profile(config_path, source, device, duration, data_dir, as_json) -> None:
     help="Make this many times the augmented windows of each clip (measured, not shipped: models/README.md).",
 )
 def train(manifest, out, epochs, quick, loso, held_out, calibrate_only, extra, copies_scale) -> None:
-    """Train the three CNNs and export them to TFLite (needs the `train` extra: TensorFlow)."""
+    """Train the three CNNs and export them to TFLite (needs the `train` extra: TensorFlow).
+
+    Run again after a stop, it keeps the models it trained before with the same windows, code and
+    epochs (--out/cache/trained-MODEL.json) and trains the rest."""
     try:
         from models.training import loso as leave_one_source_out
         from models.training.extra_negatives import sources_of

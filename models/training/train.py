@@ -3,7 +3,9 @@
     python cli.py train [--manifest ../shared/data/manifest.csv] [--out models/] [--epochs N] [--quick]
 
 Deterministic (fixed seeds); the decoded clips and the augmented windows are cached under
-models/cache/ so a rerun with the same settings skips straight to training.
+OUT/cache/ so a rerun with the same settings skips straight to training. Each model trained is
+recorded there too (cache/trained-MODEL.json): a run stopped midway resumes at the first model not
+trained yet with the same windows, code and epochs, and chooses the thresholds again.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from capture.pcm import float_to_int16, int16_to_float
+from inference import features
 from inference.features import LogMelFrontend, LogMelSpec
 from models.training import augment, extra_negatives, synthetic
 from models.training.data import SAMPLE_RATE, Clip, load_clips
@@ -45,6 +48,7 @@ FMIN, FMAX = 50.0, 8000.0
 # The code that makes the training windows besides this module: a change to any of it rebuilds the
 # cached windows (models/training/ablations.py adds its own module while a variant is applied).
 WINDOW_CODE: tuple[ModuleType, ...] = (augment, synthetic, extra_negatives)
+ARCHITECTURES = Path(__file__).with_name("architectures.py")  # imported with TensorFlow, when a model is built
 # "synthetic": windows holding a synthetic shot (models/training/synthetic.py), about a fifth of the
 # positives: what every shot shares, against the four recorded sources' own guns and places.
 COPIES = {"positive": 4, "negative": 4, "ambient": 8, "noise": 1500, "synthetic": 1500}
@@ -353,31 +357,62 @@ def train_models(
     windows: dict[int, TrainingWindows] = {}  # by window length, built when a model first needs it
     for model_id in (m for m in MODEL_IDS if m in only):
         length = WINDOW_SAMPLES[model_id]
-        if length not in windows:
-            windows[length] = training_windows(train, val, copies, cache, tag, length)
-            report["data"][f"{length}_samples"] = windows[length].counts()
-        x_tr, y_tr, w_tr, x_va, y_va = windows[length]
-        spec = logmel_spec(model_id) if model_id in LOGMEL else None
-        inputs_tr = model_inputs(model_id, x_tr, spec)
-        inputs_va = model_inputs(model_id, x_va, spec)
-        model, info = train_one(model_id, inputs_tr, y_tr, w_tr, inputs_va, y_va, epochs, spec, out)
-        (out / "keras").mkdir(exist_ok=True)
-        model.save(out / "keras" / f"{model_id}.keras")
-        keras_probs = model.predict(inputs_va, batch_size=256, verbose=0).reshape(-1)
-        rep = inputs_tr[np.random.default_rng(SEED).choice(len(inputs_tr), REPRESENTATIVE_WINDOWS, replace=False)]
-        info["keras_val"] = window_metrics(y_va, keras_probs)
-        for mode in QUANTISATION:
-            (out / f"{model_id}.tflite").write_bytes(export(model, rep, mode))
-            metrics = window_metrics(y_va, _tflite_probs(out / f"{model_id}.tflite", inputs_va))
-            info[f"{mode}_val"] = metrics
-            info["quantisation"] = mode
-            if info["keras_val"]["auc"] - metrics["auc"] <= INT8_MAX_AUC_LOSS:
-                break
-        info["tflite_bytes"] = (out / f"{model_id}.tflite").stat().st_size
-        _write_sidecar(out, model_id, version, spec, info)
-        report["models"][model_id] = info
-        log.info("%s: %s", model_id, json.dumps(info))
+        key = _training_key(tag, model_id, epochs)
+        trained = _trained_before(out, model_id, key)
+        if trained is None:
+            if length not in windows:
+                windows[length] = training_windows(train, val, copies, cache, tag, length)
+            trained = train_and_export(model_id, windows[length], epochs, out, version)
+            record = {"key": key, "tflite_sha1": _sha1(out / f"{model_id}.tflite"), **trained}
+            (cache / f"trained-{model_id}.json").write_text(json.dumps(record, indent=1))
+        report["models"][model_id] = trained["info"]
+        report["data"][f"{length}_samples"] = trained["windows"]
     calibrate(out, val, version, report)
+
+
+def train_and_export(model_id: str, windows: TrainingWindows, epochs: int, out: Path, version: str) -> dict:
+    """One model trained, saved (Keras), exported to TFLite with its sidecar; its training figures."""
+    x_tr, y_tr, w_tr, x_va, y_va = windows
+    spec = logmel_spec(model_id) if model_id in LOGMEL else None
+    inputs_tr = model_inputs(model_id, x_tr, spec)
+    inputs_va = model_inputs(model_id, x_va, spec)
+    model, info = train_one(model_id, inputs_tr, y_tr, w_tr, inputs_va, y_va, epochs, spec, out)
+    (out / "keras").mkdir(exist_ok=True)
+    model.save(out / "keras" / f"{model_id}.keras")
+    keras_probs = model.predict(inputs_va, batch_size=256, verbose=0).reshape(-1)
+    rep = inputs_tr[np.random.default_rng(SEED).choice(len(inputs_tr), REPRESENTATIVE_WINDOWS, replace=False)]
+    info["keras_val"] = window_metrics(y_va, keras_probs)
+    for mode in QUANTISATION:
+        (out / f"{model_id}.tflite").write_bytes(export(model, rep, mode))
+        metrics = window_metrics(y_va, _tflite_probs(out / f"{model_id}.tflite", inputs_va))
+        info[f"{mode}_val"] = metrics
+        info["quantisation"] = mode
+        if info["keras_val"]["auc"] - metrics["auc"] <= INT8_MAX_AUC_LOSS:
+            break
+    info["tflite_bytes"] = (out / f"{model_id}.tflite").stat().st_size
+    _write_sidecar(out, model_id, version, spec, info)
+    log.info("%s: %s", model_id, json.dumps(info))
+    return {"info": info, "windows": windows.counts()}
+
+
+def _training_key(tag: str, model_id: str, epochs: int) -> str:
+    """What a trained model was made of: its windows (`tag`: their code, copies, seed and clips), the
+    code that builds and feeds it, and the epochs."""
+    code = b"".join(path.read_bytes() for path in (ARCHITECTURES, Path(features.__file__)))
+    return hashlib.sha1(code + f"{tag}-{model_id}-{epochs}".encode()).hexdigest()[:10]
+
+
+def _trained_before(out: Path, model_id: str, key: str) -> dict | None:
+    """A model this folder already holds, trained with the same `key` (a run stopped after it, or
+    run again) and not replaced since: kept, so an interrupted training resumes at the next model."""
+    record, model = out / "cache" / f"trained-{model_id}.json", out / f"{model_id}.tflite"
+    if not (record.exists() and model.exists() and (out / f"{model_id}.json").exists()):
+        return None
+    trained = json.loads(record.read_text())
+    if trained["key"] != key or trained["tflite_sha1"] != _sha1(model):
+        return None
+    log.info("%s: kept, trained before from the same windows, code and epochs (delete %s to retrain)", model_id, record)
+    return trained
 
 
 def kept_figures(out: Path, kept: list[str]) -> dict[str, dict]:
@@ -451,6 +486,10 @@ def recalibrate_clips(clips: list[Clip], out: Path) -> None:
     report = json.loads((out / "metrics.json").read_text())
     version = json.loads((out / "ensemble.json").read_text())["version"]
     calibrate(out, [c for c in clips if c.fold == "val"], version, report)
+
+
+def _sha1(path: Path) -> str:
+    return hashlib.sha1(path.read_bytes()).hexdigest()
 
 
 def _clips_digest(clips: list[Clip]) -> str:
