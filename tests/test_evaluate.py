@@ -72,7 +72,8 @@ def test_evaluate_writes_metrics_and_worst_clips(tmp_path):
     assert len(full["missed"]) == STREAM_SLOTS - stream["detected"]
     assert [s["peak_s"] // SLOT_S for s in full["inserted"]] == list(range(STREAM_SLOTS))
     assert stream["hindsight"]["allowances"] == [0]
-    assert set(stream["hindsight"]) == {"note", "allowances", "k_of_n", "fused", "wave", "mel_fine", "mel_coarse"}
+    votes = {"k_of_n", "fused", "fused_two_in_a_row", "wave", "mel_fine", "mel_coarse"}
+    assert set(stream["hindsight"]) == {"note", "allowances", *votes}
 
 
 def _clip(audio: np.ndarray, label: int, path: str) -> Clip:
@@ -251,6 +252,12 @@ def test_hindsight_takes_the_lowest_threshold_within_each_false_alert_allowance(
     assert bounds["k_of_n"]["0"]["thresholds"] == {"a": 0.97, "b": 0.97}
     assert bounds["k_of_n"]["1"]["thresholds"] == {"a": 0.8, "b": 0.8}
     assert bounds["k_of_n"]["1"]["event_recall"] == round(2 / 3, 4)
+    # each shot holds through its two windows, each loud background window is alone: every shot is
+    # heard with no false alert, at a threshold just above the quiet background's 0.01
+    held = bounds["fused_two_in_a_row"]["0"]
+    assert held["event_recall"] == 1.0 and held["false_alerts"] == 0
+    assert 0.01 < held["thresholds"]["fused"] < 0.0101
+    assert bounds["fused_two_in_a_row"]["1"] == held
 
 
 def test_the_card_shows_the_hindsight_bounds_and_how_often_the_background_repeats():
