@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import string
 import sys
+import uuid
 from pathlib import Path
 
 import psutil
@@ -17,26 +18,38 @@ SHM_DIR = Path("/dev/shm")
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+TEST_RUN = "test"
+
+
+def own_run_id() -> str:
+    """The run id of segments a test makes itself (`gs-test<pid>x<random>-<what>`): the leak check
+    below tells them from another pytest session's by the pid, and no detector's stale-segment
+    cleanup takes them for a crashed run's (not a hex pid)."""
+    return f"{TEST_RUN}{os.getpid():x}x{uuid.uuid4().hex[:6]}"
+
+
 def _segments() -> set[str]:
     return {p.name for p in SHM_DIR.glob("gs-*")}
 
 
-def _of_another_live_run(name: str) -> bool:
-    """A running detector other than ours (another pytest session in this tree): not our leak.
-
-    Segment names are `gs-<supervisor pid in hex>-<what>`; a run of ours has ended by teardown."""
+def _ours(name: str) -> bool:
+    """Made by this pytest session: by one of its tests, or by a detector run that has ended by
+    teardown (`gs-<supervisor pid in hex>-<what>`). Another session running at the same time makes
+    segments too: neither its leak nor ours to remove."""
     run_id = name.split("-")[1]
-    if not all(c in string.hexdigits for c in run_id):  # e.g. gs-test-...: made in this process
-        return False
+    if run_id.startswith(TEST_RUN):
+        return run_id[len(TEST_RUN) :].split("x")[0] == f"{os.getpid():x}"
+    if not all(c in string.hexdigits for c in run_id):
+        return False  # someone else's "gs-..." (tests/test_shm.py removes its own)
     pid = int(run_id, 16)
-    return pid != os.getpid() and psutil.pid_exists(pid)
+    return pid == os.getpid() or not psutil.pid_exists(pid)
 
 
 @pytest.fixture(autouse=True)
 def no_leaked_shared_memory():
     before = _segments()
     yield
-    leaked = {name for name in _segments() - before if not _of_another_live_run(name)}
+    leaked = {name for name in _segments() - before if _ours(name)}
     for name in leaked:
         (SHM_DIR / name).unlink(missing_ok=True)
     assert not leaked, f"test leaked shared memory segments: {sorted(leaked)}"

@@ -3,7 +3,6 @@ closing completes the record and saves the evidence clip from the ring."""
 
 import contextlib
 import time
-import uuid
 from collections.abc import Iterator
 
 import numpy as np
@@ -21,6 +20,7 @@ from pipeline.layout import AUDIO_SHAPE, Layout
 from pipeline.messages import OutboxChanged
 from pipeline.metrics import StatsTable
 from pipeline.ring import Ring
+from tests.conftest import own_run_id
 
 RATE, HOP = 16000, 8000
 WINDOW = load_ensemble("").window_samples
@@ -39,7 +39,7 @@ RECIPIENTS = ["+447700900123", "+12025550143"]
 @contextlib.contextmanager
 def built(config: Config) -> Iterator[tuple[Aggregator, Ring, Layout]]:
     """An Aggregator on an in-memory audio ring, with a real stats row and outbox channel."""
-    stats = StatsTable.create(f"gs-test{uuid.uuid4().hex[:6]}-stats", ("aggregator",))
+    stats = StatsTable.create(f"gs-{own_run_id()}-stats", ("aggregator",))
     layout = Layout("t", "", stats.segment_name, ("aggregator",), outbox=Channel("outbox"))
     audio = Ring.in_memory(RATE * 60, AUDIO_SHAPE, RATE)
     try:

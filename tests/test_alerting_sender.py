@@ -8,7 +8,6 @@ import multiprocessing
 import random
 import re
 import sqlite3
-import uuid
 from pathlib import Path
 
 import gammu
@@ -23,6 +22,7 @@ from pipeline.channel import Channel
 from pipeline.layout import Layout
 from pipeline.messages import OutboxChanged
 from pipeline.metrics import StatsTable
+from tests.conftest import own_run_id
 from tests.test_alerting_support import (
     DEADLINE,
     NUMBERS,
@@ -242,7 +242,7 @@ def test_a_setting_a_person_must_fix_is_retried_at_the_longest_backoff(tmp_path)
 # --- the SMS process ----------------------------------------------------------------------------------
 def process_parts(tmp_path):
     context = multiprocessing.get_context("forkserver")
-    stats = StatsTable.create(f"gs-test-{uuid.uuid4().hex[:8]}-stats", ("sms",))
+    stats = StatsTable.create(f"gs-{own_run_id()}-stats", ("sms",))
     layout = Layout("test", "", stats.segment_name, ("sms",), outbox=Channel("outbox"))
     return context, stats, layout, context.Event()
 

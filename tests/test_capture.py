@@ -5,7 +5,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-import uuid
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from pipeline.layout import AUDIO_SHAPE, Layout
 from pipeline.metrics import StatsTable
 from pipeline.ring import Ring
 from tests.audio_env import alsa_replay_config, write_raw
+from tests.conftest import own_run_id
 
 DEADLINE = 30.0
 NAMES = ("capture",)
@@ -24,11 +24,11 @@ RING_SECONDS = 600
 
 @pytest.fixture
 def shared():
-    run = uuid.uuid4().hex[:8]
+    run = own_run_id()
     # The unclocked file plugin reads ~1000x faster than real time and returns zeros after the end
     # of the file: a ten-minute ring keeps the file's samples long enough to check them.
-    ring = Ring.create(f"gs-test{run}-audio", 16000 * RING_SECONDS, AUDIO_SHAPE, 16000.0)
-    stats = StatsTable.create(f"gs-test{run}-stats", NAMES)
+    ring = Ring.create(f"gs-{run}-audio", 16000 * RING_SECONDS, AUDIO_SHAPE, 16000.0)
+    stats = StatsTable.create(f"gs-{run}-stats", NAMES)
     yield Layout(run, ring.name, stats.segment_name, NAMES), ring, stats
     ring.close()
     stats.close()

@@ -1,7 +1,6 @@
 """A dead microphone must not look like a quiet night."""
 
 import time
-import uuid
 
 import numpy as np
 import soundfile
@@ -10,6 +9,7 @@ from alerting.outbox import Outbox, outbox_path
 from pipeline.config import Config, override
 from pipeline.health import HealthMonitor
 from pipeline.metrics import StatsTable
+from tests.conftest import own_run_id
 from tests.detector_run import RATE, RECIPIENTS, DetectorRun
 
 WALL = 1_800_000_000.0
@@ -25,7 +25,7 @@ def test_one_text_when_the_mic_falls_silent_and_one_when_it_comes_back(tmp_path)
             "site.name": "Gate",
         },
     )
-    stats = StatsTable.create(f"gs-test{uuid.uuid4().hex[:6]}-stats", ("capture",))
+    stats = StatsTable.create(f"gs-{own_run_id()}-stats", ("capture",))
     try:
         capture = stats.slot("capture")
         monitor = HealthMonitor(config, capture, started=0.0)
@@ -43,7 +43,7 @@ def test_one_text_when_the_mic_falls_silent_and_one_when_it_comes_back(tmp_path)
 
 def test_the_heartbeat_text_goes_out_on_its_schedule_and_never_when_off(tmp_path):
     changes = {"storage.data_dir": str(tmp_path), "alerts.recipients": RECIPIENTS, "site.name": "Gate"}
-    stats = StatsTable.create(f"gs-test{uuid.uuid4().hex[:6]}-stats", ("capture",))
+    stats = StatsTable.create(f"gs-{own_run_id()}-stats", ("capture",))
     try:
         off = HealthMonitor(override(Config(), changes), stats.slot("capture"), started=0.0)
         assert off.heartbeat("listening", 10 * 86400.0) is None

@@ -1,18 +1,18 @@
 import multiprocessing
 import tracemalloc
-import uuid
 
 import numpy as np
 import pytest
 
 from pipeline.ring import Lapped, NotWritten, Ring, RingShape
+from tests.conftest import own_run_id
 
 AUDIO = RingShape("int16")
 
 
 @pytest.fixture
 def ring():
-    r = Ring.create(f"gs-test-{uuid.uuid4().hex[:8]}-ring", 100, AUDIO, 16000.0)
+    r = Ring.create(f"gs-{own_run_id()}-ring", 100, AUDIO, 16000.0)
     yield r
     r.close()
 

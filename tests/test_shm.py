@@ -4,23 +4,34 @@ import os
 from multiprocessing import resource_tracker
 
 from pipeline.shm import SHM_DIR, create_segment, remove_stale_segments, segment_name
+from tests.conftest import _ours, own_run_id
 
 DEAD_PID = 0x3FFFFFF0  # above Linux's pid_max (2**22): never a running process
+FOREIGN = f"gs-someone-elses-{os.getpid():x}"  # one per pytest session: two may run at once
 
 
 def test_segments_of_a_dead_run_are_removed_and_live_ones_kept():
     stale = create_segment(segment_name(f"{DEAD_PID:x}", "audio"), 4096)
     live = create_segment(segment_name(f"{os.getpid():x}", "audio"), 4096)
-    foreign = create_segment("gs-someone-elses", 4096)  # not named by a detector: never ours to remove
+    foreign = create_segment(FOREIGN, 4096)  # not named by a detector: never ours to remove
     try:
         removed = remove_stale_segments()
         assert stale.name.lstrip("/") in removed
         assert not (SHM_DIR / stale.name.lstrip("/")).exists()
         assert (SHM_DIR / live.name.lstrip("/")).exists()
-        assert (SHM_DIR / "gs-someone-elses").exists()
+        assert (SHM_DIR / FOREIGN).exists()
     finally:
         stale.close()
         for kept in (live, foreign):
             kept.close()
             kept.unlink()
         resource_tracker.unregister(stale._name, "shared_memory")  # removed behind the tracker's back
+
+
+def test_the_leak_check_counts_only_this_session_s_segments():
+    """Another pytest session (or detector) running beside this one makes segments too."""
+    assert _ours(f"gs-{own_run_id()}-ring")
+    assert not _ours(f"gs-test{os.getppid():x}x123456-ring")  # a test of another live session
+    assert not _ours(f"gs-{os.getppid():x}-audio")  # a live detector's
+    assert _ours(f"gs-{DEAD_PID:x}-audio")  # a detector run that has ended and left it behind
+    assert not _ours(FOREIGN)
