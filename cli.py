@@ -412,7 +412,10 @@ def profile(config_path, source, device, duration, data_dir, as_json) -> None:
     show_default=True,
     help="Make this many times the augmented windows of each clip (measured, not shipped: models/README.md).",
 )
-def train(manifest, out, epochs, quick, loso, held_out, calibrate_only, extra, copies_scale) -> None:
+@click.option(
+    "--retrain", is_flag=True, help="Train every model again, also those trained before with the same settings."
+)
+def train(manifest, out, epochs, quick, loso, held_out, calibrate_only, extra, copies_scale, retrain) -> None:
     """Train the three CNNs and export them to TFLite (needs the `train` extra: TensorFlow).
 
     Run again after a stop, it keeps the models it trained before with the same windows, code and
@@ -420,6 +423,7 @@ def train(manifest, out, epochs, quick, loso, held_out, calibrate_only, extra, c
     try:
         from models.training import loso as leave_one_source_out
         from models.training.extra_negatives import sources_of
+        from models.training.train import forget_trained
         from models.training.train import main as train_main
     except ImportError as exc:
         raise click.ClickException(f"training needs TensorFlow: pip install -e '.[train]' ({exc})") from None
@@ -429,8 +433,11 @@ def train(manifest, out, epochs, quick, loso, held_out, calibrate_only, extra, c
         sources_of(tuple(extra))
     except ValueError as exc:
         raise click.ClickException(f"--extra-negatives: {exc}") from None
+    if loso and out == Path("models"):
+        out = Path("models/runs/loso")
+    if retrain:
+        forget_trained(out)
     if loso:
-        out = Path("models/runs/loso") if out == Path("models") else out
         epochs = epochs or leave_one_source_out.LOSO_EPOCHS
         try:
             leave_one_source_out.main(

@@ -1,5 +1,5 @@
-"""A training stopped midway resumes at the first model it had not trained (real Keras training and
-TFLite export on a few synthetic clips, one epoch; real calibration on short mixtures)."""
+"""A training stopped midway resumes at the first model it had not trained, and keeps no model that
+other settings or code would train differently."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ import pytest
 
 from models.training import train
 from models.training.data import Clip
-
-pytest.importorskip("tensorflow")
 
 TINY_COPIES = {"positive": 2, "negative": 2, "ambient": 2, "noise": 200, "synthetic": 120}
 SHORT_MIXTURE_HOURS = 0.02  # 72 s: two inserted shots per calibration mixture
@@ -35,6 +33,7 @@ def clips() -> list[Clip]:
 
 
 def test_a_stopped_training_resumes_at_the_model_it_had_not_trained(tmp_path, monkeypatch):
+    pytest.importorskip("tensorflow")
     monkeypatch.setattr(train, "CALIBRATION_HOURS", SHORT_MIXTURE_HOURS)
     real_train_one = train.train_one
     trained: list[str] = []
@@ -67,3 +66,40 @@ def test_a_stopped_training_resumes_at_the_model_it_had_not_trained(tmp_path, mo
     (tmp_path / "mel_fine.tflite").write_bytes((tmp_path / "mel_coarse.tflite").read_bytes())
     train.train_models(clips(), tmp_path, 1, TINY_COPIES, "quick", only=("mel_fine",))
     assert trained == ["mel_coarse", "wave", "mel_fine"]  # its file replaced since: not the model it trained
+
+
+def test_the_training_key_follows_what_a_model_is_made_of(tmp_path, monkeypatch):
+    key = train._training_key("quick-abc-123", "wave", 12)
+    others = {
+        train._training_key("quick-abd-123", "wave", 12),  # other windows (code, copies, seed or clips)
+        train._training_key("quick-abc-123", "mel_fine", 12),
+        train._training_key("quick-abc-123", "wave", 13),
+    }
+    assert key not in others and len(others) == 3
+    architectures = tmp_path / "architectures.py"
+    architectures.write_bytes(train.ARCHITECTURES.read_bytes())
+    monkeypatch.setattr(train, "ARCHITECTURES", architectures)
+    assert train._training_key("quick-abc-123", "wave", 12) == key
+    architectures.write_text(architectures.read_text() + "\nWIDER = True\n")
+    assert train._training_key("quick-abc-123", "wave", 12) != key
+
+
+def test_a_record_keeps_a_model_only_while_its_key_and_file_match(tmp_path):
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "wave.tflite").write_bytes(b"model")
+    (tmp_path / "wave.json").write_text("{}")
+    trained = train.Trained(info={"epochs_run": 3}, windows={"train_windows": 10, "val_windows": 2})
+    train._record_trained(tmp_path, "wave", "k1", trained)
+    assert train._trained_before(tmp_path, "wave", "k1") == trained
+    assert train._trained_before(tmp_path, "wave", "k2") is None  # other settings
+    (tmp_path / "wave.tflite").write_bytes(b"another model")
+    assert train._trained_before(tmp_path, "wave", "k1") is None  # the file replaced since
+    (tmp_path / "wave.tflite").write_bytes(b"model")
+    train.forget_trained(tmp_path)  # --retrain
+    assert train._trained_before(tmp_path, "wave", "k1") is None
+
+
+def test_the_window_cache_tells_a_clip_s_fold():
+    clip = Clip("a.flac", 1, "gunshot", "s", "g", "train", np.zeros(1, dtype=np.float32))
+    moved = Clip("a.flac", 1, "gunshot", "s", "g", "val", np.zeros(1, dtype=np.float32))
+    assert train._clips_digest([clip]) != train._clips_digest([moved])  # a manifest split again

@@ -766,9 +766,10 @@ ON_SHIPPED_RECIPE = {
 
 def applied(variant: str) -> contextlib.AbstractContextManager[None]:
     """The recipe with `variant`'s changes (on ONE_SECOND_RECIPE but for ON_SHIPPED_RECIPE); restored on
-    exit. Its windows are cached under this module's code too: a variant changed here rebuilds them."""
+    exit. Its windows are cached under this module's code too (and the modules its variants draw on):
+    a variant changed here rebuilds them."""
     base = [] if variant in ON_SHIPPED_RECIPE else ONE_SECOND_RECIPE
-    window_code = (train, "WINDOW_CODE", (*train.WINDOW_CODE, sys.modules[__name__], extra_gunfire))
+    window_code = (train, "WINDOW_CODE", (*train.WINDOW_CODE, sys.modules[__name__], extra_gunfire, prototype))
     return _swapped([*base, *VARIANTS[variant][1], window_code])
 
 

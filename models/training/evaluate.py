@@ -12,7 +12,7 @@ import numpy as np
 
 from inference.model import Ensemble, load_ensemble, load_spec
 from inference.offline import OfflineDetector
-from inference.vote import VoteRule, logit, sigmoid
+from inference.vote import VoteRule, fused_scores, logit, sigmoid
 from models.training.data import HARD_NEGATIVES, SAMPLE_RATE, Clip
 from models.training.streaming import StreamScores, on_shot, recall_and_false_alerts
 
@@ -383,11 +383,13 @@ def hindsight(scores: StreamScores, merge_gap_s: float, allowances: list[int]) -
 
 def two_in_a_row(scores: StreamScores) -> StreamScores:
     """The fused vote held through two windows in a row: each window scored by the lower of its
-    fused log-odds and the next window's (one column, "fused"). A shot lies in several overlapping
-    windows; a sound that passes in one window alone no longer counts."""
-    value = logit(scores.probs).mean(axis=1)
-    held = np.minimum(value, np.append(value[1:], -np.inf))
-    return dataclasses.replace(scores, probs=sigmoid(held)[:, None], models=["fused"])
+    fused score and the next window's (one HOP later: none across the gap between joined
+    mixtures), as one column, "fused". A shot lies in several overlapping windows; a sound that
+    passes in one window alone no longer counts."""
+    fused = fused_scores(scores.probs)
+    follows = np.isclose(np.diff(scores.starts_s), HOP / SAMPLE_RATE)
+    next_fused = np.append(np.where(follows, fused[1:], 0.0), 0.0)
+    return dataclasses.replace(scores, probs=np.minimum(fused, next_fused)[:, None], models=["fused"])
 
 
 def _voting(scores: StreamScores) -> StreamScores:

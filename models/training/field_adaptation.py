@@ -163,8 +163,7 @@ def _simulate(manifest: Path, out: Path, source: str, epochs: int, background: b
     copies = {kind: max(1, count // 2) for kind, count in train.COPIES.items()}  # as the LOSO folds
     variant = ("-background" if background else "") + ("-site-vote" if site_vote else "")
     before_dir, after_dir = out / f"{source}-before", out / f"{source}-after{variant}"
-    if not (before_dir / "ensemble.json").exists():  # resumable: the fold without the source is kept
-        train.train_models(others, before_dir, epochs, copies, f"field-{source}-before")
+    train.train_models(others, before_dir, epochs, copies, f"field-{source}-before")  # kept when trained before
     kept, labelled = device_labels(before_dir, early, background)
     site = site_folds(labelled, source, site_vote)
     extra = {}
@@ -203,7 +202,7 @@ def cli() -> None:
     parser.add_argument("--manifest", type=Path, default=Path("../shared/data/manifest.csv"))
     parser.add_argument("--out", type=Path, default=Path("models/runs/field"))
     parser.add_argument("--epochs", type=int, default=loso.LOSO_EPOCHS)
-    parser.add_argument("--seed-offset", type=int, default=0, help="Train at train.SEED plus this (with a new --out).")
+    parser.add_argument("--seed-offset", type=int, default=0, help="Train at train.SEED plus this.")
     parser.add_argument("--with-background", action="store_true", help="Label the early stretch's background too.")
     parser.add_argument("--site-vote", action="store_true", help="Choose thresholds and vote on site clips too.")
     args = parser.parse_args()

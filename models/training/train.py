@@ -5,7 +5,8 @@
 Deterministic (fixed seeds); the decoded clips and the augmented windows are cached under
 OUT/cache/ so a rerun with the same settings skips straight to training. Each model trained is
 recorded there too (cache/trained-MODEL.json): a run stopped midway resumes at the first model not
-trained yet with the same windows, code and epochs, and chooses the thresholds again.
+trained yet with the same windows, code and epochs, and chooses the thresholds again (--retrain
+trains every model again).
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import datetime
 import hashlib
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from types import ModuleType
-from typing import NamedTuple
+from typing import NamedTuple, TypedDict
 
 import numpy as np
 
@@ -363,14 +365,20 @@ def train_models(
             if length not in windows:
                 windows[length] = training_windows(train, val, copies, cache, tag, length)
             trained = train_and_export(model_id, windows[length], epochs, out, version)
-            record = {"key": key, "tflite_sha1": _sha1(out / f"{model_id}.tflite"), **trained}
-            (cache / f"trained-{model_id}.json").write_text(json.dumps(record, indent=1))
+            _record_trained(out, model_id, key, trained)
         report["models"][model_id] = trained["info"]
         report["data"][f"{length}_samples"] = trained["windows"]
     calibrate(out, val, version, report)
 
 
-def train_and_export(model_id: str, windows: TrainingWindows, epochs: int, out: Path, version: str) -> dict:
+class Trained(TypedDict):
+    """A trained model's figures for metrics.json, also kept in its record (cache/trained-MODEL.json)."""
+
+    info: dict
+    windows: dict[str, int]
+
+
+def train_and_export(model_id: str, windows: TrainingWindows, epochs: int, out: Path, version: str) -> Trained:
     """One model trained, saved (Keras), exported to TFLite with its sidecar; its training figures."""
     x_tr, y_tr, w_tr, x_va, y_va = windows
     spec = logmel_spec(model_id) if model_id in LOGMEL else None
@@ -402,17 +410,36 @@ def _training_key(tag: str, model_id: str, epochs: int) -> str:
     return hashlib.sha1(code + f"{tag}-{model_id}-{epochs}".encode()).hexdigest()[:10]
 
 
-def _trained_before(out: Path, model_id: str, key: str) -> dict | None:
+def _record_path(out: Path, model_id: str) -> Path:
+    return out / "cache" / f"trained-{model_id}.json"
+
+
+def _record_trained(out: Path, model_id: str, key: str, trained: Trained) -> None:
+    """Written whole or not at all (a kill mid-write leaves no record: the model is trained again)."""
+    record = {"key": key, "tflite_sha1": _sha1(out / f"{model_id}.tflite"), **trained}
+    partial = _record_path(out, model_id).with_suffix(".partial")
+    partial.write_text(json.dumps(record, indent=1))
+    os.replace(partial, _record_path(out, model_id))
+
+
+def _trained_before(out: Path, model_id: str, key: str) -> Trained | None:
     """A model this folder already holds, trained with the same `key` (a run stopped after it, or
     run again) and not replaced since: kept, so an interrupted training resumes at the next model."""
-    record, model = out / "cache" / f"trained-{model_id}.json", out / f"{model_id}.tflite"
+    record, model = _record_path(out, model_id), out / f"{model_id}.tflite"
     if not (record.exists() and model.exists() and (out / f"{model_id}.json").exists()):
         return None
     trained = json.loads(record.read_text())
     if trained["key"] != key or trained["tflite_sha1"] != _sha1(model):
         return None
-    log.info("%s: kept, trained before from the same windows, code and epochs (delete %s to retrain)", model_id, record)
-    return trained
+    log.warning("%s: kept, trained before with the same windows, code and epochs (--retrain: train it again)", model_id)
+    return Trained(info=trained["info"], windows=trained["windows"])
+
+
+def forget_trained(out: Path) -> None:
+    """`--retrain`: every model of `out` (and of its leave-one-source-out folds) trained again,
+    whatever it was trained with."""
+    for record in [*out.glob("cache/trained-*.json"), *out.glob("without-*/cache/trained-*.json")]:
+        record.unlink()
 
 
 def kept_figures(out: Path, kept: list[str]) -> dict[str, dict]:
@@ -493,8 +520,8 @@ def _sha1(path: Path) -> str:
 
 
 def _clips_digest(clips: list[Clip]) -> str:
-    """Which clips a cache entry was built from (a leave-one-source-out run uses fewer)."""
-    return hashlib.sha1("\n".join(sorted(c.path for c in clips)).encode()).hexdigest()[:8]
+    """Which clips a cache entry was built from (a leave-one-source-out run uses fewer), in which fold."""
+    return hashlib.sha1("\n".join(sorted(f"{c.path} {c.fold}" for c in clips)).encode()).hexdigest()[:8]
 
 
 def _tflite_probs(path: Path, inputs: np.ndarray) -> np.ndarray:
@@ -537,9 +564,12 @@ def cli() -> None:
         nargs="+",
         choices=MODEL_IDS,
         default=list(MODEL_IDS),
-        help="train these models; the others are only recalibrated",
+        help="train these models (unless trained before with the same settings); the others are only recalibrated",
     )
+    parser.add_argument("--retrain", action="store_true", help="train again the models trained before, too")
     args = parser.parse_args()
+    if args.retrain:
+        forget_trained(args.out)
     main(args.manifest, args.out, args.epochs, args.quick, tuple(args.only))
 
 
