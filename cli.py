@@ -423,7 +423,6 @@ def train(manifest, out, epochs, quick, loso, held_out, calibrate_only, extra, c
     try:
         from models.training import loso as leave_one_source_out
         from models.training.extra_negatives import sources_of
-        from models.training.train import forget_trained
         from models.training.train import main as train_main
     except ImportError as exc:
         raise click.ClickException(f"training needs TensorFlow: pip install -e '.[train]' ({exc})") from None
@@ -433,15 +432,21 @@ def train(manifest, out, epochs, quick, loso, held_out, calibrate_only, extra, c
         sources_of(tuple(extra))
     except ValueError as exc:
         raise click.ClickException(f"--extra-negatives: {exc}") from None
-    if loso and out == Path("models"):
-        out = Path("models/runs/loso")
-    if retrain:
-        forget_trained(out)
+    if retrain and calibrate_only:
+        raise click.ClickException("--retrain trains, --calibrate-only does not: choose one")
     if loso:
+        out = Path("models/runs/loso") if out == Path("models") else out
         epochs = epochs or leave_one_source_out.LOSO_EPOCHS
         try:
             leave_one_source_out.main(
-                manifest, out, epochs, calibrate_only, tuple(held_out), extra=tuple(extra), copies_scale=copies_scale
+                manifest,
+                out,
+                epochs,
+                calibrate_only,
+                tuple(held_out),
+                extra=tuple(extra),
+                copies_scale=copies_scale,
+                retrain=retrain,
             )
         except ValueError as exc:
             raise click.ClickException(f"--held-out: {exc}") from None
@@ -451,7 +456,9 @@ def train(manifest, out, epochs, quick, loso, held_out, calibrate_only, extra, c
 
         recalibrate(manifest, out)
         return
-    train_main(manifest, out, epochs=epochs, quick=quick, extra=tuple(extra), copies_scale=copies_scale)
+    train_main(
+        manifest, out, epochs=epochs, quick=quick, extra=tuple(extra), copies_scale=copies_scale, retrain=retrain
+    )
 
 
 if __name__ == "__main__":

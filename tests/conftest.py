@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import string
 import sys
 import uuid
 from pathlib import Path
 
-import psutil
 import pytest
+
+from pipeline import shm
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -35,14 +35,14 @@ def _segments() -> set[str]:
 def _ours(name: str) -> bool:
     """Made by this pytest session: by one of its tests, or by a detector run that has ended by
     teardown (`gs-<supervisor pid in hex>-<what>`). Another session running at the same time makes
-    segments too: neither its leak nor ours to remove."""
+    segments too: neither its leak nor ours to remove. Left: a detector of that session that
+    died during one of our tests, its segments not yet cleaned, still counts as ours."""
     run_id = name.split("-")[1]
     if run_id.startswith(TEST_RUN):
         return run_id[len(TEST_RUN) :].split("x")[0] == f"{os.getpid():x}"
-    if not all(c in string.hexdigits for c in run_id):
+    if not shm._is_run_id(run_id):
         return False  # someone else's "gs-..." (tests/test_shm.py removes its own)
-    pid = int(run_id, 16)
-    return pid == os.getpid() or not psutil.pid_exists(pid)
+    return int(run_id, 16) == os.getpid() or not shm._run_alive(run_id)
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ import pytest
 
 from inference.offline import DetectedEvent
 from models.training.data import SAMPLE_RATE, Clip
-from models.training.evaluate import hindsight, recall_at_false_positives, recall_within, two_in_a_row
+from models.training.evaluate import HOP, hindsight, recall_at_false_positives, recall_within, two_in_a_row
 from models.training.streaming import (
     NOISE_KINDS,
     SLOT_S,
@@ -261,7 +261,8 @@ def test_hindsight_takes_the_lowest_threshold_within_each_false_alert_allowance(
 
 
 def test_two_windows_in_a_row_are_one_hop_apart_never_across_joined_mixtures():
-    starts = np.array([0.0, 0.5, 1.0, 40.0, 40.5])  # the fourth starts the next mixture
+    hop_s = HOP / SAMPLE_RATE
+    starts = np.array([0.0, hop_s, 2 * hop_s, 40.0, 40.0 + hop_s])  # the fourth starts the next mixture
     probs = np.array([[0.9, 0.9], [0.99, 0.99], [0.6, 0.6], [0.99, 0.99], [0.01, 0.01]])
     held = two_in_a_row(StreamScores(probs, ["a", "b"], starts, 1.0, [], 0.01))
     np.testing.assert_allclose(held.probs[:, 0], [0.9, 0.6, 0.0, 0.01, 0.0])

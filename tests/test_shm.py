@@ -1,12 +1,14 @@
 """Stale shared memory from a crashed run is removed at start; a live run's is left alone."""
 
 import os
+import subprocess
+import sys
 from multiprocessing import resource_tracker
 
 from pipeline.shm import SHM_DIR, create_segment, remove_stale_segments, segment_name
 from tests.conftest import _ours, own_run_id
 
-DEAD_PID = 0x3FFFFFF0  # above Linux's pid_max (2**22): never a running process
+DEAD_PID = (1 << 29) + os.getpid()  # above Linux's pid_max (2**22): never a running process; one per session
 FOREIGN = f"gs-someone-elses-{os.getpid():x}"  # one per pytest session: two may run at once
 
 
@@ -32,6 +34,11 @@ def test_the_leak_check_counts_only_this_session_s_segments():
     """Another pytest session (or detector) running beside this one makes segments too."""
     assert _ours(f"gs-{own_run_id()}-ring")
     assert not _ours(f"gs-test{os.getppid():x}x123456-ring")  # a test of another live session
-    assert not _ours(f"gs-{os.getppid():x}-audio")  # a live detector's
+    detector = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # a live run's supervisor
+    try:
+        assert not _ours(f"gs-{detector.pid:x}-audio")
+    finally:
+        detector.kill()
+        detector.wait()
     assert _ours(f"gs-{DEAD_PID:x}-audio")  # a detector run that has ended and left it behind
     assert not _ours(FOREIGN)

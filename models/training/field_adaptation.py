@@ -138,7 +138,8 @@ def main(
     site_vote: bool = False,
 ) -> dict:
     """Both folds at train.SEED + `seed_offset` (another offset: the run-to-run spread, reported
-    as SOURCE+OFFSET)."""
+    as SOURCE+OFFSET). `out` should be new for each offset: its folds' folders are the same for every
+    offset, so another offset trains over the models of the one before."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     seed = train.SEED
     train.SEED = seed + seed_offset
@@ -202,7 +203,7 @@ def cli() -> None:
     parser.add_argument("--manifest", type=Path, default=Path("../shared/data/manifest.csv"))
     parser.add_argument("--out", type=Path, default=Path("models/runs/field"))
     parser.add_argument("--epochs", type=int, default=loso.LOSO_EPOCHS)
-    parser.add_argument("--seed-offset", type=int, default=0, help="Train at train.SEED plus this.")
+    parser.add_argument("--seed-offset", type=int, default=0, help="Train at train.SEED plus this (with a new --out).")
     parser.add_argument("--with-background", action="store_true", help="Label the early stretch's background too.")
     parser.add_argument("--site-vote", action="store_true", help="Choose thresholds and vote on site clips too.")
     args = parser.parse_args()

@@ -86,9 +86,11 @@ def main(
     sources: tuple[str, ...] = (),
     extra: tuple[str, ...] = (),
     copies_scale: int = 1,
+    retrain: bool = False,
 ) -> dict:
     """With `calibrate_only`, the folds trained before in `out` get a new vote choice and figures.
-    Each fold makes half the augmented windows of the shipped recipe (times `copies_scale`)."""
+    Each fold makes half the augmented windows of the shipped recipe (times `copies_scale`); a model
+    a fold trained before with the same settings is kept unless `retrain`."""
     copies = {kind: max(1, count // 2) for kind, count in scaled(COPIES, copies_scale).items()}
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     out = Path(out)
@@ -105,7 +107,7 @@ def main(
         if calibrate_only:
             recalibrate_clips(kept, fold_dir)
         else:
-            train_models(kept, fold_dir, epochs, copies, f"loso-{source}", extra=extra)
+            train_models(kept, fold_dir, epochs, copies, f"loso-{source}", extra=extra, retrain=retrain)
         results[source] = held_out_figures(fold_dir, [c for c in clips if c.source == source])
         log.info("%s held out: %s", source, json.dumps(results[source]["ensemble"]))
     report = {

@@ -309,6 +309,7 @@ def main(
     only: tuple[str, ...] = MODEL_IDS,
     extra: tuple[str, ...] = (),
     copies_scale: int = 1,
+    retrain: bool = False,
 ) -> None:
     """Train the models in `only` (the others keep their exported files), then calibrate all.
     `copies_scale` multiplies the augmented windows made of each clip (COPIES)."""
@@ -325,6 +326,7 @@ def main(
         schedule,
         only,
         extra,
+        retrain,
     )
 
 
@@ -340,11 +342,13 @@ def train_models(
     schedule: str,
     only: tuple[str, ...] = MODEL_IDS,
     extra: tuple[str, ...] = (),
+    retrain: bool = False,
 ) -> None:
     """Train on the clips' training fold, export into `out`, calibrate on their validation fold.
 
     `schedule` names the run in the model version and keys the window cache (with the clips used).
-    `extra`: the training fold gets these groups of extra negatives (models/training/extra_negatives.py)."""
+    `extra`: the training fold gets these groups of extra negatives (models/training/extra_negatives.py).
+    A model trained before with the same settings is kept unless `retrain`."""
     cache = out / "cache"
     cache.mkdir(parents=True, exist_ok=True)
     train = [c for c in clips if c.fold == "train"] + (extra_negatives.load(extra) if extra else [])
@@ -360,7 +364,7 @@ def train_models(
     for model_id in (m for m in MODEL_IDS if m in only):
         length = WINDOW_SAMPLES[model_id]
         key = _training_key(tag, model_id, epochs)
-        trained = _trained_before(out, model_id, key)
+        trained = None if retrain else _trained_before(out, model_id, key)
         if trained is None:
             if length not in windows:
                 windows[length] = training_windows(train, val, copies, cache, tag, length)
@@ -435,15 +439,8 @@ def _trained_before(out: Path, model_id: str, key: str) -> Trained | None:
     return Trained(info=trained["info"], windows=trained["windows"])
 
 
-def forget_trained(out: Path) -> None:
-    """`--retrain`: every model of `out` (and of its leave-one-source-out folds) trained again,
-    whatever it was trained with."""
-    for record in [*out.glob("cache/trained-*.json"), *out.glob("without-*/cache/trained-*.json")]:
-        record.unlink()
-
-
 def kept_figures(out: Path, kept: list[str]) -> dict[str, dict]:
-    """The training figures of models that are not retrained, from the last run's metrics.json."""
+    """The training figures of the models not in `only` (only recalibrated), from the last run's metrics.json."""
     if not kept:
         return {"models": {}, "data": {}}
     last = json.loads((out / "metrics.json").read_text())
@@ -568,9 +565,7 @@ def cli() -> None:
     )
     parser.add_argument("--retrain", action="store_true", help="train again the models trained before, too")
     args = parser.parse_args()
-    if args.retrain:
-        forget_trained(args.out)
-    main(args.manifest, args.out, args.epochs, args.quick, tuple(args.only))
+    main(args.manifest, args.out, args.epochs, args.quick, tuple(args.only), retrain=args.retrain)
 
 
 if __name__ == "__main__":
