@@ -103,19 +103,26 @@ def test_modem_command(config_path, gammurc, send_to) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text")
 def analyze(config_path, files, fmt) -> None:
     """Detect gunshots in audio files with the same models, windows, vote and merging as `start`."""
+    from inference.model import ModelError
     from pipeline.run import analyze_files
 
     config = _load(config_path, {})
+    try:
+        lines = analyze_files(config, files)
+    except (ModelError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
     failures = 0
-    for line in analyze_files(config, files):
-        failures += "error" in line
+    for line in lines:
+        failures += "error" in line or "damaged" in line
         if fmt == "jsonl":
             click.echo(json.dumps(line))
         elif "error" in line:
             click.echo(f"{line['file']}: ERROR {line['error']}")
         else:
             spans = ", ".join(f"{e['start']:.2f}-{e['end']:.2f} s ({e['confidence']:.2f})" for e in line["events"])
-            click.echo(f"{line['file']}: score {line['score']:.3f} {'GUNSHOT ' + spans if spans else 'no gunshot'}")
+            found = "GUNSHOT " + spans if spans else "no gunshot"
+            damaged = f" (scored up to the damage: {line['damaged']})" if "damaged" in line else ""
+            click.echo(f"{line['file']}: score {line['score']:.3f} {found}{damaged}")
     if failures:
         sys.exit(1)
 

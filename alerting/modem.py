@@ -27,11 +27,11 @@ from alerting.faults import (
     ModemError,
     translate,
 )
+from alerting.pin_record import REFUSED, PinRecord, PinRecordError
 from pipeline.config import ModemConfig
 
 REGISTERED = frozenset({"HomeNetwork", "RoamingNetwork"})
-PIN_STATUS = "Pin"  # what GetSecurityStatus returns when the SIM wants its PIN
-PIN_CODE_TYPE = "PIN"  # what EnterSecurityCode takes for it
+PIN_CODE_TYPE = "PIN"  # what EnterSecurityCode takes; GetSecurityStatus says "PIN" (python-gammu 3) or "Pin"
 UNSUPPORTED = (gammu.ERR_NOTSUPPORTED, gammu.ERR_NOTIMPLEMENTED)
 GAMMURC_SECTION = 0  # [gammu], the first section of a Gammu config file
 CONFIG_SLOT = 0  # the state machine's first configuration
@@ -60,13 +60,19 @@ class ModemLike(Protocol):
 class Modem:
     """One modem connection: `connect()` before use, `terminate()` after (and after any failure).
 
-    `machine_factory` makes the gammu.StateMachine (tests pass one that injects faults)."""
+    `machine_factory` makes the gammu.StateMachine (tests pass one that injects faults). A PIN the
+    SIM refused is never entered again (3 wrong ones lock the SIM), also after a restart once
+    `data_dir` is given (alerting/pin_record.py), until modem.pin is changed."""
 
     config: ModemConfig
     machine_factory: Callable[[], Any] | None = None
+    data_dir: Path | None = None
     _machine: Any = field(default=None, repr=False)
     _device: str = ""
-    _pin_refused: str = ""  # set once the SIM refused modem.pin: never enter it again (3 tries lock it)
+    _pin_record: PinRecord = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._pin_record = PinRecord(self.data_dir)
 
     @property
     def device(self) -> str:
@@ -182,24 +188,43 @@ class Modem:
         status = self._security_status()
         if status is None:
             return
-        if status != PIN_STATUS:
+        if status.upper() != PIN_CODE_TYPE:
             raise ModemError(f"the SIM asks for its {status}: unlock it in a phone first", SIM_LOCKED, retryable=False)
         if not self.config.pin:
             raise ModemError("the SIM asks for a PIN: set modem.pin in the config", SIM_LOCKED, retryable=False)
-        if self._pin_refused:
-            raise ModemError(self._pin_refused, PIN_REFUSED, retryable=False)
+        pin = self.config.pin
         try:
-            self._machine.EnterSecurityCode(Type=PIN_CODE_TYPE, Code=self.config.pin)
+            before = self._pin_record.state(pin)
+        except PinRecordError as exc:
+            raise ModemError(f"the SIM asks for its PIN and {exc}", PIN_REFUSED, retryable=False) from None
+        if before == REFUSED:
+            raise ModemError(self._refused_text("refused before"), PIN_REFUSED, retryable=False)
+        standing = self._pin_record.entering(pin, before)
+        failure = "no error"
+        try:
+            self._machine.EnterSecurityCode(Type=PIN_CODE_TYPE, Code=pin)
+        except gammu.ERR_SECURITYERROR:
+            self._pin_record.refused(pin)
+            raise ModemError(self._refused_text("the SIM said it is wrong"), PIN_REFUSED, retryable=False) from None
         except gammu.GSMError as exc:
-            # Any failure counts as a refusal: retrying a wrong PIN would lock the SIM.
-            self._pin_refused = (
-                f"the SIM did not take modem.pin ({type(exc).__name__}); not trying it again, as 3 wrong "
-                "PINs lock the SIM: check modem.pin and restart the detector"
-            )
-            raise ModemError(self._pin_refused, PIN_REFUSED, retryable=False) from None
-        log.info("SIM unlocked with modem.pin")
-        if (status := self._security_status()) is not None:
-            raise ModemError(f"the SIM still asks for its {status} after the PIN was entered", SIM_LOCKED)
+            failure = type(exc).__name__  # taken or not: the SIM tells below
+        if (status := self._security_status()) is None:  # a failure here leaves `standing` recorded
+            log.info("SIM unlocked with modem.pin")
+            self._pin_record.taken()
+            return
+        how = f"{failure}, and the SIM still asks for its {status}"
+        if standing == REFUSED:
+            raise ModemError(self._refused_text(how), PIN_REFUSED, retryable=False)
+        raise ModemError(f"entering modem.pin gave {how}: it is tried once more, after a pause", PIN_REFUSED)
+
+    def _refused_text(self, how: str) -> str:
+        path = self._pin_record.path
+        kept = path is not None and path.exists()
+        where = f" (kept in {path}: delete it to enter the same PIN again, e.g. after swapping the SIM)"
+        return (
+            f"the SIM did not take modem.pin ({how}); not trying it again, as 3 wrong PINs lock the SIM: "
+            f"check modem.pin and restart the detector{where if kept else ''}"
+        )
 
     def _security_status(self) -> str | None:
         try:

@@ -31,7 +31,7 @@ def test_modem(config: Config, send_to: str | None = None) -> dict[str, str]:
         validate_e164(send_to)
     data_dir = Path(config.storage.data_dir)
     with _detector_stopped(data_dir, create=send_to is not None):
-        modem = Modem(config.modem)
+        modem = Modem(config.modem, data_dir=data_dir)
         modem.connect()
         try:
             report = modem.identify()

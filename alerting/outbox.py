@@ -23,6 +23,7 @@ OUTBOX_DB = "outbox.sqlite"
 REPEAT_PREFIX = "[repeat] "
 KINDS = ("alert", "summary", "test", "health")
 LOCK_WAIT = 30.0  # s: longest wait for another process's write transaction (they last milliseconds)
+WAL_RETRY = 0.05  # s between tries to switch a new outbox file to WAL
 ROWS_LIMIT = 1000
 
 _SCHEMA = """
@@ -107,11 +108,24 @@ class Outbox:
     def __init__(self, path: Path | str) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, timeout=LOCK_WAIT, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._use_wal()
         self._db.execute("PRAGMA synchronous=FULL")  # a committed text survives a power cut
         self._db.executescript(_SCHEMA)  # each statement is idempotent: no transaction needed
         self._migrate()
         self._db.executescript(_INDEXES)
+
+    def _use_wal(self) -> None:
+        """SQLite's first switch of a new file to WAL fails at once ("database is locked"), without
+        its busy wait, while other processes open the file too (the detector's first start)."""
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(WAL_RETRY)
 
     # --- transactions ---------------------------------------------------------------------------
     @contextlib.contextmanager

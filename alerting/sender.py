@@ -26,7 +26,7 @@ from alerting.modem import Modem, ModemLike
 from alerting.outbox import Outbox, OutboxRow, outbox_path
 from pipeline.config import Config
 from pipeline.layout import Layout
-from pipeline.metrics import LatencyTracker, StatsSlot, StatsTable
+from pipeline.metrics import BlockedCall, LatencyTracker, StatsSlot, StatsTable
 from pipeline.process import process_setup
 
 POLL_INTERVAL = 1.0  # s: longest wait between two reads of the outbox
@@ -34,6 +34,10 @@ MIN_WAIT = 0.05  # s: never a busy loop, whatever the clock says
 JITTER = 0.25  # backoffs vary by +-25 % so retries do not fall into step
 MAX_TEXTS_PER_PASS = 100  # then the loop turns (heartbeat, stop check) before going on
 MODEM_SCOPE = "modem"
+# s a modem call may block while the heartbeat goes on (pipeline.metrics.BlockedCall): Gammu waits
+# up to about 100 s for a modem's answer to a send (modem manuals allow 60 s for AT+CMGS). Killed
+# as hung while it waits, the SMS process would send the text again, as a repeat.
+MODEM_CALL_LIMIT = 120.0
 NETWORK_TEXT_AFTER = 600.0  # s: a longer loss of the network is reported by a text once it is back;
 # shorter ones (a handover, the modem restarting) are only logged
 
@@ -133,7 +137,8 @@ class Sender:
             self._ready(now)  # connects and checks the network, unless the modem is backing off
             return
         try:
-            self.modem.check_network()
+            with BlockedCall(self.slot, MODEM_CALL_LIMIT):
+                self.modem.check_network()
         except ModemError as exc:
             self.modem.terminate()
             self._modem_failed(exc, now)
@@ -166,8 +171,9 @@ class Sender:
         if now < self.retry_connect_at:
             return False
         try:
-            self.modem.connect()
-            self.modem.check_network()
+            with BlockedCall(self.slot, MODEM_CALL_LIMIT):
+                self.modem.connect()
+                self.modem.check_network()
         except ModemError as exc:
             self.modem.terminate()
             self._modem_failed(exc, now)
@@ -179,7 +185,8 @@ class Sender:
         self.outbox.mark_sending(row.id)  # committed: from here a crash means "maybe sent"
         started = time.monotonic()
         try:
-            references = self.modem.send_text(row.recipient, row.text_to_send, on_part=self._beat)
+            with BlockedCall(self.slot, MODEM_CALL_LIMIT) as call:
+                references = self.modem.send_text(row.recipient, row.text_to_send, on_part=call.renew)
         except ModemError as exc:
             delay = self._delay(exc, row.attempts + 1)
             self.outbox.mark_retry(row.id, str(exc), now + delay, exc.maybe_sent)
@@ -229,10 +236,6 @@ class Sender:
         if self.slot is not None:
             self.slot.add("errors")
 
-    def _beat(self) -> None:
-        if self.slot is not None:
-            self.slot.beat()
-
 
 def send_pending_once(outbox: Outbox, modem: ModemLike, config: Config, now: float) -> int:
     """One pass without a process: send what is due at `now`; the number sent (failures stay queued)."""
@@ -240,7 +243,7 @@ def send_pending_once(outbox: Outbox, modem: ModemLike, config: Config, now: flo
 
 
 def real_modem(config: Config) -> Modem:
-    return Modem(config.modem)
+    return Modem(config.modem, data_dir=Path(config.storage.data_dir))
 
 
 class _Terminated:

@@ -47,7 +47,8 @@ def iter_audio_blocks(path: Path, rate: int, block_seconds: float) -> Iterator[n
             try:
                 data = handle.read(block, dtype="float32", always_2d=True)
             except (soundfile.LibsndfileError, RuntimeError) as exc:
-                raise AudioFileError(f"{path}: damaged after {delivered} samples ({exc})") from None
+                start, end = delivered / handle.samplerate, min(delivered + block, handle.frames) / handle.samplerate
+                raise AudioFileError(f"{path}: damaged between {start:.1f} and {end:.1f} s ({exc})") from None
             last = data.shape[0] < block
             mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
             out = mono if resampler is None else resampler.resample_chunk(mono, last=last)

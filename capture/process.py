@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from capture.alsa_source import AlsaSource, DeviceError
+from capture.audio_file import AudioFileError
 from capture.file_source import FileSource
 from capture.pcm import INT16_SCALE
 from capture.resample import Resampler
@@ -28,11 +29,12 @@ from pipeline.process import process_setup
 from pipeline.ring import Ring
 
 MODEL_RATE = 16000
-CAPTURE_NICE = -5  # capture first when the CPU is short (needs privileges; best effort)
+CAPTURE_NICE = -5  # capture first when the CPU is short (needs RLIMIT_NICE: the unit's LimitNICE)
 FIRST_BACKOFF = 1.0
 LOSS_LOG_EVERY = 100
 GAP_TOLERANCE = 0.5  # s: a longer hole between the ring's last row and new audio counts as lost
 STOP_CHECK = 0.5  # longest sleep between looks at the stop event
+EXIT_SOURCE_DAMAGED = 4  # the replayed file broke off: an end of the source (replaying it again re-alerts)
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +103,15 @@ def _replay(source: FileSource, ring: Ring, slot: StatsSlot, stop: StopEvent, si
     source.open()
     writer = RingWriter(ring, slot, MODEL_RATE, silence_dbfs)
     log.info("replaying %s", source.path)
+    code = 0
     while not stop.is_set():
-        chunk = source.read()  # waits for the audio: not counted as busy
+        try:
+            chunk = source.read()  # waits for the audio: not counted as busy
+        except AudioFileError as exc:
+            slot.add("errors")
+            log.error("%s: the rest of the recording cannot be replayed", exc)
+            code = EXIT_SOURCE_DAMAGED
+            break
         if chunk is None:
             log.info("source finished: %s", source.path)
             break
@@ -110,7 +119,7 @@ def _replay(source: FileSource, ring: Ring, slot: StatsSlot, stop: StopEvent, si
         writer.write(chunk.samples)
         slot.done(since)
     source.close()
-    return 0
+    return code
 
 
 def _capture(

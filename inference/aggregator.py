@@ -46,6 +46,9 @@ from pipeline.process import process_setup
 from pipeline.ring import Lapped, NotWritten, Ring
 
 PRUNE_INTERVAL = 3600.0  # s between retention passes
+# s without new audio (the microphone is away): the open event is closed and every pending clip is
+# saved from what the ring holds, before the silence standing in for the gap overwrites it.
+AUDIO_STALL = 5.0
 IDLE_WAIT = 1.0  # s: longest wait for a vote (heartbeat, stop event and due clips are checked as often)
 
 log = logging.getLogger(__name__)
@@ -98,6 +101,7 @@ class Aggregator:
         self.unqueued: list[EventAlert] = []
         self.reserve = DiskReserve(data_dir)
         self.min_free = round(config.storage.min_free_mb * MB)
+        self.audio_pos, self.audio_moved = audio.write_pos, time.monotonic()
 
     def handle(self, decision: Decision) -> None:
         window_end = self.audio.time_of(decision.index * self.hop + self.window)
@@ -161,8 +165,7 @@ class Aggregator:
         """Silence stood in for lost audio (an overrun, a device outage, a capture restart) inside
         this window: the jump into it or back out of it is a sound no microphone heard."""
         start = index * self.hop
-        loss_start, loss_end = self.audio.last_loss
-        return start < loss_end and loss_start < start + self.window
+        return self.audio.holds_loss(start, start + self.window)
 
     def queue_alerts(self) -> None:
         """Queue the alerts not yet in the outbox (the usual case: the one just decided)."""
@@ -203,14 +206,42 @@ class Aggregator:
         )
         self._clip_due(EVENTS, event.record_id, event.start, event.end)
 
+    def watch_audio(self, now: float) -> None:
+        """No new audio for AUDIO_STALL s: close the open event and save the pending clips now, once
+        every window of the audio there is was decided (a late positive one would open a new event
+        and text again), or after the longest a decision may take on top."""
+        if self.audio.write_pos != self.audio_pos:
+            self.audio_pos, self.audio_moved = self.audio.write_pos, now
+            return
+        stalled = now - self.audio_moved
+        if stalled < AUDIO_STALL or not (self.clips or self.tracker.current):
+            return
+        if not self._all_decided() and stalled < AUDIO_STALL + self.config.detector.vote_timeout:
+            return
+        log.warning(
+            "no audio for %.0f s: closing the open event, saving its clips with the audio there is",
+            now - self.audio_moved,
+        )
+        if (event := self.tracker.finish()) is not None:
+            self._close(event)
+        self.write_due_clips(final=True)
+
+    def _all_decided(self) -> bool:
+        """Every complete window of the audio in the ring decided, none waiting for votes."""
+        decided_up_to = self.box.next_index or 0
+        return self.box.next_deadline() is None and decided_up_to * self.hop + self.window > self.audio.write_pos
+
     def write_due_clips(self, final: bool = False) -> None:
-        """Clips whose post-roll has been captured; with `final` (shutdown), all, cut at what is there."""
+        """Clips whose post-roll has been captured; with `final` (shutdown, no audio), all, cut at
+        what is there."""
         for clip in list(self.clips):
             if self.audio.write_pos < clip.stop and not final:
                 continue
             self.clips.remove(clip)
             first, stop = max(clip.first, self.audio.oldest()), min(clip.stop, self.audio.write_pos)
             try:
+                if stop <= first:
+                    raise Lapped(f"its audio, rows {clip.first}-{clip.stop}, is no longer in the ring")
                 samples = self.audio.read(first, stop - first)
             except (Lapped, NotWritten) as exc:
                 log.error("clip of %s %d lost: %s", clip.table, clip.record_id, exc)
@@ -282,6 +313,7 @@ def run_aggregator(config: Config, layout: Layout, stop: StopEvent) -> int:
             slot.set("queue_hwm", layout.votes.high_water)
             slot.done(since, items=len(decisions))
         aggregator.queue_alerts()
+        aggregator.watch_audio(now)
         aggregator.write_due_clips()
         aggregator.write_scores(time.monotonic())
         aggregator.prune(time.time())

@@ -19,7 +19,7 @@ from pipeline.layout import AUDIO_SHAPE, Layout, feature_shape
 from pipeline.messages import WindowReady
 from pipeline.metrics import StatsTable
 from pipeline.process import process_setup
-from pipeline.ring import Ring
+from pipeline.ring import Lapped, Ring
 
 MIN_SLEEP = 0.01  # s: waits for the next window's audio are at least this ...
 MAX_SLEEP = 0.5  # ... and at most this, so the stop event and the heartbeat stay timely
@@ -80,7 +80,11 @@ class Frontend:
         if self.next_window * self.hop < lapped_to:
             skip_to = -(-lapped_to // self.hop)
             self.skipped_windows += skip_to - self.next_window
-            log.warning("front end fell behind: skipped %d windows", skip_to - self.next_window)
+            log.warning(
+                "skipped %d windows whose audio the ring no longer holds (a gap in the audio longer than "
+                "the ring, counted as lost by capture, or the front end fell behind)",
+                skip_to - self.next_window,
+            )
             self.next_window = skip_to
         for frontend, ring in self.streams.values():
             self._advance(frontend, ring, available)
@@ -92,17 +96,22 @@ class Frontend:
 
     def _advance(self, frontend: LogMelFrontend, ring: Ring, available: int) -> None:
         spec = frontend.spec
-        first = ring.write_pos
-        oldest_frame = -(-self.audio.oldest() // spec.hop_length)
-        if first < oldest_frame:  # audio for these frames is gone: keep indices true, mark as silence
-            ring.skip(oldest_frame - first)
-            first = oldest_frame
-        last = spec.frames_in(available) if available >= spec.n_fft else 0
-        if last <= first:
+        while True:  # again if capture wrote over the oldest rows while they were read (after a long gap)
+            first = ring.write_pos
+            oldest_frame = -(-self.audio.oldest() // spec.hop_length)
+            if first < oldest_frame:  # audio for these frames is gone: keep indices true, mark as silence
+                ring.skip(oldest_frame - first)
+                first = oldest_frame
+            last = spec.frames_in(available) if available >= spec.n_fft else 0
+            if last <= first:
+                return
+            start = first * spec.hop_length
+            try:
+                audio = self.audio.read(start, (last - 1) * spec.hop_length + spec.n_fft - start)
+            except Lapped:
+                continue
+            ring.write(frontend.frames(int16_to_float(audio)))
             return
-        start = first * spec.hop_length
-        audio = self.audio.read(start, (last - 1) * spec.hop_length + spec.n_fft - start)
-        ring.write(frontend.frames(int16_to_float(audio)))
 
 
 def attach_streams(ensemble: Ensemble, layout: Layout) -> dict[str, tuple[LogMelSpec, Ring]]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from capture.audio_file import iter_audio_blocks
+from capture.audio_file import AudioFileError, iter_audio_blocks
 from capture.pcm import float_to_int16
 from inference.events import Event, EventTracker
 from inference.frontend import Frontend, feature_ring_capacity
@@ -47,6 +47,7 @@ class StreamResult:
     windows: int = 0
     events: list[DetectedEvent] = field(default_factory=list)
     window_scores: list[tuple[int, dict[str, float]]] = field(default_factory=list)  # (window, votes)
+    damage: str | None = None  # a file damaged part-way: where (scored up to there)
 
     @property
     def detected(self) -> bool:
@@ -86,8 +87,32 @@ class OfflineDetector:
         return run.result
 
     def analyze_file(self, path: Path) -> StreamResult:
-        """Raises capture.audio_file.AudioFileError for a file that cannot be read."""
-        return self.run(iter_audio_blocks(path, self.ensemble.sample_rate, BLOCK_SECONDS))
+        """Scores the audio up to any damage (the result's `damage` says where); raises
+        capture.audio_file.AudioFileError for a file with no audio that can be read."""
+        blocks = _UpToDamage(iter_audio_blocks(path, self.ensemble.sample_rate, BLOCK_SECONDS))
+        result = self.run(blocks)
+        if blocks.error is not None:
+            if not blocks.delivered:
+                raise blocks.error
+            result.damage = str(blocks.error)
+        return result
+
+
+class _UpToDamage:
+    """The blocks of a file until it breaks off: the error is kept, not raised."""
+
+    def __init__(self, blocks: Iterator[np.ndarray]) -> None:
+        self.blocks = blocks
+        self.delivered = 0
+        self.error: AudioFileError | None = None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        try:
+            for block in self.blocks:
+                self.delivered += block.shape[0]
+                yield block
+        except AudioFileError as exc:
+            self.error = exc
 
 
 class _Run:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 import types
 import typing
@@ -101,7 +102,9 @@ class AlertsConfig:
 
 @dataclass(frozen=True)
 class StorageConfig:
-    data_dir: str = setting("./data", "Folder for events, evidence clips and the outbox.")
+    data_dir: str = setting(
+        "./data", "Folder for events, evidence clips and the outbox (relative: to the working directory)."
+    )
     clips: bool = setting(True, "Save a clip (FLAC) of each event, near miss and background sample.")
     clip_pre_roll: float = setting(2.0, "Seconds of audio kept before an event in its clip.", 0.0, 20.0)
     clip_post_roll: float = setting(2.0, "Seconds of audio kept after an event in its clip.", 0.0, 20.0)
@@ -244,6 +247,8 @@ def _coerce(dotted: str, value: Any, kind: Any) -> Any:
 
 
 def _check_bounds(dotted: str, value: Any, meta: typing.Mapping[str, Any]) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{dotted}: {value!r} is not a finite number")
     lo, hi = meta.get("lo"), meta.get("hi")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise ConfigError(f"{dotted}: {value!r} is out of range ({lo} to {hi})")

@@ -7,6 +7,7 @@ so the supervisor can tell a dead process (no exit code yet, stale heartbeat) fr
 from __future__ import annotations
 
 import collections
+import threading
 import time
 from multiprocessing import shared_memory
 
@@ -34,6 +35,42 @@ FIELDS = (
 _INDEX = {name: i for i, name in enumerate(FIELDS)}
 EMA_WEIGHT = 0.05
 LATENCY_KEEP = 1024
+BLOCKED_BEAT_EVERY = 1.0  # s between a BlockedCall's beats
+
+
+class BlockedCall:
+    """`with BlockedCall(slot, limit) as call:` beats `slot`'s heartbeat from a thread while the
+    body blocks in a C library call that releases the GIL (a modem waiting for its answer), for at
+    most `limit` s from the start or from the last `call.renew()`: a call blocked longer than it
+    ever should stops the beats, so the supervisor still finds a truly hung process."""
+
+    def __init__(self, slot: StatsSlot | None, limit: float) -> None:
+        self.slot, self.limit = slot, limit
+        self.deadline = 0.0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="blocked-call-beat", daemon=True)
+
+    def __enter__(self) -> BlockedCall:
+        self.renew()
+        if self.slot is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._done.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def renew(self) -> None:
+        """Progress (a part of a text accepted): beat now and allow `limit` s again."""
+        self.deadline = time.monotonic() + self.limit
+        if self.slot is not None:
+            self.slot.beat()
+
+    def _beat(self) -> None:
+        while not self._done.wait(BLOCKED_BEAT_EVERY):
+            if time.monotonic() < self.deadline:
+                self.slot.beat()
 
 
 class StatsSlot:

@@ -11,6 +11,8 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 from pipeline.systemd import under_journald
 
@@ -39,6 +41,11 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
+def exit_with(target: Callable[..., int], *args: Any) -> None:
+    """Run a process's role; its return value is the exit code (multiprocessing drops it)."""
+    sys.exit(target(*args))
+
+
 def process_setup(role: str, nice: int = 0, supervisor_pid: int | None = None) -> None:
     """Name the process `gs.<role>` (ps, top, htop), dump tracebacks on a fatal signal, log to stderr,
     and die with the supervisor (`supervisor_pid`).
@@ -52,10 +59,12 @@ def process_setup(role: str, nice: int = 0, supervisor_pid: int | None = None) -
         libc.prctl(_PR_SET_NAME, title.encode(), 0, 0, 0)
     faulthandler.enable()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if nice:
-        with contextlib.suppress(OSError):  # raising priority needs privileges: best effort
-            os.nice(nice)
     configure_logging()
+    if nice:
+        try:
+            os.nice(nice)
+        except OSError as exc:  # raising priority needs RLIMIT_NICE (the unit's LimitNICE) or root
+            logging.getLogger(__name__).warning("%s keeps its priority (nice %d more: %s)", title, nice, exc)
     if supervisor_pid is not None:
         threading.Thread(target=_die_with, args=(supervisor_pid,), name="orphan-watch", daemon=True).start()
 

@@ -16,8 +16,13 @@ import numpy as np
 
 from pipeline.shm import attach_segment, create_segment, unlink_segment
 
-_HEADER_SLOTS = 9
-_WRITE_POS, _CAPACITY, _LOST, _OVERRUNS, _ANCHOR_POS, _ANCHOR_TIME, _RATE, _LOSS_START, _LOSS_END = range(9)
+_WRITE_POS, _CAPACITY, _LOST, _OVERRUNS, _ANCHOR_POS, _ANCHOR_TIME, _RATE, _WRITING, _LOSSES_RECORDED = range(9)
+# The latest stretches of stood-in silence, as [start, end) pairs after the fixed slots: enough to
+# cover the windows still undecided during a burst of overruns (one a period, 0.25 s by default).
+LOSS_HISTORY = 32
+REMEMBERED = LOSS_HISTORY - 1  # stretches readers see (one slot is the next to be filled)
+_LOSSES = 9
+_HEADER_SLOTS = _LOSSES + 2 * LOSS_HISTORY
 _HEADER_BYTES = _HEADER_SLOTS * 8
 
 
@@ -107,8 +112,8 @@ class Ring:
         return int(self._header[_OVERRUNS])
 
     def oldest(self) -> int:
-        """Index of the oldest row still held."""
-        return max(0, self.write_pos - self.capacity)
+        """Index of the oldest row still held (and not being overwritten by a write in progress)."""
+        return max(0, int(self._header[_WRITING]) - self.capacity)
 
     def write(self, rows: np.ndarray, captured_at: float | None = None) -> int:
         """Append rows (the single writer only); returns the new write_pos.
@@ -123,6 +128,7 @@ class Ring:
         if rows.shape[0] > self.capacity:  # only the newest rows fit; positions stay true to time
             rows = rows[-self.capacity :]
         kept = rows.shape[0]
+        self._header[_WRITING] = pos + n  # first: a reader that copied rows being replaced sees it
         start = (pos + n - kept) % self.capacity
         first = min(kept, self.capacity - start)
         self._rows[start : start + first] = rows[:first]
@@ -141,28 +147,53 @@ class Ring:
         """Advance write_pos over `rows` lost rows, filled with zeros, to keep positions true to time
         (at most one ring's worth of zeros is made: an hour-long gap costs no more than a second's)."""
         zeros = np.zeros((min(rows, self.capacity), *self.shape.row), dtype=self.shape.dtype)
-        self._header[_LOSS_START] = self.write_pos
-        self._header[_LOSS_END] = self._append(zeros, rows, None)
+        recorded = int(self._header[_LOSSES_RECORDED])
+        slot = _LOSSES + 2 * (recorded % LOSS_HISTORY)
+        self._header[slot : slot + 2] = self.write_pos, self.write_pos + rows
+        self._header[_LOSSES_RECORDED] = recorded + 1  # before the rows: who sees them sees the stretch
+        self._append(zeros, rows, None)
 
     @property
-    def last_loss(self) -> tuple[int, int]:
-        """Rows [start, end) of the latest stretch of stood-in silence ((0, 0): none)."""
-        return int(self._header[_LOSS_START]), int(self._header[_LOSS_END])
+    def losses(self) -> list[tuple[int, int]]:
+        """Rows [start, end) of the latest (up to REMEMBERED) stretches of stood-in silence, oldest first."""
+        return self._losses()[1]
+
+    def _losses(self) -> tuple[int, list[tuple[int, int]]]:
+        """(stretches ever recorded, the latest of them), read again if the writer recorded one
+        meanwhile. The slot the next stretch will fill is never read: the writer fills it before it
+        counts the stretch, so LOSS_HISTORY - 1 are remembered."""
+        while True:
+            recorded = int(self._header[_LOSSES_RECORDED])
+            slots = [_LOSSES + 2 * (i % LOSS_HISTORY) for i in range(max(0, recorded - REMEMBERED), recorded)]
+            losses = [(int(self._header[slot]), int(self._header[slot + 1])) for slot in slots]
+            if int(self._header[_LOSSES_RECORDED]) == recorded:
+                return recorded, losses
+
+    def holds_loss(self, start: int, stop: int) -> bool:
+        """Whether rows [start, stop) hold stood-in silence; also when more stretches came since
+        `start` than the header remembers, so that an older one cannot be ruled out."""
+        recorded, losses = self._losses()
+        forgotten = recorded > REMEMBERED and losses[0][0] > start
+        return forgotten or any(first < stop and start < end for first, end in losses)
 
     def read(self, start: int, count: int) -> np.ndarray:
         """A copy of rows [start, start + count); raises NotWritten or Lapped."""
         if start + count > self.write_pos:
             raise NotWritten(f"rows up to {start + count} asked, {self.write_pos} written")
-        if start < self.write_pos - self.capacity:
-            raise Lapped(f"row {start} overwritten (oldest is {self.oldest()})")
+        self._check_held(start, "")
         first = start % self.capacity
         if first + count <= self.capacity:
             out = self._rows[first : first + count].copy()
         else:
             out = np.concatenate((self._rows[first:], self._rows[: first + count - self.capacity]))
-        if start < self.write_pos - self.capacity:  # overwritten while copying
-            raise Lapped(f"row {start} overwritten while reading")
+        self._check_held(start, " while reading")
         return out
+
+    def _check_held(self, start: int, when: str) -> None:
+        """Lapped if row `start` is overwritten or being overwritten (the writer announces a write
+        in _WRITING before it copies rows, and publishes write_pos after)."""
+        if start < int(self._header[_WRITING]) - self.capacity:
+            raise Lapped(f"row {start} overwritten{when} (oldest is {self.oldest()})")
 
     def time_of(self, row: int) -> float:
         """Monotonic time at which `row` was captured, extrapolated from the latest write."""

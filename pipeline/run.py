@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from pipeline.config import Config
 
 if TYPE_CHECKING:
+    from inference.model import Ensemble
+    from inference.offline import OfflineDetector
     from inference.site_thresholds import SiteThresholds
 
 DEMO_DATA_DIR = "data/demo"
@@ -32,17 +34,11 @@ log = logging.getLogger(__name__)
 def run_detector(config: Config) -> int:
     """Start the pipeline and supervise it until stopped; a non-zero exit code on a fatal problem."""
     from capture.preflight import PreflightError, check_source
-    from inference.frontend import hop_samples
-    from inference.model import ModelError, load_ensemble
+    from inference.model import ModelError
     from pipeline.supervisor import AlreadyRunning, SharedMemoryLost, Supervisor
 
     try:
-        ensemble = load_ensemble(config.detector.models_dir)
-        hop_samples(config, ensemble)
-        if config.detector.votes_required > len(ensemble.models):
-            raise ValueError(
-                f"detector.votes_required: {config.detector.votes_required} but only {len(ensemble.models)} models"
-            )
+        ensemble = load_checked_ensemble(config)
         check_source(config)
     except (ModelError, PreflightError, ValueError) as exc:
         log.error("%s", exc)
@@ -122,14 +118,29 @@ def _votes_text(votes: dict[str, float]) -> str:
     return ", ".join(f"{m} {p:.2f}" for m, p in votes.items())
 
 
-def analyze_files(config: Config, files: Sequence[Path]) -> Iterator[dict[str, Any]]:
-    """One result dict per file, in order; unreadable files give {"file", "error"}."""
-    from capture.audio_file import AudioFileError
+def load_checked_ensemble(config: Config) -> Ensemble:
+    """The models, checked against the detector settings; raises inference.model.ModelError or
+    ValueError with a message that names the file or key."""
     from inference.frontend import hop_samples
     from inference.model import load_ensemble
-    from inference.offline import OfflineDetector
 
     ensemble = load_ensemble(config.detector.models_dir)
+    hop_samples(config, ensemble)
+    if config.detector.votes_required > len(ensemble.models):
+        raise ValueError(
+            f"detector.votes_required: {config.detector.votes_required} but only {len(ensemble.models)} models"
+        )
+    return ensemble
+
+
+def analyze_files(config: Config, files: Sequence[Path]) -> Iterator[dict[str, Any]]:
+    """One result dict per file, in order; unreadable files give {"file", "error"}, files damaged
+    part-way their result up to the damage and "damaged". Raises (at the call, before any file)
+    what load_checked_ensemble raises."""
+    from inference.frontend import hop_samples
+    from inference.offline import OfflineDetector
+
+    ensemble = load_checked_ensemble(config)
     detector = OfflineDetector(
         ensemble,
         hop_samples(config, ensemble),
@@ -137,18 +148,23 @@ def analyze_files(config: Config, files: Sequence[Path]) -> Iterator[dict[str, A
         config.detector.votes_required,
         config.detector.fused_threshold,
     )
-    for path in files:
-        try:
-            result = detector.analyze_file(Path(path))
-        except AudioFileError as exc:
-            yield {"file": str(path), "error": str(exc)}
-            continue
-        yield {
-            "file": str(path),
-            "score": round(result.score, 4),
-            "detected": result.detected,
-            "events": [event.to_json() for event in result.events],
-        }
+    return (_analyze_file(detector, Path(path)) for path in files)
+
+
+def _analyze_file(detector: OfflineDetector, path: Path) -> dict[str, Any]:
+    from capture.audio_file import AudioFileError
+
+    try:
+        result = detector.analyze_file(path)
+    except AudioFileError as exc:
+        return {"file": str(path), "error": str(exc)}
+    line = {
+        "file": str(path),
+        "score": round(result.score, 4),
+        "detected": result.detected,
+        "events": [event.to_json() for event in result.events],
+    }
+    return line | ({"damaged": result.damage} if result.damage else {})
 
 
 def site_threshold_replay(config: Config, days: float) -> tuple[SiteThresholds, str]:

@@ -1,12 +1,14 @@
 """The supervisor: builds the shared memory and channels, starts one OS process per role,
 restarts what dies or hangs, and shuts everything down in order.
 
-Restart rule: a process that exits non-zero, is killed, stops beating its heartbeat for
-HEARTBEAT_TIMEOUT s, or stays busy on one item for HUNG_AFTER s is (killed and) restarted after
-a backoff of 1, 2, 4 ... MAX_BACKOFF s. More than RESTART_BURST restarts in RESTART_WINDOW s marks
-the detector degraded (logged as an error) but it keeps trying: an unattended detector must not
-give up. A clean exit (0) of the capture means the replayed source ended: the pipeline drains
-and stops.
+Restart rule: a process that exits (a role function's return value is its exit code), is killed,
+stops beating its heartbeat for HEARTBEAT_TIMEOUT s, or stays busy on one item for HUNG_AFTER s
+is (killed and) restarted after a backoff of 1, 2, 4 ... MAX_BACKOFF s. More than RESTART_BURST
+restarts in RESTART_WINDOW s marks the detector degraded (logged as an error) but it keeps trying:
+an unattended detector must not give up. The one exception is the capture of a replayed source:
+its clean exit (0) means the recording ended, and the pipeline drains and stops. So does
+EXIT_SOURCE_DAMAGED (the file broke off: replaying it again would detect and text its shots
+again), and the detector then exits with that code.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
+from alerting.outbox import Outbox, outbox_path
 from alerting.sender import run_sender
-from capture.process import run_capture
+from capture.process import EXIT_SOURCE_DAMAGED, run_capture
 from inference.aggregator import run_aggregator
 from inference.frontend import feature_ring_capacity, run_frontend
 from inference.model import Ensemble
@@ -36,6 +39,7 @@ from pipeline.health import HealthMonitor
 from pipeline.layout import AUDIO_RING, AUDIO_SHAPE, STATS, Layout, feature_shape
 from pipeline.messages import OutboxChanged
 from pipeline.metrics import StatsTable
+from pipeline.process import exit_with
 from pipeline.ring import Ring
 from pipeline.shm import SHM_DIR, new_run_id, remove_stale_segments, segment_name
 from pipeline.stats import StatsReporter
@@ -84,7 +88,8 @@ class Managed:
     restarts: collections.deque = field(default_factory=lambda: collections.deque(maxlen=RESTART_BURST + 1))
     restart_at: float = 0.0
     backoff: float = FIRST_BACKOFF
-    finished: bool = False  # exited 0 on its own (the replayed source ended)
+    finished: bool = False  # exited on its own: the replayed source ended (exit 0) or broke off
+    exitcode: int = 0  # of the finished process
 
 
 class Supervisor:
@@ -176,7 +181,9 @@ class Supervisor:
         return roles
 
     def _spawn(self, managed: Managed) -> None:
-        process = self.context.Process(target=managed.target, args=managed.args, name=managed.name, daemon=False)
+        process = self.context.Process(
+            target=exit_with, args=(managed.target, *managed.args), name=managed.name, daemon=False
+        )
         process.start()
         managed.process = process
         self.stats.slot(managed.name).started(process.pid)
@@ -198,12 +205,17 @@ class Supervisor:
             if process.exitcode is None:
                 self._check_health(managed, now)
                 continue
-            if process.exitcode == 0:
-                managed.finished = True
-                log.info("%s finished", managed.name)
+            if self._source_ended(managed.name, process.exitcode):
+                managed.finished, managed.exitcode = True, process.exitcode
+                log.info("%s finished (exit code %d)", managed.name, process.exitcode)
                 continue
             log.error("%s died (exit code %s)", managed.name, process.exitcode)
             self._schedule_restart(managed, now)
+
+    def _source_ended(self, name: str, exitcode: int) -> bool:
+        """Only the capture of a replayed source ends on its own: any other exit, also a clean one
+        (the SMS process stops cleanly on a stray SIGTERM), is restarted."""
+        return name == "capture" and bool(self.config.audio.source) and exitcode in (0, EXIT_SOURCE_DAMAGED)
 
     def _check_health(self, managed: Managed, now: float) -> None:
         row = self.stats.slot(managed.name)
@@ -260,7 +272,7 @@ class Supervisor:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self.shutdown()
-        return 0
+        return self.managed["capture"].exitcode
 
     def _notify_ready(self) -> None:
         """Tell systemd we are up once the first window was decided (or the start-up grace ran out:
@@ -296,8 +308,6 @@ class Supervisor:
         return self._outbox_idle()
 
     def _outbox_idle(self) -> bool:
-        from alerting.outbox import Outbox, outbox_path
-
         outbox = Outbox(outbox_path(self.data_dir))
         try:
             return outbox.pending_count() == 0

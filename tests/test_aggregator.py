@@ -10,7 +10,7 @@ import pytest
 import soundfile
 
 from alerting.outbox import Outbox, outbox_path
-from inference.aggregator import Aggregator
+from inference.aggregator import AUDIO_STALL, Aggregator
 from inference.eventlog import EventLog
 from inference.model import load_ensemble
 from inference.vote import Decision
@@ -134,10 +134,77 @@ def test_a_window_holding_silence_for_lost_audio_is_not_a_shot(aggregator):
     audio.record_loss(RATE)
     audio.skip(RATE)  # rows 32000..48000 (2.0-3.0 s) stood in by silence
     audio.write(np.zeros(RATE * 8, dtype=np.int16))
-    assert audio.last_loss == (2 * RATE, 3 * RATE)
+    assert audio.losses == [(2 * RATE, 3 * RATE)]
     agg.handle(decision(3, True))  # 1.5-2.5 s: the sound stops dead
     agg.handle(decision(4, False))
     agg.handle(decision(5, True))  # 2.5-3.5 s: it comes back
     assert EventLog(data).events() == []
     agg.handle(decision(6, True))  # 3.0-4.0 s: starts where the silence ends, holds none of it
     assert len(EventLog(data).events()) == 1
+
+
+def vote(agg: Aggregator, index: int, positive: bool, now: float) -> None:
+    """Every model's vote for window `index`, through the vote box, as the live loop does."""
+    for model in agg.box.rule.thresholds:
+        agg.box.add(index, model, 1.0 if positive else 0.0, now)
+    for made in agg.box.decide(now):
+        agg.handle(made)
+
+
+def test_with_the_microphone_away_the_open_event_closes_and_its_clip_is_saved_before_the_gap_overwrites_it(
+    aggregator,
+):
+    """The audio after a long gap starts with a ring of stood-in silence: an event still open when
+    the audio stopped must have its clip saved from the ring while it still holds the shot, once
+    every window of the audio there is was decided (a late positive one would text again)."""
+    agg, audio, _, data = aggregator
+    write_click(audio)
+    last_window = (audio.write_pos - WINDOW) // HOP
+    stalled_at = time.monotonic()
+    agg.watch_audio(stalled_at)
+    for index in range(last_window):
+        vote(agg, index, index >= 6, stalled_at)  # the shot, then a burst of fire to the end
+    agg.watch_audio(stalled_at + AUDIO_STALL + 0.1)
+    assert EventLog(data).events()[0].state == "open"  # the last window is not decided yet
+    vote(agg, last_window, False, stalled_at + AUDIO_STALL + 0.2)
+    agg.watch_audio(stalled_at + AUDIO_STALL + 0.3)
+    (event,) = EventLog(data).events()
+    assert event.state == "closed" and event.clip
+    clip, _ = soundfile.read(data / event.clip, dtype="int16")
+    assert np.argmax(clip) == click_in_clip(6, agg.config.storage.clip_pre_roll)
+    audio.skip(audio.capacity * 2)  # the microphone is back after two rings' time
+    agg.handle(decision(last_window + 1, False))
+    agg.write_due_clips()
+    assert EventLog(data).events()[0].clip == event.clip
+
+
+def test_audio_that_keeps_coming_slowly_or_undecided_windows_keep_an_event_open_until_the_longest_wait(
+    aggregator,
+):
+    agg, audio, _, data = aggregator
+    write_click(audio)
+    started = time.monotonic()
+    agg.watch_audio(started)
+    vote(agg, 6, True, started)  # windows 7 on never decided: a model worker far behind
+    for step in range(1, 4):
+        audio.write(np.zeros(RATE // 10, dtype=np.int16))  # a trickle, every 4 s
+        agg.watch_audio(started + 4.0 * step)
+    assert EventLog(data).events()[0].state == "open"
+    moved = started + 12.0
+    agg.watch_audio(moved + AUDIO_STALL + agg.config.detector.vote_timeout - 0.1)
+    assert EventLog(data).events()[0].state == "open"
+    agg.watch_audio(moved + AUDIO_STALL + agg.config.detector.vote_timeout + 0.1)
+    assert EventLog(data).events()[0].state == "closed"
+
+
+def test_a_clip_whose_audio_is_gone_is_reported_lost_not_saved_empty(aggregator, caplog):
+    agg, audio, _, data = aggregator
+    write_click(audio)
+    agg.handle(decision(6, True))
+    for index in windows_until_closed(6, agg.config):
+        agg.handle(decision(index, False))
+    audio.skip(audio.capacity * 2)
+    agg.write_due_clips()
+    (event,) = EventLog(data).events()
+    assert event.clip is None and not list((data / "clips").glob("*.flac"))
+    assert "is no longer in the ring" in caplog.text

@@ -1,6 +1,7 @@
 """Alerting without a modem: phone numbers, SMS parts (real gammu.EncodeSMS), alert and summary
 texts, the SQLite outbox (real files) and the hourly limit."""
 
+import multiprocessing
 import sqlite3
 
 import pytest
@@ -254,3 +255,33 @@ def test_an_event_after_a_quiet_hour_is_a_plain_alert_again(tmp_path):
     (alert_id,) = queue_event_alert(outbox, config, EventAlert(3, 7300.0, 0.9, False), now=7300.0)
     assert outbox.row(alert_id).kind == "alert"
     assert [r.kind for r in outbox.rows()] == ["alert", "summary", "alert"]
+
+
+OPENERS, ROUNDS = 6, 20
+
+
+def _open_outbox(path: str, barrier, errors) -> None:
+    barrier.wait()
+    try:
+        Outbox(path).close()
+    except sqlite3.Error as exc:
+        errors.put(repr(exc))
+
+
+def test_processes_opening_a_new_outbox_together_all_get_it(tmp_path):
+    """The detector's first start: the aggregator, the SMS process and the supervisor open a new
+    outbox at once, and SQLite's first switch to WAL does not wait for the others."""
+    context = multiprocessing.get_context("fork")
+    errors = context.Queue()
+    for round_ in range(ROUNDS):
+        barrier = context.Barrier(OPENERS, timeout=30)
+        path = str(tmp_path / f"outbox-{round_}.sqlite")
+        openers = [context.Process(target=_open_outbox, args=(path, barrier, errors)) for _ in range(OPENERS)]
+        for process in openers:
+            process.start()
+        for process in openers:
+            process.join(30)
+            if process.is_alive():
+                process.kill()
+        assert [p.exitcode for p in openers] == [0] * OPENERS
+    assert errors.empty(), errors.get()

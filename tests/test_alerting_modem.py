@@ -13,8 +13,10 @@ from alerting import faults, modem_check
 from alerting.faults import ModemError
 from alerting.modem import Modem
 from alerting.outbox import Outbox, outbox_path
+from alerting.pin_record import RECORD_FILE
 from alerting.sender import check_modem
 from pipeline.config import Config, override
+from tests import at_modem
 from tests.test_alerting_support import (
     NUMBERS,
     After,
@@ -95,7 +97,7 @@ def test_a_missing_gammu_config_file_is_named(tmp_path):
 
 def test_the_pin_is_entered_when_the_sim_asks(tmp_path):
     config = config_for(tmp_path, **{"modem.pin": "1234"})
-    script = FaultScript(tmp_path, {"GetSecurityStatus": [Returns("Pin"), Returns(None)]})
+    script = FaultScript(tmp_path, {"GetSecurityStatus": [Returns("PIN"), Returns(None)]})
     modem = connected_modem(config, script)
     modem.terminate()
     assert script.calls["EnterSecurityCode"] == 1
@@ -106,7 +108,7 @@ def test_the_pin_is_entered_when_the_sim_asks(tmp_path):
 def test_a_refused_pin_is_never_tried_again(tmp_path):
     config = config_for(tmp_path, **{"modem.pin": "0000"})
     script = FaultScript(
-        tmp_path, {"GetSecurityStatus": [Returns("Pin")] * 3, "EnterSecurityCode": [gammu.ERR_SECURITYERROR]}
+        tmp_path, {"GetSecurityStatus": [Returns("PIN")] * 3, "EnterSecurityCode": [gammu.ERR_SECURITYERROR]}
     )
     modem = Modem(config.modem, machine_factory=script.machine)
     for _ in range(2):
@@ -116,7 +118,9 @@ def test_a_refused_pin_is_never_tried_again(tmp_path):
     assert script.calls["EnterSecurityCode"] == 1
 
 
-@pytest.mark.parametrize(("status", "says"), [("Pin", "set modem.pin"), ("Puk", "asks for its Puk")])
+@pytest.mark.parametrize(
+    ("status", "says"), [("PIN", "set modem.pin"), ("Pin", "set modem.pin"), ("PUK", "asks for its PUK")]
+)
 def test_a_locked_sim_without_a_usable_pin_says_what_to_do(tmp_path, status, says):
     script = FaultScript(tmp_path, {"GetSecurityStatus": [Returns(status)]})
     with pytest.raises(ModemError, match=says):
@@ -240,3 +244,71 @@ def test_a_busy_port_names_modemmanager_when_it_runs(tmp_path):
         process.kill()
         process.wait()
     assert "ModemManager is running" not in str(faults.translate(gammu_error(gammu.ERR_DEVICEBUSY, "Init"), "x"))
+
+
+@pytest.fixture
+def at_modem_with_pin(tmp_path):
+    """A modem on Gammu's real AT driver whose SIM asks for PIN 1234."""
+    process = at_modem.start(tmp_path, pin="1234")
+    yield tmp_path / "at-modem.log"
+    process.kill()
+    process.wait()
+
+
+def at_config(tmp_path, pin: str):
+    return config_for(
+        tmp_path, **{"modem.gammurc": str(at_modem.gammurc(tmp_path)), "modem.pin": pin, "modem.smsc": "+447785016005"}
+    )
+
+
+def test_a_sim_asking_for_its_pin_is_unlocked_with_modem_pin_and_sends(tmp_path, at_modem_with_pin):
+    config = at_config(tmp_path, "1234")
+    modem = Modem(config.modem, data_dir=tmp_path / "data")
+    modem.connect()
+    try:
+        assert modem.send_text(NUMBERS[0], "test") == [1]
+    finally:
+        modem.terminate()
+    assert at_modem_with_pin.read_text().count("PIN attempt") == 1
+
+
+def test_a_refused_pin_is_not_entered_again_after_a_restart_until_it_is_changed(tmp_path, at_modem_with_pin):
+    for _ in range(2):  # the SMS process restarted (or test-modem run): a new Modem each time
+        modem = Modem(at_config(tmp_path, "0000").modem, data_dir=tmp_path / "data")
+        with pytest.raises(ModemError, match="3 wrong PINs lock the SIM") as refused:
+            modem.connect()
+        assert refused.value.code == faults.PIN_REFUSED and not modem.connected
+    assert at_modem_with_pin.read_text().count("PIN attempt") == 1
+    modem = Modem(at_config(tmp_path, "1234").modem, data_dir=tmp_path / "data")
+    modem.connect()
+    modem.terminate()
+    assert at_modem_with_pin.read_text().count("PIN attempt") == 2
+    assert not (tmp_path / "data" / RECORD_FILE).exists()
+
+
+def test_a_pin_entry_whose_outcome_is_unknown_is_tried_once_more_then_never(tmp_path):
+    """A timeout while entering the PIN is no proof it was wrong, nor that the SIM did not count it:
+    entered once more (also after a restart), never a third time, which leaves the SIM a try for a
+    person. The state is recorded before the PIN goes out, so a failing re-check loses nothing."""
+    config = config_for(tmp_path, **{"modem.pin": "1234"})
+    statuses = [Returns("PIN"), gammu.ERR_TIMEOUT, Returns("PIN"), Returns("PIN"), Returns("PIN")]
+    script = FaultScript(tmp_path, {"GetSecurityStatus": statuses, "EnterSecurityCode": [gammu.ERR_TIMEOUT] * 2})
+    says = ["SIM check", "refused before|3 wrong PINs lock the SIM", "refused before"]
+    retryable = [True, False, False]
+    for message, may_retry in zip(says, retryable, strict=True):
+        modem = Modem(config.modem, machine_factory=script.machine, data_dir=tmp_path / "data")  # a restart
+        with pytest.raises(ModemError, match=message) as failed:
+            modem.connect()
+        assert failed.value.retryable == may_retry
+    assert script.calls["EnterSecurityCode"] == 2
+
+
+def test_an_unreadable_refusal_record_is_a_clear_error_and_no_pin_is_entered(tmp_path):
+    config = config_for(tmp_path, **{"modem.pin": "1234"})
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / RECORD_FILE).write_text("half a record")
+    script = FaultScript(tmp_path, {"GetSecurityStatus": [Returns("PIN")]})
+    with pytest.raises(ModemError, match=f"cannot read .*{RECORD_FILE}.*delete it") as unreadable:
+        Modem(config.modem, machine_factory=script.machine, data_dir=tmp_path / "data").connect()
+    assert unreadable.value.code == faults.PIN_REFUSED and not unreadable.value.retryable
+    assert script.calls["EnterSecurityCode"] == 0

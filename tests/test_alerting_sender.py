@@ -8,6 +8,7 @@ import multiprocessing
 import random
 import re
 import sqlite3
+import time
 from pathlib import Path
 
 import gammu
@@ -18,6 +19,7 @@ from alerting.faults import ModemError
 from alerting.modem import Modem
 from alerting.outbox import REPEAT_PREFIX, Outbox, outbox_path
 from alerting.sender import JITTER, Sender, retry_delay, run_sender, send_pending_once
+from pipeline import metrics
 from pipeline.channel import Channel
 from pipeline.layout import Layout
 from pipeline.messages import OutboxChanged
@@ -347,3 +349,24 @@ def test_a_lost_network_is_noticed_while_idle_and_a_long_loss_is_texted_once_it_
     assert health[0].text == "North gate: the modem had no mobile network from 14:08 to 14:23 EAT; texts were delayed."
     assert sender.send_due(now) == len(NUMBERS)
     assert [text for _, text in sent_texts(tmp_path)] == [health[0].text] * len(NUMBERS)
+
+
+def test_a_blocked_modem_call_keeps_the_heartbeat_until_its_limit(monkeypatch):
+    """The heartbeat goes on while a call blocks (with the GIL released, as Gammu's do), renewed by
+    each part sent, and stops once the call has blocked longer than it ever should."""
+    monkeypatch.setattr(metrics, "BLOCKED_BEAT_EVERY", 0.02)
+    table = StatsTable.create(f"gs-{own_run_id()}-stats", ("sms",))
+    slot = table.slot("sms")
+    try:
+        with metrics.BlockedCall(slot, limit=2.0) as call:
+            time.sleep(1.5)
+            call.renew()
+            time.sleep(1.5)
+            assert time.monotonic() - slot.get("heartbeat") < 0.5  # 3 s blocked, renewed at 1.5 s
+            time.sleep(2.5)
+            assert time.monotonic() - slot.get("heartbeat") > 1.0  # 2 s past the limit: beats stopped
+            call.renew()  # a part accepted after all: beats again
+            time.sleep(0.5)
+            assert time.monotonic() - slot.get("heartbeat") < 0.4
+    finally:
+        table.close()

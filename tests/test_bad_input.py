@@ -10,7 +10,9 @@ import pytest
 import soundfile
 
 from capture.audio_file import AudioFileError, iter_audio_blocks, read_audio
-from tests.detector_run import pipeline_test_models, stream_with_shots
+from capture.process import EXIT_SOURCE_DAMAGED
+from tests.detector_run import RECIPIENTS, DetectorRun, pipeline_test_models, stream_with_shots
+from tests.gammu_env import dummy_gammurc
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 120
@@ -178,3 +180,45 @@ def test_an_hours_long_file_is_analysed_in_bounded_memory_with_its_shot_found(tm
     assert [round(event["start"]) for event in line["events"]] in ([2499], [2500], [2498])
     max_rss_mb = int(result.stderr.split("maxrss_kb")[-1].split()[0]) / 1024
     assert max_rss_mb < MAX_ANALYZE_RSS_MB, f"analyze of {hours} h peaked at {max_rss_mb:.0f} MB"
+
+
+def cut_flac(path: Path, duration: float, shot_at: float, keep: float) -> Path:
+    """A FLAC with one shot, cut to its first `keep` of bytes: damaged part-way, its header intact."""
+    full = path.with_suffix(".full.flac")
+    soundfile.write(full, stream_with_shots(duration, [(shot_at, "hedgewars-shotgun")]), 16000, subtype="PCM_16")
+    path.write_bytes(full.read_bytes()[: round(len(full.read_bytes()) * keep)])
+    return path
+
+
+def test_analyze_scores_a_file_damaged_part_way_up_to_the_damage_and_says_where(tmp_path):
+    damaged = cut_flac(tmp_path / "damaged.flac", 25.0, 3.0, keep=0.7)
+    config = tmp_path / "pipeline-test.toml"
+    config.write_text(f'[detector]\nmodels_dir = "{pipeline_test_models(tmp_path)}"\n')
+    result = cli("analyze", "--config", str(config), "--format", "jsonl", str(damaged), cwd=tmp_path)
+    assert result.returncode == 1
+    (line,) = [json.loads(text) for text in result.stdout.splitlines()]
+    assert [round(event["start"]) for event in line["events"]] in ([2], [3])
+    assert "damaged between 10.0 and 20.0 s" in line["damaged"]
+
+
+@pytest.mark.parametrize(("setting", "key"), [("hop = 0.3", "detector.hop"), ("votes_required = 5", "votes_required")])
+def test_analyze_with_settings_the_models_cannot_take_names_the_key(tmp_path, setting, key):
+    config = tmp_path / "config.toml"
+    config.write_text(f"[detector]\n{setting}\n")
+    result = cli("analyze", "--config", str(config), str(ROOT / "assets" / "demo.flac"), cwd=tmp_path)
+    assert result.returncode != 0 and key in result.stderr
+
+
+def test_start_on_a_recording_damaged_part_way_alerts_once_and_exits_saying_so(tmp_path):
+    """Replaying it again after the damage (a restarted capture) would text the same shot again."""
+    damaged = cut_flac(tmp_path / "damaged.flac", 12.0, 2.0, keep=0.6)
+    run = DetectorRun(tmp_path, config_lines=[f'[detector]\nmodels_dir = "{pipeline_test_models(tmp_path)}"'])
+    run.start("--source", str(damaged), "--recipient", RECIPIENTS[0], "--gammurc", str(dummy_gammurc(tmp_path)))
+    try:
+        code = run.process.wait(TIMEOUT)
+    finally:
+        run.stop()
+    assert code == EXIT_SOURCE_DAMAGED, run.output()
+    assert "the rest of the recording cannot be replayed" in run.output()
+    assert [event["state"] for event in run.events()] == ["closed"]
+    assert len(run.texts()) == 1

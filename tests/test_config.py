@@ -29,6 +29,8 @@ def write(tmp_path, text):
         ("[detector]\nvotes_required = -1", "detector.votes_required: -1 is out of range"),
         ("[modem]\nretry_initial = 500.0\nretry_max = 100.0", "modem.retry_initial"),
         ("[audio\nrate = 1", "not valid TOML"),
+        ("[detector]\nvote_timeout = nan", "detector.vote_timeout: nan is not a finite number"),
+        ("[health]\nsilence_alert_after = inf", "health.silence_alert_after: inf is not a finite number"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path, text, message):

@@ -1,10 +1,11 @@
 import multiprocessing
+import time
 import tracemalloc
 
 import numpy as np
 import pytest
 
-from pipeline.ring import Lapped, NotWritten, Ring, RingShape
+from pipeline.ring import REMEMBERED, Lapped, NotWritten, Ring, RingShape
 from tests.conftest import own_run_id
 
 AUDIO = RingShape("int16")
@@ -76,3 +77,63 @@ def test_time_of_a_row_is_extrapolated_from_the_last_write(ring):
     ring.write(np.zeros(16, dtype=np.int16), captured_at=100.0)
     assert ring.time_of(16) == pytest.approx(100.0)
     assert ring.time_of(0) == pytest.approx(100.0 - 16 / 16000)
+
+
+def test_every_recent_stretch_of_lost_audio_is_remembered(ring):
+    """A window decided after a second loss may still hold the first one's silence."""
+    ring.write(np.ones(10, dtype=np.int16))
+    ring.skip(5)  # rows 10-15
+    ring.write(np.ones(10, dtype=np.int16))
+    ring.skip(5)  # rows 25-30
+    assert ring.losses == [(10, 15), (25, 30)]
+    assert ring.holds_loss(8, 12) and ring.holds_loss(28, 40)
+    assert not ring.holds_loss(15, 25) and not ring.holds_loss(0, 10)
+
+
+def test_a_window_older_than_the_remembered_losses_counts_as_holding_one(ring):
+    for _ in range(REMEMBERED + 2):  # stretch k covers rows 4k+3 to 4k+4
+        ring.write(np.ones(3, dtype=np.int16))
+        ring.skip(1)
+    assert len(ring.losses) == REMEMBERED and ring.losses[0] == (11, 12)
+    assert ring.holds_loss(0, 2)  # the first stretches (rows 3-4, 7-8) are forgotten: not ruled out
+    assert not ring.holds_loss(12, 15)
+
+
+RACE_ROWS, RACE_CHUNK, RACE_SECONDS = 16000, 4000, 2.0
+
+
+def _write_row_numbers(name: str, stop) -> None:
+    ring = Ring.attach(name, RingShape("int64"))
+    pos = 0
+    while not stop.is_set():
+        ring.write(np.arange(pos, pos + RACE_CHUNK, dtype=np.int64))
+        pos += RACE_CHUNK
+    ring.close()
+
+
+def test_a_read_at_the_oldest_edge_while_the_writer_runs_is_whole_or_lapped():
+    """Rows copied while the writer replaces them must raise Lapped, never come back mixed."""
+    ring = Ring.create(f"gs-{own_run_id()}-race", RACE_ROWS, RingShape("int64"), 16000.0)
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    writer = context.Process(target=_write_row_numbers, args=(ring.name, stop))
+    writer.start()
+    reads = torn = 0
+    try:
+        while ring.write_pos <= ring.capacity:  # the writer started and wraps
+            assert writer.is_alive(), "the writer process died"
+            time.sleep(0.01)
+        deadline = time.monotonic() + RACE_SECONDS
+        while time.monotonic() < deadline:
+            first = ring.oldest()
+            try:
+                rows = ring.read(first, RACE_CHUNK // 2)
+            except (Lapped, NotWritten):
+                continue
+            reads += 1
+            torn += not np.array_equal(rows, np.arange(first, first + RACE_CHUNK // 2))
+    finally:
+        stop.set()
+        writer.join(30)
+        ring.close()
+    assert reads > 0 and torn == 0, f"{torn} of {reads} reads mixed old and new rows"

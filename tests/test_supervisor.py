@@ -14,9 +14,12 @@ from pathlib import Path
 import psutil
 import soundfile
 
-from tests.detector_run import RATE, RECIPIENTS, ROOT, DetectorRun, stream_with_shots
+from pipeline.supervisor import DRAIN_LIMIT, HEARTBEAT_TIMEOUT
+from tests import at_modem
+from tests.detector_run import RATE, RECIPIENTS, ROOT, DetectorRun, pipeline_test_models, stream_with_shots
 
 DEADLINE = 30.0
+SLOW_SEND = HEARTBEAT_TIMEOUT + 5  # s the modem takes to answer the second text
 SHM = Path("/dev/shm")
 
 
@@ -151,3 +154,37 @@ def test_shared_memory_deleted_under_a_running_detector_makes_it_exit_for_a_fres
     run.log.close()
     assert "was deleted while the detector ran" in (tmp_path / "detector.log").read_text()
     assert not list(SHM.glob(f"gs-{run.process.pid:x}-*"))  # the rest unlinked on the way out
+
+
+def test_a_stray_sigterm_to_the_sms_process_restarts_it(tmp_path):
+    """The SMS process stops cleanly on SIGTERM (no text cut mid-send); unless the detector is
+    stopping, that clean exit is a fault like any other: texting must not end with it."""
+    run, _ = running_detector(tmp_path)
+    try:
+        sms = run.child("gs.sms")
+        sms.send_signal(signal.SIGTERM)
+        run.wait_until(lambda: (child := run.child("gs.sms")) is not None and child.pid != sms.pid, 30, "sms back")
+    finally:
+        assert run.stop() == 0
+
+
+def test_a_modem_slow_to_accept_a_text_is_not_taken_for_a_hung_sms_process(tmp_path):
+    """Gammu waits up to about 100 s for a modem's answer to a send. Killing the SMS process while
+    it waits would send the text again, as a repeat, after the modem had taken it."""
+    modem = at_modem.start(tmp_path, send_delays=(0.0, SLOW_SEND))
+    wav = tmp_path / "shot.wav"
+    soundfile.write(wav, stream_with_shots(12.0, [(2.0, "hedgewars-shotgun")]), RATE, subtype="PCM_16")
+    config = [f'[detector]\nmodels_dir = "{pipeline_test_models(tmp_path)}"', '[modem]\nsmsc = "+447785016005"']
+    run = DetectorRun(tmp_path, config_lines=config)
+    recipients = [arg for number in RECIPIENTS for arg in ("--recipient", number)]
+    run.start("--source", str(wav), "--gammurc", str(at_modem.gammurc(tmp_path)), *recipients)
+    try:
+        code = run.process.wait(DRAIN_LIMIT + 30)
+    finally:
+        run.stop()
+        modem.kill()
+        modem.wait()
+    assert code == 0, run.output()
+    assert "hung" not in run.output()
+    assert [t["state"] for t in run.texts()] == ["sent", "sent"]
+    assert (tmp_path / "at-modem.log").read_text().count("handed to the network") == len(RECIPIENTS)
