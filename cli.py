@@ -141,8 +141,19 @@ def events(config_path, data_dir, limit, fmt, near_misses, samples) -> None:
     from pipeline.run import list_events
 
     config = _load(config_path, {"storage.data_dir": str(data_dir) if data_dir else None})
+    _records_folder(config)
     for record in list_events(config, limit, _kept_table(near_misses, samples)):
         click.echo(json.dumps(record) if fmt == "jsonl" else _event_line(record))
+
+
+def _records_folder(config) -> Path:
+    """The data folder, if the detector ever recorded there (else a clear error)."""
+    from inference.eventlog import EVENTS_DB
+
+    folder = Path(config.storage.data_dir)
+    if not (folder / EVENTS_DB).exists():
+        raise click.ClickException(f"{folder} holds no {EVENTS_DB}: give the detector's data folder (--data-dir)")
+    return folder
 
 
 def _event_line(record: dict) -> str:
@@ -167,12 +178,10 @@ def _event_line(record: dict) -> str:
 def label(config_path, data_dir, near_miss, sample, category, record_id, label) -> None:
     """Label an event, near miss or background sample after listening to its clip: labelled clips
     are kept past the retention and become training data (export-labels)."""
-    from inference.eventlog import CLIP_PREFIX, EVENTS, EVENTS_DB, NEAR_MISSES, SAMPLES, EventLog
+    from inference.eventlog import CLIP_PREFIX, EVENTS, NEAR_MISSES, SAMPLES, EventLog
 
     config = _load(config_path, {"storage.data_dir": str(data_dir) if data_dir else None})
-    folder = Path(config.storage.data_dir)
-    if not (folder / EVENTS_DB).exists():
-        raise click.ClickException(f"{folder} holds no {EVENTS_DB}: give the detector's data folder (--data-dir)")
+    folder = _records_folder(config)
     table = _kept_table(near_miss, sample) or EVENTS
     what = CLIP_PREFIX[table].replace("-", " ")
     records = EventLog(folder)
@@ -203,12 +212,13 @@ def _kept_table(near_miss: bool, sample: bool) -> str | None:
 def site_thresholds(config_path, data_dir, days, fmt) -> None:
     """What a fused threshold of this site's own would have cost (false alerts per hour) and heard
     (labelled gunshots), replayed from the scores the detector logged here."""
+    from inference.model import ModelError
     from pipeline.run import site_threshold_replay
 
     config = _load(config_path, {"storage.data_dir": str(data_dir) if data_dir else None})
     try:
         result, current = site_threshold_replay(config, days)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ModelError) as exc:
         raise click.ClickException(str(exc)) from None
     if fmt == "json":
         click.echo(json.dumps(result.to_json()))

@@ -12,7 +12,7 @@ import datetime
 import zoneinfo
 from dataclasses import dataclass
 
-from alerting.clock import UNSYNCHRONISED_NOTE
+from alerting.clock import UNSYNCHRONISED_NOTE, clock_synchronised
 from alerting.outbox import HeldEvent, Outbox
 from pipeline.config import Config
 
@@ -46,22 +46,32 @@ def alert_text(config: Config, alert: EventAlert) -> str:
         site=config.site.name,
         time=local_time(config, alert.started_at),
         confidence=f"{alert.confidence:.0%}",
-        note=(DEGRADED_NOTE if alert.degraded else "") + ("" if alert.clock_synchronised else UNSYNCHRONISED_NOTE),
+        note=(DEGRADED_NOTE if alert.degraded else "") + clock_note(alert.clock_synchronised),
     )
 
 
-def network_back_text(config: Config, lost_at: float, back_at: float) -> str:
+def clock_note(synchronised: bool) -> str:
+    """What a text that states times adds while the clock is not synchronised."""
+    return "" if synchronised else UNSYNCHRONISED_NOTE
+
+
+def network_back_text(config: Config, lost_at: float, back_at: float, synchronised: bool = True) -> str:
     """E.g. "North gate: the modem had no mobile network from 14:03 to 15:20 EAT; texts were delayed."."""
     same_day = local_time(config, lost_at, DATE_FORMAT) == local_time(config, back_at, DATE_FORMAT)
     fmt = CLOCK_FORMAT if same_day else f"{DATE_FORMAT} {CLOCK_FORMAT}"
     start, end = local_time(config, lost_at, fmt), local_time(config, back_at, f"{fmt} %Z")
-    return f"{config.site.name}: the modem had no mobile network from {start} to {end}; texts were delayed."
+    text = f"{config.site.name}: the modem had no mobile network from {start} to {end}; texts were delayed."
+    return text + clock_note(synchronised)
 
 
-def summary_text(config: Config, events: list[HeldEvent], now: float) -> str:
+def summary_text(config: Config, events: list[HeldEvent], now: float, synchronised: bool = True) -> str:
     """E.g. "North gate: 7 more possible gunshots between 14:03 and 14:41 EAT (texts limited to 5/hour)."
 
     Dates are added when the events span midnight or happened before today (local time)."""
+    return _summary(config, events, now) + clock_note(synchronised)
+
+
+def _summary(config: Config, events: list[HeldEvent], now: float) -> str:
     first, last = events[0].event_time, events[-1].event_time
     with_date = len({local_time(config, t, DATE_FORMAT) for t in (first, last, now)}) > 1
     fmt = f"{DATE_FORMAT} {CLOCK_FORMAT}" if with_date else CLOCK_FORMAT
@@ -98,7 +108,7 @@ def release_summaries(outbox: Outbox, config: Config, now: float) -> list[int]:
     with outbox.transaction():
         for recipient, events in outbox.waiting_held().items():
             if _room(outbox, config, recipient, now):
-                summary = summary_text(config, events, now)
+                summary = summary_text(config, events, now, clock_synchronised())
                 ids.append(outbox.release_held(recipient, [e.id for e in events], summary, now))
     return ids
 

@@ -18,9 +18,14 @@ RESERVE_BYTES = 4 * 1024 * 1024  # far more than a day of texts (a row is well u
 log = logging.getLogger(__name__)
 
 
+# SQLite's words for a full disk: no page for the row, or (opening a database anew) no room to
+# extend its shared-memory index file, which it reports as "disk I/O error".
+DISK_FULL_ERRORS = frozenset({"SQLITE_FULL", "SQLITE_IOERR_SHMSIZE"})
+
+
 def is_disk_full(exc: BaseException) -> bool:
     if isinstance(exc, sqlite3.OperationalError):
-        return "full" in str(exc)  # "database or disk is full"
+        return "full" in str(exc) or getattr(exc, "sqlite_errorname", None) in DISK_FULL_ERRORS
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -43,8 +48,9 @@ class DiskReserve:
 
     def release(self) -> bool:
         """Give the space back to the filesystem; False if there was none to give."""
-        if not self.path.exists():
+        try:
+            self.path.unlink()
+        except FileNotFoundError:  # none, or another process gave it up a moment ago
             return False
-        self.path.unlink()
         log.critical("the disk holding %s is full: released the outbox reserve to queue an alert", self.path.parent)
         return True

@@ -20,6 +20,7 @@ from multiprocessing.synchronize import Event as StopEvent
 from pathlib import Path
 from typing import Any
 
+from alerting.clock import clock_synchronised
 from alerting.compose import network_back_text, release_summaries
 from alerting.faults import NO_NETWORK, ModemError
 from alerting.modem import Modem, ModemLike
@@ -151,7 +152,7 @@ class Sender:
         lost_at, self.network_lost_at = self.network_lost_at, None
         log.warning("the modem is on a network again after %.0f s without", now - lost_at)
         if now - lost_at >= NETWORK_TEXT_AFTER:
-            text = network_back_text(self.config, lost_at, now)
+            text = network_back_text(self.config, lost_at, now, clock_synchronised())
             for recipient in self.config.alerts.recipients:
                 self.outbox.enqueue(recipient, text, "health", now=now)
 

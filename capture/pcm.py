@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 INT16_SCALE = 32768.0
+MODEL_RATE = 16000  # what capture delivers to the ring, whatever the device's rate
 
 
 def int16_to_float(samples: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ import numpy as np
 from capture.alsa_source import AlsaSource, DeviceError
 from capture.audio_file import AudioFileError
 from capture.file_source import FileSource
-from capture.pcm import INT16_SCALE
+from capture.pcm import INT16_SCALE, MODEL_RATE
 from capture.resample import Resampler
 from pipeline.config import Config
 from pipeline.layout import AUDIO_SHAPE, Layout
@@ -28,7 +28,6 @@ from pipeline.metrics import StatsSlot, StatsTable
 from pipeline.process import process_setup
 from pipeline.ring import Ring
 
-MODEL_RATE = 16000
 CAPTURE_NICE = -5  # capture first when the CPU is short (needs RLIMIT_NICE: the unit's LimitNICE)
 FIRST_BACKOFF = 1.0
 LOSS_LOG_EVERY = 100
@@ -61,7 +60,7 @@ class RingWriter:
             self._count_gap(now - out.shape[0] / MODEL_RATE)
         if out.shape[0]:
             self.ring.write(out, captured_at=now)
-            if np.mean(np.square(out, dtype=np.float32)) > self.silence_power:
+            if _ac_power(out) > self.silence_power:
                 self.slot.set("last_sound", now)
 
     def _count_gap(self, first_captured_at: float) -> None:
@@ -78,6 +77,11 @@ class RingWriter:
         self.losses += 1
         if not throttled or self.losses == 1 or self.losses % LOSS_LOG_EVERY == 0:
             log.warning("%s: %d samples lost (%d losses so far)", why, rows, self.losses)
+
+
+def _ac_power(samples: np.ndarray) -> float:
+    """Mean square about the mean: a dead input stuck at a constant (a DC offset) is silence."""
+    return float(np.var(samples, dtype=np.float32))
 
 
 def _wait(stop: StopEvent, seconds: float, slot: StatsSlot) -> None:

@@ -7,6 +7,7 @@ retention: labelled clips are training data (`python cli.py export-labels`).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -14,6 +15,7 @@ import math
 import shutil
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -233,7 +235,7 @@ class EventLog:
         would take it below `min_free_bytes` even after deleting older clips. Detection goes on
         either way."""
         what = f"{CLIP_PREFIX[table]} {record_id}"
-        if not self.make_room(min_free_bytes + samples.nbytes):  # FLAC is smaller than the samples
+        if not self.make_room(min_free_bytes + samples.nbytes, table):  # FLAC is smaller than the samples
             log.error(
                 "clip of %s not saved: %.0f MB free on %s, below storage.min_free_mb",
                 what,
@@ -257,32 +259,37 @@ class EventLog:
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.data_dir).free
 
-    def make_room(self, min_free_bytes: int) -> bool:
-        """Delete the oldest clips (their records stay) until `min_free_bytes` are free; False if
-        that is not enough. Samples go first, then near misses, then events; unlabelled before labelled."""
-        while self.free_bytes() < min_free_bytes:
-            oldest = self._oldest_clip()
-            if oldest is None:
-                return False
-            table, record_id, clip = oldest
+    def make_room(self, min_free_bytes: int, for_table: str) -> bool:
+        """Delete the oldest clips (their records stay) until `min_free_bytes` are free; False, with
+        nothing deleted, if their sizes say that deleting every clip it may give up would not be
+        enough (something else filled the disk). It gives up unlabelled clips only, and none more important than the one
+        that needs the room: samples first, then near misses, then events."""
+        needed = min_free_bytes - self.free_bytes()
+        if needed <= 0:
+            return True
+        chosen, freed = [], 0
+        for table, record_id, clip in self._clips_to_give_up(for_table):
+            if freed >= needed:
+                break
+            with contextlib.suppress(OSError):
+                freed += (self.data_dir / clip).stat().st_size
+            chosen.append((table, record_id, clip))
+        if freed < needed:
+            return False
+        for table, record_id, clip in chosen:
             (self.data_dir / clip).unlink(missing_ok=True)
             with self._db:
                 self._db.execute(f"UPDATE {table} SET clip = NULL WHERE id = ?", (record_id,))
             log.warning("disk space floor: deleted the clip of %s %d", CLIP_PREFIX[table], record_id)
-        return True
+        return self.free_bytes() >= min_free_bytes
 
-    def _oldest_clip(self) -> tuple[str, int, str] | None:
-        """The next clip to give up for space: (table, record id, clip path)."""
-        for labelled in (False, True):
-            for table in GIVEN_UP_FIRST:
-                row = self._db.execute(
-                    f"SELECT id, clip FROM {table} WHERE clip IS NOT NULL AND (label IS NOT NULL) = ? "
-                    "ORDER BY id LIMIT 1",
-                    (labelled,),
-                ).fetchone()
-                if row is not None:
-                    return table, row[0], row[1]
-        return None
+    def _clips_to_give_up(self, for_table: str) -> Iterator[tuple[str, int, str]]:
+        """(table, record id, clip path) of the unlabelled clips `for_table`'s may replace, in order."""
+        for table in GIVEN_UP_FIRST[: GIVEN_UP_FIRST.index(for_table) + 1]:
+            rows = self._db.execute(
+                f"SELECT id, clip FROM {table} WHERE clip IS NOT NULL AND label IS NULL ORDER BY id"
+            ).fetchall()
+            yield from ((table, record_id, clip) for record_id, clip in rows)
 
     def set_label(self, table: str, record_id: int, label: str, category: str | None) -> bool:
         """Label a record (False: no such record)."""

@@ -8,6 +8,8 @@ no centring), so a stream computed hop by hop gives exactly the frames a whole w
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,9 +30,12 @@ class LogMelSpec:
     fmax: float
     filters: np.ndarray = field(repr=False, compare=False, hash=False)
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
-        return f"logmel-{self.n_fft}-{self.hop_length}-{self.n_mels}-{self.fmin:g}-{self.fmax:g}"
+        """Equal only for streams that are equal: the filter bank and the rate count too."""
+        filters = hashlib.sha1(np.ascontiguousarray(self.filters, dtype=np.float32).tobytes()).hexdigest()[:8]
+        shape = f"{self.sample_rate}-{self.n_fft}-{self.hop_length}-{self.n_mels}-{self.fmin:g}-{self.fmax:g}"
+        return f"logmel-{shape}-{filters}"
 
     def frames_in(self, n_samples: int) -> int:
         """Number of whole frames that fit in `n_samples` samples."""

@@ -46,6 +46,7 @@ class Ensemble:
     models: tuple[ModelSpec, ...]
     votes_required: int
     fused_threshold: float | None = None  # set: the fused vote decides (inference/vote.py)
+    calibrated_at: tuple[float, float] | None = None  # (hop, merge gap) in s the thresholds were chosen at
 
     def rule(self, votes_required: int = 0, fused_threshold: float = 0.0) -> VoteRule:
         """The stored vote; a nonzero `votes_required` (detector.votes_required) asks for k of n
@@ -86,6 +87,8 @@ def load_ensemble(models_dir: Path | str) -> Ensemble:
         ids, votes_required = index["models"], int(index["votes_required"])
         fused = index.get("fused_threshold")
         fused = None if fused is None else float(fused)
+        at = index.get("calibrated_at")
+        calibrated_at = None if at is None else (float(at["hop_s"]), float(at["merge_gap_s"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{models_dir / ENSEMBLE_FILE}: missing or bad key {exc}") from None
     if fused is not None and not 0.0 < fused < 1.0:
@@ -100,7 +103,7 @@ def load_ensemble(models_dir: Path | str) -> Ensemble:
                 f"model {model.id} expects {model.sample_rate} Hz audio, model {first.id} "
                 f"{first.sample_rate} Hz: they cannot vote together"
             )
-    ensemble = Ensemble(models, votes_required, fused)
+    ensemble = Ensemble(models, votes_required, fused, calibrated_at)
     try:
         ensemble.rule()
     except ValueError as exc:

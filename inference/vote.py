@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 ABSENT_AFTER = 2
+DECIDED_KEPT = 16  # decided windows whose first vote time is kept, to judge a late vote by
 LOGIT_EPS = 1e-7  # log-odds are clipped to +-16: a float32 sigmoid output near 1 is this close at most
 
 
@@ -108,12 +109,18 @@ class VoteBox:
         self.timeout = timeout
         self._pending: dict[int, _Pending] = {}
         self._missed = dict.fromkeys(rule.thresholds, 0)
+        self._decided: dict[int, float] = {}  # first vote time of the latest decided windows
         self.next_index: int | None = None
         self.degraded_windows = 0
 
     def add(self, index: int, model_id: str, probability: float, now: float) -> None:
         if self.next_index is not None and index < self.next_index:
-            return  # late vote for a window already decided
+            # Late for a window decided without it: back (waited for again) if the window would
+            # have waited for it, else it stays absent (a model always later than the timeout).
+            first_vote_at = self._decided.get(index)
+            if first_vote_at is not None and now - first_vote_at < self.timeout:
+                self._missed[model_id] = 0
+            return
         pending = self._pending.setdefault(index, _Pending(first_vote_at=now))
         pending.votes[model_id] = probability
         self._missed[model_id] = 0
@@ -126,6 +133,9 @@ class VoteBox:
             if decision is None:
                 break
             del self._pending[index]
+            self._decided[index] = decision.first_vote_at
+            if len(self._decided) > DECIDED_KEPT:
+                del self._decided[next(iter(self._decided))]  # the oldest: indices come in order
             self.next_index = index + 1
             decisions.append(decision)
         return decisions

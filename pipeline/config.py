@@ -200,7 +200,7 @@ def validate(config: Config) -> Config:
             raise ConfigError(f"alerts.recipients[{i}]: {exc}") from None
     try:
         config.alerts.template.format(site="", time="", confidence="", note="")
-    except (KeyError, IndexError, ValueError) as exc:
+    except (KeyError, IndexError, ValueError, AttributeError) as exc:
         raise ConfigError(
             f"alerts.template: bad placeholder {exc} (use {{site}} {{time}} {{confidence}} {{note}})"
         ) from None

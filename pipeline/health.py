@@ -4,28 +4,33 @@ The capture process stamps `last_sound` whenever a period is louder than health.
 when that stamp (or the audio itself) is older than health.silence_alert_after, the recipients
 get one text, and another when sound comes back. With health.heartbeat_hours set, a "still
 running" text goes out on that schedule (silence from a detector then means something is wrong).
-Texts go through the outbox like alerts.
+Texts go through the outbox like alerts. One the outbox cannot take yet (a full disk gives up the
+outbox reserve first, as alerts do) is kept and tried again every HEALTH_RETRY s, in order.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alerting.compose import local_time
+from alerting.clock import clock_synchronised
+from alerting.compose import clock_note, local_time
 from alerting.outbox import Outbox, outbox_path
+from alerting.reserve import DiskReserve, is_disk_full
 from pipeline.config import Config
 from pipeline.metrics import StatsSlot
 
-SILENT_TEXT = (
-    "{site}: the microphone has given only silence (or nothing) since {since}. Check it: the detector cannot hear."
-)
+SILENT_TEXT = "{site}: microphone silent (or no audio) since {since}. Check it: the detector cannot hear."
 BACK_TEXT = "{site}: the microphone works again (silent from {since} to {until})."
 DEGRADED_TEXT = "{site}: the detector is degraded ({reason}); it keeps trying, but needs a look."
+RECOVERED_TEXT = "{site}: the detector works normally again ({reason})."
 HEARTBEAT_TEXT = "{site}: detector running since {since}: {status}."
 SECONDS_PER_HOUR = 3600.0
+HEALTH_RETRY = 60.0  # s between tries to queue a health text the outbox refused
+UNQUEUED_KEPT = 50  # health texts kept while the outbox refuses them; older ones are given up (logged)
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +43,8 @@ class HealthMonitor:
     started: float = field(default_factory=time.monotonic)  # no sound stamped yet counts from here
     started_wall: float = field(default_factory=time.time)
     last_heartbeat: float | None = None  # monotonic; None: count from `started`
+    unqueued: list[str] = field(default_factory=list)  # texts the outbox refused, oldest first
+    retry_at: float = 0.0  # monotonic
 
     def check(self, now_monotonic: float | None = None, now_wall: float | None = None) -> str | None:
         """Queue a health text when the microphone falls silent or comes back; returns its text."""
@@ -47,7 +54,8 @@ class HealthMonitor:
         threshold = self.config.health.silence_alert_after
         if self.silent_since is None and quiet_for >= threshold:
             self.silent_since = now_wall - quiet_for
-            return self._send(SILENT_TEXT.format(site=self.config.site.name, since=self._local(self.silent_since)))
+            text = SILENT_TEXT.format(site=self.config.site.name, since=self._local(self.silent_since))
+            return self._send(text, now_monotonic)
         if self.silent_since is not None and quiet_for < threshold:
             text = BACK_TEXT.format(
                 site=self.config.site.name,
@@ -55,7 +63,7 @@ class HealthMonitor:
                 until=self._local(now_wall - quiet_for),
             )
             self.silent_since = None
-            return self._send(text)
+            return self._send(text, now_monotonic)
         return None
 
     def heartbeat(self, status: str, now_monotonic: float | None = None) -> str | None:
@@ -67,21 +75,54 @@ class HealthMonitor:
             return None
         self.last_heartbeat = now_monotonic
         text = HEARTBEAT_TEXT.format(site=self.config.site.name, since=self._local(self.started_wall), status=status)
-        return self._send(text, logging.INFO)
+        return self._send(text, now_monotonic, logging.INFO)
 
     def degraded(self, reason: str) -> str:
         """A process keeps crashing: the detector may miss shots until somebody looks."""
-        return self._send(DEGRADED_TEXT.format(site=self.config.site.name, reason=reason))
+        text = DEGRADED_TEXT.format(site=self.config.site.name, reason=reason)
+        return self._send(text, time.monotonic(), timed=False)
+
+    def recovered(self, reason: str) -> str:
+        text = RECOVERED_TEXT.format(site=self.config.site.name, reason=reason)
+        return self._send(text, time.monotonic(), timed=False)
 
     def _local(self, wall: float) -> str:
         return local_time(self.config, wall, "%Y-%m-%d %H:%M %Z")
 
-    def _send(self, text: str, level: int = logging.ERROR) -> str:
+    def _send(self, text: str, now_monotonic: float, level: int = logging.ERROR, timed: bool = True) -> str:
+        """Log and queue `text`; `timed` (it states times): with the clock note while unsynchronised."""
+        text += clock_note(clock_synchronised()) if timed else ""
         log.log(level, "%s", text)
-        outbox = Outbox(outbox_path(Path(self.config.storage.data_dir)))
+        self.unqueued.append(text)
+        for lost in self.unqueued[:-UNQUEUED_KEPT]:
+            log.critical("health text LOST, the outbox refused it for too long: %s", lost)
+        del self.unqueued[:-UNQUEUED_KEPT]
+        self.retry_at = 0.0
+        self.queue_unqueued(now_monotonic)
+        return text
+
+    def queue_unqueued(self, now_monotonic: float | None = None) -> None:
+        """Queue the texts the outbox refused before (the supervisor calls this every loop)."""
+        now_monotonic = time.monotonic() if now_monotonic is None else now_monotonic
+        if not self.unqueued or now_monotonic < self.retry_at:
+            return
+        data_dir = Path(self.config.storage.data_dir)
+        while self.unqueued:
+            try:
+                self._queue(self.unqueued[0], data_dir)
+            except (sqlite3.Error, OSError) as exc:
+                if is_disk_full(exc) and DiskReserve(data_dir).release():
+                    continue
+                log.error("health text NOT queued yet (%s): retrying in %.0f s", exc, HEALTH_RETRY)
+                self.retry_at = now_monotonic + HEALTH_RETRY
+                return
+            self.unqueued.pop(0)
+
+    def _queue(self, text: str, data_dir: Path) -> None:
+        outbox = Outbox(outbox_path(data_dir))
         try:
-            for recipient in self.config.alerts.recipients:
-                outbox.enqueue(recipient, text, "health")
+            with outbox.transaction():  # every recipient or none: a retry sends nobody the text twice
+                for recipient in self.config.alerts.recipients:
+                    outbox.enqueue(recipient, text, "health")
         finally:
             outbox.close()
-        return text

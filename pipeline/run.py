@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import math
 import shutil
 import time
 import zoneinfo
@@ -121,15 +122,32 @@ def _votes_text(votes: dict[str, float]) -> str:
 def load_checked_ensemble(config: Config) -> Ensemble:
     """The models, checked against the detector settings; raises inference.model.ModelError or
     ValueError with a message that names the file or key."""
+    from capture.pcm import MODEL_RATE
     from inference.frontend import hop_samples
-    from inference.model import load_ensemble
+    from inference.model import ModelError, load_ensemble
 
     ensemble = load_ensemble(config.detector.models_dir)
+    if ensemble.sample_rate != MODEL_RATE:
+        raise ModelError(f"the models take {ensemble.sample_rate} Hz audio; capture delivers {MODEL_RATE} Hz")
     hop_samples(config, ensemble)
     if config.detector.votes_required > len(ensemble.models):
         raise ValueError(
             f"detector.votes_required: {config.detector.votes_required} but only {len(ensemble.models)} models"
         )
+    if ensemble.calibrated_at is not None:
+        hop, merge_gap = ensemble.calibrated_at
+        for key, value, calibrated in (
+            ("hop", config.detector.hop, hop),
+            ("merge_gap", config.detector.merge_gap, merge_gap),
+        ):
+            if not math.isclose(value, calibrated):
+                log.warning(
+                    "detector.%s is %g s, the models' thresholds were chosen at %g s: their false alerts per hour "
+                    "at this setting were not measured",
+                    key,
+                    value,
+                    calibrated,
+                )
     return ensemble
 
 

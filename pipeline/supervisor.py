@@ -52,6 +52,8 @@ FIRST_BACKOFF = 1.0
 MAX_BACKOFF = 30.0
 RESTART_BURST = 5
 RESTART_WINDOW = 60.0
+RECOVERED_AFTER = 600.0  # s without a restart: a degraded detector is well again (and says so); doubled
+RECOVERED_AFTER_MAX = 86400.0  # at each recovery up to this, so crash loops in bursts do not text on and on
 JOIN_TIMEOUT = 5.0
 WATCH_INTERVAL = 0.5
 DRAIN_LIMIT = 30.0  # longest wait, after a replayed source ends, for the last votes and texts
@@ -101,6 +103,8 @@ class Supervisor:
         self.data_dir = Path(config.storage.data_dir)
         self.run_id = new_run_id()
         self.degraded = False
+        self._last_restart = 0.0  # monotonic
+        self._recovered_after = RECOVERED_AFTER
         self._lock_fd: int | None = None
         self._owned: list[Any] = []
         self.managed: dict[str, Managed] = {}
@@ -211,6 +215,7 @@ class Supervisor:
                 continue
             log.error("%s died (exit code %s)", managed.name, process.exitcode)
             self._schedule_restart(managed, now)
+        self.check_recovered(now)
 
     def _source_ended(self, name: str, exitcode: int) -> bool:
         """Only the capture of a replayed source ends on its own: any other exit, also a clean one
@@ -237,6 +242,7 @@ class Supervisor:
         managed.process.close()
         managed.process = None
         managed.restarts.append(now)
+        self._last_restart = now
         recent = [t for t in managed.restarts if now - t <= RESTART_WINDOW]
         if len(recent) > RESTART_BURST and not self.degraded:
             self.degraded = True
@@ -245,6 +251,15 @@ class Supervisor:
         managed.restart_at = now + managed.backoff
         log.warning("restarting %s in %.0f s", managed.name, managed.backoff)
         managed.backoff = min(managed.backoff * 2, MAX_BACKOFF) if len(recent) > 1 else FIRST_BACKOFF
+
+    def check_recovered(self, now: float) -> None:
+        """Degraded, then no restart for RECOVERED_AFTER s: well again, so that a later crash loop
+        is texted too."""
+        if self.degraded and now - self._last_restart >= self._recovered_after:
+            self.degraded = False
+            self.health.recovered(f"no process restarted for {self._recovered_after / 60:.0f} minutes")
+            self.layout.outbox.send(OutboxChanged())
+            self._recovered_after = min(2 * self._recovered_after, RECOVERED_AFTER_MAX)
 
     def source_finished(self) -> bool:
         return self.managed["capture"].finished
@@ -263,6 +278,7 @@ class Supervisor:
                 self._notify_ready()
                 if self.reporter.maybe_report() is not None:
                     self.notifier.status(self.status_line())
+                self.health.queue_unqueued()
                 if self.health.check() is not None or self.health.heartbeat(self.status_line()) is not None:
                     self.layout.outbox.send(OutboxChanged())
                 if self.source_finished() and self._drained(time.monotonic()):
@@ -329,6 +345,10 @@ class Supervisor:
                         managed.process.kill()
                         managed.process.join(JOIN_TIMEOUT)
         self.reporter.report()
+        self.health.retry_at = 0.0
+        self.health.queue_unqueued()  # a last try
+        for text in self.health.unqueued:
+            log.critical("health text LOST, the outbox could not be written: %s", text)
         for owned in reversed(self._owned):
             owned.close()
         self._owned.clear()

@@ -6,11 +6,23 @@ import sqlite3
 
 import pytest
 
-from alerting.compose import EventAlert, alert_text, queue_event_alert, release_summaries, summary_text
+from alerting.clock import clock_synchronised
+from alerting.compose import (
+    EventAlert,
+    alert_text,
+    clock_note,
+    network_back_text,
+    queue_event_alert,
+    release_summaries,
+    summary_text,
+)
 from alerting.encoding import encode_parts, is_gsm7
 from alerting.outbox import REPEAT_PREFIX, HeldEvent, Outbox, outbox_path
 from alerting.phone import PhoneNumberError, validate_e164
 from pipeline.config import ConfigError
+from pipeline.health import BACK_TEXT, SILENT_TEXT, HealthMonitor
+from pipeline.metrics import StatsTable
+from tests.conftest import own_run_id
 from tests.test_alerting_support import NUMBERS, config_for
 
 SHOT_TIME = 1_795_604_587.0  # 2026-11-25 14:03:07 EAT (11:03:07 UTC)
@@ -114,6 +126,35 @@ def test_summary_text_gives_the_span_and_dates_only_when_needed(tmp_path):
     )
     late = summary_text(config, events, SHOT_TIME + 86400)  # sent the next day
     assert "between 2026-11-25 14:03 and 2026-11-25 14:09 EAT" in late
+    unsynchronised = summary_text(config, events[:1], SHOT_TIME, synchronised=False)
+    assert unsynchronised.endswith("(texts limited to 5/hour). Time unverified: clock not synced.")
+    network = network_back_text(config, SHOT_TIME, SHOT_TIME + 3600, synchronised=False)
+    assert network.endswith("texts were delayed. Time unverified: clock not synced.")
+
+
+def test_texts_that_state_a_time_stay_one_part_with_the_clock_note(tmp_path):
+    """Multi-part texts arrive less reliably: the note must not split the usual texts."""
+    config = config_for(tmp_path, **{"alerts.max_per_hour": 5})  # site "North gate"
+    events = [HeldEvent(i, A, i, SHOT_TIME + 60 * i, None) for i in range(7)]
+    late = SHOT_TIME + 86400  # dates in the summary
+    stats = StatsTable.create(f"gs-{own_run_id()}-stats", ("capture",))
+    try:
+        monitor = HealthMonitor(config, stats.slot("capture"), started=0.0, started_wall=SHOT_TIME)
+        health = [SILENT_TEXT, BACK_TEXT]
+        texts = [
+            alert_text(config, EventAlert(1, SHOT_TIME, 0.97, degraded=True, clock_synchronised=False)),
+            summary_text(config, events, late, synchronised=False),
+            network_back_text(config, SHOT_TIME, late, synchronised=False),
+            *(
+                t.format(site=config.site.name, since=monitor._local(SHOT_TIME), until=monitor._local(late))
+                + clock_note(False)
+                for t in health
+            ),
+        ]
+    finally:
+        stats.close()
+    for text in texts:
+        assert len(encode_parts(A, text, "")) == 1, f"{len(text)} characters: {text}"
 
 
 # --- outbox -----------------------------------------------------------------------------------------
@@ -234,6 +275,7 @@ def test_a_flood_gives_alerts_up_to_the_limit_then_one_summary_and_drops_nothing
         assert summary.recipient == recipient and summary.kind == "summary"
         assert summary.text == (
             "North gate: 25 more possible gunshots between 14:03 and 14:04 EAT (texts limited to 5/hour)."
+            + clock_note(clock_synchronised())  # this machine's clock may be unsynchronised
         )
         assert [e.event_id for e in outbox.reported_by(summary_id)] == list(range(5, 30))
     assert outbox.waiting_held() == {}

@@ -14,7 +14,8 @@ from pathlib import Path
 import gammu
 import pytest
 
-from alerting.compose import EventAlert, queue_event_alert
+from alerting.clock import clock_synchronised
+from alerting.compose import EventAlert, clock_note, queue_event_alert
 from alerting.faults import ModemError
 from alerting.modem import Modem
 from alerting.outbox import REPEAT_PREFIX, Outbox, outbox_path
@@ -205,7 +206,10 @@ def test_a_flood_goes_out_as_five_alerts_then_one_summary(tmp_path):
     assert sender.send_due(SHOT_TIME + 3600) == 1  # the first alert left the hour
     texts = [text for _, text in sent_texts(tmp_path)]
     assert len(texts) == 6 and all(" possible gunshot at " in t for t in texts[:5])
-    assert texts[5] == ("North gate: 25 more possible gunshots between 14:03 and 14:04 EAT (texts limited to 5/hour).")
+    assert texts[5] == (
+        "North gate: 25 more possible gunshots between 14:03 and 14:04 EAT (texts limited to 5/hour)."
+        + clock_note(clock_synchronised())
+    )
     assert outbox.waiting_held() == {} and outbox.pending_count() == 0
 
 
@@ -346,7 +350,10 @@ def test_a_lost_network_is_noticed_while_idle_and_a_long_loss_is_texted_once_it_
         assert health == []
         return
     assert {row.recipient for row in health} == set(NUMBERS)
-    assert health[0].text == "North gate: the modem had no mobile network from 14:08 to 14:23 EAT; texts were delayed."
+    assert health[0].text == (
+        "North gate: the modem had no mobile network from 14:08 to 14:23 EAT; texts were delayed."
+        + clock_note(clock_synchronised())
+    )
     assert sender.send_due(now) == len(NUMBERS)
     assert [text for _, text in sent_texts(tmp_path)] == [health[0].text] * len(NUMBERS)
 

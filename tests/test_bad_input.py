@@ -222,3 +222,9 @@ def test_start_on_a_recording_damaged_part_way_alerts_once_and_exits_saying_so(t
     assert "the rest of the recording cannot be replayed" in run.output()
     assert [event["state"] for event in run.events()] == ["closed"]
     assert len(run.texts()) == 1
+
+
+@pytest.mark.parametrize("command", [("events",), ("label", "1", "gunshot")])
+def test_record_commands_on_a_folder_the_detector_never_used_say_so(tmp_path, command):
+    result = cli(*command, "--data-dir", str(tmp_path / "nowhere"), cwd=tmp_path)
+    assert result.returncode == 1 and "holds no events.sqlite" in result.stderr

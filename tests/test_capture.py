@@ -9,7 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from capture.process import run_capture
+from capture.pcm import MODEL_RATE
+from capture.process import RingWriter, run_capture
 from pipeline.config import Config, override
 from pipeline.layout import AUDIO_SHAPE, Layout
 from pipeline.metrics import StatsTable
@@ -123,3 +124,15 @@ def test_test_mic_reports_level_and_clipping_from_a_real_alsa_device(tmp_path):
     assert result.returncode == 0, result.stderr
     first = result.stdout.splitlines()[0]
     assert "rms   -3.0 dBFS" in first and "clipped 40 " in first and "CLIPPING" in first  # samples at full scale
+
+
+def test_an_input_stuck_at_a_constant_counts_as_silence_and_a_quiet_sound_does_not(shared):
+    """A dead capsule behind a working USB chip, or a stuck converter, may hold a DC offset."""
+    _, ring, stats = shared
+    slot = stats.slot("capture")
+    writer = RingWriter(ring, slot, MODEL_RATE, Config().health.silence_dbfs)
+    writer.write(np.full(MODEL_RATE // 4, 40, dtype=np.int16))  # 40 LSB of offset, nothing else
+    assert slot.get("last_sound") == 0.0
+    quiet = np.random.default_rng(0).normal(0, 10, MODEL_RATE // 4).astype(np.int16)  # about -70 dBFS
+    writer.write(quiet + 40)
+    assert slot.get("last_sound") > 0.0

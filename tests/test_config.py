@@ -3,7 +3,8 @@ import sys
 
 import pytest
 
-from pipeline.config import ConfigError, load_config, override
+from pipeline.config import Config, ConfigError, load_config, override
+from pipeline.run import load_checked_ensemble
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 
@@ -25,6 +26,7 @@ def write(tmp_path, text):
         ("[alerts]\nrecipients = '+447700900123'", "alerts.recipients: expected a list"),
         ("[alerts]\nrecipients = ['+447700900123', '07700 900123']", "alerts.recipients[1]"),
         ("[alerts]\ntemplate = '{site} {oops}'", "alerts.template: bad placeholder"),
+        ("[alerts]\ntemplate = '{time.hour}'", "alerts.template: bad placeholder"),
         ("[site]\ntimezone = 'Mars/Olympus'", "site.timezone: unknown time zone"),
         ("[detector]\nvotes_required = -1", "detector.votes_required: -1 is out of range"),
         ("[modem]\nretry_initial = 500.0\nretry_max = 100.0", "modem.retry_initial"),
@@ -93,3 +95,11 @@ def test_example_config_documents_every_key_as_the_code_does():
     from pipeline.config import example_text
 
     assert (ROOT / "config.example.toml").read_text() == example_text()
+
+
+def test_settings_the_thresholds_were_not_chosen_at_are_warned_about(caplog):
+    load_checked_ensemble(Config())
+    assert "were chosen at" not in caplog.text
+    load_checked_ensemble(override(Config(), {"detector.hop": 0.25, "detector.merge_gap": 5.0}))
+    assert "detector.hop is 0.25 s, the models' thresholds were chosen at 0.5 s" in caplog.text
+    assert "detector.merge_gap is 5 s" in caplog.text

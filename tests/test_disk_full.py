@@ -16,10 +16,13 @@ import pytest
 
 from alerting.modem import Modem
 from alerting.outbox import Outbox, outbox_path
-from alerting.reserve import RESERVE_FILE
+from alerting.reserve import RESERVE_FILE, DiskReserve
 from alerting.sender import send_pending_once
 from inference.eventlog import EVENTS, MB, NEAR_MISSES, SAMPLES, EventLog
 from pipeline.config import override
+from pipeline.health import HEALTH_RETRY, HealthMonitor
+from pipeline.metrics import StatsTable
+from tests.conftest import own_run_id
 from tests.test_aggregator import RATE, built, decision
 from tests.test_alerting_support import NUMBERS, config_for, sent_texts
 
@@ -102,7 +105,7 @@ def test_the_floor_setting_is_validated(tmp_path):
         override(config_for(tmp_path), {"storage.min_free_mb": -1})
 
 
-def test_sample_then_near_miss_then_event_clips_make_room_and_labelled_clips_go_last(small_disk):
+def test_sample_then_near_miss_then_event_clips_make_room_and_labelled_clips_are_kept(small_disk):
     log = EventLog(small_disk / "data")
     noise = np.random.default_rng(0).integers(-8000, 8000, RATE * 6, dtype=np.int16)
     records = [
@@ -121,7 +124,52 @@ def test_sample_then_near_miss_then_event_clips_make_room_and_labelled_clips_go_
         clips[EVENTS, records[1][1]] = log.events()[0].clip
         return tuple(clips[record] is not None for record in records)
 
-    for expected in ((1, 1, 1, 0), (1, 1, 0, 0), (1, 0, 0, 0), (0, 0, 0, 0)):
+    leave_free(small_disk, clip_bytes // 2)
+    assert not log.make_room(2 * clip_bytes, SAMPLES)  # a sample's clip gives up only samples: too few
+    assert clips_left() == (True, True, True, True)  # and nothing was deleted in vain
+    for expected in ((1, 1, 1, 0), (1, 1, 0, 0), (1, 0, 0, 0)):
         leave_free(small_disk, clip_bytes // 2)
-        assert log.make_room(clip_bytes)
+        assert log.make_room(clip_bytes, EVENTS)
         assert clips_left() == tuple(map(bool, expected))
+    leave_free(small_disk, clip_bytes // 2)
+    assert not log.make_room(clip_bytes, EVENTS)
+    assert clips_left() == (True, False, False, False)  # the labelled clip is kept
+
+
+def test_a_disk_filled_by_something_else_costs_no_clip(small_disk):
+    """When deleting every clip it may give up would not reach the floor, none is deleted."""
+    log = EventLog(small_disk / "data")
+    noise = np.random.default_rng(0).integers(-8000, 8000, RATE * 6, dtype=np.int16)
+    first = log.open_event(time.time(), 0.9, {}, {}, False)
+    assert log.attach_clip(EVENTS, first, noise, RATE)
+    clip_bytes = (small_disk / "data" / log.events()[0].clip).stat().st_size
+    leave_free(small_disk, clip_bytes // 2)
+    second = log.open_event(time.time(), 0.9, {}, {}, False)
+    assert not log.attach_clip(EVENTS, second, noise, RATE, min_free_bytes=10 * clip_bytes)
+    assert [event.clip is not None for event in log.events()] == [True, False]
+
+
+def test_a_health_text_on_a_full_disk_gives_up_the_reserve_or_waits_never_stops_the_detector(tmp_path, small_disk):
+    data = small_disk / "data"
+    config = config_for(tmp_path, **{"storage.data_dir": str(data), "health.silence_alert_after": 60.0})
+    Outbox(outbox_path(data)).close()
+    assert DiskReserve(data).ensure()
+    stats = StatsTable.create(f"gs-{own_run_id()}-stats", ("capture",))
+    try:
+        monitor = HealthMonitor(config, stats.slot("capture"), started=0.0)
+        leave_free(small_disk, 0)
+        assert "microphone silent" in monitor.check(61.0)
+        assert not (data / RESERVE_FILE).exists() and monitor.unqueued == []  # the reserve made room
+        leave_free(small_disk, 0)
+        stats.slot("capture").set("last_sound", 100.0)
+        assert "works again" in monitor.check(100.5)  # refused by the full disk and kept: no exception
+        assert len(monitor.unqueued) == 1
+        leave_free(small_disk, 4 * MB)
+        monitor.queue_unqueued(100.6)
+        assert len(monitor.unqueued) == 1  # not before HEALTH_RETRY
+        monitor.queue_unqueued(100.6 + HEALTH_RETRY)
+        assert monitor.unqueued == []
+    finally:
+        stats.close()
+    texts = [row.text for row in Outbox(outbox_path(data)).rows()]
+    assert len(texts) == 2 * len(NUMBERS) and sum("works again" in text for text in texts) == len(NUMBERS)

@@ -1,12 +1,15 @@
 """The runtime log-mel front end against librosa, and streaming against whole-window computation."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 
 from inference.features import LogMelFrontend, LogMelSpec
-from inference.model import SHIPPED_MODELS, load_ensemble
+from inference.model import SHIPPED_MODELS, ModelError, load_ensemble
+from pipeline.config import Config, override
+from pipeline.run import load_checked_ensemble
 from tests.detector_run import stream_with_shots
 
 librosa = pytest.importorskip("librosa")
@@ -64,3 +67,24 @@ def test_sidecar_round_trip_keeps_the_filters():
     sidecar = json.loads((SHIPPED_MODELS / "mel_fine.json").read_text())
     spec = LogMelSpec.from_json(sidecar["input"]["logmel"])
     assert LogMelSpec.from_json(spec.to_json()).filters.tobytes() == spec.filters.tobytes()
+
+
+def test_streams_share_a_key_only_when_their_filter_banks_and_rates_are_the_same():
+    spec = shipped_specs()[0]
+    same = LogMelSpec(
+        spec.sample_rate, spec.n_fft, spec.hop_length, spec.n_mels, spec.fmin, spec.fmax, spec.filters.copy()
+    )
+    assert same.key == spec.key
+    other_bank = LogMelSpec(
+        spec.sample_rate, spec.n_fft, spec.hop_length, spec.n_mels, spec.fmin, spec.fmax, spec.filters * 2
+    )
+    assert other_bank.key != spec.key  # one model's matrix must never feed the other's stream
+
+
+def test_models_for_another_rate_than_capture_delivers_are_refused(tmp_path):
+    models = tmp_path / "models"
+    shutil.copytree(SHIPPED_MODELS, models, ignore=shutil.ignore_patterns("keras", "runs", "reports", "training"))
+    for sidecar in models.glob("*.json"):
+        sidecar.write_text(sidecar.read_text().replace('"sample_rate": 16000', '"sample_rate": 8000'))
+    with pytest.raises(ModelError, match="take 8000 Hz audio; capture delivers 16000 Hz"):
+        load_checked_ensemble(override(Config(), {"detector.models_dir": str(models)}))

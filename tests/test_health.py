@@ -5,6 +5,8 @@ import time
 import numpy as np
 import soundfile
 
+from alerting.clock import clock_synchronised
+from alerting.compose import clock_note
 from alerting.outbox import Outbox, outbox_path
 from pipeline.config import Config, override
 from pipeline.health import HealthMonitor
@@ -31,7 +33,9 @@ def test_one_text_when_the_mic_falls_silent_and_one_when_it_comes_back(tmp_path)
         monitor = HealthMonitor(config, capture, started=0.0)
         capture.set("last_sound", 1000.0)
         assert monitor.check(1059.0, WALL) is None
-        assert "silence (or nothing) since 2027-01-15 07:58 UTC" in monitor.check(1061.0, WALL)  # 08:00:00 - 61 s
+        assert "microphone silent (or no audio) since 2027-01-15 07:58 UTC" in monitor.check(
+            1061.0, WALL
+        )  # 08:00:00 - 61 s
         assert monitor.check(1500.0, WALL + 439) is None  # said once
         capture.set("last_sound", 1600.0)
         assert "works again" in monitor.check(1600.5, WALL + 539.5)
@@ -51,8 +55,9 @@ def test_the_heartbeat_text_goes_out_on_its_schedule_and_never_when_off(tmp_path
         monitor = HealthMonitor(config, stats.slot("capture"), started=0.0, started_wall=WALL)
         assert monitor.heartbeat("listening", 86399.0) is None
         text = monitor.heartbeat("listening; 172800 windows decided, 0 overruns", 86400.0)
-        assert (
-            text == "Gate: detector running since 2027-01-15 08:00 UTC: listening; 172800 windows decided, 0 overruns."
+        assert text == (
+            "Gate: detector running since 2027-01-15 08:00 UTC: listening; 172800 windows decided, 0 overruns."
+            + clock_note(clock_synchronised())
         )
         assert monitor.heartbeat("listening", 86400.0 + 3600.0) is None  # the next one a day later
         assert monitor.heartbeat("listening", 2 * 86400.0) is not None
@@ -79,4 +84,4 @@ def test_the_running_detector_texts_about_a_silent_microphone(tmp_path):
         assert time.monotonic() - started >= 5.0
     finally:
         run.stop()
-    assert all("microphone has given only silence" in t["text"] for t in run.texts())
+    assert all("microphone silent (or no audio) since" in t["text"] for t in run.texts())

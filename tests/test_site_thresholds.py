@@ -114,6 +114,10 @@ def test_site_thresholds_replays_the_event_log_of_the_models_in_use_and_says_wha
     assert fresh.returncode == 0 and "no proposal yet: 0.0 of 24 hours" in fresh.stdout, fresh.stderr
     missing = cli("site-thresholds", "--data-dir", str(tmp_path / "nowhere"))
     assert missing.returncode == 1 and "holds no events.sqlite" in missing.stderr
+    (tmp_path / "no-models.toml").write_text(f'[detector]\nmodels_dir = "{tmp_path / "no-models"}"\n')
+    no_models = cli("site-thresholds", "--config", str(tmp_path / "no-models.toml"), "--data-dir", str(tmp_path))
+    assert no_models.returncode == 1 and "ensemble.json is missing" in no_models.stderr
+    assert "Traceback" not in no_models.stderr
 
 
 def test_a_fused_threshold_replaces_the_stored_vote_and_excludes_votes_required():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import signal
 import socket
@@ -14,8 +15,16 @@ from pathlib import Path
 import psutil
 import soundfile
 
-from pipeline.supervisor import DRAIN_LIMIT, HEARTBEAT_TIMEOUT
+from alerting.outbox import Outbox, outbox_path
+from inference.model import load_ensemble
+from pipeline.channel import Channel
+from pipeline.config import Config, override
+from pipeline.health import HealthMonitor
+from pipeline.layout import Layout
+from pipeline.metrics import StatsTable
+from pipeline.supervisor import DRAIN_LIMIT, HEARTBEAT_TIMEOUT, RECOVERED_AFTER, RESTART_BURST, Managed, Supervisor
 from tests import at_modem
+from tests.conftest import own_run_id
 from tests.detector_run import RATE, RECIPIENTS, ROOT, DetectorRun, pipeline_test_models, stream_with_shots
 
 DEADLINE = 30.0
@@ -188,3 +197,42 @@ def test_a_modem_slow_to_accept_a_text_is_not_taken_for_a_hung_sms_process(tmp_p
     assert "hung" not in run.output()
     assert [t["state"] for t in run.texts()] == ["sent", "sent"]
     assert (tmp_path / "at-modem.log").read_text().count("handed to the network") == len(RECIPIENTS)
+
+
+def test_degraded_is_texted_per_crash_loop_and_cleared_after_a_quiet_spell(tmp_path):
+    """Degraded once stayed degraded for the run, and a later crash loop went untexted."""
+    config = override(Config(), {"storage.data_dir": str(tmp_path), "alerts.recipients": RECIPIENTS})
+    context = multiprocessing.get_context("fork")
+    supervisor = Supervisor(config, load_ensemble(""), context)
+    stats = StatsTable.create(f"gs-{own_run_id()}-stats", ("capture",))
+    supervisor.health = HealthMonitor(config, stats.slot("capture"))
+    supervisor.layout = Layout("t", "", stats.segment_name, ("capture",), outbox=Channel("outbox"))
+    worker = Managed("model.wave", int, ())
+
+    def crash_loop(start: float) -> None:
+        for second in range(RESTART_BURST + 1):
+            worker.process = context.Process(target=int)  # a real process that has exited
+            worker.process.start()
+            worker.process.join()
+            supervisor._schedule_restart(worker, start + second)
+
+    def texts(word: str) -> int:
+        return sum(word in row.text for row in Outbox(outbox_path(tmp_path)).rows())
+
+    try:
+        crash_loop(100.0)
+        quiet_from = 100.0 + RESTART_BURST
+        assert supervisor.degraded and texts("degraded") == len(RECIPIENTS)
+        supervisor.check_recovered(quiet_from + RECOVERED_AFTER - 1)
+        assert supervisor.degraded
+        supervisor.check_recovered(quiet_from + RECOVERED_AFTER)
+        assert not supervisor.degraded and texts("works normally again") == len(RECIPIENTS)
+        crash_loop(quiet_from + 2 * RECOVERED_AFTER)
+        assert supervisor.degraded and texts("degraded") == 2 * len(RECIPIENTS)
+        quiet_again = quiet_from + 2 * RECOVERED_AFTER + RESTART_BURST
+        supervisor.check_recovered(quiet_again + RECOVERED_AFTER)
+        assert supervisor.degraded  # a second recovery needs twice the quiet: bursts do not text on and on
+        supervisor.check_recovered(quiet_again + 2 * RECOVERED_AFTER)
+        assert not supervisor.degraded and texts("works normally again") == 2 * len(RECIPIENTS)
+    finally:
+        stats.close()

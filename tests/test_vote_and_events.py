@@ -43,21 +43,48 @@ def test_a_dead_model_does_not_stall_the_vote_and_marks_it_degraded():
     assert d.degraded and not d.positive  # 1 of 2 present: needs ceil(2*2/3) = 2
 
 
+def without_mel_fine(b: VoteBox, windows: range) -> None:
+    """Windows that mel_fine never votes on (dead or stalled), each decided at its timeout."""
+    for i in windows:
+        b.add(i, "wave", 0.1, now=i)
+        b.add(i, "mel_coarse", 0.1, now=i)
+        b.decide(i + 1.0)
+    assert "mel_fine" not in b.present()
+
+
 def test_two_of_two_alive_after_timeout():
     b = box(timeout=1.0)
     b.add(0, "wave", 0.9, now=0.0)
     b.add(0, "mel_coarse", 0.1, now=0.0)
     b.add(0, "mel_fine", 0.1, now=0.0)
     b.decide(0.0)
-    for i in range(1, 4):  # mel_fine dies
-        b.add(i, "wave", 0.1, now=i)
-        b.add(i, "mel_coarse", 0.1, now=i)
-        b.decide(i + 1.0)
-    assert "mel_fine" not in b.present()
+    without_mel_fine(b, range(1, 4))  # mel_fine dies
     b.add(4, "wave", 0.9, now=10.0)
     b.add(4, "mel_coarse", 0.9, now=10.0)
     (d,) = b.decide(10.0)  # no waiting for the absent model
     assert d.positive
+
+
+def test_a_model_back_from_a_stall_is_waited_for_again_though_its_first_votes_come_late():
+    """A stalled worker catches up with votes for windows already decided without it. Dropped
+    unheard, they left it absent for good: every later window was decided 2 of 2 (degraded) the
+    moment the faster models voted, and the slow model's yes never counted again."""
+    b = box(timeout=1.0)
+    without_mel_fine(b, range(3))  # mel_fine stalls (a restart, the SD card, start-up on a Pi 3B+)
+    b.add(3, "wave", 0.9, now=4.0)
+    b.add(3, "mel_coarse", 0.1, now=4.0)
+    (decided,) = b.decide(4.0)  # not waited for while absent
+    assert decided.degraded and not decided.positive
+    b.add(2, "mel_fine", 0.1, now=4.1)  # later than the timeout after window 2's first vote
+    assert "mel_fine" not in b.present()  # a model always that late stays absent: no waiting in vain
+    b.add(3, "mel_fine", 0.9, now=4.2)  # back: window 3 would have waited for this vote
+    assert "mel_fine" in b.present()
+    b.add(4, "wave", 0.9, now=5.0)
+    b.add(4, "mel_coarse", 0.1, now=5.0)
+    assert b.decide(5.0) == []  # waits for mel_fine again
+    b.add(4, "mel_fine", 0.9, now=5.3)
+    (heard,) = b.decide(5.3)
+    assert heard.positive and not heard.degraded
 
 
 def test_one_model_left_decides_alone():

@@ -29,7 +29,7 @@ from inference import features
 from inference.features import LogMelFrontend, LogMelSpec
 from models.training import augment, extra_negatives, synthetic
 from models.training.data import SAMPLE_RATE, Clip, load_clips
-from models.training.evaluate import HOP, choose_thresholds, clip_window_probs, window_metrics
+from models.training.evaluate import HOP, MERGE_GAP_S, choose_thresholds, clip_window_probs, window_metrics
 from models.training.streaming import joined, stream_scores
 
 SEED = 20261125
@@ -470,6 +470,7 @@ def calibrate(out: Path, val: list[Clip], version: str, report: dict) -> None:
         "votes_required": rule.votes_required,
         **({"fused_threshold": rule.fused_threshold} if rule.fused_threshold is not None else {}),
         "version": version,
+        "calibrated_at": {"hop_s": HOP / SAMPLE_RATE, "merge_gap_s": MERGE_GAP_S},
         "validation": ensemble_figures["ensemble"],
     }
     (out / "ensemble.json").write_text(json.dumps(ensemble, indent=1))
