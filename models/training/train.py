@@ -38,7 +38,8 @@ MODEL_IDS = ("wave", "mel_fine", "mel_coarse")
 # design's resolution, the waveform model 1 s, scored as its best 1 s inside each 2 s vote window
 # (inference/worker.py, WindowScorer). Chosen from the leave-one-source-out ablations by the
 # ranking of the held-out sources other than the one judged (models/training/recipe_choice.py:
-# "hybrid"); until 2026-12-04 every model heard 1 s (ablations.ONE_SECOND_RECIPE).
+# "hybrid", until `shipped_smooth`, label smoothing on it, was run; see models/README.md); until
+# 2026-12-04 every model heard 1 s (ablations.ONE_SECOND_RECIPE).
 LOGMEL = {"mel_fine": (2048, 250, 128), "mel_coarse": (2048, 500, 128)}
 WINDOW_SAMPLES = {"wave": augment.WINDOW, "mel_fine": 2 * SAMPLE_RATE, "mel_coarse": 2 * SAMPLE_RATE}
 VOTES_CHOICES = (1, 2, 3)  # k of n: chosen on validation with the thresholds
