@@ -50,8 +50,10 @@ def process_setup(role: str, nice: int = 0, supervisor_pid: int | None = None) -
     """Name the process `gs.<role>` (ps, top, htop), dump tracebacks on a fatal signal, log to stderr,
     and die with the supervisor (`supervisor_pid`).
 
-    SIGINT is ignored: a Ctrl-C goes to the whole process group, and shutdown is the supervisor's
-    job (it sets the stop event and joins the processes in order).
+    SIGINT and SIGTERM are ignored: a Ctrl-C, or a SIGTERM to the whole process group (`timeout`, a
+    service manager killing the group), would cut the processes off mid-work, and shutdown is the
+    supervisor's job (it sets the stop event and joins the processes in order). The SMS process
+    handles SIGTERM itself; a hung process is killed with SIGKILL.
     """
     title = f"gs.{role}"[:_COMM_LENGTH]
     with contextlib.suppress(OSError, AttributeError):
@@ -59,6 +61,7 @@ def process_setup(role: str, nice: int = 0, supervisor_pid: int | None = None) -
         libc.prctl(_PR_SET_NAME, title.encode(), 0, 0, 0)
     faulthandler.enable()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     configure_logging()
     if nice:
         try:

@@ -6,7 +6,6 @@ import datetime
 import json
 import logging
 import math
-import shutil
 import time
 import zoneinfo
 from collections.abc import Iterator, Sequence
@@ -60,11 +59,10 @@ def run_detector(config: Config) -> int:
 
 
 def demo_overrides(recording: Path, recipient: str, changes: dict[str, Any]) -> dict[str, Any]:
-    """Replay the bundled recording through the whole pipeline with Gammu's dummy phone (in the
-    demo's own data folder, emptied first, unless a data folder is given)."""
+    """Replay the bundled recording through the whole pipeline with Gammu's dummy phone, in the
+    demo's own data folder unless one is given. The folder is kept from run to run (the report
+    shows this run's records): labels made there, as the report suggests, are never thrown away."""
     data_dir = Path(changes.get("storage.data_dir") or DEMO_DATA_DIR)
-    if not changes.get("storage.data_dir"):
-        shutil.rmtree(data_dir, ignore_errors=True)
     modem_dir = data_dir / "dummy-modem"
     modem_dir.mkdir(parents=True, exist_ok=True)
     gammurc = data_dir / "gammurc"

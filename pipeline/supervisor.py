@@ -14,13 +14,14 @@ again), and the detector then exits with that code.
 from __future__ import annotations
 
 import collections
+import contextlib
 import fcntl
 import logging
 import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.context import BaseContext
 from pathlib import Path
@@ -116,10 +117,11 @@ class Supervisor:
     def start(self) -> Layout:
         self._take_lock()
         remove_stale_segments()
-        self.layout = self._build_layout()
-        for name, target, args in self._roles():
-            self.managed[name] = Managed(name, target, args)
-            self._spawn(self.managed[name])
+        with _sigterm_ignored():  # by the helpers started here: multiprocessing's resource tracker, the forkserver
+            self.layout = self._build_layout()
+            for name, target, args in self._roles():
+                self.managed[name] = Managed(name, target, args)
+                self._spawn(self.managed[name])
         self.reporter = StatsReporter(self)
         self.health = HealthMonitor(self.config, self.stats.slot("capture"))
         log.info("detector started: %s", ", ".join(self.managed))
@@ -357,6 +359,19 @@ class Supervisor:
             self._lock_fd = None
         self.notifier.close()
         log.info("detector stopped")
+
+
+@contextlib.contextmanager
+def _sigterm_ignored() -> Iterator[None]:
+    """SIGTERM ignored while helper processes start, which keep that (an ignored signal survives
+    exec): a SIGTERM to the whole process group (`timeout`, a service manager) must reach the
+    supervisor alone, which then stops everything in order. Killed at once, the forkserver would
+    take the supervisor's view of its children with it (their exit status comes through it)."""
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _default_context() -> BaseContext:

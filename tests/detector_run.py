@@ -115,6 +115,7 @@ class DetectorRun:
     env: dict[str, str] = field(default_factory=dict)
     config_lines: list[str] = field(default_factory=list)
     process: subprocess.Popen | None = None
+    own_group: bool = False  # a process group of its own, to be signalled as a whole (os.killpg)
 
     @property
     def data_dir(self) -> Path:
@@ -140,6 +141,7 @@ class DetectorRun:
             stderr=subprocess.STDOUT,
             env=env,
             cwd=self.folder,
+            start_new_session=self.own_group,
         )
 
     def ring(self, timeout: float = 30.0) -> Ring:

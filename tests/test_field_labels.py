@@ -8,16 +8,19 @@ from __future__ import annotations
 import csv
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
 
+from cli import DEMO_RECIPIENT, DEMO_RECORDING
 from inference.eventlog import NEAR_MISSES, SAMPLES, EventLog
 from inference.model import load_ensemble
 from inference.score_log import model_set
 from models.training.data import load_clips
 from models.training.field_clips import MANIFEST_COLUMNS, ExportError, export_labelled, source_name
+from pipeline.run import demo_overrides
 from tests.detector_run import PIPELINE_SHOTS, RATE, DetectorRun, cli, listening_config, stream_with_shots
 
 NEVER = 2.0  # a threshold no probability reaches
@@ -120,3 +123,16 @@ def test_export_says_what_is_wrong_and_what_to_do(tmp_path):
     assert (summary.clips, summary.gunshots, summary.base_rows) == (1, 0, 0)
     (row,) = csv.DictReader((tmp_path / "out" / "manifest.csv").open())
     assert (row["source"], row["category"], row["label"]) == ("north_gate", "field_other", "other")
+
+
+def test_a_second_demo_keeps_the_labels_made_in_the_first(tmp_path, monkeypatch):
+    """The demo's report tells the user to label its near misses in its folder: a later demo run
+    must not throw those labels away (it used to empty the folder first)."""
+    monkeypatch.chdir(tmp_path)
+    folder = Path(demo_overrides(DEMO_RECORDING, DEMO_RECIPIENT, {})["storage.data_dir"])
+    log = EventLog(folder)
+    near_miss = log.add_window(NEAR_MISSES, time.time(), 0.7, {"wave": 0.9}, {})
+    log.set_label(NEAR_MISSES, near_miss, "gunshot", None)
+    log.close()
+    demo_overrides(DEMO_RECORDING, DEMO_RECIPIENT, {})
+    assert [record.label for record in EventLog(folder).windows(NEAR_MISSES)] == ["gunshot"]

@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -236,3 +237,27 @@ def test_degraded_is_texted_per_crash_loop_and_cleared_after_a_quiet_spell(tmp_p
         assert not supervisor.degraded and texts("works normally again") == 2 * len(RECIPIENTS)
     finally:
         stats.close()
+
+
+def test_sigterm_to_the_whole_process_group_still_shuts_down_in_order(tmp_path):
+    """A service manager or `timeout` signals every process at once: the children leave the
+    shutdown to the supervisor, so the aggregator still writes what it holds (here: the score log
+    of the seconds listened, written once a minute otherwise)."""
+    wav = tmp_path / "long.wav"
+    soundfile.write(wav, stream_with_shots(120.0, []), RATE, subtype="PCM_16")
+    run = DetectorRun(tmp_path, own_group=True)
+    run.start("--source", str(wav))
+    try:
+        ring = run.ring()
+        run.wait_for_audio(ring)
+        ring.close()
+        time.sleep(5.0)  # windows decided, their scores held for the minute's write
+        os.killpg(run.process.pid, signal.SIGTERM)
+        assert run.process.wait(DEADLINE) == 0, run.output()
+    finally:
+        if run.process.poll() is None:
+            os.killpg(run.process.pid, signal.SIGKILL)
+        run.log.close()
+    assert "detector stopped" in run.output()
+    with contextlib.closing(sqlite3.connect(run.data_dir / "events.sqlite")) as db:
+        assert db.execute("SELECT SUM(seconds) FROM listened").fetchone()[0] > 0
