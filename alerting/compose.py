@@ -68,18 +68,15 @@ def summary_text(config: Config, events: list[HeldEvent], now: float, synchronis
     """E.g. "North gate: 7 more possible gunshots between 14:03 and 14:41 EAT (texts limited to 5/hour)."
 
     Dates are added when the events span midnight or happened before today (local time)."""
-    return _summary(config, events, now) + clock_note(synchronised)
-
-
-def _summary(config: Config, events: list[HeldEvent], now: float) -> str:
     first, last = events[0].event_time, events[-1].event_time
     with_date = len({local_time(config, t, DATE_FORMAT) for t in (first, last, now)}) > 1
     fmt = f"{DATE_FORMAT} {CLOCK_FORMAT}" if with_date else CLOCK_FORMAT
     start, end = local_time(config, first, fmt), local_time(config, last, f"{fmt} %Z")
     limit = f"(texts limited to {config.alerts.max_per_hour}/hour)"
     if len(events) == 1:
-        return f"{config.site.name}: 1 more possible gunshot at {end} {limit}."
-    return f"{config.site.name}: {len(events)} more possible gunshots between {start} and {end} {limit}."
+        return f"{config.site.name}: 1 more possible gunshot at {end} {limit}." + clock_note(synchronised)
+    span = f"{len(events)} more possible gunshots between {start} and {end} {limit}."
+    return f"{config.site.name}: {span}" + clock_note(synchronised)
 
 
 def queue_event_alert(outbox: Outbox, config: Config, alert: EventAlert, now: float) -> list[int]:

@@ -10,12 +10,15 @@ import errno
 import logging
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 RESERVE_FILE = "outbox.reserve"
 RESERVE_BYTES = 4 * 1024 * 1024  # far more than a day of texts (a row is well under 1 kB)
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 # SQLite's words for a full disk: no page for the row, or (opening a database anew) no room to
@@ -27,6 +30,20 @@ def is_disk_full(exc: BaseException) -> bool:
     if isinstance(exc, sqlite3.OperationalError):
         return "full" in str(exc) or getattr(exc, "sqlite_errorname", None) in DISK_FULL_ERRORS
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def queue_in_order(pending: list[T], queue: Callable[[T], None], reserve: DiskReserve) -> BaseException | None:
+    """Queue `pending` oldest first, each removed once queued; a full disk gives up the outbox
+    reserve and tries again. The error that stopped it (the rest stay pending), or None."""
+    while pending:
+        try:
+            queue(pending[0])
+        except (sqlite3.Error, OSError) as exc:
+            if is_disk_full(exc) and reserve.release():
+                continue
+            return exc
+        pending.pop(0)
+    return None
 
 
 class DiskReserve:

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from alerting.clock import clock_synchronised
 from alerting.compose import EventAlert, queue_event_alert
 from alerting.outbox import Outbox, outbox_path
-from alerting.reserve import DiskReserve, is_disk_full
+from alerting.reserve import DiskReserve, queue_in_order
 from inference.background_sample import BackgroundSampler
 from inference.eventlog import CLIP_PREFIX, EVENTS, MB, NEAR_MISSES, SAMPLES, SECONDS_PER_DAY, EventLog
 from inference.events import Event, EventTracker
@@ -169,17 +169,13 @@ class Aggregator:
 
     def queue_alerts(self) -> None:
         """Queue the alerts not yet in the outbox (the usual case: the one just decided)."""
-        while self.unqueued:
-            try:
-                queue_event_alert(self.outbox, self.config, self.unqueued[0], now=time.time())
-            except sqlite3.OperationalError as exc:
-                if is_disk_full(exc) and self.reserve.release():
-                    continue
-                log.critical("alert for event %s NOT queued yet (%s): retrying", self.unqueued[0].event_id, exc)
-                self.slot.add("errors")
-                return
-            self.unqueued.pop(0)
-            self.layout.outbox.send(OutboxChanged())
+        if (exc := queue_in_order(self.unqueued, self._queue_alert, self.reserve)) is not None:
+            log.critical("alert for event %s NOT queued yet (%s): retrying", self.unqueued[0].event_id, exc)
+            self.slot.add("errors")
+
+    def _queue_alert(self, alert: EventAlert) -> None:
+        queue_event_alert(self.outbox, self.config, alert, now=time.time())
+        self.layout.outbox.send(OutboxChanged())
 
     def _record(self, what: str, write: Callable[..., T], *args: Any) -> T | None:
         """An event-log write that a full or broken disk may refuse: logged and counted, not fatal."""

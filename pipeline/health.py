@@ -11,7 +11,6 @@ outbox reserve first, as alerts do) is kept and tried again every HEALTH_RETRY s
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 from alerting.clock import clock_synchronised
 from alerting.compose import clock_note, local_time
 from alerting.outbox import Outbox, outbox_path
-from alerting.reserve import DiskReserve, is_disk_full
+from alerting.reserve import DiskReserve, queue_in_order
 from pipeline.config import Config
 from pipeline.metrics import StatsSlot
 
@@ -107,19 +106,12 @@ class HealthMonitor:
         if not self.unqueued or now_monotonic < self.retry_at:
             return
         data_dir = Path(self.config.storage.data_dir)
-        while self.unqueued:
-            try:
-                self._queue(self.unqueued[0], data_dir)
-            except (sqlite3.Error, OSError) as exc:
-                if is_disk_full(exc) and DiskReserve(data_dir).release():
-                    continue
-                log.error("health text NOT queued yet (%s): retrying in %.0f s", exc, HEALTH_RETRY)
-                self.retry_at = now_monotonic + HEALTH_RETRY
-                return
-            self.unqueued.pop(0)
+        if (exc := queue_in_order(self.unqueued, self._queue, DiskReserve(data_dir))) is not None:
+            log.error("health text NOT queued yet (%s): retrying in %.0f s", exc, HEALTH_RETRY)
+            self.retry_at = now_monotonic + HEALTH_RETRY
 
-    def _queue(self, text: str, data_dir: Path) -> None:
-        outbox = Outbox(outbox_path(data_dir))
+    def _queue(self, text: str) -> None:
+        outbox = Outbox(outbox_path(Path(self.config.storage.data_dir)))
         try:
             with outbox.transaction():  # every recipient or none: a retry sends nobody the text twice
                 for recipient in self.config.alerts.recipients:
