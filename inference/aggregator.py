@@ -37,7 +37,7 @@ from inference.frontend import hop_samples
 from inference.model import Ensemble, load_ensemble
 from inference.near_miss import NearMissPicker
 from inference.score_log import ScoreLog, model_set
-from inference.vote import Decision, VoteBox
+from inference.vote import ABSENT_AFTER, Decision, VoteBox
 from pipeline.config import Config
 from pipeline.layout import AUDIO_SHAPE, Layout
 from pipeline.messages import OutboxChanged, Vote
@@ -102,6 +102,35 @@ class Aggregator:
         self.reserve = DiskReserve(data_dir)
         self.min_free = round(config.storage.min_free_mb * MB)
         self.audio_pos, self.audio_moved = audio.write_pos, time.monotonic()
+        self.present = set(self.box.present())
+
+    def take(self, votes: list[Vote], now: float) -> None:
+        """Votes in, due decisions handled (timed in the stats row as this process's items)."""
+        for message in votes:
+            self.box.add(message.index, message.model_id, message.probability, now)
+            self.log_vote(message)
+        decisions = self.box.decide(now)
+        if decisions:
+            since = self.slot.busy()
+            for decision in decisions:
+                self.handle(decision)
+            self.slot.done(since, items=len(decisions))
+        self._note_presence()
+
+    def _note_presence(self) -> None:
+        """A model that stops voting is logged once, and once when it votes again: while it is
+        away every window is decided without it (counted in the stats as `degraded`)."""
+        present = set(self.box.present())
+        for model_id in sorted(self.present - present):
+            log.warning(
+                "model %s is absent (no vote for %d windows in a row): windows are decided by the other"
+                " models, degraded, until it votes again",
+                model_id,
+                ABSENT_AFTER,
+            )
+        for model_id in sorted(present - self.present):
+            log.info("model %s votes again", model_id)
+        self.present = present
 
     def handle(self, decision: Decision) -> None:
         window_end = self.audio.time_of(decision.index * self.hop + self.window)
@@ -110,6 +139,8 @@ class Aggregator:
         if decision.positive and lost_audio:
             log.warning("window %d holds silence standing in for lost audio: not taken as a shot", decision.index)
             decision = dataclasses.replace(decision, positive=False)
+        if decision.degraded:
+            self.slot.add("degraded")
         update = self.tracker.update(decision)
         if update.closed is not None:
             self._close(update.closed)
@@ -298,16 +329,8 @@ def run_aggregator(config: Config, layout: Layout, stop: StopEvent) -> int:
         wait = IDLE_WAIT if deadline is None else min(IDLE_WAIT, max(0.0, deadline - time.monotonic()))
         vote = layout.votes.receive(wait)
         now = time.monotonic()
-        for message in [vote, *layout.votes.drain()] if vote is not None else []:
-            aggregator.box.add(message.index, message.model_id, message.probability, now)
-            aggregator.log_vote(message)
-        decisions = aggregator.box.decide(now)
-        if decisions:
-            since = slot.busy()
-            for decision in decisions:
-                aggregator.handle(decision)
-            slot.set("queue_hwm", layout.votes.high_water)
-            slot.done(since, items=len(decisions))
+        aggregator.take([vote, *layout.votes.drain()] if vote is not None else [], now)
+        slot.set("queue_hwm", layout.votes.high_water)
         aggregator.queue_alerts()
         aggregator.watch_audio(now)
         aggregator.write_due_clips()

@@ -71,21 +71,20 @@ class Frontend:
         self.window = window
         self.hop = hop
         self.next_window = max(resume_at, -(-audio.oldest() // hop))
-        self.skipped_windows = 0
+        self.skipped = 0  # windows never announced by the last step: their audio was gone
 
     def step(self) -> list[WindowReady]:
         """Compute every frame whose audio has arrived; return the windows that became complete."""
         available = self.audio.write_pos
         lapped_to = self.audio.oldest()
-        if self.next_window * self.hop < lapped_to:
-            skip_to = -(-lapped_to // self.hop)
-            self.skipped_windows += skip_to - self.next_window
+        self.skipped = max(0, -(-lapped_to // self.hop) - self.next_window)
+        if self.skipped:
             log.warning(
                 "skipped %d windows whose audio the ring no longer holds (a gap in the audio longer than "
                 "the ring, counted as lost by capture, or the front end fell behind)",
-                skip_to - self.next_window,
+                self.skipped,
             )
-            self.next_window = skip_to
+            self.next_window += self.skipped
         for frontend, ring in self.streams.values():
             self._advance(frontend, ring, available)
         ready = []
@@ -139,6 +138,7 @@ def run_frontend(config: Config, layout: Layout, stop: StopEvent) -> int:
             continue
         since = slot.busy()
         windows = frontend.step()
+        slot.add("dropped", frontend.skipped)
         for window in windows:
             for channel in layout.windows.values():
                 if not channel.send(window):

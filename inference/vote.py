@@ -111,7 +111,6 @@ class VoteBox:
         self._missed = dict.fromkeys(rule.thresholds, 0)
         self._decided: dict[int, float] = {}  # first vote time of the latest decided windows
         self.next_index: int | None = None
-        self.degraded_windows = 0
 
     def add(self, index: int, model_id: str, probability: float, now: float) -> None:
         if self.next_index is not None and index < self.next_index:
@@ -165,7 +164,6 @@ class VoteBox:
             degraded = len(votes) < len(self.rule.thresholds)
             for model_id in self.rule.thresholds.keys() - votes.keys():
                 self._missed[model_id] += 1
-        self.degraded_windows += degraded
         return Decision(
             index=index,
             positive=positive,

@@ -14,14 +14,13 @@ again), and the detector then exits with that code.
 from __future__ import annotations
 
 import collections
-import contextlib
 import fcntl
 import logging
 import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.context import BaseContext
 from pathlib import Path
@@ -59,7 +58,9 @@ JOIN_TIMEOUT = 5.0
 WATCH_INTERVAL = 0.5
 DRAIN_LIMIT = 30.0  # longest wait, after a replayed source ends, for the last votes and texts
 LOCK_FILE = "detector.lock"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 PRELOAD = [
+    "pipeline.forkserver_signals",
     "numpy",
     "capture.process",
     "inference.frontend",
@@ -112,16 +113,18 @@ class Supervisor:
         self._finished_at: float | None = None
         self.notifier = Notifier()
         self._ready = False
+        self._stop_requested: list[int] = []  # signals received
+        self._previous_handlers: dict[int, Any] = {}
 
     # --- start -------------------------------------------------------------------------------
     def start(self) -> Layout:
         self._take_lock()
         remove_stale_segments()
-        with _sigterm_ignored():  # by the helpers started here: multiprocessing's resource tracker, the forkserver
-            self.layout = self._build_layout()
-            for name, target, args in self._roles():
-                self.managed[name] = Managed(name, target, args)
-                self._spawn(self.managed[name])
+        self._listen_for_stop()
+        self.layout = self._build_layout()
+        for name, target, args in self._roles():
+            self.managed[name] = Managed(name, target, args)
+            self._spawn(self.managed[name])
         self.reporter = StatsReporter(self)
         self.health = HealthMonitor(self.config, self.stats.slot("capture"))
         log.info("detector started: %s", ", ".join(self.managed))
@@ -266,15 +269,16 @@ class Supervisor:
     def source_finished(self) -> bool:
         return self.managed["capture"].finished
 
+    def _listen_for_stop(self) -> None:
+        """From the start on, SIGTERM and SIGINT ask `run` to stop (`shutdown` restores the handlers)."""
+        self._previous_handlers = {
+            sig: signal.signal(sig, lambda signum, _frame: self._stop_requested.append(signum)) for sig in STOP_SIGNALS
+        }
+
     def run(self, until: Callable[[], bool] | None = None) -> int:
         """Watch until SIGTERM/SIGINT, `until()` is true, or the replayed source has ended and drained."""
-        stop_requested = []
-        previous = {
-            sig: signal.signal(sig, lambda signum, _frame: stop_requested.append(signum))
-            for sig in (signal.SIGTERM, signal.SIGINT)
-        }
         try:
-            while not stop_requested and not (until and until()):
+            while not self._stop_requested and not (until and until()):
                 self.watch_once()
                 self.notifier.watchdog()
                 self._notify_ready()
@@ -287,8 +291,6 @@ class Supervisor:
                     break
                 time.sleep(WATCH_INTERVAL)
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
             self.shutdown()
         return self.managed["capture"].exitcode
 
@@ -306,9 +308,12 @@ class Supervisor:
         """One line for `systemctl status`: windows decided, lost audio, restarts, health."""
         restarts = sum(len(managed.restarts) for managed in self.managed.values())
         state = "DEGRADED" if self.degraded else "listening"
+        aggregator = self.stats.slot("aggregator")
+        decided = f"{aggregator.get('processed'):.0f} windows decided"
+        if without := aggregator.get("degraded"):
+            decided += f" ({without:.0f} without every model)"
         return (
-            f"{state}; {self.stats.slot('aggregator').get('processed'):.0f} windows decided, "
-            f"{self.audio.overruns} overruns ({self.audio.lost} samples lost), {restarts} restarts"
+            f"{state}; {decided}, {self.audio.overruns} overruns ({self.audio.lost} samples lost), {restarts} restarts"
         )
 
     def _drained(self, now: float) -> bool:
@@ -358,20 +363,9 @@ class Supervisor:
             os.close(self._lock_fd)
             self._lock_fd = None
         self.notifier.close()
+        for sig, handler in self._previous_handlers.items():
+            signal.signal(sig, handler)
         log.info("detector stopped")
-
-
-@contextlib.contextmanager
-def _sigterm_ignored() -> Iterator[None]:
-    """SIGTERM ignored while helper processes start, which keep that (an ignored signal survives
-    exec): a SIGTERM to the whole process group (`timeout`, a service manager) must reach the
-    supervisor alone, which then stops everything in order. Killed at once, the forkserver would
-    take the supervisor's view of its children with it (their exit status comes through it)."""
-    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _default_context() -> BaseContext:

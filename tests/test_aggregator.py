@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from alerting.clock import UNSYNCHRONISED_NOTE
 from alerting.outbox import Outbox, outbox_path
 from inference.aggregator import AUDIO_STALL, Aggregator
 from inference.eventlog import EventLog
@@ -17,7 +18,7 @@ from inference.vote import Decision
 from pipeline.channel import Channel
 from pipeline.config import Config, override
 from pipeline.layout import AUDIO_SHAPE, Layout
-from pipeline.messages import OutboxChanged
+from pipeline.messages import OutboxChanged, Vote
 from pipeline.metrics import StatsTable
 from pipeline.ring import Ring
 from tests.conftest import own_run_id
@@ -107,6 +108,32 @@ def test_closing_completes_the_record_and_saves_the_clip_with_pre_and_post_roll(
     pre, post = agg.config.storage.clip_pre_roll, agg.config.storage.clip_post_roll
     assert len(clip) == round((pre + (7 * HOP + WINDOW - 6 * HOP) / RATE + post) * RATE)
     assert np.argmax(clip) == click_in_clip(6, pre)
+
+
+def test_shots_apart_by_less_than_the_merge_gap_are_one_event_and_one_text(aggregator):
+    """Automatic fire, or a shot and its echo: windows that do not overlap but come within
+    detector.merge_gap of each other are one event, texted once."""
+    agg, audio, _, data = aggregator
+    audio.write(np.zeros(RATE * 20, dtype=np.int16))
+    gap_windows = round(agg.config.detector.merge_gap * RATE) // HOP
+    first, second = 6, 6 + WINDOW // HOP + gap_windows  # starts at the first one's end plus the gap
+    for index in range(first, second + 1):
+        agg.handle(decision(index, index in (first, second)))
+    for index in windows_until_closed(second, agg.config):
+        agg.handle(decision(index, False))
+    (event,) = EventLog(data).events()
+    assert event.state == "closed" and event.windows == 2
+    assert len(Outbox(outbox_path(data)).rows()) == len(RECIPIENTS)
+
+
+@pytest.mark.parametrize("synchronised", [True, False])
+def test_an_alert_says_when_its_time_is_unverified(aggregator, monkeypatch, synchronised):
+    agg, audio, _, data = aggregator
+    monkeypatch.setattr("inference.aggregator.clock_synchronised", lambda: synchronised)
+    audio.write(np.zeros(RATE * 4, dtype=np.int16))
+    agg.handle(decision(1, True))
+    texts = [row.text for row in Outbox(outbox_path(data)).rows()]
+    assert texts and all(text.endswith(UNSYNCHRONISED_NOTE) != synchronised for text in texts)
 
 
 def test_retention_removes_old_clips_events_and_sent_texts_but_never_pending_ones(aggregator):
@@ -208,3 +235,31 @@ def test_a_clip_whose_audio_is_gone_is_reported_lost_not_saved_empty(aggregator,
     (event,) = EventLog(data).events()
     assert event.clip is None and not list((data / "clips").glob("*.flac"))
     assert "is no longer in the ring" in caplog.text
+
+
+def test_a_model_that_stops_voting_is_logged_once_and_its_windows_are_counted(aggregator, caplog):
+    """A worker alive but silent (stuck, or too slow for vote_timeout) leaves every window decided
+    by the other models: the operator sees it in the log and in the stats, not only in an alert."""
+    agg, audio, _layout, _data = aggregator
+    audio.write(np.zeros(RATE * 20, dtype=np.int16))
+    timeout = agg.config.detector.vote_timeout
+    every_model = [m.id for m in load_ensemble("").models]
+    silent = every_model[0]
+
+    def window(index: int, models: list[str]) -> None:
+        now = index * timeout * 2  # each window decided (or timed out) before the next
+        agg.take([Vote(index, m, 0.01, now) for m in models], now)
+        agg.take([], now + timeout)
+
+    caplog.set_level("INFO", logger="inference.aggregator")
+    for index in range(6):
+        window(index, every_model[1:])
+    window(6, every_model)
+    assert agg.slot.get("processed") == 7
+    assert agg.slot.get("degraded") == 6
+    absent = [r.getMessage() for r in caplog.records if "is absent" in r.getMessage()]
+    assert absent == [
+        f"model {silent} is absent (no vote for 2 windows in a row): windows are decided by the"
+        " other models, degraded, until it votes again"
+    ]
+    assert f"model {silent} votes again" in caplog.text

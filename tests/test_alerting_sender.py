@@ -2,6 +2,7 @@
 (faults injected around it as python-gammu's own exceptions), and the SMS process in real child
 processes: sending, the once-a-second poll, a clean stop (event or SIGTERM), and a SIGKILL mid-send."""
 
+import contextlib
 import itertools
 import logging
 import multiprocessing
@@ -94,7 +95,7 @@ def assert_backoff(times, initial=1.0, longest=8.0):
         ({"SendSMS": [After(gammu.ERR_TIMEOUT)] * 2}, 2, True),  # the dummy took it, the answer was lost
         ({"Init": [gammu.ERR_DEVICENOTEXIST] * 3}, 3, False),  # unplugged: never submitted
         ({"GetNetworkInfo": [Returns({"State": "NoNetwork"})] * 2}, 2, False),
-        ({"SendSMS": [gammu.ERR_UNKNOWN]}, 1, False),  # "+CMS ERROR": refused, so not sent
+        ({"SendSMS": [gammu.ERR_UNKNOWN] * 2}, 2, False),  # "+CMS ERROR": refused, so not sent
     ],
     ids=["not-connected", "timeout-after-submit", "device-missing", "no-network", "refused"],
 )
@@ -113,6 +114,37 @@ def test_modem_faults_leave_the_text_queued_until_they_clear(tmp_path, steps, fa
     else:
         expected = [REPEAT_PREFIX + ALERT_TEXT if repeat else ALERT_TEXT]
     assert sent_texts(tmp_path) == [(A, text) for text in expected]
+
+
+def test_a_text_that_may_have_gone_out_stays_a_repeat_after_a_later_refusal(tmp_path):
+    steps = {"SendSMS": [After(gammu.ERR_TIMEOUT), gammu.ERR_UNKNOWN]}
+    config, script, outbox, sender = setup(tmp_path, steps, **{"alerts.recipients": [A]})
+    queue_event_alert(outbox, config, alert(), now=0.0)
+    send_until_empty(sender, outbox, script)
+    assert sent_texts(tmp_path) == [(A, ALERT_TEXT), (A, REPEAT_PREFIX + ALERT_TEXT)]
+
+
+def test_a_second_modem_outage_backs_off_from_the_start_again(tmp_path):
+    """The modem's failures in a row end with a text sent: the next outage is tried again soon."""
+    steps = {"Init": [gammu.ERR_DEVICENOTEXIST] * 3, "SendSMS": [None, gammu.ERR_NOTCONNECTED]}
+    config, script, outbox, sender = setup(tmp_path, steps, **{"alerts.recipients": [A]})
+    queue_event_alert(outbox, config, alert(1), now=0.0)
+    now = send_until_empty(sender, outbox, script)[-1] + 60.0
+    queue_event_alert(outbox, config, alert(2, SHOT_TIME + 60), now=now)
+    assert sender.send_due(now) == 0  # the modem is lost mid-send
+    initial = config.modem.retry_initial
+    assert initial * (1 - JITTER) <= sender.retry_connect_at - now <= initial * (1 + JITTER)
+
+
+def test_a_text_due_decades_ahead_after_a_clock_jump_is_tried_within_retry_max(tmp_path):
+    """A Pi without a clock chip can start with its clock years ahead: a backoff written then must
+    not hold a text for years once the clock is set right."""
+    config, _, outbox, sender = setup(tmp_path, **{"alerts.recipients": [A]})
+    queue_event_alert(outbox, config, alert(), now=0.0)
+    with contextlib.closing(sqlite3.connect(outbox_path(config.storage.data_dir))) as db, db:
+        db.execute("UPDATE texts SET next_attempt = 4e9")  # the year 2096
+    assert sender.send_due(100.0) == 0
+    assert sender.send_due(100.0 + config.modem.retry_max) == 1
 
 
 def test_a_missing_device_is_retried_until_plugged_in(tmp_path):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 
 from alerting.modem import Modem
 from alerting.outbox import Outbox, outbox_path
@@ -54,13 +55,18 @@ def leave_free(folder: Path, free_bytes: int) -> None:
 
 
 def event_with_clip(agg, audio, first_index: int) -> None:
+    """A one-window event on noise, closed and its clip written."""
+    closed_event(agg, audio, first_index)
+    agg.write_due_clips()
+
+
+def closed_event(agg, audio, first_index: int) -> None:
     """A one-window event on noise, closed and its clip due."""
     noise = np.random.default_rng(first_index).integers(-8000, 8000, RATE * 6, dtype=np.int16)
     audio.write(noise)
     agg.handle(decision(first_index, True))
     for index in range(first_index + 1, first_index + 12):
         agg.handle(decision(index, False))
-    agg.write_due_clips()
 
 
 def test_on_a_full_disk_the_alert_is_queued_and_sent_and_the_lost_clip_is_counted(tmp_path, small_disk):
@@ -86,17 +92,19 @@ def test_clips_never_take_the_disk_below_the_floor_older_clips_go_first(tmp_path
     config = config_for(tmp_path, **{"storage.data_dir": str(small_disk / "data"), "storage.min_free_mb": floor_mb})
     with built(config) as (agg, audio, _):
         agg.prune(time.time())
-        event_with_clip(agg, audio, 0)
-        event_with_clip(agg, audio, 12)
-        clip_bytes = (small_disk / "data" / EventLog(small_disk / "data").events()[0].clip).stat().st_size
-        leave_free(small_disk, round(floor_mb * MB) - clip_bytes // 2)  # below the floor by half a clip
-        event_with_clip(agg, audio, 24)
+        for first_window in (0, 12, 24):
+            event_with_clip(agg, audio, first_window)
+        clip = small_disk / "data" / EventLog(small_disk / "data").events()[-1].clip  # a whole one
+        samples_bytes = soundfile.info(clip).frames * 2  # the room a clip asks for: its int16 samples
+        closed_event(agg, audio, 36)
+        leave_free(small_disk, round(floor_mb * MB) + samples_bytes - clip.stat().st_size // 2)  # half a clip short
+        agg.write_due_clips()
         assert shutil.disk_usage(small_disk).free >= floor_mb * MB - DATABASE_GROWTH  # the clip stayed above
-        clips = [event.clip for event in EventLog(small_disk / "data").events()]
-        assert clips[0] is None and clips[2] is not None  # the oldest clip made room for the newest
+        clips = [event.clip is not None for event in EventLog(small_disk / "data").events()]
+        assert clips == [False, True, True, True]  # the oldest clip, and only it, made room for the newest
         leave_free(small_disk, 0)
-        event_with_clip(agg, audio, 36)  # nothing fits: record and clip skipped and counted, the alert queued
-        assert len(list((small_disk / "data" / "clips").glob("*.flac"))) == 1
+        event_with_clip(agg, audio, 48)  # nothing fits: record and clip skipped and counted, the alert queued
+        assert len(list((small_disk / "data" / "clips").glob("*.flac"))) == 3
         assert agg.slot.get("errors") >= 1 and agg.unqueued == []
 
 

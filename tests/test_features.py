@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 
 from inference.features import LogMelFrontend, LogMelSpec
+from inference.frontend import Frontend, feature_ring_capacity
 from inference.model import SHIPPED_MODELS, ModelError, load_ensemble
 from pipeline.config import Config, override
+from pipeline.layout import AUDIO_SHAPE, feature_shape
+from pipeline.ring import Ring
 from pipeline.run import load_checked_ensemble
 from tests.detector_run import stream_with_shots
 
@@ -23,6 +26,7 @@ def shipped_specs():
 @pytest.mark.parametrize("spec", shipped_specs(), ids=lambda s: s.key)
 def test_runtime_features_equal_librosa(spec):
     audio = stream_with_shots(2.0, [(1.0, "openarena-shotgun")])
+    audio[: spec.sample_rate // 2] = 0.0  # digital silence: lost audio's stand-in, a muted input (the log floor)
     ours = LogMelFrontend(spec).frames(audio)
     reference = librosa.power_to_db(
         librosa.feature.melspectrogram(
@@ -88,3 +92,26 @@ def test_models_for_another_rate_than_capture_delivers_are_refused(tmp_path):
         sidecar.write_text(sidecar.read_text().replace('"sample_rate": 16000', '"sample_rate": 8000'))
     with pytest.raises(ModelError, match="take 8000 Hz audio; capture delivers 16000 Hz"):
         load_checked_ensemble(override(Config(), {"detector.models_dir": str(models)}))
+
+
+def test_windows_whose_audio_the_ring_no_longer_holds_are_skipped_and_counted():
+    ensemble = load_ensemble("")
+    rate, window = ensemble.sample_rate, ensemble.window_samples
+    capacity, hop = 4 * rate, rate // 2
+    audio = Ring.in_memory(capacity, AUDIO_SHAPE, rate)
+    streams = {
+        key: (
+            spec,
+            Ring.in_memory(feature_ring_capacity(spec, capacity), feature_shape(spec.n_mels), rate / spec.hop_length),
+        )
+        for key, spec in ensemble.logmel_specs().items()
+    }
+    frontend = Frontend(audio, streams, window, hop)
+    audio.write(np.zeros(3 * rate, dtype=np.int16))
+    assert [w.index for w in frontend.step()] == [0, 1, 2] and frontend.skipped == 0
+    audio.write(np.zeros(6 * rate, dtype=np.int16))  # the front end stalled while 6 s came: the ring holds 4
+    ready = frontend.step()
+    first_held = -(-audio.oldest() // hop)
+    assert frontend.skipped == first_held - 3 > 0
+    assert [w.index for w in ready] == list(range(first_held, (9 * rate - window) // hop + 1))
+    assert frontend.step() == [] and frontend.skipped == 0

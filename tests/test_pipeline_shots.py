@@ -47,3 +47,15 @@ def test_each_pipeline_shot_is_one_event_at_every_offset_within_a_hop(detector, 
 
 def test_the_background_alone_is_no_event(detector):
     assert detector.run([stream_with_shots(STREAM_SECONDS, [])]).events == []
+
+
+@pytest.mark.parametrize("seconds", [1.0, 2.3])
+def test_a_clip_shorter_than_a_window_or_hops_is_scored_to_its_end(detector, seconds):
+    """Zeros complete the last window: a 1 s clip (the models hear 2 s) is one window, not none,
+    and the end of a longer one is scored too."""
+    shot = PIPELINE_SHOTS[0]
+    result = detector.run([stream_with_shots(seconds, [(seconds - 0.5, shot)])])
+    hop_seconds = detector.hop / RATE
+    window_seconds = detector.ensemble.window_samples / RATE
+    assert result.windows == 1 + max(0, int(np.ceil((seconds - window_seconds) / hop_seconds)))
+    assert len(result.events) == 1

@@ -38,7 +38,8 @@ def site_scores() -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_windows_closer_than_a_window_and_the_merge_gap_are_one_event():
-    starts = np.array([0.0, 0.5, 1.0, 1.0 + WINDOW_S + MERGE_GAP_S + 0.5, 100.0])
+    apart = WINDOW_S + MERGE_GAP_S  # the next window starts just at the event's end plus the gap: joins it
+    starts = np.array([0.0, 0.5, 1.0, 1.0 + apart, 1.0 + 2 * apart + 0.5, 100.0])
     assert event_count(starts, WINDOW_S, MERGE_GAP_S) == 3
     assert event_count(np.array([]), WINDOW_S, MERGE_GAP_S) == 0
 

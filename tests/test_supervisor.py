@@ -261,3 +261,52 @@ def test_sigterm_to_the_whole_process_group_still_shuts_down_in_order(tmp_path):
     assert "detector stopped" in run.output()
     with contextlib.closing(sqlite3.connect(run.data_dir / "events.sqlite")) as db:
         assert db.execute("SELECT SUM(seconds) FROM listened").fetchone()[0] > 0
+
+
+SIGTERM_WHILE_STARTING = """
+import os, signal, sys
+from pathlib import Path
+from pipeline.config import load_config, override
+from pipeline.process import configure_logging
+from pipeline.run import run_detector
+from pipeline.supervisor import Supervisor
+
+spawn = Supervisor._spawn
+
+def spawn_then_sigterm(self, managed):
+    spawn(self, managed)
+    if managed.name == "capture":  # the forkserver runs, the other processes are still to start
+        os.kill(os.getpid(), signal.SIGTERM)
+
+if __name__ == "__main__":  # not in the processes the forkserver starts
+    Supervisor._spawn = spawn_then_sigterm
+    configure_logging()
+    config, source, data_dir = sys.argv[1:]
+    changes = {"audio.source": source, "storage.data_dir": data_dir}
+    sys.exit(run_detector(override(load_config(Path(config)), changes)))
+"""
+
+
+def test_a_sigterm_while_the_processes_start_stops_the_detector_at_once(tmp_path):
+    """SIGTERM was ignored by the supervisor while it started its processes (so that the forkserver
+    started then ignores it): a `systemctl stop` right after a start waited for TimeoutStopSec and
+    SIGKILL. Now it waits, blocked, for the supervisor's own handler and stops it in order."""
+    wav = tmp_path / "long.wav"
+    soundfile.write(wav, stream_with_shots(120.0, []), RATE, subtype="PCM_16")
+    config = tmp_path / "config.toml"
+    config.write_text(f'[detector]\nmodels_dir = "{pipeline_test_models(tmp_path)}"\n')
+    script = tmp_path / "start_then_sigterm.py"
+    script.write_text(SIGTERM_WHILE_STARTING)
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, str(script), str(config), str(wav), str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=DEADLINE + 60,
+    )
+    took = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert "detector started" in result.stderr and "detector stopped" in result.stderr
+    assert took < DEADLINE, f"stopped after {took:.0f} s: the SIGTERM was lost, the 2-minute source played on"

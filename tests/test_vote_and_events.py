@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from inference.events import EventTracker
-from inference.vote import Decision, VoteBox, VoteRule
+from inference.vote import ABSENT_AFTER, Decision, VoteBox, VoteRule
 
 THRESHOLDS = {"wave": 0.5, "mel_fine": 0.6, "mel_coarse": 0.4}
 WINDOW, HOP = 16000, 8000
@@ -87,6 +87,21 @@ def test_a_model_back_from_a_stall_is_waited_for_again_though_its_first_votes_co
     assert heard.positive and not heard.degraded
 
 
+def test_a_model_is_absent_after_missing_absent_after_windows_in_a_row():
+    b = box(timeout=1.0)
+    without_one = ["wave", "mel_coarse"]
+    for i in range(ABSENT_AFTER):
+        assert "mel_fine" in b.present()
+        for model_id in without_one:
+            b.add(i, model_id, 0.1, now=i)
+        assert b.decide(i + 0.5) == []  # waited for
+        assert len(b.decide(i + 1.0)) == 1
+    assert "mel_fine" not in b.present()
+    for model_id in without_one:
+        b.add(ABSENT_AFTER, model_id, 0.1, now=10.0)
+    assert len(b.decide(10.0)) == 1  # no longer waited for
+
+
 def test_one_model_left_decides_alone():
     b = box(timeout=1.0)
     b.add(0, "wave", 0.9, now=0.0)
@@ -164,18 +179,21 @@ def test_a_stored_fused_threshold_is_used_unless_the_config_asks_for_k_of_n(tmp_
         load_ensemble(tmp_path)
 
 
-def decision(index, positive, confidence=0.9):
-    return Decision(index, positive, confidence, {"wave": confidence}, False, 0.0)
+def decision(index, positive, confidence=0.9, degraded=False):
+    return Decision(index, positive, confidence, {"wave": confidence}, degraded, 0.0)
 
 
 def test_overlapping_positive_windows_make_one_event_closed_after_the_gap():
+    """The event keeps its most confident window's votes, and is degraded if any window was."""
     tracker = EventTracker(WINDOW, HOP, merge_gap_samples=16000)
     assert tracker.update(decision(2, True)).opened is not None
-    assert tracker.update(decision(3, True, 0.95)).opened is None
-    for i in range(4, 8):
+    assert tracker.update(decision(3, True, 0.95, degraded=True)).opened is None
+    assert tracker.update(decision(4, True, 0.92)).opened is None
+    for i in range(5, 9):
         assert tracker.update(decision(i, False)).closed is None
-    closed = tracker.update(decision(8, False)).closed
-    assert (closed.start, closed.end, closed.windows, closed.confidence) == (16000, 40000, 2, 0.95)
+    closed = tracker.update(decision(9, False)).closed
+    assert (closed.start, closed.end, closed.windows, closed.confidence) == (16000, 48000, 3, 0.95)
+    assert closed.votes == {"wave": 0.95} and closed.degraded
 
 
 def test_shots_further_apart_than_the_gap_are_separate_events():
