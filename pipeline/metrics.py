@@ -1,7 +1,8 @@
 """Per-process health and counters in one shared-memory table (one row per process, one writer each).
 
-A process beats its heartbeat on every loop turn and marks `busy_since` while it works on an item,
-so the supervisor can tell a dead process (no exit code yet, stale heartbeat) from a hung one.
+A process beats its heartbeat on every loop turn and when it starts an item (`busy`), so a stale
+heartbeat tells the supervisor that it hangs, in its loop or on one item; `busy_since` shows in the
+stats what it is at.
 """
 
 from __future__ import annotations

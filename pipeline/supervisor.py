@@ -2,8 +2,9 @@
 restarts what dies or hangs, and shuts everything down in order.
 
 Restart rule: a process that exits (a role function's return value is its exit code), is killed,
-stops beating its heartbeat for HEARTBEAT_TIMEOUT s, or stays busy on one item for HUNG_AFTER s
-is (killed and) restarted after a backoff of 1, 2, 4 ... MAX_BACKOFF s. More than RESTART_BURST
+or stops beating its heartbeat for HEARTBEAT_TIMEOUT s (a loop turn beats it, and so does starting
+an item: one item taking that long is a hang too) is (killed and) restarted after a backoff of
+1, 2, 4 ... MAX_BACKOFF s, from 1 again after RESTART_WINDOW s without a crash. More than RESTART_BURST
 restarts in RESTART_WINDOW s marks the detector degraded (logged as an error) but it keeps trying:
 an unattended detector must not give up. The one exception is the capture of a replayed source:
 its clean exit (0) means the recording ended, and the pipeline drains and stops. So does
@@ -46,7 +47,6 @@ from pipeline.stats import StatsReporter
 from pipeline.systemd import Notifier
 
 HEARTBEAT_TIMEOUT = 10.0
-HUNG_AFTER = 10.0
 STARTUP_GRACE = 60.0  # loading models on a Pi 3B+ takes seconds; no heartbeat check before this
 FIRST_BACKOFF = 1.0
 MAX_BACKOFF = 30.0
@@ -231,14 +231,9 @@ class Supervisor:
         row = self.stats.slot(managed.name)
         if now - row.get("started") < STARTUP_GRACE and row.get("processed") == 0:
             return
-        busy_since = row.get("busy_since")
-        reason = None
-        if now - row.get("heartbeat") > HEARTBEAT_TIMEOUT:
-            reason = f"no heartbeat for {now - row.get('heartbeat'):.0f} s"
-        elif busy_since and now - busy_since > HUNG_AFTER:
-            reason = f"stuck on one item for {now - busy_since:.0f} s"
-        if reason:
-            log.error("%s is hung (%s): killing it", managed.name, reason)
+        silent_for = now - row.get("heartbeat")  # also while stuck on one item: busy() beat last
+        if silent_for > HEARTBEAT_TIMEOUT:
+            log.error("%s is hung (no heartbeat for %.0f s): killing it", managed.name, silent_for)
             managed.process.kill()
             managed.process.join(JOIN_TIMEOUT)
             self._schedule_restart(managed, now)
@@ -253,9 +248,11 @@ class Supervisor:
             self.degraded = True
             self.health.degraded(f"{managed.name} crashed {len(recent)} times in {RESTART_WINDOW:.0f} s")
             self.layout.outbox.send(OutboxChanged())
+        if len(recent) == 1:  # the first crash for a while
+            managed.backoff = FIRST_BACKOFF
         managed.restart_at = now + managed.backoff
         log.warning("restarting %s in %.0f s", managed.name, managed.backoff)
-        managed.backoff = min(managed.backoff * 2, MAX_BACKOFF) if len(recent) > 1 else FIRST_BACKOFF
+        managed.backoff = min(managed.backoff * 2, MAX_BACKOFF)
 
     def check_recovered(self, now: float) -> None:
         """Degraded, then no restart for RECOVERED_AFTER s: well again, so that a later crash loop

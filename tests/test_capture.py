@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import time
@@ -94,13 +95,21 @@ def test_a_48k_device_is_resampled_to_16k(tmp_path, shared):
 
 def test_a_missing_device_is_retried_with_a_clear_error_and_stops_cleanly(tmp_path, shared, capfd):
     layout, ring, stats = shared
-    config = override(Config(), {"audio.device": "no_such_device", "audio.reopen_max_backoff": 1.0})
+    config = override(Config(), {"audio.device": "no_such_device", "audio.reopen_max_backoff": 2.0})
     process, stop = start_capture(config, layout, {})
+    attempts: list[float] = []  # when each failed attempt was counted
     try:
-        wait_for(lambda: stats.slot("capture").get("errors") >= 2, "two failed attempts to open")
+        deadline = time.monotonic() + DEADLINE
+        while len(attempts) < 4 and time.monotonic() < deadline:
+            if stats.slot("capture").get("errors") > len(attempts):
+                attempts.append(time.monotonic())
+            time.sleep(0.02)
         assert process.is_alive()
     finally:
         stop_capture(process, stop)
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    assert len(gaps) == 3, attempts
+    assert all(abs(gap - want) < 0.4 for gap, want in zip(gaps, [1.0, 2.0, 2.0], strict=True)), gaps
     assert ring.write_pos == 0
     err = capfd.readouterr().err
     assert err.count("cannot open audio device 'no_such_device'") == 1  # one line per failure state
@@ -124,6 +133,16 @@ def test_test_mic_reports_level_and_clipping_from_a_real_alsa_device(tmp_path):
     assert result.returncode == 0, result.stderr
     first = result.stdout.splitlines()[0]
     assert "rms   -3.0 dBFS" in first and "clipped 40 " in first and "CLIPPING" in first  # samples at full scale
+
+
+def test_frames_an_overrun_lost_at_48k_are_counted_as_16k_samples_and_stood_in_for(shared):
+    _, ring, stats = shared
+    writer = RingWriter(ring, stats.slot("capture"), 48000, Config().health.silence_dbfs)
+    writer.write(np.zeros(4800, dtype=np.int16))
+    before = ring.write_pos
+    writer.write(np.zeros(4800, dtype=np.int16), lost_frames=4800)  # 0.1 s the device dropped
+    assert (ring.lost, ring.overruns) == (1600, 1)
+    assert ring.losses == [(before, before + 1600)]
 
 
 def test_an_input_stuck_at_a_constant_counts_as_silence_and_a_quiet_sound_does_not(shared):

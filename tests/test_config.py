@@ -1,3 +1,4 @@
+import dataclasses
 import subprocess
 import sys
 
@@ -29,6 +30,7 @@ def write(tmp_path, text):
         ("[alerts]\ntemplate = '{time.hour}'", "alerts.template: bad placeholder"),
         ("[site]\ntimezone = 'Mars/Olympus'", "site.timezone: unknown time zone"),
         ("[detector]\nvotes_required = -1", "detector.votes_required: -1 is out of range"),
+        ("[detector]\nvotes_required = true", "detector.votes_required: expected int, got bool"),
         ("[modem]\nretry_initial = 500.0\nretry_max = 100.0", "modem.retry_initial"),
         ("[audio\nrate = 1", "not valid TOML"),
         ("[detector]\nvote_timeout = nan", "detector.vote_timeout: nan is not a finite number"),
@@ -38,6 +40,27 @@ def write(tmp_path, text):
 def test_bad_config_names_the_key(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load_config(write(tmp_path, text))
+
+
+def bounded_settings() -> list[tuple[str, float, float]]:
+    config = Config()
+    return [
+        (f"{section.name}.{f.name}", f.metadata["lo"], f.metadata["hi"])
+        for section in dataclasses.fields(config)
+        for f in dataclasses.fields(getattr(config, section.name))
+        if f.metadata["lo"] is not None and f.metadata["hi"] is not None
+    ]
+
+
+@pytest.mark.parametrize(("key", "lo", "hi"), bounded_settings(), ids=lambda v: v if isinstance(v, str) else "")
+def test_each_setting_takes_the_ends_of_its_documented_range(key, lo, hi):
+    section, name = key.split(".")
+    kind = type(getattr(getattr(Config(), section), name))  # the default's type: int or float
+    for value in (lo, hi):
+        try:
+            override(Config(), {key: kind(value)})
+        except ConfigError as exc:  # a rule between keys (retry_initial <= retry_max) may object
+            assert "out of range" not in str(exc) and "expected" not in str(exc), exc
 
 
 def test_missing_file_says_so(tmp_path):

@@ -87,6 +87,23 @@ def test_on_a_full_disk_the_alert_is_queued_and_sent_and_the_lost_clip_is_counte
     assert not list((small_disk / "data").glob("clips/*.flac"))
 
 
+def test_an_alert_that_finds_no_room_at_all_is_kept_and_queued_once_there_is(tmp_path, small_disk, caplog):
+    """No reserve to give up (another program took the disk before the first retention pass made
+    it): the alert waits in memory, retried every loop, and reaches the outbox when room is made."""
+    config = config_for(tmp_path, **{"storage.data_dir": str(small_disk / "data"), "storage.min_free_mb": 0.0})
+    with built(config) as (agg, audio, _):
+        leave_free(small_disk, 0)
+        audio.write(np.zeros(RATE * 4, dtype=np.int16))
+        agg.handle(decision(1, True))
+        agg.queue_alerts()  # the next loop: still no room
+        assert len(agg.unqueued) == 1 and "NOT queued yet" in caplog.text
+        (small_disk / "someone-elses.log").unlink()  # a person makes room
+        agg.queue_alerts()
+        assert agg.unqueued == []
+    outbox = Outbox(outbox_path(small_disk / "data"))
+    assert sorted(row.recipient for row in outbox.rows()) == sorted(NUMBERS)
+
+
 def test_clips_never_take_the_disk_below_the_floor_older_clips_go_first(tmp_path, small_disk):
     floor_mb = 1.0
     config = config_for(tmp_path, **{"storage.data_dir": str(small_disk / "data"), "storage.min_free_mb": floor_mb})

@@ -106,23 +106,29 @@ def test_the_microphone_vanishing_is_reported_counted_and_recovered(tmp_path):
         time.sleep(max(0.0, OUTAGE - (time.monotonic() - gone_at)))
         pulse.start_daemon()
         outage = time.monotonic() - gone_at
-        expect_lost_audio_then_a_shot(run, ring, pulse, tmp_path, lost_before + LOST_SHARE * outage * RATE, "outage")
+        lost = expect_lost_audio_then_a_shot(
+            run, ring, pulse, tmp_path, lost_before + LOST_SHARE * outage * RATE, "outage"
+        )
     finally:
         code = run.stop()
         pulse.stop()
     assert code == 0
+    assert run.stats()["lost_samples"] >= lost  # what `cli.py stats` and the journal show
     health = [t["text"] for t in run.texts() if t["kind"] == "health"]
     assert health, run.output()
     assert "audio device 'pulse' failed" in run.output() or "cannot open audio device" in run.output()
 
 
-def expect_lost_audio_then_a_shot(run, ring, pulse, tmp_path, lost_at_least: float, what: str) -> None:
-    """After a fault: audio flows again, the gap is counted as lost audio, a new shot is detected."""
+def expect_lost_audio_then_a_shot(run, ring, pulse, tmp_path, lost_at_least: float, what: str) -> int:
+    """After a fault: audio flows again, the gap is counted as lost audio, a new shot is detected.
+    The samples counted lost by then."""
     run.wait_for_audio(ring, timeout=40)
     run.wait_until(lambda: ring.lost >= lost_at_least, 10, f"the {what} counted as lost audio")
     play_shots(pulse, tmp_path, 1)
     run.wait_until(lambda: len(run.events()) >= 1, SHOT_EVERY + 10, f"the shot after the {what}")
+    lost = ring.lost
     ring.close()
+    return lost
 
 
 def test_a_stalled_microphone_is_restarted_counted_and_recovered(tmp_path):

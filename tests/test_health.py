@@ -39,6 +39,7 @@ def test_one_text_when_the_mic_falls_silent_and_one_when_it_comes_back(tmp_path)
         assert monitor.check(1500.0, WALL + 439) is None  # said once
         capture.set("last_sound", 1600.0)
         assert "works again" in monitor.check(1600.5, WALL + 539.5)
+        assert monitor.check(1601.0, WALL + 540.0) is None  # said once
     finally:
         stats.close()
     texts = Outbox(outbox_path(tmp_path)).rows()

@@ -99,6 +99,14 @@ def test_a_window_older_than_the_remembered_losses_counts_as_holding_one(ring):
     assert not ring.holds_loss(12, 15)
 
 
+def test_the_first_stretch_forgotten_is_not_ruled_out(ring):
+    for _ in range(REMEMBERED + 1):  # stretch k covers rows 4k+3 to 4k+4
+        ring.write(np.ones(3, dtype=np.int16))
+        ring.skip(1)
+    assert ring.losses[0] == (7, 8)
+    assert ring.holds_loss(2, 5)  # the first stretch, rows 3-4, is no longer in the header
+
+
 RACE_ROWS, RACE_CHUNK, RACE_SECONDS = 16000, 4000, 2.0
 
 

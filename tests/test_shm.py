@@ -30,6 +30,19 @@ def test_segments_of_a_dead_run_are_removed_and_live_ones_kept():
         resource_tracker.unregister(stale._name, "shared_memory")  # removed behind the tracker's back
 
 
+def test_a_dead_run_s_segments_are_removed_though_its_pid_now_names_another_program():
+    """After a reboot or a long run, the crashed detector's pid may belong to anything."""
+    other = subprocess.Popen(["sleep", "60"])
+    stale = create_segment(segment_name(f"{other.pid:x}", "audio"), 4096)
+    try:
+        assert stale.name.lstrip("/") in remove_stale_segments()
+    finally:
+        other.kill()
+        other.wait()
+        stale.close()
+        resource_tracker.unregister(stale._name, "shared_memory")
+
+
 def test_the_leak_check_counts_only_this_session_s_segments():
     """Another pytest session (or detector) running beside this one makes segments too."""
     assert _ours(f"gs-{own_run_id()}-ring")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import multiprocessing
 import os
 import signal
@@ -11,9 +12,11 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
+import pytest
 import soundfile
 
 from alerting.outbox import Outbox, outbox_path
@@ -23,7 +26,17 @@ from pipeline.config import Config, override
 from pipeline.health import HealthMonitor
 from pipeline.layout import Layout
 from pipeline.metrics import StatsTable
-from pipeline.supervisor import DRAIN_LIMIT, HEARTBEAT_TIMEOUT, RECOVERED_AFTER, RESTART_BURST, Managed, Supervisor
+from pipeline.supervisor import (
+    DRAIN_LIMIT,
+    FIRST_BACKOFF,
+    HEARTBEAT_TIMEOUT,
+    MAX_BACKOFF,
+    RECOVERED_AFTER,
+    RESTART_BURST,
+    RESTART_WINDOW,
+    Managed,
+    Supervisor,
+)
 from tests import at_modem
 from tests.conftest import own_run_id
 from tests.detector_run import RATE, RECIPIENTS, ROOT, DetectorRun, pipeline_test_models, stream_with_shots
@@ -135,12 +148,17 @@ def test_under_systemd_it_notifies_ready_pings_the_watchdog_says_stopping_and_lo
     env = {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "2000000", "JOURNAL_STREAM": f"{stat.st_dev}:{stat.st_ino}"}
     run, _ = running_detector(tmp_path, env=env)
     messages: list[str] = []
+    pings: list[float] = []  # when each WATCHDOG=1 came
     deadline = time.monotonic() + DEADLINE
-    while sum(m == "WATCHDOG=1" for m in messages) < 3 or not any("READY=1" in m for m in messages):
+    while len(pings) < 4 or not any("READY=1" in m for m in messages):
         assert time.monotonic() < deadline, f"systemd was told only {messages}"
         with contextlib.suppress(TimeoutError):
             messages.append(listener.recv(4096).decode())
+            if messages[-1] == "WATCHDOG=1":
+                pings.append(time.monotonic())
     assert run.stop() == 0
+    # systemd kills the service when WatchdogSec (2 s here) passes without a ping
+    assert max(b - a for a, b in itertools.pairwise(pings)) < 2.0, pings
     with contextlib.suppress(TimeoutError):
         while True:
             messages.append(listener.recv(4096).decode())
@@ -154,12 +172,13 @@ def test_under_systemd_it_notifies_ready_pings_the_watchdog_says_stopping_and_lo
     assert any(line.startswith("<6>") and "detector started" in line for line in lines)
 
 
-def test_shared_memory_deleted_under_a_running_detector_makes_it_exit_for_a_fresh_start(tmp_path):
+@pytest.mark.parametrize("segment", ["audio", "features1"])
+def test_shared_memory_deleted_under_a_running_detector_makes_it_exit_for_a_fresh_start(tmp_path, segment):
     """Nothing could attach to it again: exit 3 (systemd's Restart=always starts it afresh)."""
     run, _ = running_detector(tmp_path)
-    audio = SHM / f"gs-{run.process.pid:x}-audio"
-    assert audio.exists()
-    audio.unlink()
+    deleted = SHM / f"gs-{run.process.pid:x}-{segment}"
+    assert deleted.exists()
+    deleted.unlink()
     assert run.process.wait(DEADLINE) == 3
     run.log.close()
     assert "was deleted while the detector ran" in (tmp_path / "detector.log").read_text()
@@ -200,8 +219,10 @@ def test_a_modem_slow_to_accept_a_text_is_not_taken_for_a_hung_sms_process(tmp_p
     assert (tmp_path / "at-modem.log").read_text().count("handed to the network") == len(RECIPIENTS)
 
 
-def test_degraded_is_texted_per_crash_loop_and_cleared_after_a_quiet_spell(tmp_path):
-    """Degraded once stayed degraded for the run, and a later crash loop went untexted."""
+@contextlib.contextmanager
+def supervisor_of_one_worker(tmp_path) -> Iterator[tuple[Supervisor, Callable[[float], float]]]:
+    """A supervisor without its processes, and `crash(now)`: its one worker (a real process that
+    has exited) is found dead at `now`; returns the wait before its restart."""
     config = override(Config(), {"storage.data_dir": str(tmp_path), "alerts.recipients": RECIPIENTS})
     context = multiprocessing.get_context("fork")
     supervisor = Supervisor(config, load_ensemble(""), context)
@@ -210,17 +231,41 @@ def test_degraded_is_texted_per_crash_loop_and_cleared_after_a_quiet_spell(tmp_p
     supervisor.layout = Layout("t", "", stats.segment_name, ("capture",), outbox=Channel("outbox"))
     worker = Managed("model.wave", int, ())
 
-    def crash_loop(start: float) -> None:
-        for second in range(RESTART_BURST + 1):
-            worker.process = context.Process(target=int)  # a real process that has exited
-            worker.process.start()
-            worker.process.join()
-            supervisor._schedule_restart(worker, start + second)
+    def crash(now: float) -> float:
+        worker.process = context.Process(target=int)
+        worker.process.start()
+        worker.process.join()
+        supervisor._schedule_restart(worker, now)
+        return worker.restart_at - now
+
+    try:
+        yield supervisor, crash
+    finally:
+        stats.close()
+
+
+def test_restarts_back_off_and_a_crash_after_a_quiet_minute_restarts_at_once(tmp_path):
+    with supervisor_of_one_worker(tmp_path) as (supervisor, crash):
+        waits = [crash(100.0 + second) for second in range(RESTART_BURST + 3)]
+        assert waits == [1, 2, 4, 8, 16, MAX_BACKOFF, MAX_BACKOFF, MAX_BACKOFF]
+        assert supervisor.degraded
+        assert crash(107.0 + RESTART_WINDOW + 1) == FIRST_BACKOFF
+    texts = [row.text for row in Outbox(outbox_path(tmp_path)).rows()]
+    assert sum("degraded" in text for text in texts) == len(RECIPIENTS)  # once for the burst, not per crash
+
+
+def test_degraded_is_texted_per_crash_loop_and_cleared_after_a_quiet_spell(tmp_path):
+    """Degraded once stayed degraded for the run, and a later crash loop went untexted."""
 
     def texts(word: str) -> int:
         return sum(word in row.text for row in Outbox(outbox_path(tmp_path)).rows())
 
-    try:
+    with supervisor_of_one_worker(tmp_path) as (supervisor, crash):
+
+        def crash_loop(start: float) -> None:
+            for second in range(RESTART_BURST + 1):
+                crash(start + second)
+
         crash_loop(100.0)
         quiet_from = 100.0 + RESTART_BURST
         assert supervisor.degraded and texts("degraded") == len(RECIPIENTS)
@@ -235,8 +280,6 @@ def test_degraded_is_texted_per_crash_loop_and_cleared_after_a_quiet_spell(tmp_p
         assert supervisor.degraded  # a second recovery needs twice the quiet: bursts do not text on and on
         supervisor.check_recovered(quiet_again + 2 * RECOVERED_AFTER)
         assert not supervisor.degraded and texts("works normally again") == 2 * len(RECIPIENTS)
-    finally:
-        stats.close()
 
 
 def test_sigterm_to_the_whole_process_group_still_shuts_down_in_order(tmp_path):
