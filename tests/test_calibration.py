@@ -68,8 +68,19 @@ def test_k_of_n_is_kept_when_the_fused_vote_is_no_better_and_ties_need_more_vote
     assert rule.votes_required >= 2  # 1 of 3 would fire on the loud sound
     assert report["ensemble"]["calibration_stream"]["chosen"]["event_recall"] == 1.0
     assert report["ensemble"]["calibration_stream"]["chosen"]["false_alerts"] == 0
+    assert report["ensemble"]["negative_hours"] == round(21 * 60 / 3600, 3)  # the 21 other clips only
     rule, _ = choose([(0.99, 0.99, 0.99)], [(0.01, 0.01, 0.01)])
     assert rule.votes_required == 3  # every k hears every shot: the one needing most models is kept
+
+
+def test_a_sound_only_the_mixture_holds_rules_out_every_vote_it_passes():
+    """Once in 1.9 hours of background (the target allows int(0.95) = 0 false alerts), a sound the
+    models score above every shot: any vote that hears the shots passes it, so none is taken."""
+    probs, clips, durations, stream = scenario([(0.99, 0.8, 0.8)], [QUIET])
+    stream.probs[np.flatnonzero(stream.starts_s >= 25.0)[0]] = (0.9999, 0.9, 0.9)
+    _, report = choose_thresholds(probs, clips, durations, VOTES_CHOICES, stream)
+    assert report["ensemble"]["calibration_stream"]["chosen"]["false_alerts"] == 0
+    assert report["ensemble"]["recall"] == 0.0
 
 
 def test_joined_mixtures_keep_their_shots_and_false_alerts_apart():

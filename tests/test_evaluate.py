@@ -7,10 +7,23 @@ import sys
 
 import numpy as np
 import pytest
+import soundfile
 
+from cli import STREAM_SEED
 from inference.offline import DetectedEvent
+from inference.vote import VoteRule
 from models.training.data import SAMPLE_RATE, Clip
-from models.training.evaluate import HOP, hindsight, recall_at_false_positives, recall_within, two_in_a_row
+from models.training.evaluate import (
+    HOP,
+    binary_figures,
+    detections_alone,
+    false_alert_allowances,
+    hindsight,
+    recall_at_false_positives,
+    recall_within,
+    source_figures,
+    two_in_a_row,
+)
 from models.training.streaming import (
     NOISE_KINDS,
     SLOT_S,
@@ -20,8 +33,10 @@ from models.training.streaming import (
     build_mixture,
     insert_shot,
     poisson_interval,
+    recall_and_false_alerts,
     score_events,
 )
+from models.training.train import CALIBRATION_SEEDS
 from tests.conftest import SHARED_DATA
 from tests.detector_run import ROOT
 from tests.shared_data import validation_rows
@@ -61,6 +76,9 @@ def test_evaluate_writes_metrics_and_worst_clips(tmp_path):
     assert report["clips"] == {"gunshot": CLIPS_PER_LABEL, "other": CLIPS_PER_LABEL, "fold": "val"}
     ensemble = report["ensemble"]
     assert ensemble["tp"] + ensemble["fn"] == CLIPS_PER_LABEL
+    other_hours = sum(soundfile.info(r["path"]).duration for r in chosen if r["label"] == "other") / 3600
+    assert ensemble["negative_hours"] == round(other_hours, 3)  # what false alerts per hour are per
+    assert ensemble["false_alerts_per_hour"] == round(ensemble["fp"] / other_hours, 3)
     assert len(report["worst_misses"]) == ensemble["fn"]
     assert (tmp_path / "report" / "roc.csv").read_text().startswith("threshold,false_positive_rate")
     assert report["confusion"]["gunshot"] == {"gunshot": ensemble["tp"], "other": ensemble["fn"]}
@@ -133,19 +151,58 @@ def test_score_events_counts_hits_false_alerts_and_delay():
         DetectedEvent(start=9.5, end=11.0, confidence=0.9, votes={}),  # shot a, complete 0.5 s after its peak
         DetectedEvent(start=25.0, end=26.0, confidence=0.9, votes={}),  # nothing there: a false alert
         DetectedEvent(start=40.5, end=42.0, confidence=0.9, votes={}),  # shot b's tail (within TAIL_S)
+        DetectedEvent(start=67.0, end=68.9, confidence=0.9, votes={}),  # over 1 s before shot c: not it
     ]
     scores = score_events(events, shots, duration_s=90.0, window_s=1.0)
-    assert (scores["detected"], scores["event_recall"], scores["false_alerts"]) == (2, round(2 / 3, 4), 1)
+    assert (scores["detected"], scores["event_recall"], scores["false_alerts"]) == (2, round(2 / 3, 4), 2)
     background_h = (90.0 - 3 * 1.5) / 3600
     assert scores["background_hours"] == round(background_h, 4)
-    assert scores["false_alerts_per_hour"] == round(1 / background_h, 4)
+    assert scores["false_alerts_per_hour"] == round(2 / background_h, 4)
     low, high = scores["false_alerts_per_hour_ci95"]
     assert low < scores["false_alerts_per_hour"] < high
     assert scores["delay_s"]["p50"] == pytest.approx((0.5 + 1.5) / 2)
     assert scores["recall_per_snr_db"] == {"0": {"recall": 1.0, "shots": 1}, "10": {"recall": 0.5, "shots": 2}}
     assert scores["recall_per_source"] == {"s": {"recall": 1.0, "shots": 2}, "t": {"recall": 0.0, "shots": 1}}
     assert scores["missed"] == ["c"]
-    assert scores["false_alert_starts_s"] == [25.0]
+    assert scores["false_alert_starts_s"] == [25.0, 67.0]
+
+
+def test_a_vote_rule_s_events_on_a_stream_are_merged_before_they_are_counted():
+    """As the runtime's EventTracker: adjacent loud windows are one false alert, and an event that
+    ends before a shot begins is a false alert, not the shot."""
+    starts = np.arange(0.0, 120.0, 0.5)
+    probs = np.full((starts.shape[0], 1), 0.01)
+    probs[(starts >= 20.0) & (starts <= 21.0)] = 0.99  # three windows of one loud sound
+    probs[starts == 60.0] = 0.99  # ends at 61.0, a second before the shot
+    shot = InsertedShot(peak_s=62.1, start_s=62.0, end_s=62.5, snr_db=0.0, path="a", source="s")
+    stream = StreamScores(probs, ["m"], starts, 1.0, [shot], 0.03)
+    assert recall_and_false_alerts(stream, VoteRule({"m": 0.5}, 1), merge_gap_s=2.0) == (0.0, 2)
+
+
+@pytest.mark.parametrize(("hours", "allowed"), [(1.9, [0]), (3.5, [0, 1]), (10.6, [0, 5])])
+def test_the_hindsight_allows_the_false_alerts_the_target_allows_rounded_down(hours, allowed):
+    assert false_alert_allowances(hours) == allowed
+
+
+def test_a_model_alone_hears_a_clip_where_one_window_reaches_its_threshold():
+    probs = [{"m": np.array([0.1, 0.5])}, {"m": np.array([0.49, 0.2])}, {"m": np.array([0.9])}]
+    assert detections_alone(probs, "m", 0.5).tolist() == [True, False, True]
+
+
+def test_precision_without_a_detection_is_zero_and_false_positives_stay_with_their_source():
+    assert binary_figures(np.array([1, 1, 0]), np.zeros(3, dtype=bool))["precision"] == 0.0
+    clips = [
+        Clip(f"{source}{i}", label, "gunshot" if label else "knock", source, source, "val", np.zeros(1))
+        for i, (source, label) in enumerate([("a", 1), ("a", 0), ("a", 0), ("b", 0), ("b", 1)])
+    ]
+    figures = {s: f for s, (f, _) in source_figures(clips, np.array([True, True, True, False, False])).items()}
+    assert (figures["a"]["false_positive_clips"], figures["a"]["recall"]) == (2, 1.0)
+    assert (figures["b"]["false_positive_clips"], figures["b"]["recall"]) == (0, 0.0)
+
+
+def test_the_calibration_mixtures_are_not_the_streaming_proxy_s():
+    """The proxy's figures would re-measure the choice itself (it already re-uses the clips)."""
+    assert STREAM_SEED not in CALIBRATION_SEEDS
 
 
 def test_poisson_interval_matches_the_exact_garwood_bounds():

@@ -68,3 +68,11 @@ def test_the_top_validation_negatives_are_left_out_by_fused_score():
     assert [c.path for c in kept.clips] == ["c2.flac", "c3.flac"]  # the 5.0 and 2.0 negatives are gone
     assert len(kept.durations) == 2
     assert fusion.without_top_negatives(validation, 0).clips == validation.clips
+
+
+def test_a_held_out_shot_level_with_the_top_validation_negative_is_not_heard():
+    """The threshold is one no validation negative passes: a shot only as loud as the loudest
+    negative (scores saturate, log-odds are clipped) would not pass it either."""
+    validation = scored([{"m": 2.0}, {"m": 5.0}], [0, 1])
+    held = scored([{"m": 2.0}, {"m": 3.0}], [1, 1])
+    assert fusion.at_validation_threshold(held, validation, {"m": 1.0})["recall"] == 0.5

@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from models.training import card
+import numpy as np
+
+from models.training import card, loso
+from models.training.data import Clip
 from models.training.loso import calibration_hours, with_earlier_folds
 from models.training.train import kept_figures
 
@@ -60,3 +63,29 @@ def test_each_fold_says_how_much_background_chose_its_vote(tmp_path: Path):
     assert hours == 10.557
     assert card._calibration({"calibration_background_hours": hours}) == "10.6 h"
     assert "one mixture" in card._calibration({"recall": 0.5})
+
+
+def test_a_recalibrated_fold_never_sees_its_held_out_source_and_is_scored_on_all_of_it(monkeypatch, tmp_path):
+    clips = [
+        Clip(f"{source}{label}{fold}", label, "gunshot" if label else "knock", source, source, fold, np.zeros(1))
+        for source in ("a", "b", "c")
+        for label in (0, 1)
+        for fold in ("train", "val")
+    ]
+    calibrated_on, scored_on = {}, {}
+    monkeypatch.setattr(loso, "load_clips", lambda manifest, cache: clips)
+    monkeypatch.setattr(loso, "recalibrate_clips", lambda kept, fold: calibrated_on.update({fold.name: kept}))
+
+    def held_out_figures(fold: Path, held: list[Clip]) -> dict:
+        scored_on[fold.name] = held
+        return {"ensemble": {}}
+
+    monkeypatch.setattr(loso, "held_out_figures", held_out_figures)
+    monkeypatch.setattr(loso, "recipe_of", lambda fold: {})
+    monkeypatch.setattr(loso, "REPORT", tmp_path / "reports" / "loso.json")
+    loso.main(tmp_path / "manifest.csv", tmp_path / "runs", calibrate_only=True)
+    for source in ("a", "b", "c"):
+        fold = f"without-{source}"
+        assert {c.source for c in calibrated_on[fold]} == {"a", "b", "c"} - {source}
+        assert len(calibrated_on[fold]) == 8
+        assert {c.source for c in scored_on[fold]} == {source} and len(scored_on[fold]) == 4

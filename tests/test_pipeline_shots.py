@@ -59,3 +59,20 @@ def test_a_clip_shorter_than_a_window_or_hops_is_scored_to_its_end(detector, sec
     window_seconds = detector.ensemble.window_samples / RATE
     assert result.windows == 1 + max(0, int(np.ceil((seconds - window_seconds) / hop_seconds)))
     assert len(result.events) == 1
+
+
+def test_an_event_spans_its_first_to_its_last_positive_window_and_ends_with_the_file(detector):
+    """A shot just before the end of a recording: the padded last windows hear it, the event ends
+    with the file, and the file's score is its best window's."""
+    seconds = 10.2  # not a whole number of hops: the last window is padded past the end
+    result = detector.run([stream_with_shots(seconds, [(seconds - 0.7, PIPELINE_SHOTS[0])])], keep_window_scores=True)
+    decided = [
+        (index, detector.rule.positive(np.array([list(votes.values())]), list(votes))[0], votes)
+        for index, votes in result.window_scores
+    ]
+    positive = [index for index, yes, _ in decided if yes]
+    hop_s, window_s = detector.hop / RATE, detector.ensemble.window_samples / RATE
+    (event,) = result.events
+    assert event.start == positive[0] * hop_s
+    assert positive[-1] * hop_s + window_s > seconds and event.end == seconds
+    assert result.score == max(detector.rule.confidence(votes) for _, _, votes in decided)

@@ -67,6 +67,14 @@ def test_no_threshold_is_proposed_before_a_day_of_listening_or_with_nothing_list
     assert nothing.proposed is None and as_json["costs"][0]["false_alerts_per_hour"] is None
 
 
+def test_a_site_at_exactly_the_target_gets_a_proposal():
+    """The target is "at most 0.5 false alerts an hour": 12 in 24 hours meets it."""
+    starts = np.arange(12) * 7200.0 + 100.0
+    result = replay(starts, np.full(12, 0.75), MIN_HOURS * 3600, [], WINDOW_S, MERGE_GAP_S)
+    assert result.costs[0].false_alerts_per_hour == 0.5
+    assert result.proposed == result.costs[0].threshold
+
+
 def vote(index: int, model: str, p: float) -> Vote:
     return Vote(index, model, p, time.monotonic())
 
@@ -100,6 +108,8 @@ def test_site_thresholds_replays_the_event_log_of_the_models_in_use_and_says_wha
     starts, scores = site_scores()
     shipped = model_set(load_ensemble(""))
     log.add_scores(list(zip(start + starts, scores, strict=True)), {start: HOURS * 3600}, shipped)
+    loud_pair = [(start + 30 * 3600 + 1000.0, 0.96), (start + 30 * 3600 + 1003.0, 0.96)]  # 3 s apart: one event
+    log.add_scores(loud_pair, {}, shipped)
     log.add_scores([(start + 100.0, 0.99)], {start: 3600.0}, json.dumps({"wave": "an older version"}))
     event = log.open_event(start + GUNSHOT[0], 0.99, {}, {}, False)
     log.close_event(event, start + GUNSHOT[1], 0.99, {}, False, 2)
@@ -108,8 +118,15 @@ def test_site_thresholds_replays_the_event_log_of_the_models_in_use_and_says_wha
     assert shown.returncode == 0, shown.stderr
     assert "proposed: [detector] fused_threshold = 0.7 " in shown.stdout
     assert "now: 2 of 3 models" in shown.stdout
+    rows = shown.stdout.splitlines()
+    assert rows[2] == "fused threshold | false alerts | per hour | labelled gunshots heard"
+    assert f"{0.7:15g} | {3:12d} | {3 / HOURS:8.3f} | 1" in rows  # two RARE events and the loud pair
     replayed = json.loads(cli("site-thresholds", "--data-dir", str(tmp_path), "--format", "json").stdout)
     assert replayed["proposed"] == 0.7 and replayed["gunshots"] == 1 and replayed["hours"] == HOURS
+    at = {cost["threshold"]: cost for cost in replayed["costs"]}
+    assert at[0.95]["false_alerts"] == 1  # the loud pair, merged as the detector merges (detector.merge_gap)
+    last_day = json.loads(cli("site-thresholds", "--data-dir", str(tmp_path), "--days", "1", "--format", "json").stdout)
+    assert last_day["hours"] == 0.0 and last_day["gunshots"] == 0  # all of it began two days ago
     EventLog(tmp_path / "fresh")  # a detector that has not listened yet
     fresh = cli("site-thresholds", "--data-dir", str(tmp_path / "fresh"))
     assert fresh.returncode == 0 and "no proposal yet: 0.0 of 24 hours" in fresh.stdout, fresh.stderr

@@ -151,6 +151,11 @@ def detections(probs: list[dict], rule: VoteRule) -> np.ndarray:
     return np.array([bool(np.any(rule.positive(np.stack(list(p.values()), axis=1), list(p)))) for p in probs])
 
 
+def detections_alone(probs: list[dict], model: str, threshold: float) -> np.ndarray:
+    """Per clip: did one model alone reach its threshold in any window?"""
+    return np.array([bool(np.any(p[model] >= threshold)) for p in probs])
+
+
 def _stack(probs: list[dict], models: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """All windows as one (windows, models) array, and each window's clip index."""
     windows = np.concatenate([np.stack([p[m] for m in models], axis=1) for p in probs])
@@ -252,7 +257,7 @@ def figures(probs, clips, durations, rule: VoteRule, negative_hours) -> dict:
     }
     per_model = {}
     for model in probs[0]:
-        alone = np.array([np.any(p[model] >= thresholds[model]) for p in probs])
+        alone = detections_alone(probs, model, thresholds[model])
         model_scores = np.array([np.max(p[model]) for p in probs])
         per_model[model] = {
             "clips": {**binary_figures(labels, alone), "clip_auc": round(roc_auc(labels, model_scores), 4)}

@@ -25,6 +25,7 @@ from models.training.evaluate import (
     clip_scores,
     clip_window_probs,
     detections,
+    detections_alone,
     recall_at_false_positives,
     roc_auc,
 )
@@ -66,8 +67,7 @@ def held_out_figures(models_dir: Path, held: list[Clip], probs: list[dict] | Non
         "per_model": {},
     }
     for model in thresholds:
-        alone = np.array([np.any(p[model] >= thresholds[model]) for p in probs])
-        figures["per_model"][model] = binary_figures(labels, alone)
+        figures["per_model"][model] = binary_figures(labels, detections_alone(probs, model, thresholds[model]))
     return figures
 
 

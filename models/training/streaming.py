@@ -214,7 +214,7 @@ def score_events(events: list[DetectedEvent], shots: list[InsertedShot], duratio
         if hits:
             delays.append(events[hits[0]].start + window_s - shot.peak_s)
     false_alerts = len(events) - len(used)
-    background_h = max(duration_s - _shot_seconds(shots, duration_s), 0.0) / 3600
+    background_h = background_hours(shots, duration_s)
     low, high = poisson_interval(false_alerts, background_h) if background_h else (float("nan"),) * 2
     return {
         "shots": len(shots),
@@ -349,13 +349,14 @@ def _run_mixture(
     probs = np.array([[votes[m] for m in order] for _, votes in result.window_scores])
     starts = np.array([index * hop / SAMPLE_RATE for index, _ in result.window_scores])
     window_s = ensemble.window_samples / SAMPLE_RATE
-    background_h = (mixture.duration_s - _shot_seconds(mixture.shots, mixture.duration_s)) / 3600
+    background_h = background_hours(mixture.shots, mixture.duration_s)
     return mixture, result, StreamScores(probs, order, starts, window_s, mixture.shots, background_h)
 
 
-def _shot_seconds(shots: list[InsertedShot], duration_s: float) -> float:
-    """Seconds of a mixture under its shots and their TAIL_S: not background."""
-    return sum(min(s.end_s + TAIL_S, duration_s) - s.start_s for s in shots)
+def background_hours(shots: list[InsertedShot], duration_s: float) -> float:
+    """Hours of a mixture that are background: not under a shot or its TAIL_S."""
+    under_shots = sum(min(s.end_s + TAIL_S, duration_s) - s.start_s for s in shots)
+    return max(duration_s - under_shots, 0.0) / 3600
 
 
 def joined(streams: list[StreamScores]) -> StreamScores:

@@ -1,0 +1,105 @@
+"""The commands a person runs, on their success paths, through `python cli.py` as a person would:
+what they print, and that the config file and the flags are what they act on."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import soundfile
+
+from inference.eventlog import EVENTS, NEAR_MISSES, EventLog
+from pipeline.config import Config, override
+from pipeline.run import demo_overrides, list_events
+from tests.detector_run import PIPELINE_SHOTS, RATE, cli, pipeline_test_models, stream_with_shots
+from tests.gammu_env import dummy_gammurc
+from tests.test_alerting_support import sent_texts
+
+A = "+447700900123"
+SHOT_AT = 5.0  # s into a 10 s file
+
+
+def config_file(tmp_path, *lines: str):
+    path = tmp_path / "config.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_test_modem_sends_a_test_text_through_the_modem_the_flag_names(tmp_path):
+    config = config_file(tmp_path, "[storage]", f'data_dir = "{tmp_path / "data"}"')
+    result = cli("test-modem", "--config", str(config), "--gammurc", str(dummy_gammurc(tmp_path)), "--send", A)
+    assert result.returncode == 0, result.stderr
+    assert "manufacturer: Gammu" in result.stdout.splitlines()
+    assert re.search(rf"^test text: sent to {re.escape(A)} ", result.stdout, re.MULTILINE)
+    ((recipient, text),) = sent_texts(tmp_path)
+    assert recipient == A and "test text from the gunshot detector" in text
+
+
+def test_check_config_prints_the_settings_of_the_file_it_checks(tmp_path):
+    config = config_file(tmp_path, "[audio]", "rate = 48000", "[site]", 'name = "Dam wall"')
+    result = cli("check-config", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^audio\.rate = 48000 ", result.stdout, re.MULTILINE)
+    assert re.search(r"^site\.name = 'Dam wall' ", result.stdout, re.MULTILINE)
+
+
+def test_stats_shows_what_the_running_detector_wrote(tmp_path):
+    figures = {"time": 1.0, "lost_samples": 1600, "processes": {"capture": {"pid": 42}}}
+    (tmp_path / "stats.json").write_text(json.dumps(figures))
+    result = cli("stats", "--data-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == figures
+
+
+def test_analyze_prints_each_event_s_span_and_the_file_s_best_score(tmp_path):
+    path = tmp_path / "shot.wav"
+    soundfile.write(path, stream_with_shots(10.0, [(SHOT_AT, PIPELINE_SHOTS[0])]), RATE, subtype="PCM_16")
+    models = config_file(tmp_path, "[detector]", f'models_dir = "{pipeline_test_models(tmp_path)}"')
+    found = json.loads(cli("analyze", "--config", str(models), "--format", "jsonl", str(path)).stdout)
+    (event,) = found["events"]
+    assert event["start"] <= SHOT_AT <= event["end"] <= 10.0
+    assert found["score"] == round(event["confidence"], 4)  # the event holds the file's best window
+    text = cli("analyze", "--config", str(models), str(path)).stdout.strip()
+    span = f"{event['start']:.2f}-{event['end']:.2f} s ({event['confidence']:.2f})"
+    assert text == f"{path}: score {found['score']:.3f} GUNSHOT {span}"
+
+
+@pytest.mark.parametrize(("votes_required", "found"), [(1, "GUNSHOT"), (2, "no gunshot")])
+def test_analyze_votes_as_the_config_says(tmp_path, votes_required, found):
+    """One model passes on anything, the others on nothing: 1 of 3 hears a shot everywhere, 2 of 3 nowhere."""
+    models = pipeline_test_models(tmp_path)
+    for model_id, threshold in {"wave": 0.0, "mel_fine": 0.9999999, "mel_coarse": 0.9999999}.items():
+        sidecar = models / f"{model_id}.json"
+        sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "threshold": threshold}))
+    path = tmp_path / "background.wav"
+    soundfile.write(path, stream_with_shots(4.0, []), RATE, subtype="PCM_16")
+    config = config_file(tmp_path, "[detector]", f'models_dir = "{models}"', f"votes_required = {votes_required}")
+    assert found in cli("analyze", "--config", str(config), str(path)).stdout
+
+
+def test_the_demo_takes_the_recording_and_the_number_it_is_given(tmp_path):
+    given = {"audio.source": str(tmp_path / "mine.flac"), "alerts.recipients": [A], "storage.data_dir": str(tmp_path)}
+    changes = demo_overrides(tmp_path / "demo.flac", "+12025550143", given)
+    assert (changes["audio.source"], changes["alerts.recipients"]) == (given["audio.source"], [A])
+    default = demo_overrides(tmp_path / "demo.flac", "+12025550143", {"storage.data_dir": str(tmp_path)})
+    assert (default["audio.source"], default["alerts.recipients"]) == (str(tmp_path / "demo.flac"), ["+12025550143"])
+
+
+def test_events_lists_the_latest_records_in_the_site_s_time_and_says_what_each_is(tmp_path):
+    log = EventLog(tmp_path)
+    start = 1_796_000_000.0  # 2026-11-30 00:53:20 UTC
+    event = log.open_event(start, 0.9, {"wave": 0.9, "mel_fine": 0.8}, {}, True)
+    log.close_event(event, start + 2.5, 0.9, {"wave": 0.9, "mel_fine": 0.8}, True, 2)
+    log.set_label(EVENTS, event, "gunshot", "rifle")
+    for k in range(3):
+        log.add_window(NEAR_MISSES, start + 60.0 * k, 0.5, {"wave": 0.5}, {})
+    log.close()
+    config = override(Config(), {"storage.data_dir": str(tmp_path), "site.timezone": "Africa/Nairobi"})
+    (record,) = list_events(config, limit=10)
+    assert record["local_time"] == "2026-11-30T03:53:20+03:00"
+    assert [r["id"] for r in list_events(config, limit=2, kept=NEAR_MISSES)] == [2, 3]  # the latest two
+    shown = cli("events", "--data-dir", str(tmp_path)).stdout.strip()
+    assert shown.startswith(f"#{event} ") and shown.endswith(
+        "conf 0.90 [wave=0.90 mel_fine=0.80] closed degraded clip - labelled gunshot (rifle)"
+    )
