@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 import multiprocessing
 import os
 import time
+from typing import ClassVar
 
 import numpy as np
 import pytest
 
+from capture import alsa_source
+from capture.alsa_source import AlsaSource, DeviceError
 from capture.pcm import MODEL_RATE
 from capture.process import RingWriter, run_capture
 from pipeline.config import Config, override
@@ -155,3 +159,45 @@ def test_an_input_stuck_at_a_constant_counts_as_silence_and_a_quiet_sound_does_n
     quiet = np.random.default_rng(0).normal(0, 10, MODEL_RATE // 4).astype(np.int16)  # about -70 dBFS
     writer.write(quiet + 40)
     assert slot.get("last_sound") > 0.0
+
+
+class _HardwarePCM:
+    """What a USB sound card's driver answers and the PulseAudio plugin here never does (it buffers
+    a stalled reader's audio in the server): a rate other than the one asked for, and an overrun
+    (-EPIPE) after the reader was away."""
+
+    rate: ClassVar[int] = 48000
+    reads: ClassVar[list[tuple[int, bytes]]] = []
+
+    def __init__(self, *_args, **_kwargs) -> None:
+        self.closed = False
+
+    def info(self) -> dict:
+        return {"rate": self.rate}
+
+    def read(self) -> tuple[int, bytes]:
+        return self.reads.pop(0)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_device_that_runs_at_another_rate_than_asked_is_refused_with_the_setting_to_change(monkeypatch):
+    monkeypatch.setattr(alsa_source.alsaaudio, "PCM", type("At44k", (_HardwarePCM,), {"rate": 44100}))
+    source = AlsaSource("hw:1", 48000, 1, 4800)
+    with pytest.raises(DeviceError, match=r"runs at 44100 Hz, not 48000: set audio\.rate"):
+        source.open()
+    assert not source.is_open
+
+
+def test_an_overrun_reports_the_frames_lost_while_the_reader_was_away(monkeypatch):
+    clock = iter([100.0, 102.0])  # the reader came back 2 s after its last read
+    monkeypatch.setattr(alsa_source.time, "monotonic", lambda: next(clock))
+    period = 4800
+    reads = [(period, np.zeros(period, dtype="<i2").tobytes()), (-errno.EPIPE, b"")]
+    monkeypatch.setattr(alsa_source.alsaaudio, "PCM", type("Overrun", (_HardwarePCM,), {"reads": reads}))
+    source = AlsaSource("hw:1", 48000, 1, period)
+    source.open()
+    assert source.read().samples.shape == (period,)
+    overrun = source.read()
+    assert overrun.samples.shape == (0,) and overrun.lost == 2 * 48000 - period  # the period read next is not lost
