@@ -199,6 +199,8 @@ def test_analyze_scores_a_file_damaged_part_way_up_to_the_damage_and_says_where(
     (line,) = [json.loads(text) for text in result.stdout.splitlines()]
     assert [round(event["start"]) for event in line["events"]] in ([2], [3])
     assert "damaged between 10.0 and 20.0 s" in line["damaged"]
+    text = cli("analyze", "--config", str(config), str(damaged), cwd=tmp_path)
+    assert text.returncode == 1 and text.stdout.strip().endswith(f"(scored up to the damage: {line['damaged']})")
 
 
 @pytest.mark.parametrize(("setting", "key"), [("hop = 0.3", "detector.hop"), ("votes_required = 5", "votes_required")])
