@@ -119,7 +119,7 @@ class Aggregator:
 
     def _note_presence(self) -> None:
         """A model that stops voting is logged once, and once when it votes again: while it is
-        away every window is decided without it (counted in the stats as `degraded`)."""
+        away every window is decided without it (counted in the stats as `partial_votes`)."""
         present = set(self.box.present())
         for model_id in sorted(self.present - present):
             log.warning(
@@ -140,7 +140,7 @@ class Aggregator:
             log.warning("window %d holds silence standing in for lost audio: not taken as a shot", decision.index)
             decision = dataclasses.replace(decision, positive=False)
         if decision.degraded:
-            self.slot.add("degraded")
+            self.slot.add("partial_votes")
         update = self.tracker.update(decision)
         if update.closed is not None:
             self._close(update.closed)

@@ -24,7 +24,7 @@ FIELDS = (
     "processed",  # items done (windows, votes, texts, periods)
     "dropped",  # items lost because this process or its consumer was behind
     "errors",  # failures it survived (device errors, send failures, bad reads)
-    "degraded",  # aggregator: windows decided without every model's vote
+    "partial_votes",  # aggregator: windows decided without every model's vote
     "busy_ms_ema",  # moving average of the time per item
     "busy_ms_max",
     "restarts",  # written by the supervisor

@@ -51,7 +51,7 @@ class Profiler:
             **snapshot,
             "pipeline": {
                 "windows_decided": aggregator.get("processed", 0),
-                "windows_decided_without_every_model": aggregator.get("degraded", 0),
+                "windows_decided_without_every_model": aggregator.get("partial_votes", 0),
                 "lost_samples": snapshot["lost_samples"],
                 "overruns": snapshot["overruns"],
                 "window_end_to_vote_ms": {"p50": aggregator.get("p50_ms"), "p99": aggregator.get("p99_ms")},

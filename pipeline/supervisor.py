@@ -121,14 +121,39 @@ class Supervisor:
         self._take_lock()
         remove_stale_segments()
         self._listen_for_stop()
-        self.layout = self._build_layout()
-        for name, target, args in self._roles():
-            self.managed[name] = Managed(name, target, args)
-            self._spawn(self.managed[name])
+        try:
+            self.layout = self._build_layout()
+            for name, target, args in self._roles():
+                self.managed[name] = Managed(name, target, args)
+                self._spawn(self.managed[name])
+        except BaseException:
+            self._abandon_start()
+            raise
         self.reporter = StatsReporter(self)
         self.health = HealthMonitor(self.config, self.stats.slot("capture"))
         log.info("detector started: %s", ", ".join(self.managed))
         return self.layout
+
+    def _abandon_start(self) -> None:
+        """A start that failed half-way (the forkserver, fork or shared memory refused): what it
+        started goes, and SIGTERM stops this process again, so that the error reaches the caller."""
+        self.stop_event.set()
+        for managed in self.managed.values():
+            if managed.process is not None:
+                managed.process.kill()
+                managed.process.join(JOIN_TIMEOUT)
+        self._release()
+
+    def _release(self) -> None:
+        """Shared memory unlinked, the data folder's lock and the stop signals given back."""
+        for owned in reversed(self._owned):
+            owned.close()
+        self._owned.clear()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        for sig, handler in self._previous_handlers.items():
+            signal.signal(sig, handler)
 
     def _take_lock(self) -> None:
         """One detector per data folder. flock dies with its process, so a crash leaves no stale lock."""
@@ -267,7 +292,8 @@ class Supervisor:
         return self.managed["capture"].finished
 
     def _listen_for_stop(self) -> None:
-        """From the start on, SIGTERM and SIGINT ask `run` to stop (`shutdown` restores the handlers)."""
+        """From the start on, SIGTERM and SIGINT ask `run` to stop; the handlers are given back at
+        the end of `shutdown`, so a second signal does not cut a shutdown in order short."""
         self._previous_handlers = {
             sig: signal.signal(sig, lambda signum, _frame: self._stop_requested.append(signum)) for sig in STOP_SIGNALS
         }
@@ -307,7 +333,7 @@ class Supervisor:
         state = "DEGRADED" if self.degraded else "listening"
         aggregator = self.stats.slot("aggregator")
         decided = f"{aggregator.get('processed'):.0f} windows decided"
-        if without := aggregator.get("degraded"):
+        if without := aggregator.get("partial_votes"):
             decided += f" ({without:.0f} without every model)"
         return (
             f"{state}; {decided}, {self.audio.overruns} overruns ({self.audio.lost} samples lost), {restarts} restarts"
@@ -353,15 +379,8 @@ class Supervisor:
         self.health.queue_unqueued()  # a last try
         for text in self.health.unqueued:
             log.critical("health text LOST, the outbox could not be written: %s", text)
-        for owned in reversed(self._owned):
-            owned.close()
-        self._owned.clear()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        self._release()
         self.notifier.close()
-        for sig, handler in self._previous_handlers.items():
-            signal.signal(sig, handler)
         log.info("detector stopped")
 
 

@@ -14,7 +14,7 @@ from alerting.outbox import Outbox, outbox_path
 from inference.aggregator import AUDIO_STALL, Aggregator
 from inference.eventlog import EventLog
 from inference.model import load_ensemble
-from inference.vote import Decision
+from inference.vote import ABSENT_AFTER, Decision
 from pipeline.channel import Channel
 from pipeline.config import Config, override
 from pipeline.layout import AUDIO_SHAPE, Layout
@@ -256,10 +256,10 @@ def test_a_model_that_stops_voting_is_logged_once_and_its_windows_are_counted(ag
         window(index, every_model[1:])
     window(6, every_model)
     assert agg.slot.get("processed") == 7
-    assert agg.slot.get("degraded") == 6
+    assert agg.slot.get("partial_votes") == 6
     absent = [r.getMessage() for r in caplog.records if "is absent" in r.getMessage()]
     assert absent == [
-        f"model {silent} is absent (no vote for 2 windows in a row): windows are decided by the"
+        f"model {silent} is absent (no vote for {ABSENT_AFTER} windows in a row): windows are decided by the"
         " other models, degraded, until it votes again"
     ]
     assert f"model {silent} votes again" in caplog.text

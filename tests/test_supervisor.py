@@ -24,8 +24,9 @@ from inference.model import load_ensemble
 from pipeline.channel import Channel
 from pipeline.config import Config, override
 from pipeline.health import HealthMonitor
-from pipeline.layout import Layout
+from pipeline.layout import AUDIO_SHAPE, Layout
 from pipeline.metrics import StatsTable
+from pipeline.ring import Ring
 from pipeline.supervisor import (
     DRAIN_LIMIT,
     FIRST_BACKOFF,
@@ -254,6 +255,20 @@ def test_restarts_back_off_and_a_crash_after_a_quiet_minute_restarts_at_once(tmp
     assert sum("degraded" in text for text in texts) == len(RECIPIENTS)  # once for the burst, not per crash
 
 
+def test_the_status_line_counts_the_windows_decided_without_every_model(tmp_path):
+    with supervisor_of_one_worker(tmp_path) as (supervisor, _):
+        supervisor.stats = StatsTable.create(f"gs-{own_run_id()}-aggregator", ("aggregator",))
+        supervisor.audio = Ring.in_memory(RATE, AUDIO_SHAPE, RATE)
+        try:
+            slot = supervisor.stats.slot("aggregator")
+            slot.add("processed", 100)
+            assert supervisor.status_line() == "listening; 100 windows decided, 0 overruns (0 samples lost), 0 restarts"
+            slot.add("partial_votes", 6)
+            assert "; 100 windows decided (6 without every model), 0 overruns" in supervisor.status_line()
+        finally:
+            supervisor.stats.close()
+
+
 def test_degraded_is_texted_per_crash_loop_and_cleared_after_a_quiet_spell(tmp_path):
     """Degraded once stayed degraded for the run, and a later crash loop went untexted."""
 
@@ -306,9 +321,12 @@ def test_sigterm_to_the_whole_process_group_still_shuts_down_in_order(tmp_path):
         assert db.execute("SELECT SUM(seconds) FROM listened").fetchone()[0] > 0
 
 
-SIGTERM_WHILE_STARTING = """
+START_THEN = """
 import os, signal, sys
 from pathlib import Path
+
+import psutil
+
 from pipeline.config import load_config, override
 from pipeline.process import configure_logging
 from pipeline.run import run_detector
@@ -316,40 +334,66 @@ from pipeline.supervisor import Supervisor
 
 spawn = Supervisor._spawn
 
-def spawn_then_sigterm(self, managed):
+
+def spawn_then(self, managed):
     spawn(self, managed)
     if managed.name == "capture":  # the forkserver runs, the other processes are still to start
-        os.kill(os.getpid(), signal.SIGTERM)
+        if ACTION == "sigterm":
+            os.kill(os.getpid(), signal.SIGTERM)
+        else:
+            raise OSError("cannot fork: out of memory (injected)")
+
 
 if __name__ == "__main__":  # not in the processes the forkserver starts
-    Supervisor._spawn = spawn_then_sigterm
+    config, source, data_dir, ACTION = sys.argv[1:]
+    Supervisor._spawn = spawn_then
     configure_logging()
-    config, source, data_dir = sys.argv[1:]
     changes = {"audio.source": source, "storage.data_dir": data_dir}
-    sys.exit(run_detector(override(load_config(Path(config)), changes)))
+    try:
+        sys.exit(run_detector(override(load_config(Path(config)), changes)))
+    except OSError:
+        ours = [c.name() for c in psutil.Process().children(recursive=True) if c.name().startswith("gs.")]
+        segments = list(Path("/dev/shm").glob(f"gs-{os.getpid():x}-*"))
+        sigterm = "default" if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL else "still ours"
+        print(f"left after the failed start: processes {ours}, segments {segments}, SIGTERM {sigterm}")
+        sys.exit(5)
 """
 
 
-def test_a_sigterm_while_the_processes_start_stops_the_detector_at_once(tmp_path):
-    """SIGTERM was ignored by the supervisor while it started its processes (so that the forkserver
-    started then ignores it): a `systemctl stop` right after a start waited for TimeoutStopSec and
-    SIGKILL. Now it waits, blocked, for the supervisor's own handler and stops it in order."""
+def start_then(tmp_path, action: str) -> tuple[subprocess.CompletedProcess, float]:
+    """A detector whose start, right after the capture process, gets SIGTERM or fails; how it ended
+    and how long it took."""
     wav = tmp_path / "long.wav"
     soundfile.write(wav, stream_with_shots(120.0, []), RATE, subtype="PCM_16")
     config = tmp_path / "config.toml"
     config.write_text(f'[detector]\nmodels_dir = "{pipeline_test_models(tmp_path)}"\n')
-    script = tmp_path / "start_then_sigterm.py"
-    script.write_text(SIGTERM_WHILE_STARTING)
+    script = tmp_path / "start_then.py"
+    script.write_text(START_THEN)
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, str(script), str(config), str(wav), str(tmp_path / "data")],
+        [sys.executable, str(script), str(config), str(wav), str(tmp_path / "data"), action],
         capture_output=True,
         text=True,
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         timeout=DEADLINE + 60,
     )
-    took = time.monotonic() - started
+    return result, time.monotonic() - started
+
+
+def test_a_sigterm_while_the_processes_start_stops_the_detector_at_once(tmp_path):
+    """SIGTERM was ignored by the supervisor while it started its processes (so that the forkserver
+    started then ignores it): a `systemctl stop` right after a start waited for TimeoutStopSec and
+    SIGKILL. Now the supervisor's own handler records it and the detector stops in order."""
+    result, took = start_then(tmp_path, "sigterm")
     assert result.returncode == 0, result.stderr
     assert "detector started" in result.stderr and "detector stopped" in result.stderr
     assert took < DEADLINE, f"stopped after {took:.0f} s: the SIGTERM was lost, the 2-minute source played on"
+
+
+def test_a_start_that_fails_half_way_leaves_no_process_no_shared_memory_and_sigterm_as_it_was(tmp_path):
+    """Else SIGTERM would only be recorded for a loop that never runs, and the started processes
+    (not daemons) would keep the failed supervisor from exiting."""
+    result, _ = start_then(tmp_path, "fail")
+    assert result.returncode == 5, result.stderr
+    assert "left after the failed start: processes [], segments [], SIGTERM default" in result.stdout
