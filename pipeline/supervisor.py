@@ -4,8 +4,9 @@ restarts what dies or hangs, and shuts everything down in order.
 Restart rule: a process that exits (a role function's return value is its exit code), is killed,
 or stops beating its heartbeat for HEARTBEAT_TIMEOUT s (a loop turn beats it, and so does starting
 an item: one item taking that long is a hang too) is (killed and) restarted after a backoff of
-1, 2, 4 ... MAX_BACKOFF s, from 1 again after RESTART_WINDOW s without a crash. More than RESTART_BURST
-restarts in RESTART_WINDOW s marks the detector degraded (logged as an error) but it keeps trying:
+1, 2, 4 ... MAX_BACKOFF s, from 1 again once it ran for RESTART_WINDOW s. More than RESTART_BURST
+crashes in a row, each within RESTART_WINDOW s of the process's start (the backoffs between them
+do not count), mark the detector degraded (logged as an error, texted) but it keeps trying:
 an unattended detector must not give up. The one exception is the capture of a replayed source:
 its clean exit (0) means the recording ended, and the pipeline drains and stops. So does
 EXIT_SOURCE_DAMAGED (the file broke off: replaying it again would detect and text its shots
@@ -17,6 +18,7 @@ from __future__ import annotations
 import collections
 import fcntl
 import logging
+import math
 import multiprocessing
 import os
 import signal
@@ -90,8 +92,9 @@ class Managed:
     args: tuple[Any, ...]
     process: multiprocessing.process.BaseProcess | None = None
     restarts: collections.deque = field(default_factory=lambda: collections.deque(maxlen=RESTART_BURST + 1))
-    restart_at: float = 0.0
+    restart_at: float = -math.inf  # monotonic: when it was last (re)started
     backoff: float = FIRST_BACKOFF
+    crashes_in_a_row: int = 0  # each within RESTART_WINDOW of its (re)start
     finished: bool = False  # exited on its own: the replayed source ended (exit 0) or broke off
     exitcode: int = 0  # of the finished process
 
@@ -268,12 +271,16 @@ class Supervisor:
         managed.process = None
         managed.restarts.append(now)
         self._last_restart = now
-        recent = [t for t in managed.restarts if now - t <= RESTART_WINDOW]
-        if len(recent) > RESTART_BURST and not self.degraded:
+        # a crash soon after its (re)start continues a crash loop, however long the backoffs between
+        managed.crashes_in_a_row = managed.crashes_in_a_row + 1 if now - managed.restart_at <= RESTART_WINDOW else 1
+        if managed.crashes_in_a_row > RESTART_BURST and not self.degraded:
             self.degraded = True
-            self.health.degraded(f"{managed.name} crashed {len(recent)} times in {RESTART_WINDOW:.0f} s")
+            self.health.degraded(
+                f"{managed.name} crashed {managed.crashes_in_a_row} times in a row, each within"
+                f" {RESTART_WINDOW:.0f} s of its start"
+            )
             self.layout.outbox.send(OutboxChanged())
-        if len(recent) == 1:  # the first crash for a while
+        if managed.crashes_in_a_row == 1:
             managed.backoff = FIRST_BACKOFF
         managed.restart_at = now + managed.backoff
         log.warning("restarting %s in %.0f s", managed.name, managed.backoff)
