@@ -65,13 +65,12 @@ class Frontend:
         hop: int,
         resume_at: int = 0,
     ) -> None:
-        """`resume_at`: after a restart, the first window not announced yet (from the stats table;
-        0 at the first start). Windows from there whose audio is gone are skipped by `step`, counted."""
+        """`resume_at`: the first window not announced yet (from the stats table: 0 at the first start)."""
         self.audio = audio
         self.streams = {key: (LogMelFrontend(spec), ring) for key, (spec, ring) in streams.items()}
         self.window = window
         self.hop = hop
-        self.next_window = resume_at or -(-audio.oldest() // hop)
+        self.next_window = resume_at  # windows whose audio is gone are skipped by `step`, counted
         self.skipped = 0  # windows never announced by the last step: their audio was gone
 
     def step(self) -> list[WindowReady]:

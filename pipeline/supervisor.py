@@ -15,7 +15,6 @@ again), and the detector then exits with that code.
 
 from __future__ import annotations
 
-import collections
 import fcntl
 import logging
 import math
@@ -24,7 +23,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
@@ -50,10 +49,12 @@ from pipeline.systemd import Notifier
 
 HEARTBEAT_TIMEOUT = 10.0
 STARTUP_GRACE = 60.0  # loading models on a Pi 3B+ takes seconds; no heartbeat check before this
+# A crash (or a hang kill) this soon after a process's start continues a crash loop: it covers a
+# process that hangs before its first item, killed once STARTUP_GRACE is over.
+RESTART_WINDOW = STARTUP_GRACE + HEARTBEAT_TIMEOUT
 FIRST_BACKOFF = 1.0
 MAX_BACKOFF = 30.0
 RESTART_BURST = 5
-RESTART_WINDOW = 60.0
 RECOVERED_AFTER = 600.0  # s without a restart: a degraded detector is well again (and says so); doubled
 RECOVERED_AFTER_MAX = 86400.0  # at each recovery up to this, so crash loops in bursts do not text on and on
 JOIN_TIMEOUT = 5.0
@@ -91,8 +92,9 @@ class Managed:
     target: Callable[..., int]
     args: tuple[Any, ...]
     process: multiprocessing.process.BaseProcess | None = None
-    restarts: collections.deque = field(default_factory=lambda: collections.deque(maxlen=RESTART_BURST + 1))
+    restarts: int = 0
     restart_at: float = -math.inf  # monotonic: when it was last (re)started
+    processed_at_start: float = 0.0  # its stats row's items when it was last (re)started
     backoff: float = FIRST_BACKOFF
     crashes_in_a_row: int = 0  # each within RESTART_WINDOW of its (re)start
     finished: bool = False  # exited on its own: the replayed source ended (exit 0) or broke off
@@ -122,9 +124,9 @@ class Supervisor:
     # --- start -------------------------------------------------------------------------------
     def start(self) -> Layout:
         self._take_lock()
-        remove_stale_segments()
-        self._listen_for_stop()
         try:
+            remove_stale_segments()
+            self._listen_for_stop()
             self.layout = self._build_layout()
             for name, target, args in self._roles():
                 self.managed[name] = Managed(name, target, args)
@@ -223,8 +225,10 @@ class Supervisor:
         )
         process.start()
         managed.process = process
-        self.stats.slot(managed.name).started(process.pid)
-        self.stats.slot(managed.name).set("restarts", len(managed.restarts))
+        row = self.stats.slot(managed.name)
+        row.started(process.pid)
+        row.set("restarts", managed.restarts)
+        managed.processed_at_start = row.get("processed")
 
     # --- watch -------------------------------------------------------------------------------
     def watch_once(self, now: float | None = None) -> None:
@@ -242,23 +246,25 @@ class Supervisor:
             if process.exitcode is None:
                 self._check_health(managed, now)
                 continue
-            if self._source_ended(managed.name, process.exitcode):
-                managed.finished, managed.exitcode = True, process.exitcode
-                log.info("%s finished (exit code %d)", managed.name, process.exitcode)
+            if self._source_ended(managed.name):
+                managed.finished, managed.exitcode = True, _exit_status(process.exitcode)
+                level = logging.INFO if process.exitcode in (0, EXIT_SOURCE_DAMAGED) else logging.ERROR
+                log.log(level, "%s finished (exit code %d)", managed.name, process.exitcode)
                 continue
             log.error("%s died (exit code %s)", managed.name, process.exitcode)
             self._schedule_restart(managed, now)
         self.check_recovered(now)
 
-    def _source_ended(self, name: str, exitcode: int) -> bool:
-        """Only the capture of a replayed source ends on its own: any other exit, also a clean one
-        (the SMS process stops cleanly on a stray SIGTERM), is restarted."""
-        return name == "capture" and bool(self.config.audio.source) and exitcode in (0, EXIT_SOURCE_DAMAGED)
+    def _source_ended(self, name: str) -> bool:
+        """Only the capture of a replayed source ends on its own, whatever its exit code (restarted,
+        it would replay the file from its start and text its shots again): any other exit, also a
+        clean one (the SMS process stops cleanly on a stray SIGTERM), is restarted."""
+        return name == "capture" and bool(self.config.audio.source)
 
     def _check_health(self, managed: Managed, now: float) -> None:
         row = self.stats.slot(managed.name)
-        if now - row.get("started") < STARTUP_GRACE and row.get("processed") == 0:
-            return
+        if now - row.get("started") < STARTUP_GRACE and row.get("processed") == managed.processed_at_start:
+            return  # not one item done since its (re)start: still loading
         silent_for = now - row.get("heartbeat")  # also while stuck on one item: busy() beat last
         if silent_for > HEARTBEAT_TIMEOUT:
             log.error("%s is hung (no heartbeat for %.0f s): killing it", managed.name, silent_for)
@@ -269,7 +275,7 @@ class Supervisor:
     def _schedule_restart(self, managed: Managed, now: float) -> None:
         managed.process.close()
         managed.process = None
-        managed.restarts.append(now)
+        managed.restarts += 1
         self._last_restart = now
         # a crash soon after its (re)start continues a crash loop, however long the backoffs between
         managed.crashes_in_a_row = managed.crashes_in_a_row + 1 if now - managed.restart_at <= RESTART_WINDOW else 1
@@ -300,7 +306,8 @@ class Supervisor:
 
     def _listen_for_stop(self) -> None:
         """From the start on, SIGTERM and SIGINT ask `run` to stop; the handlers are given back at
-        the end of `shutdown`, so a second signal does not cut a shutdown in order short."""
+        the end of `shutdown` (so a second signal does not cut a shutdown in order short), or by a
+        start that failed."""
         self._previous_handlers = {
             sig: signal.signal(sig, lambda signum, _frame: self._stop_requested.append(signum)) for sig in STOP_SIGNALS
         }
@@ -336,7 +343,7 @@ class Supervisor:
 
     def status_line(self) -> str:
         """One line for `systemctl status`: windows decided, lost audio, restarts, health."""
-        restarts = sum(len(managed.restarts) for managed in self.managed.values())
+        restarts = sum(managed.restarts for managed in self.managed.values())
         state = "DEGRADED" if self.degraded else "listening"
         aggregator = self.stats.slot("aggregator")
         decided = f"{aggregator.get('processed'):.0f} windows decided"
@@ -389,6 +396,11 @@ class Supervisor:
         self._release()
         self.notifier.close()
         log.info("detector stopped")
+
+
+def _exit_status(exitcode: int) -> int:
+    """A process's exit code as a shell reports it: 128 + N for death by signal N."""
+    return exitcode if exitcode >= 0 else 128 - exitcode
 
 
 def _default_context() -> BaseContext:

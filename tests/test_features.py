@@ -117,3 +117,5 @@ def test_windows_whose_audio_the_ring_no_longer_holds_are_skipped_and_counted():
     assert frontend.step() == [] and frontend.skipped == 0
     restarted = Frontend(audio, streams, window, hop, resume_at=3)  # the front end died after window 2
     assert restarted.step()[0].index == first_held and restarted.skipped == first_held - 3
+    late = Frontend(audio, streams, window, hop)  # its first start, after the ring had wrapped
+    assert late.step()[0].index == first_held and late.skipped == first_held
