@@ -145,3 +145,48 @@ def test_a_read_at_the_oldest_edge_while_the_writer_runs_is_whole_or_lapped():
         writer.join(30)
         ring.close()
     assert reads > 0 and torn == 0, f"{torn} of {reads} reads mixed old and new rows"
+
+
+LOSS_EVERY = 3  # the racing writer stands silence in for a lost chunk after every LOSS_EVERY - 1
+
+
+def _write_ones_with_losses(name: str, stop) -> None:
+    ring = Ring.attach(name, RingShape("int16"))
+    chunk = 0
+    while not stop.is_set():
+        if chunk % LOSS_EVERY:
+            ring.write(np.ones(RACE_CHUNK // 8, dtype=np.int16))
+        else:
+            ring.skip(RACE_CHUNK // 8)
+        chunk += 1
+    ring.close()
+
+
+def test_a_reader_never_sees_stood_in_silence_before_its_loss_is_recorded():
+    """The aggregator must not take silence standing in for lost audio as a quiet window: whoever
+    can read the zeros must find the stretch in the loss record."""
+    ring = Ring.create(f"gs-{own_run_id()}-lossrace", RACE_ROWS, RingShape("int16"), 16000.0)
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    writer = context.Process(target=_write_ones_with_losses, args=(ring.name, stop))
+    writer.start()
+    reads = unrecorded = 0
+    try:
+        while ring.write_pos == 0:
+            assert writer.is_alive(), "the writer process died"
+            time.sleep(0.01)
+        deadline = time.monotonic() + RACE_SECONDS
+        while time.monotonic() < deadline:
+            end = ring.write_pos
+            start = max(end - RACE_CHUNK // 8, ring.oldest())
+            try:
+                rows = ring.read(start, end - start)
+            except (Lapped, NotWritten):
+                continue
+            reads += 1
+            unrecorded += bool(np.any(rows == 0)) and not ring.holds_loss(start, end)
+    finally:
+        stop.set()
+        writer.join(30)
+        ring.close()
+    assert reads > 0 and unrecorded == 0, f"{unrecorded} of {reads} reads held silence no loss record covers"
