@@ -8,9 +8,9 @@ an item: one item taking that long is a hang too) is (killed and) restarted afte
 crashes in a row, each within RESTART_WINDOW s of the process's start (the backoffs between them
 do not count), mark the detector degraded (logged as an error, texted) but it keeps trying:
 an unattended detector must not give up. The one exception is the capture of a replayed source:
-its clean exit (0) means the recording ended, and the pipeline drains and stops. So does
-EXIT_SOURCE_DAMAGED (the file broke off: replaying it again would detect and text its shots
-again), and the detector then exits with that code.
+its exit ends the run, whatever its code (0: the recording ended; EXIT_SOURCE_DAMAGED: the file
+broke off; any other: the capture failed; restarted, it would replay the file from its start and
+text its shots again). The pipeline drains and stops, and the detector exits with that status.
 """
 
 from __future__ import annotations
@@ -93,11 +93,11 @@ class Managed:
     args: tuple[Any, ...]
     process: multiprocessing.process.BaseProcess | None = None
     restarts: int = 0
-    restart_at: float = -math.inf  # monotonic: when it was last (re)started
+    restart_at: float = -math.inf  # monotonic: when it was last (to be) restarted
     processed_at_start: float = 0.0  # its stats row's items when it was last (re)started
     backoff: float = FIRST_BACKOFF
     crashes_in_a_row: int = 0  # each within RESTART_WINDOW of its (re)start
-    finished: bool = False  # exited on its own: the replayed source ended (exit 0) or broke off
+    finished: bool = False  # the capture of a replayed source exited: the run ends
     exitcode: int = 0  # of the finished process
 
 
