@@ -1,6 +1,8 @@
+import contextlib
 import multiprocessing
 import time
 import tracemalloc
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -119,18 +121,30 @@ def _write_row_numbers(name: str, stop) -> None:
     ring.close()
 
 
-def test_a_read_at_the_oldest_edge_while_the_writer_runs_is_whole_or_lapped():
-    """Rows copied while the writer replaces them must raise Lapped, never come back mixed."""
-    ring = Ring.create(f"gs-{own_run_id()}-race", RACE_ROWS, RingShape("int64"), 16000.0)
+@contextlib.contextmanager
+def racing_writer(what: str, dtype: str, target: Callable, ready: Callable[[Ring], bool]) -> Iterator[Ring]:
+    """A ring with another process writing it (`target(name, stop)`) for as long as the block runs,
+    entered once `ready(ring)`."""
+    ring = Ring.create(f"gs-{own_run_id()}-{what}", RACE_ROWS, RingShape(dtype), 16000.0)
     context = multiprocessing.get_context("spawn")
     stop = context.Event()
-    writer = context.Process(target=_write_row_numbers, args=(ring.name, stop))
+    writer = context.Process(target=target, args=(ring.name, stop))
     writer.start()
-    reads = torn = 0
     try:
-        while ring.write_pos <= ring.capacity:  # the writer started and wraps
+        while not ready(ring):
             assert writer.is_alive(), "the writer process died"
             time.sleep(0.01)
+        yield ring
+    finally:
+        stop.set()
+        writer.join(30)
+        ring.close()
+
+
+def test_a_read_at_the_oldest_edge_while_the_writer_runs_is_whole_or_lapped():
+    """Rows copied while the writer replaces them must raise Lapped, never come back mixed."""
+    reads = torn = 0
+    with racing_writer("race", "int64", _write_row_numbers, lambda r: r.write_pos > r.capacity) as ring:  # wraps
         deadline = time.monotonic() + RACE_SECONDS
         while time.monotonic() < deadline:
             first = ring.oldest()
@@ -140,10 +154,6 @@ def test_a_read_at_the_oldest_edge_while_the_writer_runs_is_whole_or_lapped():
                 continue
             reads += 1
             torn += not np.array_equal(rows, np.arange(first, first + RACE_CHUNK // 2))
-    finally:
-        stop.set()
-        writer.join(30)
-        ring.close()
     assert reads > 0 and torn == 0, f"{torn} of {reads} reads mixed old and new rows"
 
 
@@ -165,16 +175,8 @@ def _write_ones_with_losses(name: str, stop) -> None:
 def test_a_reader_never_sees_stood_in_silence_before_its_loss_is_recorded():
     """The aggregator must not take silence standing in for lost audio as a quiet window: whoever
     can read the zeros must find the stretch in the loss record."""
-    ring = Ring.create(f"gs-{own_run_id()}-lossrace", RACE_ROWS, RingShape("int16"), 16000.0)
-    context = multiprocessing.get_context("spawn")
-    stop = context.Event()
-    writer = context.Process(target=_write_ones_with_losses, args=(ring.name, stop))
-    writer.start()
     reads = unrecorded = 0
-    try:
-        while ring.write_pos == 0:
-            assert writer.is_alive(), "the writer process died"
-            time.sleep(0.01)
+    with racing_writer("lossrace", "int16", _write_ones_with_losses, lambda r: r.write_pos > 0) as ring:
         deadline = time.monotonic() + RACE_SECONDS
         while time.monotonic() < deadline:
             end = ring.write_pos
@@ -185,8 +187,4 @@ def test_a_reader_never_sees_stood_in_silence_before_its_loss_is_recorded():
                 continue
             reads += 1
             unrecorded += bool(np.any(rows == 0)) and not ring.holds_loss(start, end)
-    finally:
-        stop.set()
-        writer.join(30)
-        ring.close()
     assert reads > 0 and unrecorded == 0, f"{unrecorded} of {reads} reads held silence no loss record covers"
