@@ -157,7 +157,7 @@ def test_a_read_at_the_oldest_edge_while_the_writer_runs_is_whole_or_lapped():
     assert reads > 0 and torn == 0, f"{torn} of {reads} reads mixed old and new rows"
 
 
-LOSS_EVERY = 3  # the racing writer stands silence in for a lost chunk after every LOSS_EVERY - 1
+LOSS_EVERY, LOSS_CHUNK = 2, 500  # the racing writer stands silence in for every other chunk of rows
 
 
 def _write_ones_with_losses(name: str, stop) -> None:
@@ -165,9 +165,9 @@ def _write_ones_with_losses(name: str, stop) -> None:
     chunk = 0
     while not stop.is_set():
         if chunk % LOSS_EVERY:
-            ring.write(np.ones(RACE_CHUNK // 8, dtype=np.int16))
+            ring.write(np.ones(LOSS_CHUNK, dtype=np.int16))
         else:
-            ring.skip(RACE_CHUNK // 8)
+            ring.skip(LOSS_CHUNK)
         chunk += 1
     ring.close()
 
@@ -180,11 +180,12 @@ def test_a_reader_never_sees_stood_in_silence_before_its_loss_is_recorded():
         deadline = time.monotonic() + RACE_SECONDS
         while time.monotonic() < deadline:
             end = ring.write_pos
-            start = max(end - RACE_CHUNK // 8, ring.oldest())
+            start = max(end - LOSS_CHUNK, ring.oldest())
+            recorded = ring.holds_loss(start, end)  # at once: what the rows up to `end` may hold is known
             try:
                 rows = ring.read(start, end - start)
             except (Lapped, NotWritten):
                 continue
             reads += 1
-            unrecorded += bool(np.any(rows == 0)) and not ring.holds_loss(start, end)
+            unrecorded += bool(np.any(rows == 0)) and not recorded
     assert reads > 0 and unrecorded == 0, f"{unrecorded} of {reads} reads held silence no loss record covers"
