@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 extras=""
-apt_packages="python3-venv python3-dev gcc libasound2-dev alsa-utils"
+apt_packages="python3-venv python3-dev gcc libasound2-dev alsa-utils libatomic1"
 case "${1:-}" in
   "") ;;
   --train) extras="[train]" ;;

@@ -3,7 +3,8 @@
 The header holds a monotonically increasing `write_pos` (rows ever written), so readers address
 rows by absolute index and keep their own cursors. A reader that falls more than the capacity
 behind is lapped: `read` raises `Lapped`, the reader counts the loss and skips ahead; the writer
-never waits for anybody.
+never waits for anybody. Header, rows and count are plain shared memory, ordered across cores by
+memory fences (pipeline.fence): the Pi's ARM cores may otherwise reorder them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from multiprocessing import shared_memory
 
 import numpy as np
 
+from pipeline.fence import fence
 from pipeline.shm import attach_segment, create_segment, unlink_segment
 
 _WRITE_POS, _CAPACITY, _LOST, _OVERRUNS, _ANCHOR_POS, _ANCHOR_TIME, _RATE, _WRITING, _LOSSES_RECORDED = range(9)
@@ -129,12 +131,14 @@ class Ring:
             rows = rows[-self.capacity :]
         kept = rows.shape[0]
         self._header[_WRITING] = pos + n  # first: a reader that copied rows being replaced sees it
+        fence()
         start = (pos + n - kept) % self.capacity
         first = min(kept, self.capacity - start)
         self._rows[start : start + first] = rows[:first]
         self._rows[: kept - first] = rows[first:]
         self._header[_ANCHOR_POS] = pos + n
         self._times[_ANCHOR_TIME] = time.monotonic() if captured_at is None else captured_at
+        fence()
         self._header[_WRITE_POS] = pos + n  # last: readers see rows before they see the count
         return pos + n
 
@@ -150,6 +154,7 @@ class Ring:
         recorded = int(self._header[_LOSSES_RECORDED])
         slot = _LOSSES + 2 * (recorded % LOSS_HISTORY)
         self._header[slot : slot + 2] = self.write_pos, self.write_pos + rows
+        fence()
         self._header[_LOSSES_RECORDED] = recorded + 1  # before the rows: who sees them sees the stretch
         self._append(zeros, rows, None)
 
@@ -164,8 +169,10 @@ class Ring:
         counts the stretch, so LOSS_HISTORY - 1 are remembered."""
         while True:
             recorded = int(self._header[_LOSSES_RECORDED])
+            fence()
             slots = [_LOSSES + 2 * (i % LOSS_HISTORY) for i in range(max(0, recorded - REMEMBERED), recorded)]
             losses = [(int(self._header[slot]), int(self._header[slot + 1])) for slot in slots]
+            fence()
             if int(self._header[_LOSSES_RECORDED]) == recorded:
                 return recorded, losses
 
@@ -180,12 +187,14 @@ class Ring:
         """A copy of rows [start, start + count); raises NotWritten or Lapped."""
         if start + count > self.write_pos:
             raise NotWritten(f"rows up to {start + count} asked, {self.write_pos} written")
+        fence()  # the rows are read after the count that says they are written
         self._check_held(start, "")
         first = start % self.capacity
         if first + count <= self.capacity:
             out = self._rows[first : first + count].copy()
         else:
             out = np.concatenate((self._rows[first:], self._rows[: first + count - self.capacity]))
+        fence()  # the copy is made before the check that the writer was not replacing it
         self._check_held(start, " while reading")
         return out
 

@@ -7,7 +7,17 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 
-from pipeline.ring import REMEMBERED, Lapped, NotWritten, Ring, RingShape
+from pipeline.ring import (
+    _LOSSES,
+    _LOSSES_RECORDED,
+    _WRITE_POS,
+    _WRITING,
+    REMEMBERED,
+    Lapped,
+    NotWritten,
+    Ring,
+    RingShape,
+)
 from tests.conftest import own_run_id
 
 AUDIO = RingShape("int16")
@@ -189,3 +199,97 @@ def test_a_reader_never_sees_stood_in_silence_before_its_loss_is_recorded():
             reads += 1
             unrecorded += bool(np.any(rows == 0)) and not recorded
     assert reads > 0 and unrecorded == 0, f"{unrecorded} of {reads} reads held silence no loss record covers"
+
+
+HEADER, ROWS, TIMES = "header", "rows", "times"
+_SLOT_NAMES = {_WRITE_POS: "write_pos", _WRITING: "writing", _LOSSES_RECORDED: "recorded"}
+
+
+class _Traced:
+    """One of a ring's arrays, logging each access as (array, "load" or "store", what)."""
+
+    def __init__(self, array: np.ndarray, name: str, log: list) -> None:
+        self.array, self.name, self.log = array, name, log
+
+    def _what(self, key) -> str:
+        if self.name != HEADER:
+            return ""
+        first = key.start if isinstance(key, slice) else key
+        return _SLOT_NAMES.get(first, "stretch" if first >= _LOSSES else "other")
+
+    def __getitem__(self, key):
+        self.log.append((self.name, "load", self._what(key)))
+        return self.array[key]
+
+    def __setitem__(self, key, value) -> None:
+        self.log.append((self.name, "store", self._what(key)))
+        self.array[key] = value
+
+
+def _trace(ring: Ring, monkeypatch) -> list:
+    """The log that the ring's loads, stores and memory fences are written to from now on."""
+    log: list = []
+    for name in (HEADER, TIMES, ROWS):
+        monkeypatch.setattr(ring, f"_{name}", _Traced(getattr(ring, f"_{name}"), name, log))
+    monkeypatch.setattr("pipeline.ring.fence", lambda: log.append("fence"))
+    return log
+
+
+def _between_fences(log: list) -> list[list]:
+    """The accesses cut at the fences: on the Pi's ARM cores, other cores may see the accesses of
+    one stretch in any order, never those of two stretches out of order."""
+    stretches: list[list] = [[]]
+    for access in log:
+        if access == "fence":
+            stretches.append([])
+        else:
+            stretches[-1].append(access)
+    return stretches
+
+
+def test_the_writer_fences_its_announcement_from_its_rows_and_its_rows_from_their_count(ring, monkeypatch):
+    log = _trace(ring, monkeypatch)
+    ring.write(np.arange(3, dtype=np.int16))
+    assert _between_fences(log) == [
+        [(HEADER, "load", "write_pos"), (HEADER, "store", "writing")],
+        [(ROWS, "store", ""), (ROWS, "store", ""), (HEADER, "store", "other"), (TIMES, "store", "")],
+        [(HEADER, "store", "write_pos")],
+    ]
+
+
+def test_a_loss_stretch_is_stored_before_it_is_counted_and_counted_before_its_rows(ring, monkeypatch):
+    log = _trace(ring, monkeypatch)
+    ring.skip(5)
+    stretches = _between_fences(log)
+    assert (HEADER, "store", "stretch") in stretches[0]
+    assert (HEADER, "store", "recorded") in stretches[1]
+    assert [access for stretch in stretches[2:] for access in stretch if access[0] == ROWS] == [(ROWS, "store", "")] * 2
+
+
+def test_a_reader_loads_the_count_then_the_rows_then_the_announcement(ring, monkeypatch):
+    ring.write(np.arange(3, dtype=np.int16))
+    log = _trace(ring, monkeypatch)
+    ring.read(0, 3)
+    assert _between_fences(log) == [
+        [(HEADER, "load", "write_pos")],
+        [(HEADER, "load", "writing"), (ROWS, "load", "")],
+        [(HEADER, "load", "writing")],
+    ]
+
+
+def test_the_loss_record_is_read_between_two_loads_of_its_count(ring, monkeypatch):
+    ring.skip(5)
+    log = _trace(ring, monkeypatch)
+    ring.holds_loss(0, 3)
+    assert _between_fences(log) == [
+        [(HEADER, "load", "recorded")],
+        [(HEADER, "load", "stretch"), (HEADER, "load", "stretch")],
+        [(HEADER, "load", "recorded")],
+    ]
+
+
+def test_a_missing_libatomic_is_named_with_its_package():
+    from pipeline.fence import load_fence
+
+    with pytest.raises(ImportError, match="apt-get install libatomic1"):
+        load_fence("libatomic-not-here.so.9")
