@@ -1,22 +1,30 @@
 """The runtime log-mel front end against librosa, and streaming against whole-window computation."""
 
+import fcntl
 import json
+import multiprocessing
 import shutil
+import time
 
 import numpy as np
 import pytest
 
 from inference.features import LogMelFrontend, LogMelSpec
-from inference.frontend import Frontend, feature_ring_capacity
+from inference.frontend import Frontend, feature_ring_capacity, hop_samples, run_frontend
 from inference.model import SHIPPED_MODELS, ModelError, load_ensemble
+from pipeline.channel import Channel
 from pipeline.config import Config, override
-from pipeline.layout import AUDIO_SHAPE, feature_shape
+from pipeline.layout import AUDIO_SHAPE, Layout, feature_shape
+from pipeline.metrics import StatsTable
 from pipeline.ring import Ring
 from pipeline.run import load_checked_ensemble
+from tests.conftest import own_run_id
 from tests.detector_run import stream_with_shots
 
 librosa = pytest.importorskip("librosa")
 TOLERANCE_DB = 1e-3
+PAGE = 4096  # the smallest pipe the kernel makes
+PROCESS_DEADLINE = 60.0
 
 
 def shipped_specs():
@@ -119,3 +127,56 @@ def test_windows_whose_audio_the_ring_no_longer_holds_are_skipped_and_counted():
     assert restarted.step()[0].index == first_held and restarted.skipped == first_held - 3
     late = Frontend(audio, streams, window, hop)  # its first start, after the ring had wrapped
     assert late.step()[0].index == first_held and late.skipped == first_held
+
+
+def _all_waiting(channel: Channel) -> list:
+    messages = []
+    while (message := channel.receive(timeout=0.0)) is not None:
+        messages.append(message)
+    return messages
+
+
+def test_the_front_end_process_counts_skipped_windows_and_full_channels_as_dropped():
+    """run_frontend alone, in its own process, started after the ring wrapped, with one model's
+    channel a single page deep: both losses reach the stats that the status line shows."""
+    ensemble = load_ensemble("")
+    rate, run = ensemble.sample_rate, own_run_id()
+    capacity, recorded = 40 * rate, 80 * rate  # more windows held than a page of channel holds
+    audio = Ring.create(f"gs-{run}-audio", capacity, AUDIO_SHAPE, rate)
+    feature_rings = [
+        Ring.create(
+            f"gs-{run}-f{i}", feature_ring_capacity(spec, capacity), feature_shape(spec.n_mels), rate / spec.hop_length
+        )
+        for i, spec in enumerate(ensemble.logmel_specs().values())
+    ]
+    stats = StatsTable.create(f"gs-{run}-stats", ("frontend",))
+    windows = {model.id: Channel(model.id) for model in ensemble.models}
+    shallow = windows[ensemble.models[0].id]
+    fcntl.fcntl(shallow._writer.fileno(), fcntl.F_SETPIPE_SZ, PAGE)
+    feature_names = dict(zip(ensemble.logmel_specs(), (ring.name for ring in feature_rings), strict=True))
+    layout = Layout(run, audio.name, stats.segment_name, ("frontend",), feature_names, windows)
+    audio.write(np.zeros(recorded, dtype=np.int16))  # before the front end started
+    config = Config()
+    last = (recorded - ensemble.window_samples) // hop_samples(config, ensemble)
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    process = context.Process(target=run_frontend, args=(config, layout, stop))
+    process.start()
+    slot = stats.slot("frontend")
+    try:
+        deadline = time.monotonic() + PROCESS_DEADLINE
+        while slot.get("cursor") < last + 1:
+            assert time.monotonic() < deadline and process.is_alive(), "the front end did not reach the last window"
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        process.join(PROCESS_DEADLINE)
+        for ring in (audio, *feature_rings):
+            ring.close()
+        dropped = slot.get("dropped")
+        stats.close()
+    sent = _all_waiting(windows[ensemble.models[1].id])
+    kept = _all_waiting(shallow)
+    skipped = sent[0].index
+    assert skipped > 0 and sent[-1].index == last and 0 < len(kept) < len(sent)
+    assert dropped == skipped + len(sent) - len(kept)
