@@ -17,7 +17,8 @@ ONE_CORE_MS_PER_S = 1000.0
 
 
 class Profiler:
-    """Runs a supervisor until `duration` seconds of audio were captured, then takes the figures."""
+    """Runs a supervisor until `duration` seconds of audio were captured (or the replayed source
+    ended and drained, or a Ctrl-C), then takes the figures."""
 
     def __init__(self, config: Config, duration: float) -> None:
         self.config = config
@@ -30,24 +31,22 @@ class Profiler:
     def run(self) -> dict[str, Any]:
         self.started = time.monotonic()
         self.supervisor.start()
-        self.supervisor.run(until=self._done)
+        self.supervisor.run(until=self._duration_reached, last_look=self._take_figures)
         return self.report
 
-    def _done(self) -> bool:
+    def _duration_reached(self) -> bool:
         sup = self.supervisor
         if self.first_vote_after is None and sup.stats.slot("aggregator").get("processed") > 0:
             self.first_vote_after = time.monotonic() - self.started
             sup.reporter.collect()  # CPU marks from here: steady state, start-up excluded
-        finished = sup.source_finished() or sup.audio.write_pos >= self.duration * sup.ensemble.sample_rate
-        if finished:
-            self.report = self._figures()
-        return finished
+        return sup.audio.write_pos >= self.duration * sup.ensemble.sample_rate
 
-    def _figures(self) -> dict[str, Any]:
+    def _take_figures(self) -> None:
+        """At the end of the run, whatever ended it (the duration, the source, a Ctrl-C)."""
         snapshot = self.supervisor.reporter.collect()
         aggregator = snapshot["processes"]["aggregator"]
         sms = snapshot["processes"]["sms"]
-        return {
+        self.report = {
             **snapshot,
             "pipeline": {
                 "windows_decided": aggregator.get("processed", 0),

@@ -312,8 +312,9 @@ class Supervisor:
             sig: signal.signal(sig, lambda signum, _frame: self._stop_requested.append(signum)) for sig in STOP_SIGNALS
         }
 
-    def run(self, until: Callable[[], bool] | None = None) -> int:
-        """Watch until SIGTERM/SIGINT, `until()` is true, or the replayed source has ended and drained."""
+    def run(self, until: Callable[[], bool] | None = None, last_look: Callable[[], None] | None = None) -> int:
+        """Watch until SIGTERM/SIGINT, `until()` is true, or the replayed source has ended and drained;
+        then call `last_look()` while the processes still run (the profiler takes its figures there)."""
         try:
             while not self._stop_requested and not (until and until()):
                 self.watch_once()
@@ -327,6 +328,8 @@ class Supervisor:
                 if self.source_finished() and self._drained(time.monotonic()):
                     break
                 time.sleep(WATCH_INTERVAL)
+            if last_look is not None:
+                last_look()
         finally:
             self.shutdown()
         return self.managed["capture"].exitcode

@@ -10,7 +10,9 @@ import pytest
 import soundfile
 
 from inference.eventlog import EVENTS, NEAR_MISSES, EventLog
+from inference.model import load_ensemble
 from pipeline.config import Config, override
+from pipeline.profile import format_table
 from pipeline.run import demo_overrides, list_events
 from tests.detector_run import PIPELINE_SHOTS, RATE, cli, pipeline_test_models, stream_with_shots
 from tests.gammu_env import dummy_gammurc
@@ -103,3 +105,39 @@ def test_events_lists_the_latest_records_in_the_site_s_time_and_says_what_each_i
     assert shown.startswith(f"#{event} ") and shown.endswith(
         "conf 0.90 [wave=0.90 mel_fine=0.80] closed degraded clip - labelled gunshot (rifle)"
     )
+
+
+PROFILED_SECONDS, PROFILED_SHOT_AT = 8.0, 2.0
+
+
+def test_profile_reports_every_process_and_how_long_a_shot_took_to_become_a_text(tmp_path):
+    path = tmp_path / "shot.wav"
+    audio = stream_with_shots(PROFILED_SECONDS, [(PROFILED_SHOT_AT, PIPELINE_SHOTS[0])])
+    soundfile.write(path, audio, RATE, subtype="PCM_16")
+    config = config_file(tmp_path, "[detector]", f'models_dir = "{pipeline_test_models(tmp_path)}"')
+    result = cli(
+        "profile", "--config", str(config), "--source", str(path), "--data-dir", str(tmp_path / "data"), "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    report, ensemble = json.loads(result.stdout), load_ensemble(str(pipeline_test_models(tmp_path)))
+    models = [f"model.{model.id}" for model in ensemble.models]
+    assert list(report["processes"]) == ["supervisor", "capture", "frontend", *models, "aggregator", "sms"]
+    running = [figures for name, figures in report["processes"].items() if name != "capture"]  # its file ended
+    assert all(figures["rss_mb"] > 0 and figures["cpu_ms_per_audio_s"] >= 0 for figures in running)
+    pipeline = report["pipeline"]
+    every_window = (len(audio) - ensemble.window_samples) // round(Config().detector.hop * RATE) + 1
+    assert pipeline["windows_decided"] == every_window  # the source ended and the run drained
+    assert (pipeline["lost_samples"], pipeline["windows_decided_without_every_model"]) == (0, 0)
+    assert report["processes"]["sms"]["processed"] == 1 and pipeline["event_start_to_sms_ms"]["p50"] > 0
+    assert pipeline["window_end_to_vote_ms"]["p50"] > 0 and pipeline["startup_to_first_vote_s"] > 0
+    table = format_table(report).splitlines()
+    assert [line.split()[0] for line in table[1 : len(report["processes"]) + 2]] == [*report["processes"], "total"]
+
+
+def test_profile_stops_at_its_duration_when_the_source_is_longer(tmp_path):
+    path = tmp_path / "long.wav"
+    soundfile.write(path, stream_with_shots(PROFILED_SECONDS, []), RATE, subtype="PCM_16")
+    duration = PROFILED_SECONDS / 2
+    result = cli("profile", "--source", str(path), "--duration", str(duration), "--data-dir", str(tmp_path), "--json")
+    assert result.returncode == 0, result.stderr
+    assert duration <= json.loads(result.stdout)["audio_seconds"] < PROFILED_SECONDS
