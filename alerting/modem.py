@@ -68,7 +68,7 @@ class Modem:
     machine_factory: Callable[[], Any] | None = None
     data_dir: Path | None = None
     _machine: Any = field(default=None, repr=False)
-    _device: str = ""
+    _settings: dict[str, Any] = field(default_factory=dict, repr=False)  # as Gammu read them
     _pin_record: PinRecord = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -76,7 +76,11 @@ class Modem:
 
     @property
     def device(self) -> str:
-        return self._device or self.config.device
+        return str(self._settings.get("Device") or self.config.device)
+
+    @property
+    def connection(self) -> str:
+        return str(self._settings.get("Connection") or self.config.connection)
 
     @property
     def connected(self) -> bool:
@@ -91,7 +95,7 @@ class Modem:
             self._configure(machine)
             machine.Init()
         except gammu.GSMError as exc:
-            raise translate(exc, "modem start", self.device, self.config.connection) from None
+            raise translate(exc, "modem start", self.device, self.connection) from None
         self._machine = machine
         try:
             self._unlock_sim()
@@ -182,7 +186,7 @@ class Modem:
         else:
             settings = {"Device": self.config.device, "Connection": self.config.connection}
             machine.SetConfig(CONFIG_SLOT, {**settings, "Model": self.config.model})
-        self._device = str(machine.GetConfig(CONFIG_SLOT).get("Device") or "")
+        self._settings = machine.GetConfig(CONFIG_SLOT)
 
     def _unlock_sim(self) -> None:
         status = self._security_status()

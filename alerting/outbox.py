@@ -239,13 +239,14 @@ class Outbox:
         found = self._db.execute(f"SELECT {_COLUMNS} FROM texts WHERE id=?", (row_id,)).fetchone()
         return None if found is None else _row(found)
 
-    def count_since(self, recipient: str, kinds: Iterable[str], since: float) -> int:
-        """Texts of these kinds queued for `recipient` after `since` (sent or not)."""
+    def count_between(self, recipient: str, kinds: Iterable[str], since: float, now: float) -> int:
+        """Texts of these kinds queued for `recipient` after `since` and up to `now` (sent or not).
+        Texts stamped after `now` were queued before the clock was set back: they do not count."""
         kinds = tuple(kinds)
         marks = ",".join("?" * len(kinds))
         return self._db.execute(
-            f"SELECT COUNT(*) FROM texts WHERE recipient=? AND kind IN ({marks}) AND created > ?",
-            (recipient, *kinds, since),
+            f"SELECT COUNT(*) FROM texts WHERE recipient=? AND kind IN ({marks}) AND created > ? AND created <= ?",
+            (recipient, *kinds, since, now),
         ).fetchone()[0]
 
     # --- events held for a summary ------------------------------------------------------------------

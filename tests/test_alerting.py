@@ -281,7 +281,7 @@ def test_a_flood_gives_alerts_up_to_the_limit_then_one_summary_and_drops_nothing
     assert outbox.waiting_held() == {}
     # The hour is full again (4 alerts + the summary): the next event waits for the next slot...
     queue_event_alert(outbox, config, EventAlert(30, start + 3601, 0.9, False), now=start + 3601)
-    assert outbox.count_since(A, ("alert", "summary"), start + 1) == 5
+    assert outbox.count_between(A, ("alert", "summary"), start + 1, start + 3601) == 5
     # ... which opens when the second alert leaves the hour, as one more summary.
     ids = release_summaries(outbox, config, now=start + 3602)
     assert [outbox.row(i).text.split(" (")[0] for i in ids] == ["North gate: 1 more possible gunshot at 15:03 EAT"] * 2
@@ -297,6 +297,18 @@ def test_an_event_after_a_quiet_hour_is_a_plain_alert_again(tmp_path):
     (alert_id,) = queue_event_alert(outbox, config, EventAlert(3, 7300.0, 0.9, False), now=7300.0)
     assert outbox.row(alert_id).kind == "alert"
     assert [r.kind for r in outbox.rows()] == ["alert", "summary", "alert"]
+
+
+def test_texts_stamped_before_the_clock_was_set_back_leave_the_limit_room(tmp_path):
+    """A Pi without a real-time clock may boot with a saved time ahead of the true one, text, and then
+    have its clock set back: the next shot is texted at once, not a day later."""
+    config = config_for(tmp_path, **{"alerts.max_per_hour": 1, "alerts.recipients": [A]})
+    outbox = open_outbox(tmp_path)
+    assert len(queue_event_alert(outbox, config, EventAlert(1, SHOT_TIME, 0.9, False), now=SHOT_TIME)) == 1
+    set_back = SHOT_TIME - 86400
+    (alert_id,) = queue_event_alert(outbox, config, EventAlert(2, set_back, 0.9, False), now=set_back)
+    assert outbox.row(alert_id).kind == "alert"
+    assert queue_event_alert(outbox, config, EventAlert(3, set_back + 60, 0.9, False), now=set_back + 60) == []
 
 
 OPENERS, ROUNDS = 6, 20

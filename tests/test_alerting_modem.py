@@ -17,6 +17,7 @@ from alerting.pin_record import RECORD_FILE
 from alerting.sender import check_modem
 from pipeline.config import Config, override
 from tests import at_modem
+from tests.gammu_env import dummy_gammurc
 from tests.test_alerting_support import (
     NUMBERS,
     After,
@@ -312,3 +313,14 @@ def test_an_unreadable_refusal_record_is_a_clear_error_and_no_pin_is_entered(tmp
         Modem(config.modem, machine_factory=script.machine, data_dir=tmp_path / "data").connect()
     assert unreadable.value.code == faults.PIN_REFUSED and not unreadable.value.retryable
     assert script.calls["EnterSecurityCode"] == 0
+
+
+def test_a_gammurc_s_own_connection_and_device_are_the_ones_its_errors_name(tmp_path):
+    """The settings in force are the gammurc's, not the config's unused `modem.connection`/`device`."""
+    rc = dummy_gammurc(tmp_path)
+    rc.write_text(rc.read_text().replace("connection = none", "connection = bogus"))
+    modem = Modem(override(Config(), {"modem.gammurc": str(rc)}).modem)
+    with pytest.raises(ModemError, match="unknown Gammu connection 'bogus'") as error:
+        modem.connect()
+    assert str(tmp_path / "phone") == modem.device
+    assert "'at'" not in str(error.value)
