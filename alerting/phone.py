@@ -1,10 +1,11 @@
-"""E.164 phone numbers: a plus sign, then 8 to 15 digits, the first not zero."""
+"""E.164 phone numbers: a plus sign, then 7 to 15 digits, the first not zero (Niue's and
+Tokelau's numbers have 7)."""
 
 from __future__ import annotations
 
 import re
 
-E164 = re.compile(r"\+[1-9][0-9]{7,14}")
+E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 
 
 class PhoneNumberError(ValueError):
@@ -17,7 +18,7 @@ def validate_e164(number: object) -> str:
         raise PhoneNumberError(f'{number!r} is not a phone number (write it as a string like "+447700900123")')
     if E164.fullmatch(number):
         return number
-    hint = "write it in E.164 form: + then country code and number, 8 to 15 digits, no spaces, e.g. +447700900123"
+    hint = "write it in E.164 form: + then country code and number, 7 to 15 digits, no spaces, e.g. +447700900123"
     if number.strip() != number or " " in number or "-" in number:
         raise PhoneNumberError(f"{number!r} contains spaces or dashes; {hint}")
     if not number.startswith("+"):

@@ -2,14 +2,17 @@
 with faults the dummy cannot make injected around it as python-gammu's own exception classes."""
 
 import fcntl
+import functools
 import os
 import shutil
 import subprocess
+import threading
 
 import gammu
 import pytest
 
 from alerting import faults, modem_check
+from alerting.encoding import encode_parts
 from alerting.faults import ModemError
 from alerting.modem import Modem
 from alerting.outbox import Outbox, outbox_path
@@ -324,3 +327,70 @@ def test_a_gammurc_s_own_connection_and_device_are_the_ones_its_errors_name(tmp_
         modem.connect()
     assert str(tmp_path / "phone") == modem.device
     assert "'at'" not in str(error.value)
+
+
+def test_a_roaming_modem_that_cannot_report_its_sim_or_network_still_sends(tmp_path):
+    """Many IoT SIMs roam, and some modems answer neither the SIM nor the network question: that is
+    no reason to hold an alert back."""
+    script = FaultScript(
+        tmp_path,
+        {
+            "GetSecurityStatus": [gammu.ERR_NOTSUPPORTED],
+            "GetNetworkInfo": [gammu.ERR_NOTIMPLEMENTED, Returns({"State": "RoamingNetwork"})],
+        },
+    )
+    modem = connected_modem(config_for(tmp_path), script)
+    try:
+        modem.check_network()  # cannot tell
+        modem.check_network()  # roaming
+        assert modem.send_text(A, "hello") == [255]
+    finally:
+        modem.terminate()
+    assert sent_texts(tmp_path) == [(A, "hello")]
+
+
+def test_each_part_sent_is_reported_so_a_long_text_keeps_the_heartbeat(tmp_path):
+    parts = []
+    modem = connected_modem(config_for(tmp_path))
+    try:
+        modem.send_text(A, "possible gunshot. " * 20, on_part=lambda: parts.append(len(sent_parts(tmp_path))))
+    finally:
+        modem.terminate()
+    assert parts == [1, 2, 3]
+
+
+def test_texts_leave_as_ordinary_messages_not_flash_ones_that_phones_do_not_keep(tmp_path):
+    for part in encode_parts(A, "North gate: possible gunshot. " * 8):
+        assert gammu.DecodePDU(gammu.EncodePDU(part), SMSC=True)["Class"] == -1
+
+
+TEST_MODEM_DEADLINE = 60.0
+
+
+def test_test_modem_says_when_the_modem_refuses_the_test_text(tmp_path, monkeypatch):
+    script = FaultScript(tmp_path, {"SendSMS": [gammu.ERR_UNKNOWN]})
+    monkeypatch.setattr(modem_check, "Modem", functools.partial(Modem, machine_factory=script.machine))
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            modem_check.test_modem(config_for(tmp_path), A)
+        except ModemError as error:
+            outcome.append(error)
+
+    checking = threading.Thread(target=run, daemon=True)  # a loop that never ends fails, not hangs
+    checking.start()
+    checking.join(TEST_MODEM_DEADLINE)
+    assert not checking.is_alive(), "test-modem did not return"
+    assert "was not sent" in str(outcome[0]) and "stays in the outbox" in str(outcome[0])
+
+
+def test_test_modem_sends_a_waiting_text_at_once_whatever_its_backoff(tmp_path):
+    config = config_for(tmp_path)
+    outbox = Outbox(outbox_path(config.storage.data_dir))
+    waiting = outbox.enqueue(A, "an alert the modem refused", "alert", now=0.0)
+    outbox.mark_sending(waiting)
+    outbox.mark_retry(waiting, "refused", retry_at=1e12, maybe_sent=False)  # due in 30 000 years
+    check_modem(config, A)
+    assert sent_texts(tmp_path)[0] == (A, "an alert the modem refused")
+    assert [r.state for r in outbox.rows()] == ["sent", "sent"]

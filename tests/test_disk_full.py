@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ import soundfile
 
 from alerting.modem import Modem
 from alerting.outbox import Outbox, outbox_path
-from alerting.reserve import RESERVE_FILE, DiskReserve
+from alerting.reserve import RESERVE_FILE, DiskReserve, queue_in_order
 from alerting.sender import send_pending_once
 from inference.eventlog import EVENTS, MB, NEAR_MISSES, SAMPLES, EventLog
 from pipeline.config import override
@@ -198,3 +199,21 @@ def test_a_health_text_on_a_full_disk_gives_up_the_reserve_or_waits_never_stops_
         stats.close()
     texts = [row.text for row in Outbox(outbox_path(data)).rows()]
     assert len(texts) == 2 * len(NUMBERS) and sum("works again" in text for text in texts) == len(NUMBERS)
+
+
+def test_pending_alerts_are_queued_oldest_first_each_once(tmp_path):
+    queued: list[int] = []
+    assert queue_in_order([1, 2, 3], queued.append, DiskReserve(tmp_path)) is None
+    assert queued == [1, 2, 3]
+
+
+def test_an_error_other_than_a_full_disk_keeps_the_reserve_and_the_alert(tmp_path):
+    reserve = DiskReserve(tmp_path)
+    assert reserve.ensure()
+
+    def locked(_: int) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    pending = [1]
+    assert isinstance(queue_in_order(pending, locked, reserve), sqlite3.OperationalError)
+    assert pending == [1] and reserve.path.exists()
