@@ -340,3 +340,20 @@ def test_processes_opening_a_new_outbox_together_all_get_it(tmp_path):
                 process.kill()
         assert [p.exitcode for p in openers] == [0] * OPENERS
     assert errors.empty(), errors.get()
+
+
+class _Kernel:
+    """Stands in for libc, answering adjtimex with a clock state: the test cannot make the
+    machine's clock unsynchronised for real."""
+
+    def __init__(self, state: int) -> None:
+        self.state = state
+
+    def adjtimex(self, _timex) -> int:
+        return self.state
+
+
+@pytest.mark.parametrize(("state", "synchronised"), [(0, True), (1, True), (4, True), (5, False), (-1, False)])
+def test_the_clock_counts_as_synchronised_unless_the_kernel_says_time_error(monkeypatch, state, synchronised):
+    monkeypatch.setattr("alerting.clock.ctypes.CDLL", lambda *_, **__: _Kernel(state))
+    assert clock_synchronised() is synchronised
