@@ -357,3 +357,24 @@ class _Kernel:
 def test_the_clock_counts_as_synchronised_unless_the_kernel_says_time_error(monkeypatch, state, synchronised):
     monkeypatch.setattr("alerting.clock.ctypes.CDLL", lambda *_, **__: _Kernel(state))
     assert clock_synchronised() is synchronised
+
+
+def test_a_new_event_waits_behind_events_already_held_for_a_summary(tmp_path):
+    """Once the hour has room again, the held events go first, in one summary with the new one: an
+    alert of its own would tell of the newest shot before the older ones."""
+    config = config_for(tmp_path, **{"alerts.max_per_hour": 1, "alerts.recipients": [A]})
+    outbox = open_outbox(tmp_path)
+    queue_event_alert(outbox, config, EventAlert(1, SHOT_TIME, 0.9, False), now=SHOT_TIME)
+    assert queue_event_alert(outbox, config, EventAlert(2, SHOT_TIME + 10, 0.9, False), now=SHOT_TIME + 10) == []
+    later = SHOT_TIME + 3601  # the hour has room, and no summary was released yet
+    (summary_id,) = queue_event_alert(outbox, config, EventAlert(3, later, 0.9, False), now=later)
+    assert [r.kind for r in outbox.rows()] == ["alert", "summary"]
+    assert [e.event_id for e in outbox.reported_by(summary_id)] == [2, 3]
+
+
+def test_a_network_outage_over_midnight_gives_both_dates(tmp_path):
+    config = config_for(tmp_path)
+    text = network_back_text(config, SHOT_TIME, SHOT_TIME + 12 * 3600, synchronised=True)
+    assert text == (
+        "North gate: the modem had no mobile network from 2026-11-25 14:03 to 2026-11-26 02:03 EAT; texts were delayed."
+    )
