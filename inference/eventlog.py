@@ -87,6 +87,12 @@ _ADDED_COLUMNS = {EVENTS: {"label": "TEXT", "category": "TEXT"}}
 log = logging.getLogger(__name__)
 
 
+def first_whole_hour(since: float) -> float:
+    """The first whole hour at or after `since`: listening time is kept per hour, so a replay of the
+    log starts there (its windows, its hours and its labelled shots alike)."""
+    return math.ceil(since / SECONDS_PER_HOUR) * SECONDS_PER_HOUR
+
+
 @dataclass(frozen=True)
 class EventRecord:
     id: int
@@ -207,7 +213,7 @@ class EventLog:
         """Start times and fused scores (time order) of the model set's windows from the first whole
         hour at or after `since`, and the seconds it listened from then on. Read as flat float
         arrays: a noisy month is millions of rows on a 1 GB Pi."""
-        hour = math.ceil(since / SECONDS_PER_HOUR) * SECONDS_PER_HOUR
+        hour = first_whole_hour(since)
         in_set = "model_set = (SELECT id FROM model_sets WHERE models = ?)"
         cursor = self._db.execute(
             f"SELECT start_time, score FROM window_scores WHERE start_time >= ? AND {in_set} ORDER BY start_time",

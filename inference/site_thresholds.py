@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inference.eventlog import SECONDS_PER_HOUR, EventLog
+from inference.eventlog import SECONDS_PER_HOUR, EventLog, first_whole_hour
 from inference.score_log import SCORE_FLOOR
 
 CANDIDATES = (SCORE_FLOOR, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999)
@@ -86,6 +86,8 @@ def replay(
 
 
 def from_event_log(events: EventLog, since: float, models: str, window: float, merge_gap: float) -> SiteThresholds:
-    """The replay of the model set `models` (JSON {model id: version}) from `since` on."""
-    starts, scores, listened = events.window_scores(since, models)
-    return replay(starts, scores, listened, events.labelled_gunshots(since), window, merge_gap)
+    """The replay of the model set `models` (JSON {model id: version}) from the first whole hour
+    at or after `since` on."""
+    start = first_whole_hour(since)
+    starts, scores, listened = events.window_scores(start, models)
+    return replay(starts, scores, listened, events.labelled_gunshots(start), window, merge_gap)

@@ -5,16 +5,18 @@ puts it in use."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
 import numpy as np
 import pytest
 
-from inference.eventlog import EVENTS, EventLog
+from inference.eventlog import EVENTS, EventLog, first_whole_hour
 from inference.model import load_ensemble
 from inference.score_log import STALE_WINDOWS, ScoreLog, model_set
-from inference.site_thresholds import MIN_HOURS, event_count, replay
+from inference.site_thresholds import MIN_HOURS, event_count, from_event_log, replay
+from inference.vote import fused
 from pipeline.config import Config, ConfigError, override
 from pipeline.messages import Vote
 from tests.detector_run import ROOT, cli
@@ -153,3 +155,78 @@ def test_analyze_uses_the_fused_threshold(tmp_path):
     config = tmp_path / "config.toml"
     config.write_text("[detector]\nfused_threshold = 0.000001\n")
     assert "GUNSHOT" in cli("analyze", "--config", str(config), str(negative)).stdout
+
+
+def _replayed(starts: list[float], gunshots: list[tuple[float, float | None]]) -> tuple[int, int]:
+    """(false alerts, gunshots heard) at the lowest candidate threshold, each window scoring 0.99."""
+    result = replay(np.array(starts), np.full(len(starts), 0.99), HOURS * 3600, gunshots, WINDOW_S, MERGE_GAP_S)
+    return result.costs[0].false_alerts, result.costs[0].gunshots_heard
+
+
+def test_a_window_after_a_labelled_shot_within_the_merge_gap_is_part_of_its_event():
+    assert _replayed([GUNSHOT[1] + MERGE_GAP_S - 0.5], [GUNSHOT]) == (0, 0)
+    assert _replayed([GUNSHOT[1] + MERGE_GAP_S + 0.5], [GUNSHOT]) == (1, 0)
+
+
+def test_a_window_that_starts_before_a_labelled_shot_and_overlaps_it_hears_it():
+    assert _replayed([GUNSHOT[0] - WINDOW_S + 0.5], [GUNSHOT]) == (0, 1)
+
+
+def test_a_labelled_window_without_an_end_covers_one_window_and_the_merge_gap():
+    """Near misses and background samples labelled gunshot are one window long."""
+    shot = (GUNSHOT[0], None)
+    assert _replayed([GUNSHOT[0] + WINDOW_S + MERGE_GAP_S - 0.5], [shot]) == (0, 0)
+    assert _replayed([GUNSHOT[0] + WINDOW_S + MERGE_GAP_S + 0.5], [shot]) == (1, 0)
+
+
+def test_the_logged_score_is_the_fused_score_not_the_loudest_model():
+    log = ScoreLog(len(MODELS), 0.5, 0.0)
+    votes = dict(zip(MODELS, (0.99, 0.5, 0.5), strict=True))
+    log.add(1000.0, votes)
+    ((_, score),) = log.take(0.0, final=True)[0]
+    assert score == pytest.approx(fused(list(votes.values()))) and score < 0.9
+
+
+def test_scores_of_other_versions_of_the_same_models_are_not_replayed(tmp_path):
+    ensemble = load_ensemble("")
+    retrained = [dataclasses.replace(model, version=model.version + "-before") for model in ensemble.models]
+    log = EventLog(tmp_path)
+    hour = first_whole_hour(time.time() - 3 * 3600)
+    log.add_scores([(hour + 10, 0.99)], {hour: 3600.0}, model_set(dataclasses.replace(ensemble, models=retrained)))
+    result = from_event_log(log, hour - 3600, model_set(ensemble), WINDOW_S, MERGE_GAP_S)
+    assert result.hours == 0.0 and result.costs[0].false_alerts == 0
+
+
+def test_a_shot_labelled_in_the_first_partial_hour_is_not_counted_without_its_windows(tmp_path):
+    """The replay starts at the first whole hour after --days' cut for the windows and the hours
+    (kept per hour), and so for the labelled shots: a shot just after the cut is left out whole,
+    not counted as a shot the models never heard."""
+    log = EventLog(tmp_path)
+    hour = first_whole_hour(time.time() - 30 * 3600)
+    since, shot = hour + 600, hour + 660  # the cut 10 minutes into the hour, the shot a minute later
+    log.add_scores([(shot, 0.999), (shot + 0.5, 0.999)], {hour: 3600.0, hour + 3600: 24 * 3600.0}, "models")
+    event = log.open_event(shot, 0.999, {}, {}, False)
+    log.close_event(event, shot + 2.5, 0.999, {}, False, 2)
+    log.set_label(EVENTS, event, "gunshot", None)
+    result = from_event_log(log, since, "models", WINDOW_S, MERGE_GAP_S)
+    assert (result.gunshots, result.costs[0].gunshots_heard, result.hours) == (0, 0, 24.0)
+    from_the_hour = from_event_log(log, hour, "models", WINDOW_S, MERGE_GAP_S)
+    assert (from_the_hour.gunshots, from_the_hour.costs[0].gunshots_heard) == (1, 1)
+
+
+def test_site_thresholds_merges_with_the_configured_merge_gap(tmp_path):
+    log = EventLog(tmp_path)
+    shot = first_whole_hour(time.time() - 30 * 3600) + 1000.0
+    after = shot + 2.5 + 1.0  # a window 1 s after the labelled shot's end
+    log.add_scores(
+        [(shot, 0.99), (after, 0.99)], {first_whole_hour(shot) - 3600: 30 * 3600.0}, model_set(load_ensemble(""))
+    )
+    event = log.open_event(shot, 0.99, {}, {}, False)
+    log.close_event(event, shot + 2.5, 0.99, {}, False, 1)
+    log.set_label(EVENTS, event, "gunshot", None)
+    config = tmp_path / "config.toml"
+    for merge_gap, false_alerts in ((0.5, 1), (2.0, 0)):
+        config.write_text(f"[detector]\nmerge_gap = {merge_gap}\n")
+        shown = cli("site-thresholds", "--config", str(config), "--data-dir", str(tmp_path), "--format", "json")
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["costs"][0]["false_alerts"] == false_alerts
