@@ -11,7 +11,7 @@ import pytest
 
 from inference.features import LogMelFrontend, LogMelSpec
 from inference.frontend import Frontend, feature_ring_capacity, hop_samples, run_frontend
-from inference.model import SHIPPED_MODELS, ModelError, load_ensemble
+from inference.model import SHIPPED_MODELS, ModelError, TFLiteModel, load_ensemble
 from pipeline.channel import Channel
 from pipeline.config import Config, override
 from pipeline.layout import AUDIO_SHAPE, Layout, feature_shape
@@ -93,13 +93,54 @@ def test_streams_share_a_key_only_when_their_filter_banks_and_rates_are_the_same
     assert other_bank.key != spec.key  # one model's matrix must never feed the other's stream
 
 
-def test_models_for_another_rate_than_capture_delivers_are_refused(tmp_path):
+def shipped_copy(tmp_path):
     models = tmp_path / "models"
     shutil.copytree(SHIPPED_MODELS, models, ignore=shutil.ignore_patterns("keras", "runs", "reports", "training"))
+    return models
+
+
+def edit_sidecar(models, model_id: str, edit) -> None:
+    sidecar = models / f"{model_id}.json"
+    data = json.loads(sidecar.read_text())
+    edit(data)
+    sidecar.write_text(json.dumps(data))
+
+
+def test_models_for_another_rate_than_capture_delivers_are_refused(tmp_path):
+    models = shipped_copy(tmp_path)
     for sidecar in models.glob("*.json"):
         sidecar.write_text(sidecar.read_text().replace('"sample_rate": 16000', '"sample_rate": 8000'))
     with pytest.raises(ModelError, match="take 8000 Hz audio; capture delivers 16000 Hz"):
         load_checked_ensemble(override(Config(), {"detector.models_dir": str(models)}))
+
+
+def at_8_khz(sidecar: dict) -> None:
+    sidecar["sample_rate"] = sidecar["input"]["logmel"]["sample_rate"] = 8000
+
+
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [
+        (lambda m: edit_sidecar(m, "mel_fine", lambda d: d.update(id="mel_coarse")), "id is 'mel_coarse', expected"),
+        (lambda m: (m / "wave.tflite").unlink(), r"model file .*wave\.tflite is missing"),
+        (lambda m: edit_sidecar(m, "mel_coarse", at_8_khz), "cannot vote together"),
+        (
+            lambda m: edit_sidecar(m, "mel_fine", lambda d: d["input"]["logmel"].update(sample_rate=22050)),
+            "features at 22050 Hz, model at 16000 Hz",
+        ),
+        (
+            lambda m: edit_sidecar(m, "wave", lambda d: d.update(window_samples=24000)),
+            r"input shape .* does not match its sidecar",
+        ),
+    ],
+    ids=["another id", "no model file", "two rates", "features at another rate", "another window"],
+)
+def test_a_damaged_or_mismatched_model_folder_is_refused_with_what_is_wrong(tmp_path, damage, says):
+    models = shipped_copy(tmp_path)
+    damage(models)
+    with pytest.raises(ModelError, match=says):
+        for spec in load_ensemble(models).models:
+            TFLiteModel(spec)
 
 
 def test_windows_whose_audio_the_ring_no_longer_holds_are_skipped_and_counted():
