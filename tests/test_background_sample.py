@@ -117,3 +117,13 @@ def test_a_live_detector_keeps_a_sample_of_what_it_heard_and_sends_no_text(tmp_p
     first = windows[0]  # the first window starting at or after a time drawn in the first stretch
     assert first is None or (first < stretch + HOP and first % HOP == 0)
     assert all(w is not None and w >= stretch and w > (first or 0) and w % HOP == 0 for w in windows[1:])
+
+
+def test_after_a_jump_over_stretches_one_window_is_overdue_then_one_per_stretch_again():
+    """An outage longer than the ring makes the window index jump: one sample is overdue, then one
+    per stretch again, not a burst of near-identical clips in the windows right after the jump."""
+    picker, jump = sampler(), 5 * WINDOWS_PER_STRETCH
+    assert len(taken(picker, range(WINDOWS_PER_STRETCH))) == 1
+    overdue, *after = taken(picker, range(jump, jump + 3 * WINDOWS_PER_STRETCH))
+    assert overdue == jump
+    assert [(index - jump) // WINDOWS_PER_STRETCH for index in after] == [0, 1, 2]

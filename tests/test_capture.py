@@ -156,6 +156,9 @@ def test_an_input_stuck_at_a_constant_counts_as_silence_and_a_quiet_sound_does_n
     writer = RingWriter(ring, slot, MODEL_RATE, Config().health.silence_dbfs)
     writer.write(np.full(MODEL_RATE // 4, 40, dtype=np.int16))  # 40 LSB of offset, nothing else
     assert slot.get("last_sound") == 0.0
+    hiss = np.random.default_rng(0).integers(-1, 2, MODEL_RATE // 4).astype(np.int16)  # +-1 LSB: about -93 dBFS
+    writer.write(hiss + 40)  # a converter's own noise, below the silence level (-85 dBFS)
+    assert slot.get("last_sound") == 0.0
     quiet = np.random.default_rng(0).normal(0, 10, MODEL_RATE // 4).astype(np.int16)  # about -70 dBFS
     writer.write(quiet + 40)
     assert slot.get("last_sound") > 0.0

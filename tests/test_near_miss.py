@@ -149,3 +149,11 @@ def test_an_event_log_of_the_first_release_gets_the_label_columns(tmp_path):
     assert log.set_label(EVENTS, 1, "gunshot", None)
     (event,) = log.events()
     assert event.label == "gunshot" and event.votes == {"wave": 0.9}
+
+
+def test_the_hourly_budget_frees_one_place_as_each_kept_near_miss_leaves_the_hour():
+    near = picker(per_hour=2)
+    apart = JOINING + 1
+    assert near.pick(window(0, ONE_YES), in_event=False) and near.pick(window(5 * apart, ONE_YES), in_event=False)
+    assert near.pick(window(WINDOWS_PER_HOUR + 1, ONE_YES), in_event=False)  # the one at 0 left the hour
+    assert not near.pick(window(WINDOWS_PER_HOUR + 1 + apart, ONE_YES), in_event=False)  # the other two are in it

@@ -76,3 +76,10 @@ def test_an_event_spans_its_first_to_its_last_positive_window_and_ends_with_the_
     assert event.start == positive[0] * hop_s
     assert positive[-1] * hop_s + window_s > seconds and event.end == seconds
     assert result.score == max(detector.rule.confidence(votes) for _, _, votes in decided)
+
+
+def test_shots_closer_than_the_merge_gap_after_a_window_are_one_event(detector):
+    """A burst of fire is one text: analyze merges as the live aggregator does."""
+    shot = PIPELINE_SHOTS[0]
+    (event,) = detector.run([stream_with_shots(16.0, [(4.0, shot), (9.0, shot)])]).events
+    assert event.start <= 4.0 and event.end >= 9.0
