@@ -204,3 +204,43 @@ def test_an_overrun_reports_the_frames_lost_while_the_reader_was_away(monkeypatc
     assert source.read().samples.shape == (period,)
     overrun = source.read()
     assert overrun.samples.shape == (0,) and overrun.lost == 2 * 48000 - period  # the period read next is not lost
+
+
+class _UnpluggedTwice:
+    """A device that is away, comes back, is unplugged mid-read and is away again: what a loose USB
+    cable does, and what cannot be made to happen to a real device here."""
+
+    rate, channels, device = MODEL_RATE, 1, "hw:CARD=Loose"
+
+    def __init__(self) -> None:
+        self.is_open = False
+        self.opens = iter([False, False, True, False, False])
+
+    def open(self) -> None:
+        if not next(self.opens):
+            raise DeviceError("no such device")
+        self.is_open = True
+
+    def read(self):
+        self.is_open = False
+        raise DeviceError("device unplugged")
+
+    def close(self) -> None:
+        self.is_open = False
+
+
+def test_the_reopen_backoff_starts_again_once_the_device_came_back(shared, monkeypatch):
+    """Else the next unplug waits as long as the last outage's backoff had grown, losing audio."""
+    from capture import process
+
+    _, ring, stats = shared
+    waits: list[float] = []
+
+    class FourWaits:
+        def is_set(self) -> bool:
+            return len(waits) == 4
+
+    monkeypatch.setattr(process, "_wait", lambda _stop, seconds, _slot: waits.append(seconds))
+    process._capture(_UnpluggedTwice(), ring, stats.slot("capture"), FourWaits(), 16.0, Config().health.silence_dbfs)
+    first = process.FIRST_BACKOFF
+    assert waits == [first, 2 * first, first, 2 * first]
