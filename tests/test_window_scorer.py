@@ -4,6 +4,7 @@ vote window, each of its windows scored once."""
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 
 import numpy as np
 import pytest
@@ -11,11 +12,14 @@ import pytest
 from capture.pcm import float_to_int16, int16_to_float
 from inference.frontend import hop_samples
 from inference.model import Ensemble, TFLiteModel, load_spec
-from inference.worker import WindowReader, WindowScorer
+from inference.worker import WindowReader, WindowScorer, run_worker
+from pipeline.channel import Channel
 from pipeline.config import Config
-from pipeline.layout import AUDIO_SHAPE
+from pipeline.layout import AUDIO_SHAPE, Layout
 from pipeline.messages import WindowReady
+from pipeline.metrics import StatsTable
 from pipeline.ring import Ring
+from tests.conftest import own_run_id
 
 RATE = 16000
 HOP = RATE // 2
@@ -76,3 +80,36 @@ def test_the_vote_window_is_the_longest_model_window_and_the_hop_must_step_to_it
     odd = dataclasses.replace(wave, window_samples=RATE + 160)  # 2 s - 1.01 s: no whole number of hops
     with pytest.raises(ValueError, match=r"detector.hop.*does not step model wave"):
         hop_samples(config, Ensemble((odd, mel), votes_required=2))
+
+
+WORKER_DEADLINE = 60.0
+
+
+def test_the_model_worker_process_counts_a_window_it_could_not_read_as_dropped():
+    """run_worker alone, in its own process: a window whose audio the ring no longer holds is
+    skipped and counted in the stats the status line shows; the next one is voted on."""
+    run = own_run_id()
+    capacity, written = 4 * RATE, 20 * RATE
+    audio = Ring.create(f"gs-{run}-audio", capacity, AUDIO_SHAPE, RATE)
+    stats = StatsTable.create(f"gs-{run}-stats", ("model.wave",))
+    layout = Layout(
+        run, audio.name, stats.segment_name, ("model.wave",), windows={"wave": Channel("w")}, votes=Channel("v")
+    )
+    audio.write(np.zeros(written, dtype=np.int16))
+    held = (written - VOTE_WINDOW) // HOP
+    layout.windows["wave"].send(WindowReady(0, 0))  # overwritten long ago
+    layout.windows["wave"].send(WindowReady(held, held * HOP))
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    worker = context.Process(target=run_worker, args=(Config(), "wave", layout, stop))
+    worker.start()
+    try:
+        vote = layout.votes.receive(WORKER_DEADLINE)
+    finally:
+        stop.set()
+        worker.join(WORKER_DEADLINE)
+        dropped = stats.slot("model.wave").get("dropped")
+        audio.close()
+        stats.close()
+    assert vote is not None and (vote.index, vote.model_id) == (held, "wave")
+    assert dropped == 1
