@@ -1,11 +1,12 @@
 import multiprocessing
 import os
+import pickle
 import signal
 import time
 
 import pytest
 
-from pipeline.channel import Channel
+from pipeline.channel import _HEADER, PIPE_BUF, Channel
 from pipeline.messages import Vote, WindowReady
 
 DEADLINE = 20.0
@@ -63,3 +64,26 @@ def test_a_consumer_killed_while_waiting_leaves_the_channel_usable():
 def test_oversized_messages_are_refused_loudly():
     with pytest.raises(ValueError, match="too big"):
         Channel("t").send(b"x" * 10000)
+
+
+def test_a_message_and_its_length_header_fit_one_atomic_pipe_write_or_are_refused():
+    """Over PIPE_BUF bytes, writes from two producers may interleave and garble the stream."""
+    biggest = PIPE_BUF - _HEADER.size
+    fits = biggest - (len(pickle.dumps(b"x" * biggest, protocol=pickle.HIGHEST_PROTOCOL)) - biggest)
+    channel = Channel("t")
+    assert channel.send(b"x" * fits)
+    with pytest.raises(ValueError, match="too big"):
+        channel.send(b"x" * (fits + 1))
+    assert len(channel.receive(0.0)) == fits
+
+
+IDLE_WAIT = 0.5
+
+
+def test_an_idle_consumer_waits_for_a_message_instead_of_spinning():
+    """A worker's receive loop must sleep in poll(): spinning would take a Pi core per process."""
+    channel = Channel("t")
+    started, cpu_before = time.monotonic(), time.process_time()
+    assert channel.receive(IDLE_WAIT) is None
+    waited, cpu = time.monotonic() - started, time.process_time() - cpu_before
+    assert waited >= 0.9 * IDLE_WAIT and cpu < 0.5 * waited

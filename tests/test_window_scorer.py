@@ -113,3 +113,9 @@ def test_the_model_worker_process_counts_a_window_it_could_not_read_as_dropped()
         stats.close()
     assert vote is not None and (vote.index, vote.model_id) == (held, "wave")
     assert dropped == 1
+
+
+def test_float_audio_at_or_beyond_full_scale_clips_at_the_rail_of_its_sign():
+    """A clipped gunshot, or a resampler's overshoot on one, must not wrap to the other rail."""
+    audio = np.array([1.0, 1.2, 0.99999, -1.0, -1.2, 0.5 / 32768], dtype=np.float32)
+    assert float_to_int16(audio).tolist() == [32767, 32767, 32767, -32768, -32768, 0]
