@@ -17,7 +17,8 @@ class AudioFileError(ValueError):
     """A file that cannot be used as audio; the message says why and what to do."""
 
 
-def _open(path: Path) -> soundfile.SoundFile:
+def open_audio(path: Path) -> soundfile.SoundFile:
+    """The file opened for reading; AudioFileError saying what is wrong with it."""
     path = Path(path)
     if not path.exists():
         raise AudioFileError(f"{path}: no such file")
@@ -35,7 +36,7 @@ def _open(path: Path) -> soundfile.SoundFile:
 
 def iter_audio_blocks(path: Path, rate: int, block_seconds: float) -> Iterator[np.ndarray]:
     """Mono float32 blocks at `rate`; raises AudioFileError (also for a file truncated mid-way)."""
-    with _open(path) as handle:
+    with open_audio(path) as handle:
         resampler = (
             None
             if handle.samplerate == rate

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import soundfile
-
+from capture.audio_file import AudioFileError, open_audio
 from pipeline.config import Config
 
 LISTED_DEVICES = 12
@@ -24,14 +23,11 @@ def check_source(config: Config) -> None:
 
 
 def _check_file(path: Path) -> None:
-    if not path.is_file():
-        raise PreflightError(f"audio.source: {path} does not exist")
+    """The checks `analyze` makes: no file, a folder, not audio, no samples."""
     try:
-        info = soundfile.info(str(path))
-    except (soundfile.LibsndfileError, RuntimeError, OSError) as exc:
-        raise PreflightError(f"audio.source: {path} is not a readable audio file ({exc}); use WAV or FLAC") from None
-    if info.frames == 0:
-        raise PreflightError(f"audio.source: {path} holds no audio")
+        open_audio(path).close()
+    except AudioFileError as exc:
+        raise PreflightError(f"audio.source: {exc}") from None
 
 
 def _check_device(device: str, rate: int, channels: int) -> None:

@@ -109,10 +109,15 @@ def test_start_with_a_missing_microphone_says_so(tmp_path):
     [
         (["--recipient", "0770 090 0123"], "alerts.recipients[0]"),
         (["--rate", "5"], "audio.rate"),
-        (["--source", "/no/such/file.wav"], "audio.source"),
+        (["--source", "/no/such/file.wav"], "audio.source: /no/such/file.wav: no such file"),
+        (["--source", "."], "audio.source: .: is a folder, not an audio file"),
+        (["--source", "header-only.wav"], "audio.source: header-only.wav: holds no audio"),
+        (["--source", "notes.wav"], "audio.source: notes.wav: not a readable audio file"),
     ],
 )
 def test_start_with_bad_flags_names_the_setting(tmp_path, args, message):
+    soundfile.write(tmp_path / "header-only.wav", np.zeros(0, dtype=np.int16), 16000)
+    (tmp_path / "notes.wav").write_text("not audio")
     result = cli("start", "--data-dir", str(tmp_path / "data"), *args, cwd=tmp_path)
     assert result.returncode != 0
     assert message in result.stderr
