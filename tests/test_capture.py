@@ -79,6 +79,22 @@ def test_file_pcm_samples_reach_the_ring_bit_exact(tmp_path, shared):
     np.testing.assert_array_equal(ring.read(0, samples.size), samples)
 
 
+def test_a_stereo_device_is_captured_as_the_mean_of_its_channels(tmp_path, shared):
+    """Many USB microphones are stereo only (audio.channels = 2)."""
+    layout, ring, _ = shared
+    rng = np.random.default_rng(2)
+    left, right = (2 * rng.integers(-8000, 8000, 16000 * 2) for _ in range(2))  # even: an exact mean
+    interleaved = np.column_stack((left, right)).ravel()
+    env = alsa_replay_config(tmp_path, write_raw(tmp_path / "in.raw", interleaved), clocked=False)
+    config = override(Config(), {"audio.device": "replay", "audio.rate": 16000, "audio.channels": 2})
+    process, stop = start_capture(config, layout, env)
+    try:
+        wait_for(lambda: ring.write_pos >= left.size, "the file's frames")
+    finally:
+        stop_capture(process, stop)
+    np.testing.assert_array_equal(ring.read(0, left.size), (left + right) // 2)
+
+
 def test_a_48k_device_is_resampled_to_16k(tmp_path, shared):
     layout, ring, _ = shared
     seconds, tone = 2.0, 1000.0
