@@ -222,6 +222,16 @@ def test_an_overrun_reports_the_frames_lost_while_the_reader_was_away(monkeypatc
     assert overrun.samples.shape == (0,) and overrun.lost == 2 * 48000 - period  # the period read next is not lost
 
 
+def test_an_overrun_before_the_first_read_after_opening_counts_at_least_a_period(monkeypatch):
+    period = 4800
+    monkeypatch.setattr(
+        alsa_source.alsaaudio, "PCM", type("Overrun", (_HardwarePCM,), {"reads": [(-errno.EPIPE, b"")]})
+    )
+    source = AlsaSource("hw:1", 48000, 1, period)
+    source.open()
+    assert source.read().lost == period
+
+
 class _UnpluggedTwice:
     """A device that is away, comes back, is unplugged mid-read and is away again: what a loose USB
     cable does, and what cannot be made to happen to a real device here."""
