@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -40,17 +39,21 @@ def level_of(samples: np.ndarray) -> Level:
 
 
 def measure(config: Config, seconds: float) -> Iterator[Level]:
-    """Levels every REPORT_EVERY seconds of captured audio; raises capture.alsa_source.DeviceError."""
+    """Levels of each REPORT_EVERY seconds of `seconds` of captured audio (the last may be shorter),
+    counted in samples, not on the clock: a short run still reports; raises DeviceError."""
     audio = config.audio
     source = AlsaSource(audio.device, audio.rate, audio.channels, round(audio.period * audio.rate))
     source.open()
     try:
-        block, collected = round(REPORT_EVERY * audio.rate), []
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            collected.append(source.read().samples)
-            if sum(len(c) for c in collected) >= block:
+        block, wanted = round(REPORT_EVERY * audio.rate), max(1, round(seconds * audio.rate))
+        collected: list[np.ndarray] = []
+        pending = captured = 0
+        while captured < wanted:
+            samples = source.read().samples[: wanted - captured]
+            collected.append(samples)
+            pending, captured = pending + len(samples), captured + len(samples)
+            if pending >= block or captured >= wanted:
                 yield level_of(np.concatenate(collected))
-                collected = []
+                collected, pending = [], 0
     finally:
         source.close()

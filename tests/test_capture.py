@@ -14,6 +14,7 @@ import pytest
 
 from capture import alsa_source
 from capture.alsa_source import AlsaSource, DeviceError
+from capture.meter import level_of
 from capture.pcm import MODEL_RATE
 from capture.process import RingWriter, run_capture
 from pipeline.config import Config, override
@@ -141,18 +142,25 @@ def test_test_mic_reports_level_and_clipping_from_a_real_alsa_device(tmp_path):
 
     from tests.detector_run import ROOT
 
-    tone = (np.sin(np.arange(16000 * 2) * 2 * np.pi * 440 / 16000) * 32767).astype(np.int16)  # full scale
-    env = {**os.environ, **alsa_replay_config(tmp_path, write_raw(tmp_path / "in.raw", tone), clocked=False)}
+    tone = (np.sin(np.arange(16000 // 2) * 2 * np.pi * 440 / 16000) * 32767).astype(np.int16)  # full scale
+    quiet = np.zeros(16000, dtype=np.int16)  # the gain turned down
+    recording = write_raw(tmp_path / "in.raw", np.concatenate((tone, quiet)))
+    env = {**os.environ, **alsa_replay_config(tmp_path, recording, clocked=False)}
     result = subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), "test-mic", "--device", "replay", "--seconds", "0.05"],
+        [sys.executable, str(ROOT / "cli.py"), "test-mic", "--device", "replay", "--seconds", "1.2"],
         capture_output=True,
         text=True,
         timeout=60,
         env=env,
     )
     assert result.returncode == 0, result.stderr
-    first = result.stdout.splitlines()[0]
+    first, second, last = result.stdout.splitlines()  # 0.5 s, 0.5 s and the last 0.2 s
     assert "rms   -3.0 dBFS" in first and "clipped 40 " in first and "CLIPPING" in first  # samples at full scale
+    assert "clipped 0" in second and "CLIPPING" not in second and "clipped 0" in last
+
+
+def test_a_sample_on_the_negative_rail_counts_as_clipped():
+    assert level_of(np.array([-32768, -32767, 32767, 0, 1000], dtype=np.int16)).clipped == 3
 
 
 def test_frames_an_overrun_lost_at_48k_are_counted_as_16k_samples_and_stood_in_for(shared):
