@@ -235,3 +235,10 @@ def test_start_on_a_recording_damaged_part_way_alerts_once_and_exits_saying_so(t
 def test_record_commands_on_a_folder_the_detector_never_used_say_so(tmp_path, command):
     result = cli(*command, "--data-dir", str(tmp_path / "nowhere"), cwd=tmp_path)
     assert result.returncode == 1 and "holds no events.sqlite" in result.stderr
+
+
+def test_a_stereo_file_is_read_as_the_mean_of_its_channels(tmp_path):
+    left = np.sin(np.arange(16000) * 2 * np.pi * 440 / 16000).astype(np.float32) / 2
+    right = np.full(16000, 0.25, dtype=np.float32)
+    soundfile.write(tmp_path / "stereo.wav", np.column_stack((left, right)), 16000, subtype="FLOAT")
+    np.testing.assert_allclose(read_audio(tmp_path / "stereo.wav", 16000), (left + right) / 2, atol=1e-6)

@@ -278,3 +278,18 @@ def test_the_reopen_backoff_starts_again_once_the_device_came_back(shared, monke
     process._capture(_UnpluggedTwice(), ring, stats.slot("capture"), FourWaits(), 16.0, Config().health.silence_dbfs)
     first = process.FIRST_BACKOFF
     assert waits == [first, 2 * first, first, 2 * first]
+
+
+def test_a_hole_in_the_audio_is_counted_as_its_own_length(shared, monkeypatch):
+    """A device away for 3 s: 3 s of samples are lost and stood in for, no more and no less."""
+    from capture import process
+
+    _, ring, stats = shared
+    period = MODEL_RATE // 4
+    now = [100.0]  # each period is timed as it arrives
+    monkeypatch.setattr(process.time, "monotonic", lambda: now[0])
+    writer = RingWriter(ring, stats.slot("capture"), MODEL_RATE, Config().health.silence_dbfs)
+    writer.write(np.ones(period, dtype=np.int16))  # captured 99.75-100.0
+    writer.resuming, now[0] = True, 103.25  # the device was reopened; its next period came 3 s late
+    writer.write(np.ones(period, dtype=np.int16))  # captured 103.0-103.25
+    assert (ring.lost, ring.write_pos) == (3 * MODEL_RATE, 2 * period + 3 * MODEL_RATE)

@@ -87,3 +87,14 @@ def test_an_idle_consumer_waits_for_a_message_instead_of_spinning():
     assert channel.receive(IDLE_WAIT) is None
     waited, cpu = time.monotonic() - started, time.process_time() - cpu_before
     assert waited >= 0.9 * IDLE_WAIT and cpu < 0.5 * waited
+
+
+def test_the_high_water_mark_is_the_largest_backlog_seen_not_the_last():
+    channel = Channel("t")
+    frame = _HEADER.size + len(pickle.dumps(WindowReady(0, 0), protocol=pickle.HIGHEST_PROTOCOL))
+    for i in range(3):
+        channel.send(WindowReady(i, 0))
+    channel.drain()
+    channel.send(WindowReady(3, 0))
+    channel.receive(0.0)
+    assert channel.high_water == 3 * frame
