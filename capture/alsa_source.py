@@ -11,11 +11,19 @@ from dataclasses import dataclass
 import alsaaudio
 import numpy as np
 
+from pipeline.config import AudioConfig
+
 log = logging.getLogger(__name__)
+
+SAMPLE_FORMAT = "S16_LE"
 
 
 class DeviceError(RuntimeError):
     """The device cannot be opened or read; the caller reopens it with backoff."""
+
+
+class DeviceMismatch(DeviceError):
+    """The device opened, but not as asked (rate or sample format): a setting to change, not a cable."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,11 @@ class AlsaSource:
         self.device, self.rate, self.channels, self.period = device, rate, channels, period_frames
         self._pcm = None
         self._last_read: float | None = None
+        self._frame_channels = channels  # what the device delivers: it may not do the channels asked
+
+    @classmethod
+    def from_config(cls, audio: AudioConfig) -> AlsaSource:
+        return cls(audio.device, audio.rate, audio.channels, round(audio.period * audio.rate))
 
     @property
     def is_open(self) -> bool:
@@ -49,11 +62,33 @@ class AlsaSource:
             raise DeviceError(
                 f"cannot open audio device {self.device!r} ({exc}); is the microphone plugged in? see `arecord -L`"
             ) from None
-        actual = self._pcm.info().get("rate", self.rate)
-        if actual != self.rate:
+        try:
+            self._frame_channels = self._check(self._pcm.info())
+        except DeviceMismatch:
             self.close()
-            raise DeviceError(f"audio device {self.device!r} runs at {actual} Hz, not {self.rate}: set audio.rate")
+            raise
         self._last_read = None
+
+    def _check(self, info: dict) -> int:
+        """The channels the device delivers. pyalsaaudio takes the nearest rate, channels and format
+        the device can do without saying so: a stereo-only microphone asked for mono gives stereo."""
+        rate, sample_format = info.get("rate", self.rate), info.get("format_name", SAMPLE_FORMAT)
+        if rate != self.rate:
+            raise DeviceMismatch(f"audio device {self.device!r} runs at {rate} Hz, not {self.rate}: set audio.rate")
+        if sample_format != SAMPLE_FORMAT:
+            raise DeviceMismatch(
+                f"audio device {self.device!r} delivers {sample_format} samples, not {SAMPLE_FORMAT}: "
+                "use its plughw: name (which converts), see `arecord -L`"
+            )
+        channels = info.get("channels", self.channels)
+        if channels != self.channels:
+            log.warning(
+                "audio device %r has %d channel(s), not the %d of audio.channels: all are averaged to mono",
+                self.device,
+                channels,
+                self.channels,
+            )
+        return channels
 
     def read(self) -> Chunk:
         """One period (or less); an overrun is reported as the frames lost before the next data."""
@@ -66,10 +101,10 @@ class AlsaSource:
             return Chunk(np.zeros(0, dtype=np.int16), lost=self._lost_since_last_read(now))
         if length < 0:
             raise DeviceError(f"audio device {self.device!r} read error {length} ({errno.errorcode.get(-length)})")
-        frames = np.frombuffer(data, dtype="<i2")[: length * self.channels]
+        frames = np.frombuffer(data, dtype="<i2")[: length * self._frame_channels]
         self._last_read = now
-        if self.channels > 1:
-            frames = frames.reshape(-1, self.channels).mean(axis=1).astype(np.int16)
+        if self._frame_channels > 1:
+            frames = frames.reshape(-1, self._frame_channels).mean(axis=1).astype(np.int16)
         return Chunk(frames.astype(np.int16, copy=False))
 
     def _lost_since_last_read(self, now: float) -> int:

@@ -42,7 +42,7 @@ def measure(config: Config, seconds: float) -> Iterator[Level]:
     """Levels of each REPORT_EVERY seconds of `seconds` of captured audio (the last may be shorter),
     counted in samples, not on the clock: a short run still reports; raises DeviceError."""
     audio = config.audio
-    source = AlsaSource(audio.device, audio.rate, audio.channels, round(audio.period * audio.rate))
+    source = AlsaSource.from_config(audio)
     source.open()
     try:
         block, wanted = round(REPORT_EVERY * audio.rate), max(1, round(seconds * audio.rate))

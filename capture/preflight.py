@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from capture.audio_file import AudioFileError, open_audio
-from pipeline.config import Config
+from pipeline.config import AudioConfig, Config
 
 LISTED_DEVICES = 12
 
@@ -19,7 +19,7 @@ def check_source(config: Config) -> None:
     if config.audio.source:
         _check_file(Path(config.audio.source))
     else:
-        _check_device(config.audio.device, config.audio.rate, config.audio.channels)
+        _check_device(config.audio)
 
 
 def _check_file(path: Path) -> None:
@@ -30,25 +30,21 @@ def _check_file(path: Path) -> None:
         raise PreflightError(f"audio.source: {exc}") from None
 
 
-def _check_device(device: str, rate: int, channels: int) -> None:
+def _check_device(audio: AudioConfig) -> None:
+    """The checks the capture process makes when it opens the device (rate, sample format)."""
     import alsaaudio
 
+    from capture.alsa_source import AlsaSource, DeviceError, DeviceMismatch
+
+    source = AlsaSource.from_config(audio)
     try:
-        pcm = alsaaudio.PCM(
-            alsaaudio.PCM_CAPTURE,
-            alsaaudio.PCM_NORMAL,
-            device=device,
-            rate=rate,
-            channels=channels,
-            format=alsaaudio.PCM_FORMAT_S16_LE,
-        )
-    except alsaaudio.ALSAAudioError as exc:
+        source.open()
+    except DeviceMismatch as exc:
+        raise PreflightError(f"audio.device: {exc}") from None
+    except DeviceError as exc:
         try:
             known = ", ".join(alsaaudio.pcms(alsaaudio.PCM_CAPTURE)[:LISTED_DEVICES])
         except alsaaudio.ALSAAudioError:
             known = "none"
-        raise PreflightError(
-            f"audio.device: cannot open capture device {device!r} at {rate} Hz, {channels} channel(s): {exc}. "
-            f"Is the microphone plugged in? Capture devices ALSA knows: {known} (see `arecord -L`)"
-        ) from None
-    pcm.close()
+        raise PreflightError(f"audio.device: {exc}. Capture devices ALSA knows: {known}") from None
+    source.close()

@@ -99,8 +99,7 @@ def run_capture(config: Config, layout: Layout, stop: StopEvent) -> int:
     if audio.source:
         replay = FileSource(Path(audio.source), MODEL_RATE, round(audio.period * MODEL_RATE))
         return _replay(replay, ring, slot, stop, silence)
-    source = AlsaSource(audio.device, audio.rate, audio.channels, round(audio.period * audio.rate))
-    return _capture(source, ring, slot, stop, audio.reopen_max_backoff, silence)
+    return _capture(AlsaSource.from_config(audio), ring, slot, stop, audio.reopen_max_backoff, silence)
 
 
 def _replay(source: FileSource, ring: Ring, slot: StatsSlot, stop: StopEvent, silence_dbfs: float) -> int:

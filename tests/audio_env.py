@@ -23,11 +23,25 @@ REPLAY_PCM = """pcm.replay {{
     infile "{infile}"
     format "raw"
 }}
+pcm.stereo_only {{
+    type file
+    slave.pcm {{
+        type multi
+        slaves.a {{ pcm "null" channels 2 }}
+        bindings.0 {{ slave a channel 0 }}
+        bindings.1 {{ slave a channel 1 }}
+    }}
+    file "/dev/null"
+    infile "{infile}"
+    format "raw"
+}}
 """
 
 
 def alsa_replay_config(folder: Path, raw_file: Path, clocked: bool) -> dict[str, str]:
-    """Environment for an ALSA PCM named `replay` that reads `raw_file` (S16_LE, no header).
+    """Environment for an ALSA PCM named `replay` that reads `raw_file` (S16_LE, no header), and
+    `stereo_only`: the same file as two interleaved channels, the only count it opens with (as the
+    hw: device of many USB microphones).
 
     clocked=False: the `null` slave has no clock, the file is read as fast as the reader asks.
     clocked=True: the `pulse` slave paces the reads at real time (needs `PulseServer`), while

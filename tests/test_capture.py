@@ -80,14 +80,16 @@ def test_file_pcm_samples_reach_the_ring_bit_exact(tmp_path, shared):
     np.testing.assert_array_equal(ring.read(0, samples.size), samples)
 
 
-def test_a_stereo_device_is_captured_as_the_mean_of_its_channels(tmp_path, shared):
-    """Many USB microphones are stereo only (audio.channels = 2)."""
+@pytest.mark.parametrize(("device", "channels"), [("replay", 2), ("stereo_only", 1)])
+def test_a_stereo_device_is_captured_as_the_mean_of_its_channels(tmp_path, shared, device, channels):
+    """Many USB microphones are stereo only. Asked for mono, such a device still delivers two
+    channels (pyalsaaudio takes the nearest count without saying so): they are averaged too."""
     layout, ring, _ = shared
     rng = np.random.default_rng(2)
     left, right = (2 * rng.integers(-8000, 8000, 16000 * 2) for _ in range(2))  # even: an exact mean
     interleaved = np.column_stack((left, right)).ravel()
     env = alsa_replay_config(tmp_path, write_raw(tmp_path / "in.raw", interleaved), clocked=False)
-    config = override(Config(), {"audio.device": "replay", "audio.rate": 16000, "audio.channels": 2})
+    config = override(Config(), {"audio.device": device, "audio.rate": 16000, "audio.channels": channels})
     process, stop = start_capture(config, layout, env)
     try:
         wait_for(lambda: ring.write_pos >= left.size, "the file's frames")
@@ -194,13 +196,14 @@ class _HardwarePCM:
     (-EPIPE) after the reader was away."""
 
     rate: ClassVar[int] = 48000
+    format_name: ClassVar[str] = "S16_LE"
     reads: ClassVar[list[tuple[int, bytes]]] = []
 
     def __init__(self, *_args, **_kwargs) -> None:
         self.closed = False
 
     def info(self) -> dict:
-        return {"rate": self.rate}
+        return {"rate": self.rate, "channels": 1, "format_name": self.format_name}
 
     def read(self) -> tuple[int, bytes]:
         return self.reads.pop(0)
@@ -215,6 +218,25 @@ def test_a_device_that_runs_at_another_rate_than_asked_is_refused_with_the_setti
     with pytest.raises(DeviceError, match=r"runs at 44100 Hz, not 48000: set audio\.rate"):
         source.open()
     assert not source.is_open
+
+
+def test_a_device_that_delivers_another_sample_format_is_refused_with_what_to_do(monkeypatch):
+    """A hw: device that only does 24 or 32 bits: read as 16-bit samples it would be noise."""
+    monkeypatch.setattr(alsa_source.alsaaudio, "PCM", type("S32Only", (_HardwarePCM,), {"format_name": "S32_LE"}))
+    source = AlsaSource("hw:1", 48000, 1, 4800)
+    with pytest.raises(DeviceError, match=r"delivers S32_LE samples, not S16_LE: use its plughw: name"):
+        source.open()
+    assert not source.is_open
+
+
+def test_start_refuses_a_device_that_runs_at_another_rate_before_the_pipeline_starts(monkeypatch):
+    """Else the capture process would retry it with backoff for ever, and the detector be deaf."""
+    from capture.preflight import PreflightError, check_source
+
+    monkeypatch.setattr(alsa_source.alsaaudio, "PCM", type("At44k", (_HardwarePCM,), {"rate": 44100}))
+    config = override(Config(), {"audio.device": "hw:1", "audio.rate": 48000})
+    with pytest.raises(PreflightError, match=r"^audio\.device: .* runs at 44100 Hz, not 48000: set audio\.rate$"):
+        check_source(config)
 
 
 def test_an_overrun_reports_the_frames_lost_while_the_reader_was_away(monkeypatch):
