@@ -116,6 +116,34 @@ def test_a_48k_device_is_resampled_to_16k(tmp_path, shared):
     assert 7000 < np.max(np.abs(got)) < 9000
 
 
+def _resampled_tone(rate: int, tone: float) -> tuple[np.ndarray, np.ndarray]:
+    """Two seconds of a tone at -6 dBFS, resampled to 16 kHz period by period as capture does;
+    the output and its spectrum's magnitude relative to the tone's amplitude."""
+    from capture.resample import Resampler
+
+    amplitude, period = 16384, rate // 4
+    x = (amplitude * np.sin(2 * np.pi * tone * np.arange(2 * rate) / rate)).astype(np.int16)
+    resampler = Resampler(rate, MODEL_RATE)
+    parts = [resampler.process(x[i : i + period]) for i in range(0, x.size, period)]
+    out = np.concatenate([*parts, resampler.process(np.zeros(0, dtype=np.int16), last=True)])
+    window = np.hanning(MODEL_RATE)  # the middle second: no start-up or flush transient
+    spectrum = np.abs(np.fft.rfft(out[MODEL_RATE // 4 : MODEL_RATE // 4 + MODEL_RATE] * window))
+    return out, spectrum / (amplitude * window.sum() / 2)
+
+
+@pytest.mark.parametrize("rate", [48000, 44100])
+def test_the_resampler_keeps_the_models_band_and_folds_nothing_above_it_back_into_it(rate):
+    """USB microphones run at 44.1 or 48 kHz. The models hear up to 8 kHz; a sound above it (a
+    bird, a machine's whine) must not alias into their band as a tone that is not there."""
+    for tone in (1000, 4000, 7000):
+        out, spectrum = _resampled_tone(rate, tone)
+        assert out.size == 2 * MODEL_RATE
+        assert np.argmax(spectrum) == tone and abs(20 * np.log10(spectrum.max())) < 0.5
+    for tone in (9000, 12000, 20000):
+        _, spectrum = _resampled_tone(rate, tone)
+        assert 20 * np.log10(spectrum.max()) < -80  # measured: -100 to -115 dB (soxr HQ)
+
+
 def test_a_missing_device_is_retried_with_a_clear_error_and_stops_cleanly(tmp_path, shared, capfd):
     layout, ring, stats = shared
     config = override(Config(), {"audio.device": "no_such_device", "audio.reopen_max_backoff": 2.0})
