@@ -11,9 +11,11 @@ clears, never one per retry.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import signal
+import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from multiprocessing.synchronize import Event as StopEvent
@@ -29,6 +31,7 @@ from pipeline.config import Config
 from pipeline.layout import Layout
 from pipeline.metrics import BlockedCall, LatencyTracker, StatsSlot, StatsTable
 from pipeline.process import process_setup
+from pipeline.storage import volatile_data_dir
 
 POLL_INTERVAL = 1.0  # s: longest wait between two reads of the outbox
 MIN_WAIT = 0.05  # s: never a busy loop, whatever the clock says
@@ -272,29 +275,92 @@ def run_sender(
     def stopping() -> bool:
         return terminated.requested or stop.is_set()
 
-    outbox = Outbox(outbox_path(Path(config.storage.data_dir)))
-    if recovered := outbox.recover():
-        log.warning("%d texts were mid-send when the SMS process stopped: they go again, as repeats", recovered)
-    modem = (modem_factory or real_modem)(config)
-    sender = Sender(config, outbox, modem, slot)
-    log.info("SMS process started, %d texts waiting", outbox.pending_count())
+    senders = Senders(config, (modem_factory or real_modem)(config), slot)
+    log.info("SMS process started, %d texts waiting", senders.pending_count())
     try:
         while not stopping():
             slot.beat()
-            sender.watch_network(time.time())
-            sender.send_due(time.time(), should_stop=stopping)
-            wait = sender.wait_time(time.time())
+            wait = senders.send_due(time.time(), should_stop=stopping)
             if layout.outbox is None:
                 stop.wait(wait)
             elif layout.outbox.receive(wait) is not None:
                 layout.outbox.drain()  # one pass answers every wake-up waiting
         if not terminated.requested:
-            sender.send_due(time.time())  # the supervisor stops this process last: flush what is due
+            senders.send_due(time.time())  # the supervisor stops this process last: flush what is due
     finally:
-        modem.terminate()
-        log.info("SMS process stopping, %d texts waiting", outbox.pending_count())
-        outbox.close()
+        senders.close()
     return 0
+
+
+class Senders:
+    """A Sender for the data folder's outbox and, once texts were queued there, one for the
+    in-memory outbox (pipeline/storage.py), sharing the modem. An outbox that a failing card
+    cannot open or write is logged when that starts and when it clears, and tried again every
+    pass: it never stops the texts of the other."""
+
+    def __init__(self, config: Config, modem: ModemLike, slot: StatsSlot) -> None:
+        self.config, self.modem, self.slot = config, modem, slot
+        data_dir = Path(config.storage.data_dir)
+        self.folders = (data_dir, volatile_data_dir(data_dir))
+        self.senders: dict[Path, Sender] = {}
+        self.failing: dict[Path, str] = {}
+        self._open_new()
+
+    def send_due(self, now: float, should_stop: Callable[[], bool] | None = None) -> float:
+        """One pass over each outbox; how long to wait before the next."""
+        self._open_new()
+        wait = POLL_INTERVAL
+        for index, (folder, sender) in enumerate(self.senders.items()):
+            try:
+                if index == 0:
+                    sender.watch_network(now)
+                sender.send_due(now, should_stop=should_stop)
+                wait = min(wait, sender.wait_time(now))
+            except sqlite3.Error as exc:
+                self._failed(folder, exc)
+            else:
+                self._cleared(folder)
+        return wait
+
+    def pending_count(self) -> int:
+        """Texts waiting in the outboxes that can be read."""
+        count = 0
+        for sender in self.senders.values():
+            with contextlib.suppress(sqlite3.Error):
+                count += sender.outbox.pending_count()
+        return count
+
+    def close(self) -> None:
+        self.modem.terminate()
+        log.info("SMS process stopping, %d texts waiting", self.pending_count())
+        for sender in self.senders.values():
+            sender.outbox.close()
+
+    def _open_new(self) -> None:
+        main, volatile = self.folders
+        for folder in (main, volatile):
+            if folder in self.senders or (folder == volatile and not outbox_path(folder).exists()):
+                continue
+            try:
+                outbox = Outbox(outbox_path(folder))
+                if recovered := outbox.recover():
+                    log.warning(
+                        "%d texts were mid-send when the SMS process stopped: they go again, as repeats", recovered
+                    )
+            except sqlite3.Error as exc:
+                self._failed(folder, exc)
+                continue
+            self.senders[folder] = Sender(self.config, outbox, self.modem, self.slot)
+
+    def _failed(self, folder: Path, exc: sqlite3.Error) -> None:
+        if self.failing.get(folder) != str(exc):
+            log.critical("the outbox in %s cannot be used (%s): its texts wait until it can", folder, exc)
+            self.slot.add("errors")
+        self.failing[folder] = str(exc)
+
+    def _cleared(self, folder: Path) -> None:
+        if self.failing.pop(folder, None) is not None:
+            log.warning("the outbox in %s works again", folder)
 
 
 def check_modem(config: Config, send_to: str | None) -> dict[str, str]:

@@ -9,9 +9,10 @@ called a gunshot but the vote turned down is kept as a near miss, with its clip
 that every model voted on and that reaches 0.5 is logged, without audio, for choosing a site's own
 threshold (inference/score_log.py).
 
-A full disk must not cost an alert: a failed event-log write is logged and counted (the text goes
-out without an event id); a failed outbox write gives up the outbox reserve and tries again, and
-an alert that still cannot be queued is kept in memory and retried every loop.
+A full or failing disk must not cost an alert: a failed event-log write is logged and counted (the
+text goes out without an event id); a failed outbox write gives up the outbox reserve and tries
+again, then queues the alert in the in-memory outbox (pipeline/storage.py); an alert that still
+cannot be queued is kept in memory and retried every loop.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any, TypeVar
 from alerting.clock import clock_synchronised
 from alerting.compose import EventAlert, queue_event_alert
 from alerting.outbox import Outbox, outbox_path
-from alerting.reserve import DiskReserve, queue_in_order
+from alerting.reserve import DiskReserve
 from inference.background_sample import BackgroundSampler
 from inference.eventlog import CLIP_PREFIX, EVENTS, MB, NEAR_MISSES, SAMPLES, SECONDS_PER_DAY, EventLog
 from inference.events import Event, EventTracker
@@ -44,6 +45,7 @@ from pipeline.messages import OutboxChanged, Vote
 from pipeline.metrics import LatencyTracker, StatsSlot, StatsTable
 from pipeline.process import process_setup
 from pipeline.ring import Lapped, NotWritten, Ring
+from pipeline.storage import queue_durably
 
 PRUNE_INTERVAL = 3600.0  # s between retention passes
 # s without new audio (the microphone is away): the open event is closed and every pending clip is
@@ -92,7 +94,7 @@ class Aggregator:
         self.events = EventLog(data_dir)
         if interrupted := self.events.mark_interrupted():
             log.warning("%d events were open when the aggregator last stopped: marked interrupted", interrupted)
-        self.outbox = Outbox(outbox_path(data_dir))
+        self.data_dir = data_dir
         self.clips: list[_ClipDue] = []
         self.last_prune = 0.0
         self.window = ensemble.window_samples
@@ -200,12 +202,12 @@ class Aggregator:
 
     def queue_alerts(self) -> None:
         """Queue the alerts not yet in the outbox (the usual case: the one just decided)."""
-        if (exc := queue_in_order(self.unqueued, self._queue_alert, self.reserve)) is not None:
+        if (exc := queue_durably(self.unqueued, self._queue_alert, self.data_dir)) is not None:
             log.critical("alert for event %s NOT queued yet (%s): retrying", self.unqueued[0].event_id, exc)
             self.slot.add("errors")
 
-    def _queue_alert(self, alert: EventAlert) -> None:
-        queue_event_alert(self.outbox, self.config, alert, now=time.time())
+    def _queue_alert(self, outbox: Outbox, alert: EventAlert) -> None:
+        queue_event_alert(outbox, self.config, alert, now=time.time())
         self.layout.outbox.send(OutboxChanged())
 
     def _record(self, what: str, write: Callable[..., T], *args: Any) -> T | None:
@@ -298,7 +300,7 @@ class Aggregator:
         self.reserve.ensure()
         days = self.config.storage.retention_days
         removed = self._record("retention", self.events.prune, days, now)
-        texts = self._record("retention", self.outbox.prune_sent, now - days * SECONDS_PER_DAY)
+        texts = self._record("retention", self._prune_sent, now - days * SECONDS_PER_DAY)
         if removed or texts:
             log.info("retention: removed %d records with their clips, %d sent texts", removed, texts)
 
@@ -314,7 +316,13 @@ class Aggregator:
         for alert in self.unqueued:
             log.critical("alert for event %s LOST: the outbox could not be written", alert.event_id)
         self.events.close()
-        self.outbox.close()
+
+    def _prune_sent(self, older_than: float) -> int:
+        outbox = Outbox(outbox_path(self.data_dir))
+        try:
+            return outbox.prune_sent(older_than)
+        finally:
+            outbox.close()
 
 
 def run_aggregator(config: Config, layout: Layout, stop: StopEvent) -> int:

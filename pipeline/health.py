@@ -4,8 +4,9 @@ The capture process stamps `last_sound` whenever a period is louder than health.
 when that stamp (or the audio itself) is older than health.silence_alert_after, the recipients
 get one text, and another when sound comes back. With health.heartbeat_hours set, a "still
 running" text goes out on that schedule (silence from a detector then means something is wrong).
-Texts go through the outbox like alerts. One the outbox cannot take yet (a full disk gives up the
-outbox reserve first, as alerts do) is kept and tried again every HEALTH_RETRY s, in order.
+Texts go through the outbox like alerts (pipeline/storage.py: the reserve of a full disk, then
+the in-memory outbox). One no outbox can take yet is kept and tried again every HEALTH_RETRY s, in
+order.
 """
 
 from __future__ import annotations
@@ -17,18 +18,23 @@ from pathlib import Path
 
 from alerting.clock import clock_synchronised
 from alerting.compose import clock_note, local_time
-from alerting.outbox import Outbox, outbox_path
-from alerting.reserve import DiskReserve, queue_in_order
+from alerting.outbox import Outbox
 from pipeline.config import Config
 from pipeline.metrics import StatsSlot
+from pipeline.storage import queue_durably, unwritable_reason
 
 SILENT_TEXT = "{site}: microphone silent (or no audio) since {since}. Check it: the detector cannot hear."
 BACK_TEXT = "{site}: the microphone works again (silent from {since} to {until})."
 DEGRADED_TEXT = "{site}: the detector is degraded ({reason}); it keeps trying, but needs a look."
 RECOVERED_TEXT = "{site}: the detector works normally again ({reason})."
 HEARTBEAT_TEXT = "{site}: detector running since {since}: {status}."
+STORAGE_TEXT = (
+    "{site}: the detector {problem}. It keeps listening and texting, but keeps no clips, and its "
+    "records are lost at a restart. Check the SD card."
+)
 SECONDS_PER_HOUR = 3600.0
 HEALTH_RETRY = 60.0  # s between tries to queue a health text the outbox refused
+STORAGE_CHECK = 600.0  # s between probe writes in the data folder (one small file)
 UNQUEUED_KEPT = 50  # health texts kept while the outbox refuses them; older ones are given up (logged)
 
 log = logging.getLogger(__name__)
@@ -44,6 +50,8 @@ class HealthMonitor:
     last_heartbeat: float | None = None  # monotonic; None: count from `started`
     unqueued: list[str] = field(default_factory=list)  # texts the outbox refused, oldest first
     retry_at: float = 0.0  # monotonic
+    next_storage_check: float = 0.0  # monotonic
+    storage_reported: bool = False
 
     def check(self, now_monotonic: float | None = None, now_wall: float | None = None) -> str | None:
         """Queue a health text when the microphone falls silent or comes back; returns its text."""
@@ -81,6 +89,26 @@ class HealthMonitor:
         text = DEGRADED_TEXT.format(site=self.config.site.name, reason=reason)
         return self._send(text, time.monotonic(), timed=False)
 
+    def watch_storage(self, now_monotonic: float | None = None) -> str | None:
+        """Every STORAGE_CHECK s: can the data folder still be written? The first time it cannot (a
+        card the kernel remounted read-only under the running detector), the recipients are told;
+        the texts themselves go out through the in-memory outbox (pipeline/storage.py)."""
+        now_monotonic = time.monotonic() if now_monotonic is None else now_monotonic
+        if self.storage_reported or now_monotonic < self.next_storage_check:
+            return None
+        self.next_storage_check = now_monotonic + STORAGE_CHECK
+        folder = Path(self.config.storage.data_dir)
+        if (reason := unwritable_reason(folder)) is None:
+            return None
+        return self.storage_failed(f"cannot write the data folder {folder} ({reason})")
+
+    def storage_failed(self, problem: str) -> str:
+        """The data folder cannot be written (pipeline/storage.py): the card needs a person."""
+        self.storage_reported = True
+        return self._send(
+            STORAGE_TEXT.format(site=self.config.site.name, problem=problem), time.monotonic(), timed=False
+        )
+
     def recovered(self, reason: str) -> str:
         text = RECOVERED_TEXT.format(site=self.config.site.name, reason=reason)
         return self._send(text, time.monotonic(), timed=False)
@@ -106,15 +134,11 @@ class HealthMonitor:
         if not self.unqueued or now_monotonic < self.retry_at:
             return
         data_dir = Path(self.config.storage.data_dir)
-        if (exc := queue_in_order(self.unqueued, self._queue, DiskReserve(data_dir))) is not None:
+        if (exc := queue_durably(self.unqueued, self._queue, data_dir)) is not None:
             log.error("health text NOT queued yet (%s): retrying in %.0f s", exc, HEALTH_RETRY)
             self.retry_at = now_monotonic + HEALTH_RETRY
 
-    def _queue(self, text: str) -> None:
-        outbox = Outbox(outbox_path(Path(self.config.storage.data_dir)))
-        try:
-            with outbox.transaction():  # every recipient or none: a retry sends nobody the text twice
-                for recipient in self.config.alerts.recipients:
-                    outbox.enqueue(recipient, text, "health")
-        finally:
-            outbox.close()
+    def _queue(self, outbox: Outbox, text: str) -> None:
+        with outbox.transaction():  # every recipient or none: a retry sends nobody the text twice
+            for recipient in self.config.alerts.recipients:
+                outbox.enqueue(recipient, text, "health")

@@ -21,6 +21,7 @@ import math
 import multiprocessing
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from pipeline.process import exit_with
 from pipeline.ring import Ring
 from pipeline.shm import SHM_DIR, new_run_id, remove_stale_segments, segment_name
 from pipeline.stats import StatsReporter
+from pipeline.storage import fall_back_if_unwritable, volatile_data_dir
 from pipeline.systemd import Notifier
 
 HEARTBEAT_TIMEOUT = 10.0
@@ -103,11 +105,11 @@ class Managed:
 
 class Supervisor:
     def __init__(self, config: Config, ensemble: Ensemble, context: BaseContext | None = None) -> None:
-        self.config = config
+        self.config, self.storage_problem = fall_back_if_unwritable(config)
         self.ensemble = ensemble
         self.context = context or _default_context()
         self.stop_event = self.context.Event()
-        self.data_dir = Path(config.storage.data_dir)
+        self.data_dir = Path(self.config.storage.data_dir)
         self.run_id = new_run_id()
         self.degraded = False
         self._last_restart = 0.0  # monotonic
@@ -136,6 +138,8 @@ class Supervisor:
             raise
         self.reporter = StatsReporter(self)
         self.health = HealthMonitor(self.config, self.stats.slot("capture"))
+        if self.storage_problem is not None:
+            self.health.storage_failed(self.storage_problem)
         log.info("detector started: %s", ", ".join(self.managed))
         return self.layout
 
@@ -323,7 +327,7 @@ class Supervisor:
                 if self.reporter.maybe_report() is not None:
                     self.notifier.status(self.status_line())
                 self.health.queue_unqueued()
-                if self.health.check() is not None or self.health.heartbeat(self.status_line()) is not None:
+                if any(text is not None for text in self._health_texts()):
                     self.layout.outbox.send(OutboxChanged())
                 if self.source_finished() and self._drained(time.monotonic()):
                     break
@@ -333,6 +337,10 @@ class Supervisor:
         finally:
             self.shutdown()
         return self.managed["capture"].exitcode
+
+    def _health_texts(self) -> tuple[str | None, ...]:
+        """Each health watch once per loop turn: a text it queued, or None."""
+        return (self.health.check(), self.health.heartbeat(self.status_line()), self.health.watch_storage())
 
     def _notify_ready(self) -> None:
         """Tell systemd we are up once the first window was decided (or the start-up grace ran out:
@@ -371,11 +379,9 @@ class Supervisor:
         return self._outbox_idle()
 
     def _outbox_idle(self) -> bool:
-        outbox = Outbox(outbox_path(self.data_dir))
-        try:
-            return outbox.pending_count() == 0
-        finally:
-            outbox.close()
+        """No text waiting that could be sent: in the data folder's outbox (unless a failing card
+        lost it) or in the in-memory one."""
+        return not any(_pending_texts(folder) for folder in (self.data_dir, volatile_data_dir(self.data_dir)))
 
     # --- stop --------------------------------------------------------------------------------
     def shutdown(self) -> None:
@@ -399,6 +405,19 @@ class Supervisor:
         self._release()
         self.notifier.close()
         log.info("detector stopped")
+
+
+def _pending_texts(data_dir: Path) -> int:
+    if not outbox_path(data_dir).exists():
+        return 0
+    try:
+        outbox = Outbox(outbox_path(data_dir))
+    except sqlite3.Error:
+        return 0
+    try:
+        return outbox.pending_count()
+    finally:
+        outbox.close()
 
 
 def _exit_status(exitcode: int) -> int:

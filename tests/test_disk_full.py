@@ -19,8 +19,9 @@ import soundfile
 from alerting.modem import Modem
 from alerting.outbox import Outbox, outbox_path
 from alerting.reserve import RESERVE_FILE, DiskReserve, queue_in_order
-from alerting.sender import send_pending_once
+from alerting.sender import Senders, send_pending_once
 from inference.eventlog import EVENTS, MB, NEAR_MISSES, SAMPLES, EventLog
+from pipeline import storage
 from pipeline.config import override
 from pipeline.health import HEALTH_RETRY, HealthMonitor
 from pipeline.metrics import StatsTable
@@ -30,6 +31,14 @@ from tests.test_alerting_support import NUMBERS, config_for, sent_texts
 
 DISK_MB = 8
 DATABASE_GROWTH = 64 * 1024  # bytes the event database may add beside a clip
+
+
+@pytest.fixture
+def in_memory(tmp_path, monkeypatch) -> Path:
+    """The in-memory outbox's root (pipeline/storage.py) in a folder of the test's own."""
+    root = tmp_path / "shm"
+    monkeypatch.setattr(storage, "VOLATILE_ROOT", root)
+    return root
 
 
 @pytest.fixture
@@ -88,9 +97,25 @@ def test_on_a_full_disk_the_alert_is_queued_and_sent_and_the_lost_clip_is_counte
     assert not list((small_disk / "data").glob("clips/*.flac"))
 
 
-def test_an_alert_that_finds_no_room_at_all_is_kept_and_queued_once_there_is(tmp_path, small_disk, caplog):
+def test_an_alert_that_finds_no_room_at_all_is_queued_in_memory_and_sent(tmp_path, small_disk, in_memory):
     """No reserve to give up (another program took the disk before the first retention pass made
-    it): the alert waits in memory, retried every loop, and reaches the outbox when room is made."""
+    it): the alert goes to the in-memory outbox, and the SMS process sends it from there."""
+    config = config_for(tmp_path, **{"storage.data_dir": str(small_disk / "data"), "storage.min_free_mb": 0.0})
+    with built(config) as (agg, audio, _):
+        leave_free(small_disk, 0)
+        audio.write(np.zeros(RATE * 4, dtype=np.int16))
+        agg.handle(decision(1, True))
+        assert agg.unqueued == []
+        senders = Senders(config, Modem(config.modem), agg.slot)
+        assert senders.send_due(time.time()) > 0 and senders.pending_count() == 0
+        senders.close()
+    assert sorted(recipient for recipient, _ in sent_texts(tmp_path)) == sorted(NUMBERS)
+
+
+def test_an_alert_no_outbox_can_take_is_kept_and_queued_once_one_can(tmp_path, small_disk, monkeypatch, caplog):
+    """The memory full too (here: the in-memory outbox on the same full disk): the alert waits in
+    the aggregator, retried every loop, and reaches the outbox when room is made."""
+    monkeypatch.setattr(storage, "VOLATILE_ROOT", small_disk / "shm")
     config = config_for(tmp_path, **{"storage.data_dir": str(small_disk / "data"), "storage.min_free_mb": 0.0})
     with built(config) as (agg, audio, _):
         leave_free(small_disk, 0)
@@ -175,7 +200,11 @@ def test_a_disk_filled_by_something_else_costs_no_clip(small_disk):
     assert [event.clip is not None for event in log.events()] == [True, False]
 
 
-def test_a_health_text_on_a_full_disk_gives_up_the_reserve_or_waits_never_stops_the_detector(tmp_path, small_disk):
+def test_a_health_text_on_a_full_disk_gives_up_the_reserve_or_waits_never_stops_the_detector(
+    tmp_path, small_disk, monkeypatch
+):
+    """Waits: when the in-memory outbox has no room either (here: on the same full disk)."""
+    monkeypatch.setattr(storage, "VOLATILE_ROOT", small_disk / "shm")
     data = small_disk / "data"
     config = config_for(tmp_path, **{"storage.data_dir": str(data), "health.silence_alert_after": 60.0})
     Outbox(outbox_path(data)).close()

@@ -1,0 +1,91 @@
+"""Where texts and records go when the data folder cannot be written.
+
+A Pi's SD card fails in ways that keep the system running: the kernel remounts it read-only after
+errors, a worn-out card locks itself read-only, or the folder belongs to another user (a run with
+sudo). None of them may stop an alert. The detector then keeps its outbox, and at start its whole
+data folder, in memory (VOLATILE_ROOT, a tmpfs on every Linux): texts still go out, but what is
+kept there is lost at a reboot, and no clips are saved (they would fill the Pi's RAM). The
+recipients are told, so that somebody replaces the card.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from alerting.outbox import Outbox, outbox_path
+from alerting.reserve import DiskReserve, queue_in_order
+from pipeline.config import Config, override
+
+VOLATILE_ROOT = Path("/dev/shm")
+PROBE_FILE = ".write-test"
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def volatile_data_dir(data_dir: Path | str) -> Path:
+    """The in-memory stand-in for `data_dir`: one per data folder, so that the SMS process of the
+    same detector (and its next start) finds what was queued there."""
+    key = hashlib.sha1(str(Path(data_dir).resolve()).encode()).hexdigest()[:12]
+    return VOLATILE_ROOT / f"gunshot-data-{key}"
+
+
+def unwritable_reason(folder: Path) -> str | None:
+    """Why a file cannot be made in `folder` (made if missing), or None if it can. Not synced: a
+    read-only card or another owner refuses the open at once, and a sync could hang on a dying card
+    (the supervisor, which calls this, must keep pinging the watchdog)."""
+    probe = folder / PROBE_FILE
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
+def fall_back_if_unwritable(config: Config) -> tuple[Config, str | None]:
+    """`config` as is, or (when its data folder cannot be written) with the volatile one and no
+    clips, and what is wrong with the folder."""
+    folder = Path(config.storage.data_dir)
+    if (reason := unwritable_reason(folder)) is None:
+        return config, None
+    volatile = volatile_data_dir(folder)
+    problem = f"cannot write the data folder {folder} ({reason})"
+    log.critical(
+        "%s: keeping events and texts in memory (%s) instead, without clips; they are lost at a reboot. "
+        "A read-only or failing SD card (see `dmesg`) needs replacing; a folder of another user needs "
+        "`sudo chown -R USER: %s`",
+        problem,
+        volatile,
+        folder,
+    )
+    return override(config, {"storage.data_dir": str(volatile), "storage.clips": False}), problem
+
+
+def queue_durably(pending: list[T], queue: Callable[[Outbox, T], None], data_dir: Path) -> BaseException | None:
+    """Queue `pending` (oldest first, each removed once queued) in the data folder's outbox; what it
+    refuses (a read-only or failing card; a full disk once the reserve is given up) in the volatile
+    one, whose texts the SMS process sends too. The error if neither took them (they stay pending)."""
+    if (exc := queue_in_order(pending, _into(data_dir, queue), DiskReserve(data_dir))) is None:
+        return None
+    volatile = volatile_data_dir(data_dir)
+    log.critical(
+        "the outbox in %s refused %d text(s) (%s): queued in memory (%s)", data_dir, len(pending), exc, volatile
+    )
+    return queue_in_order(pending, _into(volatile, queue), DiskReserve(volatile))
+
+
+def _into(data_dir: Path, queue: Callable[[Outbox, T], None]) -> Callable[[T], None]:
+    def queue_one(item: T) -> None:
+        outbox = Outbox(outbox_path(data_dir))
+        try:
+            queue(outbox, item)
+        finally:
+            outbox.close()
+
+    return queue_one
