@@ -64,6 +64,12 @@ _COLUMNS = (
 # Each recipient's oldest unsent text.
 _HEADS = "SELECT MIN(id) FROM texts WHERE state != 'sent' GROUP BY recipient"
 _HELD_COLUMNS = "id, recipient, event_id, event_time, summary_id"
+_TAKEN = (
+    "created", "event_id", "event_time", "recipient", "text", "kind", "state", "attempts", "next_attempt",
+    "last_error", "repeat", "sent_at", "reference",
+)  # fmt: skip
+_TAKEN_COLUMNS = ", ".join(_TAKEN)
+_TAKEN_VALUES = ", ".join("?" * len(_TAKEN))
 
 
 @dataclass(frozen=True)
@@ -289,6 +295,23 @@ class Outbox:
             )
         return summary_id
 
+    # --- another outbox's texts -------------------------------------------------------------------
+    def take_over(self, other: Outbox, sent_since: float) -> int:
+        """Copy `other`'s unsent texts (one caught mid-send becomes a repeat, due now), the texts it
+        sent since wall time `sent_since` (for the hourly limit) and its events still held for a
+        summary, in one commit; the number of unsent texts."""
+        texts = other._db.execute(
+            f"SELECT {_TAKEN_COLUMNS} FROM texts WHERE state != 'sent' OR sent_at >= ? ORDER BY id", (sent_since,)
+        ).fetchall()
+        held = other._db.execute(
+            "SELECT recipient, event_id, event_time, created FROM held WHERE summary_id IS NULL ORDER BY id"
+        ).fetchall()
+        texts = [_as_repeat_if_sending(row) for row in texts]
+        with self.transaction():
+            self._db.executemany(f"INSERT INTO texts ({_TAKEN_COLUMNS}) VALUES ({_TAKEN_VALUES})", texts)
+            self._db.executemany("INSERT INTO held (recipient, event_id, event_time, created) VALUES (?,?,?,?)", held)
+        return sum(row[_TAKEN.index("state")] != "sent" for row in texts)
+
     # --- retention ----------------------------------------------------------------------------------
     def prune_sent(self, older_than: float) -> int:
         """Retention: delete texts sent before wall time `older_than` (and the events they reported).
@@ -310,6 +333,14 @@ class Outbox:
                 for name, kind in columns.items():
                     if name not in present:
                         self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+
+
+def _as_repeat_if_sending(row: tuple) -> tuple:
+    """A text caught mid-send may have gone out: pending again, due now, marked as a repeat."""
+    if row[_TAKEN.index("state")] != "sending":
+        return row
+    values = dict(zip(_TAKEN, row, strict=True)) | {"state": "pending", "repeat": 1, "next_attempt": 0.0}
+    return tuple(values[name] for name in _TAKEN)
 
 
 def _row(r: tuple) -> OutboxRow:

@@ -12,6 +12,7 @@ clears, never one per retry.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import random
 import signal
@@ -31,13 +32,14 @@ from pipeline.config import Config
 from pipeline.layout import Layout
 from pipeline.metrics import BlockedCall, LatencyTracker, StatsSlot, StatsTable
 from pipeline.process import process_setup
-from pipeline.storage import volatile_data_dir
+from pipeline.storage import queue_durably, volatile_data_dir
 
 POLL_INTERVAL = 1.0  # s: longest wait between two reads of the outbox
 MIN_WAIT = 0.05  # s: never a busy loop, whatever the clock says
 JITTER = 0.25  # backoffs vary by +-25 % so retries do not fall into step
 MAX_TEXTS_PER_PASS = 100  # then the loop turns (heartbeat, stop check) before going on
 MODEM_SCOPE = "modem"
+OUTBOX_RETRY = 10.0  # s before an outbox that failed (a failing card) is opened again
 # s a modem call may block while the heartbeat goes on (pipeline.metrics.BlockedCall): Gammu waits
 # up to about 100 s for a modem's answer to a send (modem manuals allow 60 s for AT+CMGS). Killed
 # as hung while it waits, the SMS process would send the text again, as a repeat.
@@ -84,17 +86,22 @@ class FailureLog:
 
 
 class Sender:
-    """Outbox -> modem, one pass at a time; keeps the modem connected between passes."""
+    """Outboxes -> modem, one pass at a time; keeps the modem connected between passes. One outbox,
+    or two while the data folder fails (pipeline/storage.py): one modem, one backoff and one network
+    state for both. An outbox that fails (sqlite3.Error) raises, or goes to `on_outbox_error` and
+    the other is served."""
 
     def __init__(
         self,
         config: Config,
-        outbox: Outbox,
+        outbox: Outbox | None,
         modem: ModemLike,
         slot: StatsSlot | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self.config, self.outbox, self.modem, self.slot = config, outbox, modem, slot
+        self.config, self.modem, self.slot = config, modem, slot
+        self.outboxes = [] if outbox is None else [outbox]
+        self.on_outbox_error: Callable[[Outbox, sqlite3.Error], None] | None = None
         self.latency = LatencyTracker(slot) if slot is not None else None
         self.rng = rng or random.Random()
         self.failures = FailureLog()
@@ -111,24 +118,42 @@ class Sender:
         should_stop: Callable[[], bool] | None = None,
     ) -> int:
         """Send the texts due at `now` (to `recipients`, default all); the number sent."""
-        release_summaries(self.outbox, self.config, now)
-        self.outbox.clamp_next_attempt(now + self.config.modem.retry_max)
         wanted = None if recipients is None else set(recipients)
-        due = self.outbox.due(now, wanted)
+        sent, refused = 0, set()
+        for outbox in list(self.outboxes):
+            try:
+                sent += self._send_due_in(outbox, now, wanted, refused, should_stop)
+            except sqlite3.Error as exc:
+                if self.on_outbox_error is None:
+                    raise
+                self.on_outbox_error(outbox, exc)
+        if refused:
+            self.modem.terminate()  # re-initialise before the next attempt
+        return sent
+
+    def _send_due_in(
+        self,
+        outbox: Outbox,
+        now: float,
+        wanted: set[str] | None,
+        refused: set[str],
+        should_stop: Callable[[], bool] | None,
+    ) -> int:
+        release_summaries(outbox, self.config, now)
+        outbox.clamp_next_attempt(now + self.config.modem.retry_max)
+        due = [r for r in outbox.due(now, wanted) if r.recipient not in refused]
         if not due or not self._ready(now):
             return 0
-        sent, refused = 0, set()
+        sent = 0
         while due and sent < MAX_TEXTS_PER_PASS and not (should_stop is not None and should_stop()):
-            error = self._send(due[0], now)
+            error = self._send(outbox, due[0], now)
             if error is None:
                 sent += 1
             else:
                 refused.add(due[0].recipient)
                 if error.modem_down:
                     break
-            due = [r for r in self.outbox.due(now, wanted) if r.recipient not in refused]
-        if refused:
-            self.modem.terminate()  # re-initialise before the next attempt
+            due = [r for r in outbox.due(now, wanted) if r.recipient not in refused]
         return sent
 
     def watch_network(self, now: float) -> None:
@@ -150,18 +175,39 @@ class Sender:
         self._network_back(now)
 
     def _network_back(self, now: float) -> None:
+        """Log the end of a loss of the network; text it when it was long (kept until queued)."""
         if self.network_lost_at is None:
             return
-        lost_at, self.network_lost_at = self.network_lost_at, None
-        log.warning("the modem is on a network again after %.0f s without", now - lost_at)
+        lost_at = self.network_lost_at
         if now - lost_at >= NETWORK_TEXT_AFTER:
             text = network_back_text(self.config, lost_at, now, clock_synchronised())
+            queue = functools.partial(self._queue_health, now=now)
+            if (exc := queue_durably([text], queue, Path(self.config.storage.data_dir))) is not None:
+                log.error("the network-back text is NOT queued yet (%s): retrying", exc)
+                return
+        self.network_lost_at = None
+        log.warning("the modem is on a network again after %.0f s without", now - lost_at)
+
+    def _queue_health(self, outbox: Outbox, text: str, now: float) -> None:
+        with outbox.transaction():
             for recipient in self.config.alerts.recipients:
-                self.outbox.enqueue(recipient, text, "health", now=now)
+                outbox.enqueue(recipient, text, "health", now=now)
+
+    def pending_count(self) -> int:
+        """Texts waiting in the outboxes that can be read."""
+        count = 0
+        for outbox in self.outboxes:
+            with contextlib.suppress(sqlite3.Error):
+                count += outbox.pending_count()
+        return count
 
     def wait_time(self, now: float) -> float:
         """Until the next text is due (and the modem may be tried), at most POLL_INTERVAL."""
-        due = self.outbox.next_attempt()
+        attempts = []
+        for outbox in self.outboxes:
+            with contextlib.suppress(sqlite3.Error):  # a failing outbox is dropped by the next pass
+                attempts.append(outbox.next_attempt())
+        due = min((t for t in attempts if t is not None), default=None)
         if due is None:
             return POLL_INTERVAL
         if not self.modem.connected:
@@ -185,23 +231,23 @@ class Sender:
         self._network_back(now)
         return True
 
-    def _send(self, row: OutboxRow, now: float) -> ModemError | None:
-        self.outbox.mark_sending(row.id)  # committed: from here a crash means "maybe sent"
+    def _send(self, outbox: Outbox, row: OutboxRow, now: float) -> ModemError | None:
+        outbox.mark_sending(row.id)  # committed: from here a crash means "maybe sent"
         started = time.monotonic()
         try:
             with BlockedCall(self.slot, MODEM_CALL_LIMIT) as call:
                 references = self.modem.send_text(row.recipient, row.text_to_send, on_part=call.renew)
         except ModemError as exc:
             delay = self._delay(exc, row.attempts + 1)
-            self.outbox.mark_retry(row.id, str(exc), now + delay, exc.maybe_sent)
+            outbox.mark_retry(row.id, str(exc), now + delay, exc.maybe_sent)
             if exc.modem_down:
                 self._modem_failed(exc, now)
             else:
                 self._count_error(exc)
-                self.failures.failed(row.recipient, exc, now, self.outbox.pending_count(), delay)
+                self.failures.failed(row.recipient, exc, now, self.pending_count(), delay)
             return exc
         sent_at = time.time()
-        self.outbox.mark_sent(row.id, references, sent_at)
+        outbox.mark_sent(row.id, references, sent_at)
         self.modem_failures = 0
         self.failures.cleared(MODEM_SCOPE, now)
         self.failures.cleared(row.recipient, now)
@@ -227,7 +273,7 @@ class Sender:
         delay = self._delay(error, self.modem_failures)
         self.retry_connect_at = now + delay
         self._count_error(error)
-        self.failures.failed(MODEM_SCOPE, error, now, self.outbox.pending_count(), delay)
+        self.failures.failed(MODEM_SCOPE, error, now, self.pending_count(), delay)
 
     def _delay(self, error: ModemError, failures: int) -> float:
         """Backoff; the longest at once when waiting cannot help (a person must act)."""
@@ -293,53 +339,44 @@ def run_sender(
 
 
 class Senders:
-    """A Sender for the data folder's outbox and, once texts were queued there, one for the
-    in-memory outbox (pipeline/storage.py), sharing the modem. An outbox that a failing card
-    cannot open or write is logged when that starts and when it clears, and tried again every
-    pass: it never stops the texts of the other."""
+    """The SMS process's outboxes: the data folder's and, once texts were queued there, the
+    in-memory one (pipeline/storage.py), served by one Sender. An outbox that fails (a failing
+    card) is logged, closed and opened again OUTBOX_RETRY s later, when texts caught mid-send go
+    again as repeats (Outbox.recover): it never stops the texts of the other."""
 
     def __init__(self, config: Config, modem: ModemLike, slot: StatsSlot) -> None:
-        self.config, self.modem, self.slot = config, modem, slot
         data_dir = Path(config.storage.data_dir)
         self.folders = (data_dir, volatile_data_dir(data_dir))
-        self.senders: dict[Path, Sender] = {}
-        self.failing: dict[Path, str] = {}
-        self._open_new()
+        self.sender = Sender(config, None, modem, slot)
+        self.sender.on_outbox_error = self._failed
+        self.slot = slot
+        self.opened: dict[Path, Outbox] = {}
+        self.retry_at: dict[Path, float] = {}  # monotonic
+        self.failing: dict[Path, str] = {}  # the last error of each folder's outbox, logged once
+        self._open_due()
 
     def send_due(self, now: float, should_stop: Callable[[], bool] | None = None) -> float:
-        """One pass over each outbox; how long to wait before the next."""
-        self._open_new()
-        wait = POLL_INTERVAL
-        for index, (folder, sender) in enumerate(self.senders.items()):
-            try:
-                if index == 0:
-                    sender.watch_network(now)
-                sender.send_due(now, should_stop=should_stop)
-                wait = min(wait, sender.wait_time(now))
-            except sqlite3.Error as exc:
-                self._failed(folder, exc)
-            else:
-                self._cleared(folder)
-        return wait
+        """One pass over the outboxes; how long to wait before the next."""
+        self._open_due()
+        self.sender.watch_network(now)
+        self.sender.send_due(now, should_stop=should_stop)
+        return self.sender.wait_time(now)
 
     def pending_count(self) -> int:
-        """Texts waiting in the outboxes that can be read."""
-        count = 0
-        for sender in self.senders.values():
-            with contextlib.suppress(sqlite3.Error):
-                count += sender.outbox.pending_count()
-        return count
+        return self.sender.pending_count()
 
     def close(self) -> None:
-        self.modem.terminate()
+        self.sender.modem.terminate()
         log.info("SMS process stopping, %d texts waiting", self.pending_count())
-        for sender in self.senders.values():
-            sender.outbox.close()
+        for outbox in self.opened.values():
+            outbox.close()
 
-    def _open_new(self) -> None:
-        main, volatile = self.folders
-        for folder in (main, volatile):
-            if folder in self.senders or (folder == volatile and not outbox_path(folder).exists()):
+    def _open_due(self) -> None:
+        volatile = self.folders[1]
+        for folder in self.folders:
+            if folder in self.opened or time.monotonic() < self.retry_at.get(folder, 0.0):
+                continue
+            if folder == volatile and not outbox_path(folder).exists():
                 continue
             try:
                 outbox = Outbox(outbox_path(folder))
@@ -348,19 +385,27 @@ class Senders:
                         "%d texts were mid-send when the SMS process stopped: they go again, as repeats", recovered
                     )
             except sqlite3.Error as exc:
-                self._failed(folder, exc)
+                self._log_failure(folder, exc)
                 continue
-            self.senders[folder] = Sender(self.config, outbox, self.modem, self.slot)
+            self.opened[folder] = outbox
+        self.sender.outboxes = [self.opened[folder] for folder in self.folders if folder in self.opened]
 
-    def _failed(self, folder: Path, exc: sqlite3.Error) -> None:
+    def _failed(self, outbox: Outbox, exc: sqlite3.Error) -> None:
+        folder = next(folder for folder, opened in self.opened.items() if opened is outbox)
+        self._log_failure(folder, exc)
+        with contextlib.suppress(sqlite3.Error):
+            outbox.close()
+        del self.opened[folder]
+        self.sender.outboxes.remove(outbox)
+
+    def _log_failure(self, folder: Path, exc: sqlite3.Error) -> None:
+        self.retry_at[folder] = time.monotonic() + OUTBOX_RETRY
         if self.failing.get(folder) != str(exc):
-            log.critical("the outbox in %s cannot be used (%s): its texts wait until it can", folder, exc)
+            log.critical(
+                "the outbox in %s failed (%s): its texts wait; tried again every %.0f s", folder, exc, OUTBOX_RETRY
+            )
             self.slot.add("errors")
         self.failing[folder] = str(exc)
-
-    def _cleared(self, folder: Path) -> None:
-        if self.failing.pop(folder, None) is not None:
-            log.warning("the outbox in %s works again", folder)
 
 
 def check_modem(config: Config, send_to: str | None) -> dict[str, str]:

@@ -10,18 +10,27 @@ recipients are told, so that somebody replaces the card.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import logging
+import shutil
+import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from alerting.outbox import Outbox, outbox_path
+from alerting.outbox import OUTBOX_DB, Outbox, outbox_path
+from alerting.pin_record import RECORD_FILE
 from alerting.reserve import DiskReserve, queue_in_order
 from pipeline.config import Config, override
 
 VOLATILE_ROOT = Path("/dev/shm")
 PROBE_FILE = ".write-test"
+TAKEN_OVER_FILE = "taken-over"  # in the in-memory folder: the card's texts were copied in
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
+SECONDS_PER_HOUR = 3600.0
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -35,16 +44,20 @@ def volatile_data_dir(data_dir: Path | str) -> Path:
 
 
 def unwritable_reason(folder: Path) -> str | None:
-    """Why a file cannot be made in `folder` (made if missing), or None if it can. Not synced: a
-    read-only card or another owner refuses the open at once, and a sync could hang on a dying card
-    (the supervisor, which calls this, must keep pinging the watchdog)."""
+    """Why a file cannot be made in `folder` (made if missing), or None if it can. A full disk is
+    not a reason: the outbox reserve is made for it (alerting/reserve.py), and the folder comes
+    back once space does. Not synced: a read-only card or another owner refuses the open at once,
+    and a sync could hang on a dying card (the supervisor, which calls this, must keep pinging the
+    watchdog)."""
     probe = folder / PROBE_FILE
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"ok")
-        probe.unlink()
     except OSError as exc:
-        return exc.strerror or str(exc)
+        return None if exc.errno in FULL_DISK else exc.strerror or str(exc)
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
     return None
 
 
@@ -65,6 +78,48 @@ def fall_back_if_unwritable(config: Config) -> tuple[Config, str | None]:
         folder,
     )
     return override(config, {"storage.data_dir": str(volatile), "storage.clips": False}), problem
+
+
+def take_over(card: Path, volatile: Path) -> None:
+    """Once per in-memory folder (until a reboot empties it): what the card's folder still holds
+    that must not be lost or repeated. Its outbox's unsent texts (those caught mid-send as
+    repeats), the texts it sent in the last hour (the hourly limit counts them) and the events it
+    holds for a summary; and the PIN record, so that a PIN the SIM refused is not entered again.
+    The card's files are only read (a copy of the outbox is opened: SQLite must write to replay
+    its log)."""
+    marker = volatile / TAKEN_OVER_FILE
+    if marker.exists():
+        return
+    volatile.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        if (card / RECORD_FILE).exists() and not (volatile / RECORD_FILE).exists():
+            shutil.copy2(card / RECORD_FILE, volatile / RECORD_FILE)
+    if outbox_path(card).exists():
+        try:
+            texts = _take_over_outbox(card, volatile)
+        except (OSError, sqlite3.Error) as exc:
+            log.critical("the texts waiting in %s cannot be read (%s): they are not sent", outbox_path(card), exc)
+        else:
+            log.warning("%d unsent texts taken over from %s", texts, outbox_path(card))
+    marker.write_text(f"{card}\n")
+
+
+def _take_over_outbox(card: Path, volatile: Path) -> int:
+    copy = volatile / "card-outbox"
+    copy.mkdir(exist_ok=True)
+    try:
+        for suffix in ("", "-wal"):
+            source = card / f"{OUTBOX_DB}{suffix}"
+            if source.exists():
+                shutil.copyfile(source, copy / source.name)
+        old, new = Outbox(outbox_path(copy)), Outbox(outbox_path(volatile))
+        try:
+            return new.take_over(old, sent_since=time.time() - SECONDS_PER_HOUR)
+        finally:
+            old.close()
+            new.close()
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
 
 
 def queue_durably(pending: list[T], queue: Callable[[Outbox, T], None], data_dir: Path) -> BaseException | None:

@@ -46,7 +46,7 @@ from pipeline.process import exit_with
 from pipeline.ring import Ring
 from pipeline.shm import SHM_DIR, new_run_id, remove_stale_segments, segment_name
 from pipeline.stats import StatsReporter
-from pipeline.storage import fall_back_if_unwritable, volatile_data_dir
+from pipeline.storage import fall_back_if_unwritable, take_over, volatile_data_dir
 from pipeline.systemd import Notifier
 
 HEARTBEAT_TIMEOUT = 10.0
@@ -105,6 +105,7 @@ class Managed:
 
 class Supervisor:
     def __init__(self, config: Config, ensemble: Ensemble, context: BaseContext | None = None) -> None:
+        self.card_dir = Path(config.storage.data_dir)  # the configured one, whatever the fallback
         self.config, self.storage_problem = fall_back_if_unwritable(config)
         self.ensemble = ensemble
         self.context = context or _default_context()
@@ -126,6 +127,8 @@ class Supervisor:
     # --- start -------------------------------------------------------------------------------
     def start(self) -> Layout:
         self._take_lock()
+        if self.storage_problem is not None:
+            take_over(self.card_dir, self.data_dir)
         try:
             remove_stale_segments()
             self._listen_for_stop()

@@ -7,38 +7,44 @@ fail on cue instead."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import sqlite3
 import subprocess
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import soundfile
 
+from alerting import sender
 from alerting.modem import Modem
-from alerting.outbox import Outbox, outbox_path
-from alerting.sender import Senders
+from alerting.outbox import REPEAT_PREFIX, Outbox, outbox_path
+from alerting.pin_record import RECORD_FILE
+from alerting.sender import OUTBOX_RETRY, Senders
 from pipeline import storage
 from pipeline.config import override
 from pipeline.health import STORAGE_CHECK, HealthMonitor
 from pipeline.metrics import StatsTable
-from pipeline.storage import fall_back_if_unwritable, volatile_data_dir
+from pipeline.storage import PROBE_FILE, fall_back_if_unwritable, unwritable_reason, volatile_data_dir
 from tests.conftest import own_run_id
 from tests.detector_run import RATE, DetectorRun, listening_config, stream_with_shots
 from tests.test_aggregator import built, decision
-from tests.test_alerting_support import NUMBERS, config_for, sent_texts
+from tests.test_alerting_support import NUMBERS, FaultScript, Returns, config_for, sent_texts
 
 SHOT_AT = 3.0
 SECONDS = 8.0
+CARD_MB = 1
 
 
 @pytest.fixture
-def read_only_data(tmp_path):
-    """tmp_path/data: an empty tmpfs mounted read-only (root needed to mount)."""
+def card(tmp_path):
+    """tmp_path/data: an empty tmpfs standing in for the SD card (root needed to mount)."""
     data = tmp_path / "data"
     data.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(data)], capture_output=True)
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={CARD_MB}m", "tmpfs", str(data)], capture_output=True)
     if result.returncode:
         pytest.skip(f"cannot mount a tmpfs here ({result.stderr.decode().strip()}): the test needs root")
     yield data
@@ -46,48 +52,84 @@ def read_only_data(tmp_path):
     shutil.rmtree(volatile_data_dir(data), ignore_errors=True)
 
 
-def test_a_detector_started_on_a_read_only_card_still_texts_the_shot_and_says_why(tmp_path, read_only_data):
+def read_only(folder) -> None:
+    """What the kernel does to a card after errors (here: no file may be open for writing)."""
+    subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+
+
+@pytest.fixture
+def in_memory(tmp_path, monkeypatch):
+    """The in-memory folders (pipeline/storage.py) in a folder of the test's own."""
+    monkeypatch.setattr(storage, "VOLATILE_ROOT", tmp_path / "shm")
+
+
+def test_a_detector_started_on_a_read_only_card_texts_the_shot_what_the_card_held_and_why(tmp_path, card):
+    """The card's unsent texts are taken over (the one caught mid-send as a repeat), and so is its
+    PIN record; the recipients learn why."""
+    outbox = Outbox(outbox_path(card))
+    outbox.enqueue(NUMBERS[0], "Test range: an alert the card still held", "alert")
+    outbox.mark_sending(outbox.enqueue(NUMBERS[1], "Test range: an alert caught mid-send", "alert"))
+    outbox.close()
+    (card / RECORD_FILE).write_text("salt hash refused\n")
+    read_only(card)
     recording = tmp_path / "shot.wav"
     soundfile.write(recording, stream_with_shots(SECONDS, [(SHOT_AT, "openarena-shotgun")]), RATE, subtype="PCM_16")
     run = DetectorRun(tmp_path, config_lines=listening_config(tmp_path, "default", RATE))
     run.start("--source", str(recording))
     run.wait_until(lambda: run.process.poll() is not None, SECONDS + 60, "the end of the recording")
     assert run.stop() == 0, run.output()
-    assert f"cannot write the data folder {read_only_data} (Read-only file system)" in run.output()
+    assert f"cannot write the data folder {card} (Read-only file system)" in run.output()
     texts = sent_texts(tmp_path)
+    held = {
+        NUMBERS[0]: "Test range: an alert the card still held",
+        NUMBERS[1]: REPEAT_PREFIX + "Test range: an alert caught mid-send",
+    }
     for number in NUMBERS:
         to_it = [text for recipient, text in texts if recipient == number]
-        assert len(to_it) == 2, texts
-        assert any("possible gunshot" in text for text in to_it)
-        assert any("cannot write the data folder" in text and "Check the SD card" in text for text in to_it)
-    assert list(read_only_data.iterdir()) == []
-    kept = volatile_data_dir(read_only_data)
+        assert len(to_it) == 3, texts
+        assert to_it[0] == held[number]
+        assert sum("possible gunshot" in text for text in to_it) == 1
+        assert sum("cannot write the data folder" in text and "Check the SD card" in text for text in to_it) == 1
+    kept = volatile_data_dir(card)
+    assert (kept / RECORD_FILE).read_text() == "salt hash refused\n"
     assert outbox_path(kept).exists() and not (kept / "clips").exists()  # no clips in memory
 
 
-def test_a_writable_folder_keeps_its_config_and_a_read_only_one_is_swapped_for_memory(tmp_path, read_only_data):
+def test_a_writable_folder_keeps_its_config_and_a_read_only_one_is_swapped_for_memory(tmp_path, card):
     config = config_for(tmp_path, **{"storage.data_dir": str(tmp_path / "writable")})
     assert fall_back_if_unwritable(config) == (config, None)
-    swapped, problem = fall_back_if_unwritable(override(config, {"storage.data_dir": str(read_only_data)}))
-    assert problem == f"cannot write the data folder {read_only_data} (Read-only file system)"
-    assert swapped.storage.data_dir == str(volatile_data_dir(read_only_data)) and not swapped.storage.clips
+    read_only(card)
+    swapped, problem = fall_back_if_unwritable(override(config, {"storage.data_dir": str(card)}))
+    assert problem == f"cannot write the data folder {card} (Read-only file system)"
+    assert swapped.storage.data_dir == str(volatile_data_dir(card)) and not swapped.storage.clips
 
 
-def test_a_card_gone_read_only_under_the_running_detector_is_texted_once(tmp_path, read_only_data, in_memory):
+def test_a_full_card_is_no_reason_to_leave_it(card):
+    """Its outbox reserve is there for that (tests/test_disk_full.py); memory would strand the
+    texts the card holds, which the reserve lets out."""
+    filler = card / "someone-elses.log"
+    with filler.open("wb") as stream, contextlib.suppress(OSError):
+        os.posix_fallocate(stream.fileno(), 0, CARD_MB * 1024 * 1024)
+    assert unwritable_reason(card) is None
+    assert not (card / PROBE_FILE).exists()
+
+
+def test_a_card_gone_read_only_under_the_running_detector_is_texted_once(tmp_path, card, in_memory):
     """The supervisor's health watch writes a probe file every STORAGE_CHECK s."""
+    read_only(card)
     config = config_for(tmp_path, **{"storage.data_dir": str(tmp_path / "writable")})
     stats = StatsTable.create(f"gs-{own_run_id()}-stats", ("capture",))
     try:
         writable = HealthMonitor(config, stats.slot("capture"))
         assert writable.watch_storage(0.0) is None and list((tmp_path / "writable").iterdir()) == []
-        failing = HealthMonitor(override(config, {"storage.data_dir": str(read_only_data)}), stats.slot("capture"))
+        failing = HealthMonitor(override(config, {"storage.data_dir": str(card)}), stats.slot("capture"))
         text = failing.watch_storage(0.0)
-        assert f"cannot write the data folder {read_only_data} (Read-only file system)" in text
+        assert f"cannot write the data folder {card} (Read-only file system)" in text
         assert failing.unqueued == []  # queued in memory
         assert failing.watch_storage(STORAGE_CHECK) is None  # once
     finally:
         stats.close()
-    queued = Outbox(outbox_path(volatile_data_dir(read_only_data)))
+    queued = Outbox(outbox_path(volatile_data_dir(card)))
     assert sorted(row.recipient for row in queued.rows()) == sorted(NUMBERS)
 
 
@@ -100,26 +142,85 @@ class _ReadOnlyOutbox(Outbox):
     mark_sending = enqueue
 
 
-@pytest.fixture
-def in_memory(tmp_path, monkeypatch):
-    monkeypatch.setattr(storage, "VOLATILE_ROOT", tmp_path / "shm")
+def card_fails_under(monkeypatch, data, outbox_class=_ReadOnlyOutbox) -> None:
+    """Every outbox opened in `data` from now on is an `outbox_class`."""
+
+    def opened(path):
+        return (outbox_class if data in path.parents else Outbox)(path)
+
+    monkeypatch.setattr(storage, "Outbox", opened)
+    monkeypatch.setattr("alerting.sender.Outbox", opened)
 
 
 def test_a_card_failing_under_the_running_detector_costs_no_alert(tmp_path, in_memory, monkeypatch, caplog):
-    """Texts already waiting in the failed outbox wait for a restart; the new alert goes out."""
+    """Texts already waiting in the failed outbox wait until it can be written again."""
     config = config_for(tmp_path)
     data = tmp_path / "data"
     Outbox(outbox_path(data)).enqueue(NUMBERS[0], "an older text", "alert")
     with built(config) as (agg, audio, _):
-        monkeypatch.setattr(storage, "Outbox", lambda path: (_ReadOnlyOutbox if data in path.parents else Outbox)(path))
-        monkeypatch.setattr("alerting.sender.Outbox", storage.Outbox)
+        card_fails_under(monkeypatch, data)
         audio.write(np.zeros(RATE * 4, dtype=np.int16))
         agg.handle(decision(1, True))
         assert agg.unqueued == [] and "queued in memory" in caplog.text
         senders = Senders(config, Modem(config.modem), agg.slot)
         senders.send_due(time.time())
         senders.close()
-    assert "cannot be used (attempt to write a readonly database)" in caplog.text
+    assert "failed (attempt to write a readonly database)" in caplog.text
     texts = sent_texts(tmp_path)
     assert sorted(recipient for recipient, _ in texts) == sorted(NUMBERS)
     assert all("possible gunshot" in text for _, text in texts)
+
+
+class _ForgetfulOutbox(Outbox):
+    """A card that fails once, just after the modem took a text: its sending is not recorded."""
+
+    failures = 1
+
+    def mark_sent(self, *args, **kwargs):
+        if _ForgetfulOutbox.failures:
+            _ForgetfulOutbox.failures -= 1
+            raise sqlite3.OperationalError("disk I/O error")
+        super().mark_sent(*args, **kwargs)
+
+
+def test_a_text_whose_sending_could_not_be_recorded_goes_again_once_as_a_repeat(tmp_path, in_memory, monkeypatch):
+    """The outbox is closed and opened again: the text caught mid-send is a repeat (at least once),
+    not sent again unmarked on every pass."""
+    config = config_for(tmp_path, **{"alerts.recipients": [NUMBERS[0]]})
+    data = tmp_path / "data"
+    Outbox(outbox_path(data)).enqueue(NUMBERS[0], "an alert", "alert")
+    card_fails_under(monkeypatch, data, _ForgetfulOutbox)
+    stats = StatsTable.create(f"gs-{own_run_id()}-stats", ("sms",))
+    try:
+        senders = Senders(config, Modem(config.modem), stats.slot("sms"))
+        start = time.monotonic()
+        for step in range(4):  # a pass every OUTBOX_RETRY s: the failed outbox is opened again
+            clock = SimpleNamespace(monotonic=lambda step=step: start + step * OUTBOX_RETRY, time=time.time)
+            monkeypatch.setattr(sender, "time", clock)
+            senders.send_due(time.time())
+        senders.close()
+    finally:
+        stats.close()
+    assert [text for _, text in sent_texts(tmp_path)] == ["an alert", REPEAT_PREFIX + "an alert"]
+
+
+def test_the_end_of_a_long_network_loss_is_texted_once_when_the_card_refuses_it(tmp_path, in_memory, monkeypatch):
+    every = 300.0
+    config = config_for(tmp_path, **{"modem.network_check": every})
+    data = tmp_path / "data"
+    Outbox(outbox_path(data)).close()
+    card_fails_under(monkeypatch, data)
+    script = FaultScript(tmp_path, {"GetNetworkInfo": [None] + [Returns({"State": "NoNetwork"})] * 3})
+    stats = StatsTable.create(f"gs-{own_run_id()}-stats", ("sms",))
+    try:
+        senders = Senders(config, Modem(config.modem, machine_factory=script.machine), stats.slot("sms"))
+        now = time.time()
+        for _ in range(7):  # connected; three checks without a network; back; the text goes out
+            senders.send_due(now)
+            now += every
+        senders.close()
+    finally:
+        stats.close()
+    texts = sent_texts(tmp_path)
+    assert sorted(recipient for recipient, _ in texts) == sorted(NUMBERS)
+    assert all("had no mobile network" in text for _, text in texts)
