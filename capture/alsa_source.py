@@ -47,6 +47,11 @@ class AlsaSource:
     def is_open(self) -> bool:
         return self._pcm is not None
 
+    @property
+    def delivered_channels(self) -> int:
+        """The channels the open device delivers (averaged to mono): perhaps not those asked for."""
+        return self._frame_channels
+
     def open(self) -> None:
         try:
             self._pcm = alsaaudio.PCM(

@@ -134,7 +134,9 @@ def _capture(
         try:
             if not source.is_open:
                 source.open()
-                log.info("capturing from %s at %d Hz, %d channel(s)", source.device, source.rate, source.channels)
+                log.info(
+                    "capturing from %s at %d Hz, %d channel(s)", source.device, source.rate, source.delivered_channels
+                )
                 backoff, failing = FIRST_BACKOFF, None
                 writer.resuming = True
             chunk = source.read()  # blocks for one period

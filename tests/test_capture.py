@@ -294,7 +294,7 @@ class _UnpluggedTwice:
     """A device that is away, comes back, is unplugged mid-read and is away again: what a loose USB
     cable does, and what cannot be made to happen to a real device here."""
 
-    rate, channels, device = MODEL_RATE, 1, "hw:CARD=Loose"
+    rate, channels, delivered_channels, device = MODEL_RATE, 1, 1, "hw:CARD=Loose"
 
     def __init__(self) -> None:
         self.is_open = False
