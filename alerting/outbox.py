@@ -21,6 +21,7 @@ from alerting.phone import validate_e164
 
 OUTBOX_DB = "outbox.sqlite"
 REPEAT_PREFIX = "[repeat] "
+TAKEN_OVER_NOTE = "sent from the in-memory outbox (the data folder could not be written)"
 KINDS = ("alert", "summary", "test", "health")
 LOCK_WAIT = 30.0  # s: longest wait for another process's write transaction (they last milliseconds)
 WAL_RETRY = 0.05  # s between tries to switch a new outbox file to WAL
@@ -296,13 +297,14 @@ class Outbox:
         return summary_id
 
     # --- another outbox's texts -------------------------------------------------------------------
-    def take_over(self, other: Outbox, sent_since: float) -> int:
+    def take_over(self, other: Outbox, sent_since: float) -> list[int]:
         """Copy `other`'s unsent texts (one caught mid-send becomes a repeat, due now), the texts it
         sent since wall time `sent_since` (for the hourly limit) and its events still held for a
-        summary, in one commit; the number of unsent texts."""
-        texts = other._db.execute(
-            f"SELECT {_TAKEN_COLUMNS} FROM texts WHERE state != 'sent' OR sent_at >= ? ORDER BY id", (sent_since,)
+        summary, in one commit; the ids (in `other`) of the unsent texts."""
+        rows = other._db.execute(
+            f"SELECT id, {_TAKEN_COLUMNS} FROM texts WHERE state != 'sent' OR sent_at >= ? ORDER BY id", (sent_since,)
         ).fetchall()
+        texts = [row[1:] for row in rows]
         held = other._db.execute(
             "SELECT recipient, event_id, event_time, created FROM held WHERE summary_id IS NULL ORDER BY id"
         ).fetchall()
@@ -310,7 +312,15 @@ class Outbox:
         with self.transaction():
             self._db.executemany(f"INSERT INTO texts ({_TAKEN_COLUMNS}) VALUES ({_TAKEN_VALUES})", texts)
             self._db.executemany("INSERT INTO held (recipient, event_id, event_time, created) VALUES (?,?,?,?)", held)
-        return sum(row[_TAKEN.index("state")] != "sent" for row in texts)
+        return [row[0] for row in rows if row[1 + _TAKEN.index("state")] != "sent"]
+
+    def mark_taken_over(self, row_ids: Iterable[int], now: float) -> None:
+        """Texts another outbox took over (Outbox.take_over) and sends: not to be sent from here."""
+        with self.transaction():
+            self._db.executemany(
+                "UPDATE texts SET state='sent', sent_at=?, last_error=? WHERE id=? AND state!='sent'",
+                [(now, TAKEN_OVER_NOTE, row_id) for row_id in row_ids],
+            )
 
     # --- retention ----------------------------------------------------------------------------------
     def prune_sent(self, older_than: float) -> int:

@@ -384,7 +384,7 @@ class Senders:
                     log.warning(
                         "%d texts were mid-send when the SMS process stopped: they go again, as repeats", recovered
                     )
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, OSError) as exc:  # OSError: a dying card fails even a lookup
                 self._log_failure(folder, exc)
                 continue
             self.opened[folder] = outbox
@@ -398,7 +398,7 @@ class Senders:
         del self.opened[folder]
         self.sender.outboxes.remove(outbox)
 
-    def _log_failure(self, folder: Path, exc: sqlite3.Error) -> None:
+    def _log_failure(self, folder: Path, exc: sqlite3.Error | OSError) -> None:
         self.retry_at[folder] = time.monotonic() + OUTBOX_RETRY
         if self.failing.get(folder) != str(exc):
             log.critical(

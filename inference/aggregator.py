@@ -297,7 +297,7 @@ class Aggregator:
         if now - self.last_prune < PRUNE_INTERVAL:
             return
         self.last_prune = now
-        self.reserve.ensure()
+        self._record("outbox reserve", self.reserve.ensure)
         days = self.config.storage.retention_days
         removed = self._record("retention", self.events.prune, days, now)
         texts = self._record("retention", self._prune_sent, now - days * SECONDS_PER_DAY)

@@ -21,7 +21,7 @@ from alerting.compose import clock_note, local_time
 from alerting.outbox import Outbox
 from pipeline.config import Config
 from pipeline.metrics import StatsSlot
-from pipeline.storage import queue_durably, unwritable_reason
+from pipeline.storage import queue_durably
 
 SILENT_TEXT = "{site}: microphone silent (or no audio) since {since}. Check it: the detector cannot hear."
 BACK_TEXT = "{site}: the microphone works again (silent from {since} to {until})."
@@ -29,12 +29,11 @@ DEGRADED_TEXT = "{site}: the detector is degraded ({reason}); it keeps trying, b
 RECOVERED_TEXT = "{site}: the detector works normally again ({reason})."
 HEARTBEAT_TEXT = "{site}: detector running since {since}: {status}."
 STORAGE_TEXT = (
-    "{site}: the detector {problem}. It keeps listening and texting, but keeps no clips, and its "
-    "records are lost at a restart. Check the SD card."
+    "{site}: the detector {problem}. It keeps listening and texting from memory, but keeps no clips, "
+    "and its records are lost at a reboot. Check the SD card."
 )
 SECONDS_PER_HOUR = 3600.0
 HEALTH_RETRY = 60.0  # s between tries to queue a health text the outbox refused
-STORAGE_CHECK = 600.0  # s between probe writes in the data folder (one small file)
 UNQUEUED_KEPT = 50  # health texts kept while the outbox refuses them; older ones are given up (logged)
 
 log = logging.getLogger(__name__)
@@ -50,8 +49,6 @@ class HealthMonitor:
     last_heartbeat: float | None = None  # monotonic; None: count from `started`
     unqueued: list[str] = field(default_factory=list)  # texts the outbox refused, oldest first
     retry_at: float = 0.0  # monotonic
-    next_storage_check: float = 0.0  # monotonic
-    storage_reported: bool = False
 
     def check(self, now_monotonic: float | None = None, now_wall: float | None = None) -> str | None:
         """Queue a health text when the microphone falls silent or comes back; returns its text."""
@@ -89,22 +86,8 @@ class HealthMonitor:
         text = DEGRADED_TEXT.format(site=self.config.site.name, reason=reason)
         return self._send(text, time.monotonic(), timed=False)
 
-    def watch_storage(self, now_monotonic: float | None = None) -> str | None:
-        """Every STORAGE_CHECK s: can the data folder still be written? The first time it cannot (a
-        card the kernel remounted read-only under the running detector), the recipients are told;
-        the texts themselves go out through the in-memory outbox (pipeline/storage.py)."""
-        now_monotonic = time.monotonic() if now_monotonic is None else now_monotonic
-        if self.storage_reported or now_monotonic < self.next_storage_check:
-            return None
-        self.next_storage_check = now_monotonic + STORAGE_CHECK
-        folder = Path(self.config.storage.data_dir)
-        if (reason := unwritable_reason(folder)) is None:
-            return None
-        return self.storage_failed(f"cannot write the data folder {folder} ({reason})")
-
     def storage_failed(self, problem: str) -> str:
-        """The data folder cannot be written (pipeline/storage.py): the card needs a person."""
-        self.storage_reported = True
+        """The detector runs from memory (pipeline/storage.py): the card needs a person."""
         return self._send(
             STORAGE_TEXT.format(site=self.config.site.name, problem=problem), time.monotonic(), timed=False
         )

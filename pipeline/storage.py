@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import json
 import logging
+import os
 import shutil
 import sqlite3
 import time
@@ -31,6 +33,7 @@ PROBE_FILE = ".write-test"
 TAKEN_OVER_FILE = "taken-over"  # in the in-memory folder: the card's texts were copied in
 FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
 SECONDS_PER_HOUR = 3600.0
+STORAGE_CHECK = 600.0  # s between probe files the supervisor makes in the data folder while running
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -53,6 +56,8 @@ def unwritable_reason(folder: Path) -> str | None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"ok")
+        if refused := next((p.name for p in folder.iterdir() if not os.access(p, os.W_OK)), None):
+            return f"{refused} is not writable by this user"  # left by a run as another user (sudo)
     except OSError as exc:
         return None if exc.errno in FULL_DISK else exc.strerror or str(exc)
     finally:
@@ -81,30 +86,58 @@ def fall_back_if_unwritable(config: Config) -> tuple[Config, str | None]:
 
 
 def take_over(card: Path, volatile: Path) -> None:
-    """Once per in-memory folder (until a reboot empties it): what the card's folder still holds
-    that must not be lost or repeated. Its outbox's unsent texts (those caught mid-send as
-    repeats), the texts it sent in the last hour (the hourly limit counts them) and the events it
-    holds for a summary; and the PIN record, so that a PIN the SIM refused is not entered again.
-    The card's files are only read (a copy of the outbox is opened: SQLite must write to replay
-    its log)."""
+    """At a start from memory, once per in-memory folder (until a reboot empties it): what the
+    card's folder holds that must not be lost or repeated. Its outbox's unsent texts (those caught
+    mid-send as repeats), the texts it sent in the last hour (the hourly limit counts them) and the
+    events it holds for a summary; and the PIN record, so that a PIN the SIM refused is not entered
+    again (one that cannot be read stands as unreadable: no PIN goes out until a person looks).
+    The card's files are only read (a copy of the outbox is opened: SQLite must write to replay its
+    log). Tried again at the next start if the card could not be read."""
     marker = volatile / TAKEN_OVER_FILE
     if marker.exists():
         return
     volatile.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(OSError):
-        if (card / RECORD_FILE).exists() and not (volatile / RECORD_FILE).exists():
-            shutil.copy2(card / RECORD_FILE, volatile / RECORD_FILE)
+    _take_over_pin_record(card, volatile)
+    taken: list[int] = []
     if outbox_path(card).exists():
         try:
-            texts = _take_over_outbox(card, volatile)
+            taken = _take_over_outbox(card, volatile)
         except (OSError, sqlite3.Error) as exc:
-            log.critical("the texts waiting in %s cannot be read (%s): they are not sent", outbox_path(card), exc)
-        else:
-            log.warning("%d unsent texts taken over from %s", texts, outbox_path(card))
-    marker.write_text(f"{card}\n")
+            log.critical("the texts waiting in %s cannot be read yet (%s): tried again at the next start", card, exc)
+            return
+        log.warning("%d unsent texts taken over from %s", len(taken), outbox_path(card))
+    marker.write_text(json.dumps({"card": str(card), "texts": taken}))
 
 
-def _take_over_outbox(card: Path, volatile: Path) -> int:
+def give_back(card: Path, volatile: Path) -> None:
+    """At a start on the card again (the same boot, the card writable): the texts taken over from it
+    went out from memory, or will (the SMS process serves the in-memory outbox while it holds
+    texts): marked sent on the card, so that they do not go twice. (After a reboot memory is gone:
+    the card's texts then go again.)"""
+    marker = volatile / TAKEN_OVER_FILE
+    if not marker.exists():
+        return
+    taken = json.loads(marker.read_text())["texts"]
+    outbox = Outbox(outbox_path(card))
+    try:
+        outbox.mark_taken_over(taken, time.time())
+    finally:
+        outbox.close()
+    marker.unlink()
+    log.warning("back on %s: %d texts it held went out from memory", card, len(taken))
+
+
+def _take_over_pin_record(card: Path, volatile: Path) -> None:
+    source, target = card / RECORD_FILE, volatile / RECORD_FILE
+    if not source.exists() or target.exists():
+        return
+    try:
+        shutil.copyfile(source, target)
+    except OSError as exc:
+        target.write_text(f"unreadable: {exc}\n")  # PinRecord.state raises: the PIN is not entered
+
+
+def _take_over_outbox(card: Path, volatile: Path) -> list[int]:
     copy = volatile / "card-outbox"
     copy.mkdir(exist_ok=True)
     try:
@@ -112,12 +145,15 @@ def _take_over_outbox(card: Path, volatile: Path) -> int:
             source = card / f"{OUTBOX_DB}{suffix}"
             if source.exists():
                 shutil.copyfile(source, copy / source.name)
-        old, new = Outbox(outbox_path(copy)), Outbox(outbox_path(volatile))
+        old = Outbox(outbox_path(copy))
         try:
-            return new.take_over(old, sent_since=time.time() - SECONDS_PER_HOUR)
+            new = Outbox(outbox_path(volatile))
+            try:
+                return new.take_over(old, sent_since=time.time() - SECONDS_PER_HOUR)
+            finally:
+                new.close()
         finally:
             old.close()
-            new.close()
     finally:
         shutil.rmtree(copy, ignore_errors=True)
 

@@ -46,7 +46,14 @@ from pipeline.process import exit_with
 from pipeline.ring import Ring
 from pipeline.shm import SHM_DIR, new_run_id, remove_stale_segments, segment_name
 from pipeline.stats import StatsReporter
-from pipeline.storage import fall_back_if_unwritable, take_over, volatile_data_dir
+from pipeline.storage import (
+    STORAGE_CHECK,
+    fall_back_if_unwritable,
+    give_back,
+    take_over,
+    unwritable_reason,
+    volatile_data_dir,
+)
 from pipeline.systemd import Notifier
 
 HEARTBEAT_TIMEOUT = 10.0
@@ -122,13 +129,16 @@ class Supervisor:
         self.notifier = Notifier()
         self._ready = False
         self._stop_requested: list[int] = []  # signals received
+        self.restart_from_memory = False  # the card failed while running (pipeline/storage.py)
+        self._next_storage_check = 0.0  # monotonic
+        self._volatile_seen: float | None = None  # mtime of the in-memory outbox when last looked at
+        self._died_since_probe = False
         self._previous_handlers: dict[int, Any] = {}
 
     # --- start -------------------------------------------------------------------------------
     def start(self) -> Layout:
         self._take_lock()
-        if self.storage_problem is not None:
-            take_over(self.card_dir, self.data_dir)
+        self._settle_storage()
         try:
             remove_stale_segments()
             self._listen_for_stop()
@@ -145,6 +155,31 @@ class Supervisor:
             self.health.storage_failed(self.storage_problem)
         log.info("detector started: %s", ", ".join(self.managed))
         return self.layout
+
+    def _settle_storage(self) -> None:
+        """From memory: take over what the card holds; on the card: give back what memory took."""
+        if self.storage_problem is not None:
+            take_over(self.card_dir, self.data_dir)
+            return
+        try:
+            give_back(self.card_dir, volatile_data_dir(self.card_dir))
+        except (OSError, sqlite3.Error) as exc:
+            log.error("the texts sent from memory are not marked on %s (%s): they may go again", self.card_dir, exc)
+
+    def _card_failed(self, now: float) -> str | None:
+        """Whether the data folder can no longer be written, checked (a probe file) every
+        STORAGE_CHECK s, and at once when a text went to the in-memory outbox or a process died
+        (a process restarted on a failed card dies again)."""
+        if self.storage_problem is not None:
+            return None
+        volatile = outbox_path(volatile_data_dir(self.data_dir))
+        seen = volatile.stat().st_mtime if volatile.exists() else None
+        if seen == self._volatile_seen and now < self._next_storage_check and not self._died_since_probe:
+            return None
+        self._volatile_seen, self._died_since_probe = seen, False
+        self._next_storage_check = now + STORAGE_CHECK
+        reason = unwritable_reason(self.data_dir)
+        return None if reason is None else f"cannot write the data folder {self.data_dir} ({reason})"
 
     def _abandon_start(self) -> None:
         """A start that failed half-way (the forkserver, fork or shared memory refused): what it
@@ -259,6 +294,7 @@ class Supervisor:
                 log.log(level, "%s finished (exit code %d)", managed.name, process.exitcode)
                 continue
             log.error("%s died (exit code %s)", managed.name, process.exitcode)
+            self._died_since_probe = True
             self._schedule_restart(managed, now)
         self.check_recovered(now)
 
@@ -330,8 +366,12 @@ class Supervisor:
                 if self.reporter.maybe_report() is not None:
                     self.notifier.status(self.status_line())
                 self.health.queue_unqueued()
-                if any(text is not None for text in self._health_texts()):
+                if self.health.check() is not None or self.health.heartbeat(self.status_line()) is not None:
                     self.layout.outbox.send(OutboxChanged())
+                if not self.config.audio.source and (problem := self._card_failed(time.monotonic())):
+                    log.critical("%s: starting again from memory", problem)
+                    self.restart_from_memory = True
+                    break
                 if self.source_finished() and self._drained(time.monotonic()):
                     break
                 time.sleep(WATCH_INTERVAL)
@@ -340,10 +380,6 @@ class Supervisor:
         finally:
             self.shutdown()
         return self.managed["capture"].exitcode
-
-    def _health_texts(self) -> tuple[str | None, ...]:
-        """Each health watch once per loop turn: a text it queued, or None."""
-        return (self.health.check(), self.health.heartbeat(self.status_line()), self.health.watch_storage())
 
     def _notify_ready(self) -> None:
         """Tell systemd we are up once the first window was decided (or the start-up grace ran out:

@@ -21,14 +21,22 @@ import soundfile
 
 from alerting import sender
 from alerting.modem import Modem
-from alerting.outbox import REPEAT_PREFIX, Outbox, outbox_path
+from alerting.outbox import REPEAT_PREFIX, TAKEN_OVER_NOTE, Outbox, outbox_path
 from alerting.pin_record import RECORD_FILE
 from alerting.sender import OUTBOX_RETRY, Senders
 from pipeline import storage
 from pipeline.config import override
-from pipeline.health import STORAGE_CHECK, HealthMonitor
 from pipeline.metrics import StatsTable
-from pipeline.storage import PROBE_FILE, fall_back_if_unwritable, unwritable_reason, volatile_data_dir
+from pipeline.storage import (
+    PROBE_FILE,
+    TAKEN_OVER_FILE,
+    fall_back_if_unwritable,
+    give_back,
+    take_over,
+    unwritable_reason,
+    volatile_data_dir,
+)
+from tests.audio_env import pulseaudio_available, start_pulse
 from tests.conftest import own_run_id
 from tests.detector_run import RATE, DetectorRun, listening_config, stream_with_shots
 from tests.test_aggregator import built, decision
@@ -50,6 +58,10 @@ def card(tmp_path):
     yield data
     subprocess.run(["umount", "-l", str(data)], check=False)
     shutil.rmtree(volatile_data_dir(data), ignore_errors=True)
+
+
+def whole_log(run: DetectorRun) -> str:
+    return (run.folder / "detector.log").read_text()
 
 
 def read_only(folder) -> None:
@@ -114,23 +126,48 @@ def test_a_full_card_is_no_reason_to_leave_it(card):
     assert not (card / PROBE_FILE).exists()
 
 
-def test_a_card_gone_read_only_under_the_running_detector_is_texted_once(tmp_path, card, in_memory):
-    """The supervisor's health watch writes a probe file every STORAGE_CHECK s."""
-    read_only(card)
-    config = config_for(tmp_path, **{"storage.data_dir": str(tmp_path / "writable")})
-    stats = StatsTable.create(f"gs-{own_run_id()}-stats", ("capture",))
+@pytest.mark.realtime
+@pytest.mark.skipif(not pulseaudio_available(), reason="needs pulseaudio, pactl, paplay (./setup.sh --test)")
+def test_a_card_failing_under_the_running_detector_restarts_it_from_memory(tmp_path, card):
+    """A card that fails while running cannot be made here (the kernel refuses a read-only remount
+    under open files): the data folder made immutable (no new file in it, even for root) stands in.
+    A process that dies makes the supervisor look at once; the detector starts again from memory,
+    texts why, and texts the next shot."""
+    pulse = start_pulse(rate=48000)
+    run = DetectorRun(tmp_path, env=pulse.env, config_lines=listening_config(tmp_path, "pulse", 48000))
     try:
-        writable = HealthMonitor(config, stats.slot("capture"))
-        assert writable.watch_storage(0.0) is None and list((tmp_path / "writable").iterdir()) == []
-        failing = HealthMonitor(override(config, {"storage.data_dir": str(card)}), stats.slot("capture"))
-        text = failing.watch_storage(0.0)
-        assert f"cannot write the data folder {card} (Read-only file system)" in text
-        assert failing.unqueued == []  # queued in memory
-        assert failing.watch_storage(STORAGE_CHECK) is None  # once
+        run.start()
+        run.wait_for_audio(run.ring())
+        subprocess.run(["chattr", "+i", str(card)], check=True)
+        run.child("gs.model.wave").kill()
+        run.wait_until(lambda: "starting again from memory" in whole_log(run), 30, "the start from memory")
+        run.wait_until(lambda: "detector started" in whole_log(run).split("starting again")[1], 60, "the start")
+        wav = tmp_path / "shot.wav"
+        soundfile.write(wav, stream_with_shots(SECONDS, [(SHOT_AT, "openarena-shotgun")]), RATE, subtype="PCM_16")
+        pulse.play(wav)
+        run.wait_until(lambda: len(sent_texts(tmp_path)) >= 2 * len(NUMBERS), 60, "the texts")
     finally:
-        stats.close()
-    queued = Outbox(outbox_path(volatile_data_dir(card)))
-    assert sorted(row.recipient for row in queued.rows()) == sorted(NUMBERS)
+        assert run.stop() == 0
+        pulse.stop()
+        subprocess.run(["chattr", "-i", str(card)], check=False)
+    assert f"cannot write the data folder {card} (Operation not permitted): starting again" in whole_log(run)
+    for number in NUMBERS:
+        to_it = [text for recipient, text in sent_texts(tmp_path) if recipient == number]
+        assert len(to_it) == 2 and "Check the SD card" in to_it[0] and "possible gunshot" in to_it[1], to_it
+
+
+def test_texts_taken_over_are_marked_sent_on_the_card_once_it_works_again(tmp_path, card, in_memory):
+    """The same boot: memory sent them. (After a reboot memory is gone, and they would go again.)"""
+    outbox = Outbox(outbox_path(card))
+    waiting = outbox.enqueue(NUMBERS[0], "an alert", "alert")
+    outbox.close()
+    memory = volatile_data_dir(card)
+    take_over(card, memory)
+    assert [row.text for row in Outbox(outbox_path(memory)).rows()] == ["an alert"]
+    give_back(card, memory)
+    row = Outbox(outbox_path(card)).row(waiting)
+    assert row.state == "sent" and row.last_error == TAKEN_OVER_NOTE
+    assert not (memory / TAKEN_OVER_FILE).exists()
 
 
 class _ReadOnlyOutbox(Outbox):
@@ -186,6 +223,7 @@ class _ForgetfulOutbox(Outbox):
 def test_a_text_whose_sending_could_not_be_recorded_goes_again_once_as_a_repeat(tmp_path, in_memory, monkeypatch):
     """The outbox is closed and opened again: the text caught mid-send is a repeat (at least once),
     not sent again unmarked on every pass."""
+    monkeypatch.setattr(_ForgetfulOutbox, "failures", 1)
     config = config_for(tmp_path, **{"alerts.recipients": [NUMBERS[0]]})
     data = tmp_path / "data"
     Outbox(outbox_path(data)).enqueue(NUMBERS[0], "an alert", "alert")
