@@ -109,6 +109,11 @@ def outbox_path(data_dir: Path | str) -> Path:
     return Path(data_dir) / OUTBOX_DB
 
 
+def wal_path(database: Path) -> Path:
+    """SQLite's write-ahead log of `database`: new rows land there while a connection is open."""
+    return database.with_name(database.name + "-wal")
+
+
 class Outbox:
     """One connection to the outbox file; every write is committed (and synced) before it returns."""
 
@@ -297,25 +302,35 @@ class Outbox:
         return summary_id
 
     # --- another outbox's texts -------------------------------------------------------------------
-    def take_over(self, other: Outbox, sent_since: float) -> list[int]:
+    def take_over(self, other: Outbox, sent_since: float) -> list[tuple[int, int]]:
         """Copy `other`'s unsent texts (one caught mid-send becomes a repeat, due now), the texts it
         sent since wall time `sent_since` (for the hourly limit) and its events still held for a
-        summary, in one commit; the ids (in `other`) of the unsent texts."""
+        summary, in one commit; each unsent text's id in `other` and here."""
         rows = other._db.execute(
             f"SELECT id, {_TAKEN_COLUMNS} FROM texts WHERE state != 'sent' OR sent_at >= ? ORDER BY id", (sent_since,)
         ).fetchall()
-        texts = [row[1:] for row in rows]
         held = other._db.execute(
             "SELECT recipient, event_id, event_time, created FROM held WHERE summary_id IS NULL ORDER BY id"
         ).fetchall()
-        texts = [_as_repeat_if_sending(row) for row in texts]
+        pairs = []
         with self.transaction():
-            self._db.executemany(f"INSERT INTO texts ({_TAKEN_COLUMNS}) VALUES ({_TAKEN_VALUES})", texts)
+            for other_id, *text in rows:
+                cursor = self._db.execute(
+                    f"INSERT INTO texts ({_TAKEN_COLUMNS}) VALUES ({_TAKEN_VALUES})", _as_repeat_if_sending(tuple(text))
+                )
+                if text[_TAKEN.index("state")] != "sent":
+                    pairs.append((other_id, int(cursor.lastrowid)))
             self._db.executemany("INSERT INTO held (recipient, event_id, event_time, created) VALUES (?,?,?,?)", held)
-        return [row[0] for row in rows if row[1 + _TAKEN.index("state")] != "sent"]
+        return pairs
+
+    def sent_among(self, row_ids: Iterable[int]) -> set[int]:
+        """Those of `row_ids` that are sent."""
+        ids = list(row_ids)
+        query = f"SELECT id FROM texts WHERE state='sent' AND id IN ({','.join('?' * len(ids))})"
+        return {row[0] for row in self._db.execute(query, ids)} if ids else set()
 
     def mark_taken_over(self, row_ids: Iterable[int], now: float) -> None:
-        """Texts another outbox took over (Outbox.take_over) and sends: not to be sent from here."""
+        """Texts the other outbox sends (Outbox.take_over, pipeline.storage.give_back): not from here."""
         with self.transaction():
             self._db.executemany(
                 "UPDATE texts SET state='sent', sent_at=?, last_error=? WHERE id=? AND state!='sent'",

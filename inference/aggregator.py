@@ -45,7 +45,7 @@ from pipeline.messages import OutboxChanged, Vote
 from pipeline.metrics import LatencyTracker, StatsSlot, StatsTable
 from pipeline.process import process_setup
 from pipeline.ring import Lapped, NotWritten, Ring
-from pipeline.storage import queue_durably
+from pipeline.storage import queue_durably, volatile_data_dir
 
 PRUNE_INTERVAL = 3600.0  # s between retention passes
 # s without new audio (the microphone is away): the open event is closed and every pending clip is
@@ -91,9 +91,7 @@ class Aggregator:
         self.score_log = ScoreLog(len(ensemble.models), hop / self.rate, time.monotonic())
         self.model_set = model_set(ensemble)
         data_dir = Path(config.storage.data_dir)
-        self.events = EventLog(data_dir)
-        if interrupted := self.events.mark_interrupted():
-            log.warning("%d events were open when the aggregator last stopped: marked interrupted", interrupted)
+        self.events = _open_event_log(data_dir)
         self.data_dir = data_dir
         self.clips: list[_ClipDue] = []
         self.last_prune = 0.0
@@ -323,6 +321,20 @@ class Aggregator:
             return outbox.prune_sent(older_than)
         finally:
             outbox.close()
+
+
+def _open_event_log(data_dir: Path) -> EventLog:
+    """The data folder's event log; in memory (pipeline/storage.py) when a failed card cannot open
+    it: restarted on such a card, the aggregator must still decide and text, not crash again."""
+    try:
+        events = EventLog(data_dir)
+        if interrupted := events.mark_interrupted():
+            log.warning("%d events were open when the aggregator last stopped: marked interrupted", interrupted)
+    except (sqlite3.Error, OSError) as exc:
+        memory = volatile_data_dir(data_dir)
+        log.critical("the event log in %s cannot be opened (%s): events are kept in memory (%s)", data_dir, exc, memory)
+        events = EventLog(memory)
+    return events
 
 
 def run_aggregator(config: Config, layout: Layout, stop: StopEvent) -> int:

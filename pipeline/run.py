@@ -45,20 +45,17 @@ def run_detector(config: Config) -> int:
         return 2
     if not config.alerts.recipients:
         log.warning("alerts.recipients is empty: events are recorded but no text will be sent")
-    while True:  # again once if the card fails while running: then from memory (pipeline/storage.py)
-        supervisor = Supervisor(config, ensemble)
-        try:
-            supervisor.start()
-        except AlreadyRunning as exc:
-            log.error("%s", exc)
-            return 2
-        try:
-            code = supervisor.run()
-        except SharedMemoryLost as exc:
-            log.critical("%s: stopping so that systemd (Restart=always) starts the detector afresh", exc)
-            return EXIT_RESTART_ME
-        if not supervisor.restart_from_memory:
-            return code
+    supervisor = Supervisor(config, ensemble)
+    try:
+        supervisor.start()
+    except AlreadyRunning as exc:
+        log.error("%s", exc)
+        return 2
+    try:
+        return supervisor.run()
+    except SharedMemoryLost as exc:
+        log.critical("%s: stopping so that systemd (Restart=always) starts the detector afresh", exc)
+        return EXIT_RESTART_ME
 
 
 def demo_overrides(recording: Path, recipient: str, changes: dict[str, Any]) -> dict[str, Any]:

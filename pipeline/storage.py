@@ -30,6 +30,16 @@ from pipeline.config import Config, override
 
 VOLATILE_ROOT = Path("/dev/shm")
 PROBE_FILE = ".write-test"
+# What the detector writes in its data folder (pipeline, alerting, inference): each must be writable.
+_DATABASES = ("events.sqlite", OUTBOX_DB)
+OWN_FILES = (
+    *(f"{db}{suffix}" for db in _DATABASES for suffix in ("", "-wal", "-shm")),
+    RECORD_FILE,
+    "detector.lock",
+    "stats.json",
+    "outbox.reserve",
+    "clips",
+)
 TAKEN_OVER_FILE = "taken-over"  # in the in-memory folder: the card's texts were copied in
 FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
 SECONDS_PER_HOUR = 3600.0
@@ -56,7 +66,7 @@ def unwritable_reason(folder: Path) -> str | None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"ok")
-        if refused := next((p.name for p in folder.iterdir() if not os.access(p, os.W_OK)), None):
+        if refused := next((name for name in OWN_FILES if _not_writable(folder / name)), None):
             return f"{refused} is not writable by this user"  # left by a run as another user (sudo)
     except OSError as exc:
         return None if exc.errno in FULL_DISK else exc.strerror or str(exc)
@@ -64,6 +74,11 @@ def unwritable_reason(folder: Path) -> str | None:
         with contextlib.suppress(OSError):
             probe.unlink()
     return None
+
+
+def _not_writable(path: Path) -> bool:
+    """A file this user cannot write; not one that is gone (SQLite removes its -wal, -shm files)."""
+    return path.exists() and not os.access(path, os.W_OK) and path.exists()
 
 
 def fall_back_if_unwritable(config: Config) -> tuple[Config, str | None]:
@@ -97,47 +112,50 @@ def take_over(card: Path, volatile: Path) -> None:
     if marker.exists():
         return
     volatile.mkdir(parents=True, exist_ok=True)
-    _take_over_pin_record(card, volatile)
-    taken: list[int] = []
-    if outbox_path(card).exists():
-        try:
-            taken = _take_over_outbox(card, volatile)
-        except (OSError, sqlite3.Error) as exc:
-            log.critical("the texts waiting in %s cannot be read yet (%s): tried again at the next start", card, exc)
-            return
-        log.warning("%d unsent texts taken over from %s", len(taken), outbox_path(card))
+    try:  # a failing card may fail even a lookup (EIO, EBADMSG)
+        _take_over_pin_record(card, volatile)
+        taken = _take_over_outbox(card, volatile) if outbox_path(card).exists() else []
+    except (OSError, sqlite3.Error) as exc:
+        log.critical("what %s holds cannot be read yet (%s): tried again at the next start", card, exc)
+        return
+    log.warning("%d unsent texts taken over from %s", len(taken), outbox_path(card))
     marker.write_text(json.dumps({"card": str(card), "texts": taken}))
 
 
 def give_back(card: Path, volatile: Path) -> None:
-    """At a start on the card again (the same boot, the card writable): the texts taken over from it
-    went out from memory, or will (the SMS process serves the in-memory outbox while it holds
-    texts): marked sent on the card, so that they do not go twice. (After a reboot memory is gone:
-    the card's texts then go again.)"""
+    """At a start on the card again (the same boot, the card writable; before any process runs):
+    each text taken over from it is marked sent on the card if memory sent it, else taken back
+    from memory and sent from the card, so that it goes once. (After a reboot memory is gone: the
+    card's texts then go again, and so may its summaries of held events.)"""
     marker = volatile / TAKEN_OVER_FILE
     if not marker.exists():
         return
-    taken = json.loads(marker.read_text())["texts"]
-    outbox = Outbox(outbox_path(card))
+    pairs = json.loads(marker.read_text())["texts"]  # [card id, memory id]
+    card_outbox, memory_outbox = Outbox(outbox_path(card)), Outbox(outbox_path(volatile))
     try:
-        outbox.mark_taken_over(taken, time.time())
+        sent = memory_outbox.sent_among([memory_id for _, memory_id in pairs])
+        card_outbox.mark_taken_over([card_id for card_id, memory_id in pairs if memory_id in sent], time.time())
+        memory_outbox.mark_taken_over([memory_id for _, memory_id in pairs if memory_id not in sent], time.time())
     finally:
-        outbox.close()
+        card_outbox.close()
+        memory_outbox.close()
     marker.unlink()
-    log.warning("back on %s: %d texts it held went out from memory", card, len(taken))
+    log.warning("back on %s: of %d texts taken over, memory sent %d", card, len(pairs), len(sent))
 
 
 def _take_over_pin_record(card: Path, volatile: Path) -> None:
     source, target = card / RECORD_FILE, volatile / RECORD_FILE
-    if not source.exists() or target.exists():
+    if target.exists():
         return
     try:
+        if not source.exists():
+            return
         shutil.copyfile(source, target)
     except OSError as exc:
         target.write_text(f"unreadable: {exc}\n")  # PinRecord.state raises: the PIN is not entered
 
 
-def _take_over_outbox(card: Path, volatile: Path) -> list[int]:
+def _take_over_outbox(card: Path, volatile: Path) -> list[tuple[int, int]]:
     copy = volatile / "card-outbox"
     copy.mkdir(exist_ok=True)
     try:

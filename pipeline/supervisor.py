@@ -29,7 +29,7 @@ from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
-from alerting.outbox import Outbox, outbox_path
+from alerting.outbox import Outbox, outbox_path, wal_path
 from alerting.sender import run_sender
 from capture.process import EXIT_SOURCE_DAMAGED, run_capture
 from inference.aggregator import run_aggregator
@@ -129,7 +129,6 @@ class Supervisor:
         self.notifier = Notifier()
         self._ready = False
         self._stop_requested: list[int] = []  # signals received
-        self.restart_from_memory = False  # the card failed while running (pipeline/storage.py)
         self._next_storage_check = 0.0  # monotonic
         self._volatile_seen: float | None = None  # mtime of the in-memory outbox when last looked at
         self._died_since_probe = False
@@ -166,20 +165,24 @@ class Supervisor:
         except (OSError, sqlite3.Error) as exc:
             log.error("the texts sent from memory are not marked on %s (%s): they may go again", self.card_dir, exc)
 
-    def _card_failed(self, now: float) -> str | None:
-        """Whether the data folder can no longer be written, checked (a probe file) every
-        STORAGE_CHECK s, and at once when a text went to the in-memory outbox or a process died
-        (a process restarted on a failed card dies again)."""
+    def _watch_storage(self, now: float) -> str | None:
+        """The first time the data folder cannot be written while running, the recipients are told
+        (its text; the texts themselves go out through the in-memory outbox). Looked at with a
+        probe file every STORAGE_CHECK s, and at once when a text went to memory or a process died
+        (on a failed card, a restarted aggregator keeps its events in memory)."""
         if self.storage_problem is not None:
             return None
         volatile = outbox_path(volatile_data_dir(self.data_dir))
-        seen = volatile.stat().st_mtime if volatile.exists() else None
+        seen = max((t for t in (_mtime(volatile), _mtime(wal_path(volatile))) if t is not None), default=None)
         if seen == self._volatile_seen and now < self._next_storage_check and not self._died_since_probe:
             return None
         self._volatile_seen, self._died_since_probe = seen, False
         self._next_storage_check = now + STORAGE_CHECK
-        reason = unwritable_reason(self.data_dir)
-        return None if reason is None else f"cannot write the data folder {self.data_dir} ({reason})"
+        if (reason := unwritable_reason(self.data_dir)) is None:
+            return None
+        self.storage_problem = f"cannot write the data folder {self.data_dir} ({reason})"
+        log.critical("%s: texts go out from memory until the detector is restarted", self.storage_problem)
+        return self.health.storage_failed(self.storage_problem)
 
     def _abandon_start(self) -> None:
         """A start that failed half-way (the forkserver, fork or shared memory refused): what it
@@ -366,12 +369,8 @@ class Supervisor:
                 if self.reporter.maybe_report() is not None:
                     self.notifier.status(self.status_line())
                 self.health.queue_unqueued()
-                if self.health.check() is not None or self.health.heartbeat(self.status_line()) is not None:
+                if any(text is not None for text in self._health_texts()):
                     self.layout.outbox.send(OutboxChanged())
-                if not self.config.audio.source and (problem := self._card_failed(time.monotonic())):
-                    log.critical("%s: starting again from memory", problem)
-                    self.restart_from_memory = True
-                    break
                 if self.source_finished() and self._drained(time.monotonic()):
                     break
                 time.sleep(WATCH_INTERVAL)
@@ -380,6 +379,14 @@ class Supervisor:
         finally:
             self.shutdown()
         return self.managed["capture"].exitcode
+
+    def _health_texts(self) -> tuple[str | None, ...]:
+        """Each health watch once per loop turn: a text it queued, or None."""
+        return (
+            self.health.check(),
+            self.health.heartbeat(self.status_line()),
+            self._watch_storage(time.monotonic()),
+        )
 
     def _notify_ready(self) -> None:
         """Tell systemd we are up once the first window was decided (or the start-up grace ran out:
@@ -444,6 +451,14 @@ class Supervisor:
         self._release()
         self.notifier.close()
         log.info("detector stopped")
+
+
+def _mtime(path: Path) -> float | None:
+    """None for a file that is not there (SQLite removes a -wal file when its last user closes)."""
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
 
 
 def _pending_texts(data_dir: Path) -> int:

@@ -24,6 +24,8 @@ from alerting.modem import Modem
 from alerting.outbox import REPEAT_PREFIX, TAKEN_OVER_NOTE, Outbox, outbox_path
 from alerting.pin_record import RECORD_FILE
 from alerting.sender import OUTBOX_RETRY, Senders
+from inference.aggregator import _open_event_log
+from inference.eventlog import EVENTS_DB, EventLog
 from pipeline import storage
 from pipeline.config import override
 from pipeline.metrics import StatsTable
@@ -36,6 +38,7 @@ from pipeline.storage import (
     unwritable_reason,
     volatile_data_dir,
 )
+from pipeline.supervisor import LOCK_FILE
 from tests.audio_env import pulseaudio_available, start_pulse
 from tests.conftest import own_run_id
 from tests.detector_run import RATE, DetectorRun, listening_config, stream_with_shots
@@ -128,20 +131,19 @@ def test_a_full_card_is_no_reason_to_leave_it(card):
 
 @pytest.mark.realtime
 @pytest.mark.skipif(not pulseaudio_available(), reason="needs pulseaudio, pactl, paplay (./setup.sh --test)")
-def test_a_card_failing_under_the_running_detector_restarts_it_from_memory(tmp_path, card):
+def test_a_card_failing_under_the_running_detector_is_texted_once_and_the_next_shot_too(tmp_path, card):
     """A card that fails while running cannot be made here (the kernel refuses a read-only remount
     under open files): the data folder made immutable (no new file in it, even for root) stands in.
-    A process that dies makes the supervisor look at once; the detector starts again from memory,
-    texts why, and texts the next shot."""
+    A process that dies makes the supervisor look at once."""
     pulse = start_pulse(rate=48000)
     run = DetectorRun(tmp_path, env=pulse.env, config_lines=listening_config(tmp_path, "pulse", 48000))
     try:
         run.start()
         run.wait_for_audio(run.ring())
         subprocess.run(["chattr", "+i", str(card)], check=True)
-        run.child("gs.model.wave").kill()
-        run.wait_until(lambda: "starting again from memory" in whole_log(run), 30, "the start from memory")
-        run.wait_until(lambda: "detector started" in whole_log(run).split("starting again")[1], 60, "the start")
+        run.child("gs.aggregator").kill()
+        run.wait_until(lambda: "texts go out from memory" in whole_log(run), 30, "the failed card noticed")
+        run.wait_until(lambda: run.child("gs.aggregator") is not None, 30, "the aggregator again")
         wav = tmp_path / "shot.wav"
         soundfile.write(wav, stream_with_shots(SECONDS, [(SHOT_AT, "openarena-shotgun")]), RATE, subtype="PCM_16")
         pulse.play(wav)
@@ -150,24 +152,43 @@ def test_a_card_failing_under_the_running_detector_restarts_it_from_memory(tmp_p
         assert run.stop() == 0
         pulse.stop()
         subprocess.run(["chattr", "-i", str(card)], check=False)
-    assert f"cannot write the data folder {card} (Operation not permitted): starting again" in whole_log(run)
+    assert f"cannot write the data folder {card} (Operation not permitted)" in whole_log(run)
     for number in NUMBERS:
         to_it = [text for recipient, text in sent_texts(tmp_path) if recipient == number]
         assert len(to_it) == 2 and "Check the SD card" in to_it[0] and "possible gunshot" in to_it[1], to_it
 
 
-def test_texts_taken_over_are_marked_sent_on_the_card_once_it_works_again(tmp_path, card, in_memory):
-    """The same boot: memory sent them. (After a reboot memory is gone, and they would go again.)"""
+def test_an_aggregator_started_on_a_failed_card_keeps_its_events_in_memory(card, in_memory, caplog):
+    EventLog(card).close()  # closed cleanly: its -wal and -shm files are gone, and cannot be made again
+    read_only(card)
+    events = _open_event_log(card)
+    assert events.data_dir == volatile_data_dir(card) and "kept in memory" in caplog.text
+    events.close()
+
+
+def test_back_on_the_card_each_taken_over_text_goes_once(tmp_path, card, in_memory):
+    """The same boot: one text memory sent is marked sent on the card; one it had not sent is taken
+    back (the card sends it). (After a reboot memory is gone, and they would go again.)"""
     outbox = Outbox(outbox_path(card))
-    waiting = outbox.enqueue(NUMBERS[0], "an alert", "alert")
+    sent_from_memory = outbox.enqueue(NUMBERS[0], "an alert memory sent", "alert")
+    still_waiting = outbox.enqueue(NUMBERS[1], "an alert memory did not send", "alert")
     outbox.close()
     memory = volatile_data_dir(card)
     take_over(card, memory)
-    assert [row.text for row in Outbox(outbox_path(memory)).rows()] == ["an alert"]
+    in_memory_outbox = Outbox(outbox_path(memory))
+    (first, *_) = in_memory_outbox.rows()
+    in_memory_outbox.mark_sent(first.id, [1], time.time())
+    in_memory_outbox.close()
     give_back(card, memory)
-    row = Outbox(outbox_path(card)).row(waiting)
-    assert row.state == "sent" and row.last_error == TAKEN_OVER_NOTE
+    on_card, in_memory_rows = Outbox(outbox_path(card)), Outbox(outbox_path(memory)).rows()
+    assert on_card.row(sent_from_memory).state == "sent" and on_card.row(sent_from_memory).last_error == TAKEN_OVER_NOTE
+    assert on_card.row(still_waiting).state == "pending"
+    assert [(row.state, row.last_error) for row in in_memory_rows] == [("sent", None), ("sent", TAKEN_OVER_NOTE)]
     assert not (memory / TAKEN_OVER_FILE).exists()
+
+
+def test_the_files_checked_are_the_detectors_own():
+    assert storage.OWN_FILES[0] == EVENTS_DB and LOCK_FILE in storage.OWN_FILES
 
 
 class _ReadOnlyOutbox(Outbox):
