@@ -329,6 +329,18 @@ class Outbox:
         query = f"SELECT id FROM texts WHERE state='sent' AND id IN ({','.join('?' * len(ids))})"
         return {row[0] for row in self._db.execute(query, ids)} if ids else set()
 
+    def maybe_sent_among(self, row_ids: Iterable[int]) -> set[int]:
+        """Those of `row_ids` not sent that may have gone out (caught mid-send, or a repeat)."""
+        ids = list(row_ids)
+        marks = ",".join("?" * len(ids))
+        query = f"SELECT id FROM texts WHERE state!='sent' AND (state='sending' OR repeat=1) AND id IN ({marks})"
+        return {row[0] for row in self._db.execute(query, ids)} if ids else set()
+
+    def mark_repeat(self, row_ids: Iterable[int]) -> None:
+        """Texts that may have gone out from elsewhere: sent again as repeats."""
+        with self.transaction():
+            self._db.executemany("UPDATE texts SET repeat=1 WHERE id=?", [(row_id,) for row_id in row_ids])
+
     def mark_taken_over(self, row_ids: Iterable[int], now: float) -> None:
         """Texts the other outbox sends (Outbox.take_over, pipeline.storage.give_back): not from here."""
         with self.transaction():

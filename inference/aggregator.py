@@ -92,6 +92,7 @@ class Aggregator:
         self.model_set = model_set(ensemble)
         data_dir = Path(config.storage.data_dir)
         self.events = _open_event_log(data_dir)
+        self.keep_clips = config.storage.clips and self.events.data_dir == data_dir  # none in memory
         self.data_dir = data_dir
         self.clips: list[_ClipDue] = []
         self.last_prune = 0.0
@@ -187,7 +188,7 @@ class Aggregator:
 
     def _clip_due(self, table: str, record_id: int, start: int, end: int) -> None:
         """Save audio from pre-roll before `start` to post-roll after `end` once it is captured."""
-        if self.config.storage.clips:
+        if self.keep_clips:
             pre = round(self.config.storage.clip_pre_roll * self.rate)
             post = round(self.config.storage.clip_post_roll * self.rate)
             self.clips.append(_ClipDue(table, record_id, max(0, start - pre), end + post))

@@ -125,7 +125,8 @@ def take_over(card: Path, volatile: Path) -> None:
 def give_back(card: Path, volatile: Path) -> None:
     """At a start on the card again (the same boot, the card writable; before any process runs):
     each text taken over from it is marked sent on the card if memory sent it, else taken back
-    from memory and sent from the card, so that it goes once. (After a reboot memory is gone: the
+    from memory and sent from the card (as a repeat if memory may have sent it), so that it goes
+    once. (After a reboot memory is gone: the
     card's texts then go again, and so may its summaries of held events.)"""
     marker = volatile / TAKEN_OVER_FILE
     if not marker.exists():
@@ -134,7 +135,9 @@ def give_back(card: Path, volatile: Path) -> None:
     card_outbox, memory_outbox = Outbox(outbox_path(card)), Outbox(outbox_path(volatile))
     try:
         sent = memory_outbox.sent_among([memory_id for _, memory_id in pairs])
+        maybe_sent = memory_outbox.maybe_sent_among([memory_id for _, memory_id in pairs])
         card_outbox.mark_taken_over([card_id for card_id, memory_id in pairs if memory_id in sent], time.time())
+        card_outbox.mark_repeat([card_id for card_id, memory_id in pairs if memory_id in maybe_sent])
         memory_outbox.mark_taken_over([memory_id for _, memory_id in pairs if memory_id not in sent], time.time())
     finally:
         card_outbox.close()

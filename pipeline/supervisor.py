@@ -162,7 +162,7 @@ class Supervisor:
             return
         try:
             give_back(self.card_dir, volatile_data_dir(self.card_dir))
-        except (OSError, sqlite3.Error) as exc:
+        except (OSError, sqlite3.Error, ValueError, TypeError, KeyError) as exc:  # also a marker of another form
             log.error("the texts sent from memory are not marked on %s (%s): they may go again", self.card_dir, exc)
 
     def _watch_storage(self, now: float) -> str | None:

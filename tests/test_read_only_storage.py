@@ -24,7 +24,6 @@ from alerting.modem import Modem
 from alerting.outbox import REPEAT_PREFIX, TAKEN_OVER_NOTE, Outbox, outbox_path
 from alerting.pin_record import RECORD_FILE
 from alerting.sender import OUTBOX_RETRY, Senders
-from inference.aggregator import _open_event_log
 from inference.eventlog import EVENTS_DB, EventLog
 from pipeline import storage
 from pipeline.config import override
@@ -158,12 +157,17 @@ def test_a_card_failing_under_the_running_detector_is_texted_once_and_the_next_s
         assert len(to_it) == 2 and "Check the SD card" in to_it[0] and "possible gunshot" in to_it[1], to_it
 
 
-def test_an_aggregator_started_on_a_failed_card_keeps_its_events_in_memory(card, in_memory, caplog):
+def test_an_aggregator_started_on_a_failed_card_keeps_its_events_in_memory_and_no_clips(
+    tmp_path, card, in_memory, caplog
+):
+    """No clips: they would fill the Pi's RAM."""
     EventLog(card).close()  # closed cleanly: its -wal and -shm files are gone, and cannot be made again
     read_only(card)
-    events = _open_event_log(card)
-    assert events.data_dir == volatile_data_dir(card) and "kept in memory" in caplog.text
-    events.close()
+    with built(config_for(tmp_path, **{"storage.data_dir": str(card)})) as (agg, _, _):
+        assert agg.events.data_dir == volatile_data_dir(card) and "kept in memory" in caplog.text
+        assert not agg.keep_clips
+    with built(config_for(tmp_path, **{"storage.data_dir": str(tmp_path / "writable")})) as (agg, _, _):
+        assert agg.keep_clips
 
 
 def test_back_on_the_card_each_taken_over_text_goes_once(tmp_path, card, in_memory):
@@ -172,18 +176,21 @@ def test_back_on_the_card_each_taken_over_text_goes_once(tmp_path, card, in_memo
     outbox = Outbox(outbox_path(card))
     sent_from_memory = outbox.enqueue(NUMBERS[0], "an alert memory sent", "alert")
     still_waiting = outbox.enqueue(NUMBERS[1], "an alert memory did not send", "alert")
+    caught = outbox.enqueue(NUMBERS[1], "an alert memory was sending when it stopped", "alert")
     outbox.close()
     memory = volatile_data_dir(card)
     take_over(card, memory)
     in_memory_outbox = Outbox(outbox_path(memory))
-    (first, *_) = in_memory_outbox.rows()
+    first, _, third = in_memory_outbox.rows()
     in_memory_outbox.mark_sent(first.id, [1], time.time())
+    in_memory_outbox.mark_sending(third.id)  # the SMS process killed while the modem sent it
     in_memory_outbox.close()
     give_back(card, memory)
     on_card, in_memory_rows = Outbox(outbox_path(card)), Outbox(outbox_path(memory)).rows()
     assert on_card.row(sent_from_memory).state == "sent" and on_card.row(sent_from_memory).last_error == TAKEN_OVER_NOTE
-    assert on_card.row(still_waiting).state == "pending"
-    assert [(row.state, row.last_error) for row in in_memory_rows] == [("sent", None), ("sent", TAKEN_OVER_NOTE)]
+    assert (on_card.row(still_waiting).state, on_card.row(still_waiting).repeat) == ("pending", False)
+    assert (on_card.row(caught).state, on_card.row(caught).repeat) == ("pending", True)  # it may have gone out
+    assert [(row.state, row.last_error) for row in in_memory_rows] == [("sent", None)] + [("sent", TAKEN_OVER_NOTE)] * 2
     assert not (memory / TAKEN_OVER_FILE).exists()
 
 
