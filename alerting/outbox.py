@@ -177,6 +177,12 @@ class Outbox:
             )
         return int(cursor.lastrowid)
 
+    def enqueue_to_all(self, recipients: Iterable[str], text: str, kind: str, now: float | None = None) -> None:
+        """Queue `text` to every recipient in one commit: a retry after a failure sends nobody it twice."""
+        with self.transaction():
+            for recipient in recipients:
+                self.enqueue(recipient, text, kind, now=now)
+
     def due(self, now: float, recipients: Iterable[str] | None = None) -> list[OutboxRow]:
         """Each recipient's oldest unsent text, if its time has come (a later text never overtakes it)."""
         query = f"SELECT {_COLUMNS} FROM texts WHERE id IN ({_HEADS}) AND next_attempt <= ? ORDER BY id"
@@ -325,15 +331,15 @@ class Outbox:
 
     def sent_among(self, row_ids: Iterable[int]) -> set[int]:
         """Those of `row_ids` that are sent."""
-        ids = list(row_ids)
-        query = f"SELECT id FROM texts WHERE state='sent' AND id IN ({','.join('?' * len(ids))})"
-        return {row[0] for row in self._db.execute(query, ids)} if ids else set()
+        return self._ids_where("state='sent'", row_ids)
 
     def maybe_sent_among(self, row_ids: Iterable[int]) -> set[int]:
         """Those of `row_ids` not sent that may have gone out (caught mid-send, or a repeat)."""
+        return self._ids_where("state!='sent' AND (state='sending' OR repeat=1)", row_ids)
+
+    def _ids_where(self, condition: str, row_ids: Iterable[int]) -> set[int]:
         ids = list(row_ids)
-        marks = ",".join("?" * len(ids))
-        query = f"SELECT id FROM texts WHERE state!='sent' AND (state='sending' OR repeat=1) AND id IN ({marks})"
+        query = f"SELECT id FROM texts WHERE {condition} AND id IN ({','.join('?' * len(ids))})"
         return {row[0] for row in self._db.execute(query, ids)} if ids else set()
 
     def mark_repeat(self, row_ids: Iterable[int]) -> None:
@@ -362,6 +368,12 @@ class Outbox:
 
     def close(self) -> None:
         self._db.close()
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     def _migrate(self) -> None:
         for table, columns in _ADDED_COLUMNS.items():

@@ -181,17 +181,12 @@ class Sender:
         lost_at = self.network_lost_at
         if now - lost_at >= NETWORK_TEXT_AFTER:
             text = network_back_text(self.config, lost_at, now, clock_synchronised())
-            queue = functools.partial(self._queue_health, now=now)
+            queue = functools.partial(_queue_health, recipients=self.config.alerts.recipients, now=now)
             if (exc := queue_durably([text], queue, Path(self.config.storage.data_dir))) is not None:
                 log.error("the network-back text is NOT queued yet (%s): retrying", exc)
                 return
         self.network_lost_at = None
         log.warning("the modem is on a network again after %.0f s without", now - lost_at)
-
-    def _queue_health(self, outbox: Outbox, text: str, now: float) -> None:
-        with outbox.transaction():
-            for recipient in self.config.alerts.recipients:
-                outbox.enqueue(recipient, text, "health", now=now)
 
     def pending_count(self) -> int:
         """Texts waiting in the outboxes that can be read."""
@@ -285,6 +280,10 @@ class Sender:
         self.last_error = error
         if self.slot is not None:
             self.slot.add("errors")
+
+
+def _queue_health(outbox: Outbox, text: str, recipients: Iterable[str], now: float) -> None:
+    outbox.enqueue_to_all(recipients, text, "health", now=now)
 
 
 def send_pending_once(outbox: Outbox, modem: ModemLike, config: Config, now: float) -> int:

@@ -317,11 +317,8 @@ class Aggregator:
         self.events.close()
 
     def _prune_sent(self, older_than: float) -> int:
-        outbox = Outbox(outbox_path(self.data_dir))
-        try:
+        with Outbox(outbox_path(self.data_dir)) as outbox:
             return outbox.prune_sent(older_than)
-        finally:
-            outbox.close()
 
 
 def _open_event_log(data_dir: Path) -> EventLog:

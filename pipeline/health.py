@@ -122,6 +122,4 @@ class HealthMonitor:
             self.retry_at = now_monotonic + HEALTH_RETRY
 
     def _queue(self, outbox: Outbox, text: str) -> None:
-        with outbox.transaction():  # every recipient or none: a retry sends nobody the text twice
-            for recipient in self.config.alerts.recipients:
-                outbox.enqueue(recipient, text, "health")
+        outbox.enqueue_to_all(self.config.alerts.recipients, text, "health")

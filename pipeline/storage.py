@@ -132,16 +132,12 @@ def give_back(card: Path, volatile: Path) -> None:
     if not marker.exists():
         return
     pairs = json.loads(marker.read_text())["texts"]  # [card id, memory id]
-    card_outbox, memory_outbox = Outbox(outbox_path(card)), Outbox(outbox_path(volatile))
-    try:
+    with Outbox(outbox_path(card)) as card_outbox, Outbox(outbox_path(volatile)) as memory_outbox:
         sent = memory_outbox.sent_among([memory_id for _, memory_id in pairs])
         maybe_sent = memory_outbox.maybe_sent_among([memory_id for _, memory_id in pairs])
         card_outbox.mark_taken_over([card_id for card_id, memory_id in pairs if memory_id in sent], time.time())
         card_outbox.mark_repeat([card_id for card_id, memory_id in pairs if memory_id in maybe_sent])
         memory_outbox.mark_taken_over([memory_id for _, memory_id in pairs if memory_id not in sent], time.time())
-    finally:
-        card_outbox.close()
-        memory_outbox.close()
     marker.unlink()
     log.warning("back on %s: of %d texts taken over, memory sent %d", card, len(pairs), len(sent))
 
@@ -166,15 +162,8 @@ def _take_over_outbox(card: Path, volatile: Path) -> list[tuple[int, int]]:
             source = card / f"{OUTBOX_DB}{suffix}"
             if source.exists():
                 shutil.copyfile(source, copy / source.name)
-        old = Outbox(outbox_path(copy))
-        try:
-            new = Outbox(outbox_path(volatile))
-            try:
-                return new.take_over(old, sent_since=time.time() - SECONDS_PER_HOUR)
-            finally:
-                new.close()
-        finally:
-            old.close()
+        with Outbox(outbox_path(copy)) as old, Outbox(outbox_path(volatile)) as new:
+            return new.take_over(old, sent_since=time.time() - SECONDS_PER_HOUR)
     finally:
         shutil.rmtree(copy, ignore_errors=True)
 
@@ -194,10 +183,7 @@ def queue_durably(pending: list[T], queue: Callable[[Outbox, T], None], data_dir
 
 def _into(data_dir: Path, queue: Callable[[Outbox, T], None]) -> Callable[[T], None]:
     def queue_one(item: T) -> None:
-        outbox = Outbox(outbox_path(data_dir))
-        try:
+        with Outbox(outbox_path(data_dir)) as outbox:
             queue(outbox, item)
-        finally:
-            outbox.close()
 
     return queue_one

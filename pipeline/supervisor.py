@@ -465,13 +465,10 @@ def _pending_texts(data_dir: Path) -> int:
     if not outbox_path(data_dir).exists():
         return 0
     try:
-        outbox = Outbox(outbox_path(data_dir))
+        with Outbox(outbox_path(data_dir)) as outbox:
+            return outbox.pending_count()
     except sqlite3.Error:
         return 0
-    try:
-        return outbox.pending_count()
-    finally:
-        outbox.close()
 
 
 def _exit_status(exitcode: int) -> int:
