@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from pipeline import shm
+from pipeline import shm, storage
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -59,3 +62,27 @@ def no_leaked_shared_memory():
 def _child_path():
     """Child processes (forkserver/spawn) import the project from the repo root."""
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+
+
+@contextlib.contextmanager
+def tmpfs(folder: Path, megabytes: int) -> Iterator[Path]:
+    """`folder` (made) with a tmpfs of its own mounted on it: a small disk of its own. Skips the
+    test where mounting is refused (it needs root)."""
+    folder.mkdir()
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(folder)], capture_output=True
+    )
+    if result.returncode:
+        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.decode().strip()}): the test needs root")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.fixture
+def in_memory(tmp_path, monkeypatch) -> Path:
+    """The in-memory folders of a failing data folder (pipeline/storage.py) in one of the test's own."""
+    root = tmp_path / "shm"
+    monkeypatch.setattr(storage, "VOLATILE_ROOT", root)
+    return root

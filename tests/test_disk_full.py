@@ -8,8 +8,8 @@ import contextlib
 import os
 import shutil
 import sqlite3
-import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ from pipeline import storage
 from pipeline.config import override
 from pipeline.health import HEALTH_RETRY, HealthMonitor
 from pipeline.metrics import StatsTable
-from tests.conftest import own_run_id
+from tests.conftest import own_run_id, tmpfs
 from tests.test_aggregator import RATE, built, decision
 from tests.test_alerting_support import NUMBERS, config_for, sent_texts
 
@@ -34,24 +34,9 @@ DATABASE_GROWTH = 64 * 1024  # bytes the event database may add beside a clip
 
 
 @pytest.fixture
-def in_memory(tmp_path, monkeypatch) -> Path:
-    """The in-memory outbox's root (pipeline/storage.py) in a folder of the test's own."""
-    root = tmp_path / "shm"
-    monkeypatch.setattr(storage, "VOLATILE_ROOT", root)
-    return root
-
-
-@pytest.fixture
-def small_disk(tmp_path) -> Path:
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={DISK_MB}m", "tmpfs", str(mount)], capture_output=True, text=True
-    )
-    if result.returncode:
-        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()}): the test needs root")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+def small_disk(tmp_path) -> Iterator[Path]:
+    with tmpfs(tmp_path / "disk", DISK_MB) as mount:
+        yield mount
 
 
 def leave_free(folder: Path, free_bytes: int) -> None:

@@ -39,7 +39,7 @@ from pipeline.storage import (
 )
 from pipeline.supervisor import LOCK_FILE
 from tests.audio_env import pulseaudio_available, start_pulse
-from tests.conftest import own_run_id
+from tests.conftest import own_run_id, tmpfs
 from tests.detector_run import RATE, DetectorRun, listening_config, stream_with_shots
 from tests.test_aggregator import built, decision
 from tests.test_alerting_support import NUMBERS, FaultScript, Returns, config_for, sent_texts
@@ -52,13 +52,8 @@ CARD_MB = 1
 @pytest.fixture
 def card(tmp_path):
     """tmp_path/data: an empty tmpfs standing in for the SD card (root needed to mount)."""
-    data = tmp_path / "data"
-    data.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={CARD_MB}m", "tmpfs", str(data)], capture_output=True)
-    if result.returncode:
-        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.decode().strip()}): the test needs root")
-    yield data
-    subprocess.run(["umount", "-l", str(data)], check=False)
+    with tmpfs(tmp_path / "data", CARD_MB) as data:
+        yield data
     shutil.rmtree(volatile_data_dir(data), ignore_errors=True)
 
 
@@ -69,12 +64,6 @@ def whole_log(run: DetectorRun) -> str:
 def read_only(folder) -> None:
     """What the kernel does to a card after errors (here: no file may be open for writing)."""
     subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
-
-
-@pytest.fixture
-def in_memory(tmp_path, monkeypatch):
-    """The in-memory folders (pipeline/storage.py) in a folder of the test's own."""
-    monkeypatch.setattr(storage, "VOLATILE_ROOT", tmp_path / "shm")
 
 
 def test_a_detector_started_on_a_read_only_card_texts_the_shot_what_the_card_held_and_why(tmp_path, card):
