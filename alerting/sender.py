@@ -32,7 +32,7 @@ from pipeline.config import Config
 from pipeline.layout import Layout
 from pipeline.metrics import BlockedCall, LatencyTracker, StatsSlot, StatsTable
 from pipeline.process import process_setup
-from pipeline.storage import queue_durably, volatile_data_dir
+from pipeline.storage import private_dir, queue_durably, volatile_data_dir
 
 POLL_INTERVAL = 1.0  # s: longest wait between two reads of the outbox
 MIN_WAIT = 0.05  # s: never a busy loop, whatever the clock says
@@ -378,7 +378,7 @@ class Senders:
             if folder == volatile and not outbox_path(folder).exists():
                 continue
             try:
-                outbox = Outbox(outbox_path(folder))
+                outbox = Outbox(outbox_path(private_dir(folder) if folder == volatile else folder))
                 if recovered := outbox.recover():
                     log.warning(
                         "%d texts were mid-send when the SMS process stopped: they go again, as repeats", recovered

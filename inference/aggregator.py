@@ -45,7 +45,7 @@ from pipeline.messages import OutboxChanged, Vote
 from pipeline.metrics import LatencyTracker, StatsSlot, StatsTable
 from pipeline.process import process_setup
 from pipeline.ring import Lapped, NotWritten, Ring
-from pipeline.storage import queue_durably, volatile_data_dir
+from pipeline.storage import private_dir, queue_durably, volatile_data_dir
 
 PRUNE_INTERVAL = 3600.0  # s between retention passes
 # s without new audio (the microphone is away): the open event is closed and every pending clip is
@@ -329,7 +329,7 @@ def _open_event_log(data_dir: Path) -> EventLog:
         if interrupted := events.mark_interrupted():
             log.warning("%d events were open when the aggregator last stopped: marked interrupted", interrupted)
     except (sqlite3.Error, OSError) as exc:
-        memory = volatile_data_dir(data_dir)
+        memory = private_dir(volatile_data_dir(data_dir), create=True)
         log.critical("the event log in %s cannot be opened (%s): events are kept in memory (%s)", data_dir, exc, memory)
         events = EventLog(memory)
     return events

@@ -35,6 +35,7 @@ def run_detector(config: Config) -> int:
     """Start the pipeline and supervise it until stopped; a non-zero exit code on a fatal problem."""
     from capture.preflight import PreflightError, check_source
     from inference.model import ModelError
+    from pipeline.storage import UnsafeFolder
     from pipeline.supervisor import AlreadyRunning, SharedMemoryLost, Supervisor
 
     try:
@@ -45,10 +46,10 @@ def run_detector(config: Config) -> int:
         return 2
     if not config.alerts.recipients:
         log.warning("alerts.recipients is empty: events are recorded but no text will be sent")
-    supervisor = Supervisor(config, ensemble)
     try:
+        supervisor = Supervisor(config, ensemble)
         supervisor.start()
-    except AlreadyRunning as exc:
+    except (AlreadyRunning, UnsafeFolder) as exc:
         log.error("%s", exc)
         return 2
     try:

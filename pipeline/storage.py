@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import sqlite3
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +30,7 @@ from alerting.reserve import DiskReserve, queue_in_order
 from pipeline.config import Config, override
 
 VOLATILE_ROOT = Path("/dev/shm")
+PRIVATE_MODE = 0o700  # the in-memory folder: this user's alone
 PROBE_FILE = ".write-test"
 # What the detector writes in its data folder (pipeline, alerting, inference): each must be writable.
 _DATABASES = ("events.sqlite", OUTBOX_DB)
@@ -54,6 +56,33 @@ def volatile_data_dir(data_dir: Path | str) -> Path:
     same detector (and its next start) finds what was queued there."""
     key = hashlib.sha1(str(Path(data_dir).resolve()).encode()).hexdigest()[:12]
     return VOLATILE_ROOT / f"gunshot-data-{key}"
+
+
+class UnsafeFolder(OSError):
+    """The in-memory folder's place is taken by something this user does not own."""
+
+
+def private_dir(folder: Path, *, create: bool = False) -> Path:
+    """`folder` (made if `create`), checked to be this user's own and closed to other users. The
+    in-memory folder's name can be guessed: one made first by another local user would let them
+    read the phone numbers, or slip in texts for this detector's modem to send."""
+    if create:
+        folder.mkdir(mode=PRIVATE_MODE, parents=True, exist_ok=True)
+    try:
+        info = folder.lstat()
+    except FileNotFoundError:
+        return folder  # nothing there to trust yet; a writer makes it with `create`
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        kind = (
+            "a symbolic link" if stat.S_ISLNK(info.st_mode) else "a folder" if stat.S_ISDIR(info.st_mode) else "a file"
+        )
+        raise UnsafeFolder(
+            f"{folder} is {kind} of uid {info.st_uid}, not a folder of this user (uid {os.geteuid()}): another "
+            f"user may have made it to read texts or slip some in. Remove it (sudo rm -rf {folder}) and start again"
+        )
+    if stat.S_IMODE(info.st_mode) != PRIVATE_MODE:
+        folder.chmod(PRIVATE_MODE)  # ours, from a version that made it open to read
+    return folder
 
 
 def unwritable_reason(folder: Path) -> str | None:
@@ -87,7 +116,7 @@ def fall_back_if_unwritable(config: Config) -> tuple[Config, str | None]:
     folder = Path(config.storage.data_dir)
     if (reason := unwritable_reason(folder)) is None:
         return config, None
-    volatile = volatile_data_dir(folder)
+    volatile = private_dir(volatile_data_dir(folder), create=True)
     problem = f"cannot write the data folder {folder} ({reason})"
     log.critical(
         "%s: keeping events and texts in memory (%s) instead, without clips; they are lost at a reboot. "
@@ -108,10 +137,9 @@ def take_over(card: Path, volatile: Path) -> None:
     again (one that cannot be read stands as unreadable: no PIN goes out until a person looks).
     The card's files are only read (a copy of the outbox is opened: SQLite must write to replay its
     log). Tried again at the next start if the card could not be read."""
-    marker = volatile / TAKEN_OVER_FILE
+    marker = private_dir(volatile, create=True) / TAKEN_OVER_FILE
     if marker.exists():
         return
-    volatile.mkdir(parents=True, exist_ok=True)
     try:  # a failing card may fail even a lookup (EIO, EBADMSG)
         _take_over_pin_record(card, volatile)
         taken = _take_over_outbox(card, volatile) if outbox_path(card).exists() else []
@@ -128,7 +156,7 @@ def give_back(card: Path, volatile: Path) -> None:
     from memory and sent from the card (as a repeat if memory may have sent it), so that it goes
     once. (After a reboot memory is gone: the
     card's texts then go again, and so may its summaries of held events.)"""
-    marker = volatile / TAKEN_OVER_FILE
+    marker = private_dir(volatile) / TAKEN_OVER_FILE  # a forged marker could mark the card's texts sent
     if not marker.exists():
         return
     pairs = json.loads(marker.read_text())["texts"]  # [card id, memory id]
@@ -174,7 +202,17 @@ def queue_durably(pending: list[T], queue: Callable[[Outbox, T], None], data_dir
     one, whose texts the SMS process sends too. The error if neither took them (they stay pending)."""
     if (exc := queue_in_order(pending, _into(data_dir, queue), DiskReserve(data_dir))) is None:
         return None
-    volatile = volatile_data_dir(data_dir)
+    try:
+        volatile = private_dir(volatile_data_dir(data_dir), create=True)
+    except OSError as unsafe:
+        log.critical(
+            "the outbox in %s refused %d text(s) (%s), and memory cannot take them: %s",
+            data_dir,
+            len(pending),
+            exc,
+            unsafe,
+        )
+        return unsafe
     log.critical(
         "the outbox in %s refused %d text(s) (%s): queued in memory (%s)", data_dir, len(pending), exc, volatile
     )

@@ -29,10 +29,13 @@ from pipeline import storage
 from pipeline.config import override
 from pipeline.metrics import StatsTable
 from pipeline.storage import (
+    PRIVATE_MODE,
     PROBE_FILE,
     TAKEN_OVER_FILE,
+    UnsafeFolder,
     fall_back_if_unwritable,
     give_back,
+    queue_durably,
     take_over,
     unwritable_reason,
     volatile_data_dir,
@@ -47,6 +50,7 @@ from tests.test_alerting_support import NUMBERS, FaultScript, Returns, config_fo
 SHOT_AT = 3.0
 SECONDS = 8.0
 CARD_MB = 1
+NOBODY = 65534  # another local user
 
 
 @pytest.fixture
@@ -154,6 +158,7 @@ def test_an_aggregator_started_on_a_failed_card_keeps_its_events_in_memory_and_n
     read_only(card)
     with built(config_for(tmp_path, **{"storage.data_dir": str(card)})) as (agg, _, _):
         assert agg.events.data_dir == volatile_data_dir(card) and "kept in memory" in caplog.text
+        assert volatile_data_dir(card).stat().st_mode & 0o777 == PRIVATE_MODE
         assert not agg.keep_clips
     with built(config_for(tmp_path, **{"storage.data_dir": str(tmp_path / "writable")})) as (agg, _, _):
         assert agg.keep_clips
@@ -279,3 +284,69 @@ def test_the_end_of_a_long_network_loss_is_texted_once_when_the_card_refuses_it(
     texts = sent_texts(tmp_path)
     assert sorted(recipient for recipient, _ in texts) == sorted(NUMBERS)
     assert all("had no mobile network" in text for _, text in texts)
+
+
+def made_by_another_user(folder, forged_text: str | None = None):
+    """`folder` made first by another local user (its name can be guessed), with a text for the
+    modem in its outbox and a marker claiming the card's texts went out."""
+    folder.mkdir(parents=True)
+    if forged_text is not None:
+        Outbox(outbox_path(folder)).enqueue(NUMBERS[0], forged_text, "alert")
+    (folder / TAKEN_OVER_FILE).write_text('{"card": "", "texts": [[1, 1]]}')
+    for path in (folder, *folder.iterdir()):
+        os.chown(path, NOBODY, NOBODY)
+    folder.chmod(0o777)
+
+
+def test_an_in_memory_folder_another_user_made_first_is_neither_used_nor_trusted(tmp_path, card, in_memory, caplog):
+    """Not to start from, not to queue in, not to send from, not to mark the card's texts sent."""
+    made_by_another_user(volatile_data_dir(card))
+    read_only(card)
+    with pytest.raises(
+        UnsafeFolder, match=rf"uid {NOBODY}, not a folder of this user \(uid {os.geteuid()}\).*sudo rm -rf"
+    ):
+        fall_back_if_unwritable(config_for(tmp_path, **{"storage.data_dir": str(card)}))
+    with pytest.raises(UnsafeFolder):
+        give_back(card, volatile_data_dir(card))
+    pending = ["a text"]
+    assert isinstance(queue_durably(pending, Outbox.enqueue, card), UnsafeFolder) and pending == ["a text"]
+
+    writable = tmp_path / "writable"
+    made_by_another_user(volatile_data_dir(writable), "a text of somebody else's")
+    Outbox(outbox_path(writable)).close()
+    config = config_for(tmp_path, **{"storage.data_dir": str(writable)})
+    stats = StatsTable.create(f"gs-{own_run_id()}-stats", ("sms",))
+    try:
+        senders = Senders(config, Modem(config.modem), stats.slot("sms"))
+        senders.send_due(time.time())
+        senders.close()
+    finally:
+        stats.close()
+    assert sent_texts(tmp_path) == [] and "not a folder of this user" in caplog.text
+
+
+def test_the_in_memory_folder_is_closed_to_other_users_and_a_link_in_its_place_is_refused(tmp_path, card, in_memory):
+    read_only(card)
+    config = config_for(tmp_path, **{"storage.data_dir": str(card)})
+    memory = volatile_data_dir(card)
+    memory.mkdir(parents=True, mode=0o755)  # as earlier versions made it
+    fall_back_if_unwritable(config)
+    assert memory.stat().st_mode & 0o777 == PRIVATE_MODE
+    memory.rmdir()
+    memory.symlink_to(tmp_path)
+    with pytest.raises(UnsafeFolder, match="is a symbolic link"):
+        fall_back_if_unwritable(config)
+
+
+def test_the_detector_refuses_to_start_from_an_in_memory_folder_of_another_user(tmp_path, card):
+    """The real detector, the real /dev/shm: a clear error, no traceback, exit code 2."""
+    made_by_another_user(volatile_data_dir(card))
+    read_only(card)
+    run = DetectorRun(tmp_path, config_lines=listening_config(tmp_path, "default", RATE))
+    recording = tmp_path / "quiet.wav"
+    soundfile.write(recording, np.zeros(RATE, dtype=np.int16), RATE, subtype="PCM_16")
+    run.start("--source", str(recording))
+    run.wait_until(lambda: run.process.poll() is not None, 60, "the refusal")
+    assert run.stop() == 2
+    assert f"{volatile_data_dir(card)} is a folder of uid {NOBODY}" in run.output()
+    assert "Traceback" not in run.output()
