@@ -143,6 +143,7 @@ def events(config_path, data_dir, limit, fmt, near_misses, samples) -> None:
 
     config = _load(config_path, {"storage.data_dir": str(data_dir) if data_dir else None})
     _records_folder(config)
+    _note_records_in_memory(Path(config.storage.data_dir))
     for record in list_events(config, limit, _kept_table(near_misses, samples)):
         click.echo(json.dumps(record) if fmt == "jsonl" else _event_line(record))
 
@@ -153,8 +154,30 @@ def _records_folder(config) -> Path:
 
     folder = Path(config.storage.data_dir)
     if not (folder / EVENTS_DB).exists():
-        raise click.ClickException(f"{folder} holds no {EVENTS_DB}: give the detector's data folder (--data-dir)")
+        memory = _in_memory(folder, EVENTS_DB)
+        hint = f" (the detector keeps its events in memory: --data-dir {memory})" if memory else ""
+        raise click.ClickException(f"{folder} holds no {EVENTS_DB}: give the detector's data folder (--data-dir){hint}")
     return folder
+
+
+def _in_memory(folder: Path, name: str) -> Path | None:
+    """The in-memory stand-in of `folder` if it holds `name`: the detector could not write the
+    folder (pipeline/storage.py)."""
+    from pipeline.storage import volatile_data_dir
+
+    memory = volatile_data_dir(folder)
+    return memory if (memory / name).exists() else None
+
+
+def _note_records_in_memory(folder: Path) -> None:
+    from inference.eventlog import EVENTS_DB
+
+    if memory := _in_memory(folder, EVENTS_DB):
+        click.echo(
+            f"note: the detector also kept records in memory when {folder} could not be written: "
+            f"list them with --data-dir {memory}",
+            err=True,
+        )
 
 
 def _event_line(record: dict) -> str:
@@ -354,9 +377,16 @@ def stats(config_path, data_dir) -> None:
     from pipeline.stats import STATS_FILE
 
     config = _load(config_path, {"storage.data_dir": str(data_dir) if data_dir else None})
-    path = Path(config.storage.data_dir) / STATS_FILE
-    if not path.exists():
-        raise click.ClickException(f"{path} does not exist: is the detector running on this data folder?")
+    folder = Path(config.storage.data_dir)
+    memory = _in_memory(folder, STATS_FILE)
+    written = [path for path in (folder / STATS_FILE, memory and memory / STATS_FILE) if path and path.exists()]
+    if not written:
+        raise click.ClickException(
+            f"{folder / STATS_FILE} does not exist: is the detector running on this data folder?"
+        )
+    path = max(written, key=lambda path: path.stat().st_mtime)
+    if path.parent != folder:
+        click.echo(f"note: {folder} could not be written: these figures are from memory ({path})", err=True)
     click.echo(path.read_text())
 
 

@@ -4,7 +4,9 @@ what they print, and that the config file and the flags are what they act on."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 
 import pytest
 import soundfile
@@ -14,6 +16,7 @@ from inference.model import load_ensemble
 from pipeline.config import Config, override
 from pipeline.profile import format_table
 from pipeline.run import demo_overrides, list_events
+from pipeline.storage import private_dir, volatile_data_dir
 from tests.detector_run import PIPELINE_SHOTS, RATE, cli, pipeline_test_models, stream_with_shots
 from tests.gammu_env import dummy_gammurc
 from tests.test_alerting_support import sent_texts
@@ -52,6 +55,30 @@ def test_stats_shows_what_the_running_detector_wrote(tmp_path):
     result = cli("stats", "--data-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == figures
+
+
+@pytest.fixture
+def memory_of(tmp_path):
+    """The real in-memory folder of tmp_path/card, as a detector that could not write it made it."""
+    card = tmp_path / "card"
+    card.mkdir()
+    yield card, private_dir(volatile_data_dir(card), create=True)
+    shutil.rmtree(volatile_data_dir(card), ignore_errors=True)
+
+
+def test_stats_and_events_point_to_what_a_detector_unable_to_write_its_folder_keeps_in_memory(memory_of):
+    card, memory = memory_of
+    (card / "stats.json").write_text('{"time": 1.0}')
+    (memory / "stats.json").write_text('{"time": 2.0}')
+    os.utime(card / "stats.json", (1.0, 1.0))  # the card's figures stopped when it failed
+    result = cli("stats", "--data-dir", str(card))
+    assert json.loads(result.stdout) == {"time": 2.0} and f"from memory ({memory / 'stats.json'})" in result.stderr
+    EventLog(memory).close()
+    result = cli("events", "--data-dir", str(card))
+    assert result.returncode == 1 and f"keeps its events in memory: --data-dir {memory}" in result.stderr
+    EventLog(card).close()
+    result = cli("events", "--data-dir", str(card))
+    assert result.returncode == 0 and f"list them with --data-dir {memory}" in result.stderr
 
 
 def test_analyze_prints_each_event_s_span_and_the_file_s_best_score(tmp_path):
