@@ -130,13 +130,16 @@ def fall_back_if_unwritable(config: Config) -> tuple[Config, str | None]:
 
 
 def take_over(card: Path, volatile: Path) -> None:
-    """At a start from memory, once per in-memory folder (until a reboot empties it): what the
-    card's folder holds that must not be lost or repeated. Its outbox's unsent texts (those caught
+    """At a start from memory, or when the card fails under the running detector; once per
+    in-memory folder (until a reboot empties it): what the card's folder holds that must not be
+    lost or repeated. Its outbox's unsent texts (those caught
     mid-send as repeats), the texts it sent in the last hour (the hourly limit counts them) and the
     events it holds for a summary; and the PIN record, so that a PIN the SIM refused is not entered
     again (one that cannot be read stands as unreadable: no PIN goes out until a person looks).
     The card's files are only read (a copy of the outbox is opened: SQLite must write to replay its
-    log). Tried again at the next start if the card could not be read."""
+    log). Tried again at the next start if the card could not be read. A card that fails under the
+    running detector but can still write its files (a folder made immutable, or of another user)
+    may send some of these texts itself too: they then go twice (at least once)."""
     marker = private_dir(volatile, create=True) / TAKEN_OVER_FILE
     if marker.exists():
         return

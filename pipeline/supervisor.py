@@ -166,8 +166,9 @@ class Supervisor:
             log.error("the texts sent from memory are not marked on %s (%s): they may go again", self.card_dir, exc)
 
     def _watch_storage(self, now: float) -> str | None:
-        """The first time the data folder cannot be written while running, the recipients are told
-        (its text; the texts themselves go out through the in-memory outbox). Looked at with a
+        """The first time the data folder cannot be written while running, the texts waiting there
+        are taken over and the recipients are told (its text; the texts themselves go out through
+        the in-memory outbox). Looked at with a
         probe file every STORAGE_CHECK s, and at once when a text went to memory or a process died
         (on a failed card, a restarted aggregator keeps its events in memory)."""
         if self.storage_problem is not None:
@@ -182,6 +183,10 @@ class Supervisor:
             return None
         self.storage_problem = f"cannot write the data folder {self.data_dir} ({reason})"
         log.critical("%s: texts go out from memory until the detector is restarted", self.storage_problem)
+        try:  # the card's waiting texts, which the card cannot mark sending or sent any more
+            take_over(self.card_dir, volatile_data_dir(self.card_dir))
+        except OSError as exc:  # another user's folder in the in-memory folder's place
+            log.critical("the texts waiting on %s cannot be taken over: %s", self.card_dir, exc)
         return self.health.storage_failed(self.storage_problem)
 
     def _abandon_start(self) -> None:

@@ -145,6 +145,7 @@ def test_a_card_failing_under_the_running_detector_is_texted_once_and_the_next_s
         pulse.stop()
         subprocess.run(["chattr", "-i", str(card)], check=False)
     assert f"cannot write the data folder {card} (Operation not permitted)" in whole_log(run)
+    assert (volatile_data_dir(card) / TAKEN_OVER_FILE).exists()  # what the card held, taken over
     for number in NUMBERS:
         to_it = [text for recipient, text in sent_texts(tmp_path) if recipient == number]
         assert len(to_it) == 2 and "Check the SD card" in to_it[0] and "possible gunshot" in to_it[1], to_it
@@ -228,6 +229,28 @@ def test_a_card_failing_under_the_running_detector_costs_no_alert(tmp_path, in_m
     texts = sent_texts(tmp_path)
     assert sorted(recipient for recipient, _ in texts) == sorted(NUMBERS)
     assert all("possible gunshot" in text for _, text in texts)
+
+
+def test_the_texts_waiting_on_a_card_that_fails_under_the_running_detector_go_from_memory_once(
+    tmp_path, in_memory, monkeypatch
+):
+    """The SMS process cannot mark them sending on the failed card; the supervisor takes them over."""
+    config = config_for(tmp_path, **{"alerts.recipients": [NUMBERS[0]]})
+    data = tmp_path / "data"
+    Outbox(outbox_path(data)).enqueue(NUMBERS[0], "a text waiting for the network", "alert")
+    card_fails_under(monkeypatch, data)
+    stats = StatsTable.create(f"gs-{own_run_id()}-stats", ("sms",))
+    try:
+        senders = Senders(config, Modem(config.modem), stats.slot("sms"))
+        senders.send_due(time.time())
+        assert sent_texts(tmp_path) == []  # stuck on the card
+        take_over(data, volatile_data_dir(data))  # what the supervisor does when its probe fails
+        for _ in range(3):
+            senders.send_due(time.time())
+        senders.close()
+    finally:
+        stats.close()
+    assert [text for _, text in sent_texts(tmp_path)] == ["a text waiting for the network"]
 
 
 class _ForgetfulOutbox(Outbox):
