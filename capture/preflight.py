@@ -1,5 +1,8 @@
-"""Checks before start: a missing microphone or an unreadable source file is a clear error at
-once, not a retry loop (while running, a vanished device is reopened with backoff instead)."""
+"""Checks before start: an unreadable source file or a device that opens otherwise than asked is a
+clear error at once. A device that cannot be opened (unplugged, busy) is a clear error too, but
+`start` goes on with it: the capture process keeps trying it, as it does for a device that
+vanishes while running, so that texts already waiting still go out and the recipients hear of the
+silence, rather than a service restarting for ever with nothing sent."""
 
 from __future__ import annotations
 
@@ -13,6 +16,10 @@ LISTED_DEVICES = 12
 
 class PreflightError(RuntimeError):
     pass
+
+
+class DeviceAbsent(PreflightError):
+    """The device cannot be opened now: `start` goes on and keeps trying it."""
 
 
 def check_source(config: Config) -> None:
@@ -46,5 +53,5 @@ def _check_device(audio: AudioConfig) -> None:
             known = ", ".join(alsaaudio.pcms(alsaaudio.PCM_CAPTURE)[:LISTED_DEVICES])
         except alsaaudio.ALSAAudioError:
             known = "none"
-        raise PreflightError(f"audio.device: {exc}. Capture devices ALSA knows: {known}") from None
+        raise DeviceAbsent(f"audio.device: {exc}. Capture devices ALSA knows: {known}") from None
     source.close()

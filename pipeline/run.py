@@ -33,15 +33,27 @@ log = logging.getLogger(__name__)
 
 def run_detector(config: Config) -> int:
     """Start the pipeline and supervise it until stopped; a non-zero exit code on a fatal problem."""
-    from capture.preflight import PreflightError, check_source
+    from capture.preflight import DeviceAbsent, PreflightError, check_source
     from inference.model import ModelError
     from pipeline.storage import UnsafeFolder
     from pipeline.supervisor import AlreadyRunning, SharedMemoryLost, Supervisor
 
     try:
         ensemble = load_checked_ensemble(config)
+    except (ModelError, ValueError) as exc:
+        log.error("%s", exc)
+        return 2
+    try:
         check_source(config)
-    except (ModelError, PreflightError, ValueError) as exc:
+    except DeviceAbsent as exc:
+        log.error(
+            "%s. Starting anyway: it is tried again every %.0f s at most, and the recipients are texted if "
+            "no sound comes for %.0f s (health.silence_alert_after)",
+            exc,
+            config.audio.reopen_max_backoff,
+            config.health.silence_alert_after,
+        )
+    except PreflightError as exc:
         log.error("%s", exc)
         return 2
     if not config.alerts.recipients:

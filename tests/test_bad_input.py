@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import soundfile
 
+from alerting.outbox import Outbox, outbox_path
 from capture.audio_file import AudioFileError, iter_audio_blocks, read_audio
 from capture.process import EXIT_SOURCE_DAMAGED
-from tests.detector_run import RECIPIENTS, DetectorRun, pipeline_test_models, stream_with_shots
+from tests.detector_run import RECIPIENTS, DetectorRun, listening_config, pipeline_test_models, stream_with_shots
 from tests.gammu_env import dummy_gammurc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,10 +99,27 @@ def test_analyze_reports_each_file_and_fails_at_the_end(odd_files, tmp_path):
             assert line["detected"] == bool(line["events"])
 
 
-def test_start_with_a_missing_microphone_says_so(tmp_path):
-    result = cli("start", "--device", "no_such_mic", "--data-dir", str(tmp_path / "data"), cwd=tmp_path)
-    assert result.returncode == 2
-    assert "audio.device" in result.stderr and "no_such_mic" in result.stderr and "arecord" in result.stderr
+QUICK_SILENCE = ["[health]", "silence_alert_after = 5.0"]
+
+
+def sent(run: DetectorRun) -> int:
+    return sum(text["state"] == "sent" for text in run.texts())
+
+
+def test_start_with_a_missing_microphone_says_so_and_still_sends_the_waiting_texts_and_the_silence(tmp_path):
+    """Not an exit (under systemd: a restart loop in which nothing is ever sent): the capture keeps
+    trying the device, the outbox empties, and the recipients learn that nothing is heard."""
+    run = DetectorRun(tmp_path, config_lines=[*listening_config(tmp_path, "no_such_mic", 16000), *QUICK_SILENCE])
+    with Outbox(outbox_path(run.data_dir)) as outbox:
+        outbox.enqueue(RECIPIENTS[0], "an alert waiting since the last power cut", "alert")
+    run.start()
+    try:
+        run.wait_until(lambda: run.assert_running() or sent(run) == 1 + len(RECIPIENTS), 60, "the texts")
+    finally:
+        assert run.stop() == 0
+    assert "audio.device" in run.output() and "no_such_mic" in run.output() and "arecord" in run.output()
+    assert "Starting anyway" in run.output()
+    assert sum("microphone silent" in text["text"] for text in run.texts()) == len(RECIPIENTS)
 
 
 @pytest.mark.parametrize(
