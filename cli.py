@@ -60,10 +60,14 @@ def start(config_path, device, rate, source, gammurc, recipients, data_dir, demo
     """Run the detector until SIGTERM/Ctrl-C (or, with --source/--demo, the end of the recording)."""
     from pipeline.run import demo_overrides, print_demo_report, run_detector
 
+    _one_source(device, source)
+    if demo and (device or rate or gammurc):
+        raise click.UsageError(
+            "--demo replays its recording with Gammu's dummy phone: drop --device, --rate, --gammurc"
+        )
     changes = {
-        "audio.device": device,
+        **_source_changes(device, source),
         "audio.rate": rate,
-        "audio.source": str(source) if source else None,
         "modem.gammurc": str(gammurc) if gammurc else None,
         "alerts.recipients": list(recipients) or None,
         "storage.data_dir": str(data_dir) if data_dir else None,
@@ -75,6 +79,18 @@ def start(config_path, device, rate, source, gammurc, recipients, data_dir, demo
     if demo:
         print_demo_report(config)
     sys.exit(code)
+
+
+def _one_source(device: str | None, source: Path | None) -> None:
+    if device and source:
+        raise click.UsageError("give --device (a microphone) or --source (a recording), not both")
+
+
+def _source_changes(device: str | None, source: Path | None) -> dict[str, str | None]:
+    """The config changes the flags make: --device also clears a recording set in the config file."""
+    if device:
+        return {"audio.device": device, "audio.source": ""}
+    return {"audio.source": str(source) if source else None}
 
 
 @main.command("test-modem")
@@ -407,15 +423,25 @@ def profile(config_path, source, device, duration, data_dir, as_json) -> None:
     """Run the full pipeline for a while and print CPU, memory, counters and latencies per process."""
     import tempfile
 
+    from capture.preflight import PreflightError, check_source
+    from inference.model import ModelError
     from pipeline.profile import Profiler, format_table
     from pipeline.run import demo_overrides
+    from pipeline.storage import UnsafeFolder
+    from pipeline.supervisor import AlreadyRunning
 
+    _one_source(device, source)
     data_dir = data_dir or Path(tempfile.mkdtemp(prefix="gunshot-profile-"))
-    changes = {"storage.data_dir": str(data_dir), "audio.device": device}
-    if not device:
-        replay = {**changes, "audio.source": str(source) if source else None}
-        changes.update(demo_overrides(DEMO_RECORDING, DEMO_RECIPIENT, replay))
-    report = Profiler(_load(config_path, changes), duration).run()
+    changes = {"storage.data_dir": str(data_dir), "audio.source": str(source) if source else None}
+    changes.update(demo_overrides(DEMO_RECORDING, DEMO_RECIPIENT, changes))  # Gammu's dummy phone: no one is texted
+    if device:
+        changes.update(_source_changes(device, None))
+    config = _load(config_path, changes)
+    try:
+        check_source(config)
+        report = Profiler(config, duration).run()
+    except (PreflightError, ModelError, ValueError, AlreadyRunning, UnsafeFolder) as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(report, indent=1) if as_json else format_table(report))
 
 

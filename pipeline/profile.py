@@ -9,8 +9,8 @@ import json
 import time
 from typing import Any
 
-from inference.model import load_ensemble
 from pipeline.config import Config
+from pipeline.run import load_checked_ensemble
 from pipeline.supervisor import Supervisor
 
 ONE_CORE_MS_PER_S = 1000.0
@@ -23,7 +23,7 @@ class Profiler:
     def __init__(self, config: Config, duration: float) -> None:
         self.config = config
         self.duration = duration
-        self.supervisor = Supervisor(config, load_ensemble(config.detector.models_dir))
+        self.supervisor = Supervisor(config, load_checked_ensemble(config))
         self.started = 0.0
         self.first_vote_after: float | None = None
         self.report: dict[str, Any] = {}

@@ -1,6 +1,7 @@
 """Bad input gets a clear error that says what is wrong and what to do: never a traceback."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import soundfile
 from alerting.outbox import Outbox, outbox_path
 from capture.audio_file import AudioFileError, iter_audio_blocks, read_audio
 from capture.process import EXIT_SOURCE_DAMAGED
+from tests.audio_env import alsa_replay_config, write_raw
 from tests.detector_run import RECIPIENTS, DetectorRun, listening_config, pipeline_test_models, stream_with_shots
 from tests.gammu_env import dummy_gammurc
 
@@ -260,3 +262,63 @@ def test_a_stereo_file_is_read_as_the_mean_of_its_channels(tmp_path):
     right = np.full(16000, 0.25, dtype=np.float32)
     soundfile.write(tmp_path / "stereo.wav", np.column_stack((left, right)), 16000, subtype="FLOAT")
     np.testing.assert_allclose(read_audio(tmp_path / "stereo.wav", 16000), (left + right) / 2, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["start", "--device", "plughw:CARD=Mic", "--source", "shots.wav"],
+        ["profile", "--device", "plughw:CARD=Mic", "--source", "shots.wav"],
+        ["start", "--demo", "--gammurc", "my-gammurc"],
+        ["start", "--demo", "--device", "plughw:CARD=Mic"],
+    ],
+)
+def test_flags_that_cannot_both_apply_are_refused_not_ignored(tmp_path, args):
+    result = cli(*args, cwd=tmp_path)
+    assert result.returncode == 2 and (
+        "not both" in result.stderr or "drop --device, --rate, --gammurc" in result.stderr
+    )
+
+
+def test_profile_refuses_what_start_refuses(tmp_path):
+    (tmp_path / "notes.wav").write_text("not audio")
+    result = cli("profile", "--source", "notes.wav", cwd=tmp_path)
+    assert result.returncode == 1 and "audio.source" in result.stderr
+    result = cli("profile", "--device", "no_such_mic", "--duration", "2", cwd=tmp_path)
+    assert result.returncode == 1 and "audio.device" in result.stderr and "no_such_mic" in result.stderr
+
+
+QUICK_PROFILE = ["--duration", "3", "--json"]
+
+
+def test_profile_on_a_live_device_texts_no_one(tmp_path):
+    """It runs beside the service on the Pi: its texts go to Gammu's dummy phone, never to the
+    configured modem and recipients."""
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f"[modem]\ndevice = '{tmp_path / 'ttyUSB9'}'\nconnection = 'at'\n[alerts]\nrecipients = {list(RECIPIENTS)!r}\n"
+    )
+    raw = write_raw(tmp_path / "mic.raw", (stream_with_shots(4.0, []) * 32767).astype(np.int16))
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "cli.py"),
+            "profile",
+            "--config",
+            str(config),
+            "--device",
+            "replay",
+            *QUICK_PROFILE,
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        cwd=tmp_path,
+        env={**os.environ, **alsa_replay_config(tmp_path, raw, clocked=False)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["processes"]["sms"]["pid"] > 0
+    assert "ttyUSB9" not in result.stderr
+    assert "dummy" in (tmp_path / "data" / "gammurc").read_text()
