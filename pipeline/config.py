@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import re
 import tomllib
 import types
 import typing
@@ -20,15 +22,32 @@ from typing import Any
 from alerting.phone import PhoneNumberError, validate_e164
 
 DEFAULT_CONFIG_PATH = Path("config.toml")
+SIM_PIN = re.compile(r"[0-9]{4,8}")  # what a SIM takes as its PIN (3GPP TS 31.102: 4 to 8 digits)
+# The vote window of the shipped models (models/*.json: the longest window_samples / sample_rate); a
+# clip holds at least one window (inference/aggregator.py), of models_dir's models too.
+SHIPPED_WINDOW = 2.0
+# s allowed for a decision (the models' inference) and the aggregator's next look at due clips (at
+# least once a second, inference/aggregator.py IDLE_WAIT) after a clip's audio is in.
+CLIP_WRITE_DELAY = 1.0
 
 
 class ConfigError(ValueError):
     """A config problem; the message starts with the dotted key."""
 
 
-def setting(default: Any, doc: str, lo: float | None = None, hi: float | None = None, **kw: Any) -> Any:
-    """A config field with a doc line and optional inclusive bounds."""
-    meta = {"doc": doc, "lo": lo, "hi": hi}
+def setting(
+    default: Any,
+    doc: str,
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    path: bool = False,
+    secret: bool = False,
+    **kw: Any,
+) -> Any:
+    """A config field with a doc line and optional inclusive bounds; `path`: a leading ~ is
+    expanded to the home folder; `secret`: its value is never put in a message."""
+    meta = {"doc": doc, "lo": lo, "hi": hi, "path": path, "secret": secret}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta, **kw)
     return field(default=default, metadata=meta, **kw)
@@ -46,14 +65,18 @@ class AudioConfig:
     rate: int = setting(16000, "Capture sample rate in Hz; resampled to the models' rate if different.", 8000, 192000)
     channels: int = setting(1, "Channels to open the device with; they are averaged to mono.", 1, 8)
     period: float = setting(0.25, "ALSA period in seconds (one read; shorter: less delay, more CPU).", 0.01, 1.0)
-    ring_seconds: float = setting(60.0, "Seconds of audio kept in the shared-memory ring.", 10.0, 600.0)
-    source: str = setting("", "Replay this WAV/FLAC file at real time instead of the device.")
+    ring_seconds: float = setting(
+        60.0, "Seconds of audio kept in the shared-memory ring; it must hold a whole evidence clip.", 10.0, 600.0
+    )
+    source: str = setting("", "Replay this WAV/FLAC file at real time instead of the device.", path=True)
     reopen_max_backoff: float = setting(30.0, "Longest wait between attempts to reopen a failed device, s.", 1.0, 600.0)
 
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    models_dir: str = setting("", "Folder with the .tflite models and .json sidecars; empty: the shipped models/.")
+    models_dir: str = setting(
+        "", "Folder with the .tflite models and .json sidecars; empty: the shipped models/.", path=True
+    )
     hop: float = setting(0.5, "Seconds between window starts; windows overlap by window - hop.", 0.1, 2.0)
     votes_required: int = setting(
         0,
@@ -75,12 +98,12 @@ class DetectorConfig:
 
 @dataclass(frozen=True)
 class ModemConfig:
-    gammurc: str = setting("", "Path to a Gammu config file; when set, the keys below are ignored.")
-    device: str = setting("/dev/ttyUSB0", "Modem serial device; prefer a stable /dev/serial/by-id/... name.")
+    gammurc: str = setting("", "Path to a Gammu config file; when set, the keys below are ignored.", path=True)
+    device: str = setting("/dev/ttyUSB0", "Modem serial device; prefer a stable /dev/serial/by-id/... name.", path=True)
     connection: str = setting("at", "Gammu connection, e.g. at, at115200.")
     model: str = setting("", "Gammu model, usually empty (auto).")
-    pin: str = setting("", "SIM PIN, if the SIM asks for one.")
-    smsc: str = setting("", "SMS centre number; empty takes the one stored on the SIM.")
+    pin: str = setting("", "SIM PIN (4 to 8 digits, in quotes), if the SIM asks for one.", secret=True)
+    smsc: str = setting("", "SMS centre number in E.164 form; empty takes the one stored on the SIM.")
     retry_initial: float = setting(5.0, "First wait after a failed send, s (doubles up to retry_max).", 0.1, 3600.0)
     retry_max: float = setting(300.0, "Longest wait between send attempts, s.", 1.0, 86400.0)
     network_check: float = setting(
@@ -93,7 +116,7 @@ DEFAULT_TEMPLATE = "{site}: possible gunshot at {time} (confidence {confidence})
 
 @dataclass(frozen=True)
 class AlertsConfig:
-    recipients: list[str] = setting([], "Phone numbers in E.164 form, e.g. +447700900123.")
+    recipients: list[str] = setting([], "Phone numbers in E.164 form, e.g. +447700900123, each once.")
     template: str = setting(DEFAULT_TEMPLATE, "Text of an alert; fields: {site} {time} {confidence} {note}.")
     max_per_hour: int = setting(
         10, "Alert texts per recipient per hour; events beyond it go out as one summary text.", 1, 1000
@@ -103,7 +126,7 @@ class AlertsConfig:
 @dataclass(frozen=True)
 class StorageConfig:
     data_dir: str = setting(
-        "./data", "Folder for events, evidence clips and the outbox (relative: to the working directory)."
+        "./data", "Folder for events, evidence clips and the outbox (relative: to the working directory).", path=True
     )
     clips: bool = setting(True, "Save a clip (FLAC) of each event, near miss and background sample.")
     clip_pre_roll: float = setting(2.0, "Seconds of audio kept before an event in its clip.", 0.0, 20.0)
@@ -161,7 +184,7 @@ def load_config(path: Path | None) -> Config:
             return validate(Config())
         path = DEFAULT_CONFIG_PATH
     try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8-sig"))  # -sig: Notepad's byte-order mark
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist (copy config.example.toml)") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -182,7 +205,9 @@ def override(config: Config, changes: dict[str, Any]) -> Config:
 
 
 def validate(config: Config) -> Config:
-    """Checks that span a field's type: bounds, time zone, phone numbers, modem settings."""
+    """Expands ~ in paths, then checks that span a field's type: bounds, time zone, phone numbers,
+    modem settings, the data folder and the clips against the ring."""
+    config = _expand_paths(config)
     for section in dataclasses.fields(config):
         value = getattr(config, section.name)
         for f in dataclasses.fields(value):
@@ -193,11 +218,7 @@ def validate(config: Config) -> Config:
         raise ConfigError(
             f"site.timezone: unknown time zone {config.site.timezone!r} (use an IANA name like Europe/Paris)"
         ) from None
-    for i, number in enumerate(config.alerts.recipients):
-        try:
-            validate_e164(number)
-        except PhoneNumberError as exc:
-            raise ConfigError(f"alerts.recipients[{i}]: {exc}") from None
+    _check_recipients(config.alerts.recipients)
     try:
         config.alerts.template.format(site="", time="", confidence="", note="")
     except (KeyError, IndexError, ValueError, AttributeError) as exc:
@@ -208,7 +229,106 @@ def validate(config: Config) -> Config:
         raise ConfigError("detector.fused_threshold: set it or detector.votes_required, not both (0 turns one off)")
     if config.modem.retry_initial > config.modem.retry_max:
         raise ConfigError("modem.retry_initial: must not exceed modem.retry_max")
+    _check_pin(config.modem.pin)
+    if config.modem.smsc:
+        try:
+            validate_e164(config.modem.smsc)
+        except PhoneNumberError as exc:
+            raise ConfigError(f"modem.smsc: {exc} (or leave it empty to use the SIM's)") from None
+    _check_data_dir(config.storage.data_dir)
+    check_clips_fit_ring(config, SHIPPED_WINDOW)
     return config
+
+
+def _expand_paths(config: Config) -> Config:
+    """The config with a leading ~ (or ~user) of every path setting expanded to the home folder."""
+    replaced = {}
+    for section in dataclasses.fields(config):
+        value = getattr(config, section.name)
+        changes = {}
+        for f in dataclasses.fields(value):
+            path = getattr(value, f.name)
+            if f.metadata.get("path") and isinstance(path, str) and path.startswith("~"):
+                try:
+                    changes[f.name] = str(Path(path).expanduser())
+                except RuntimeError as exc:  # no such user, or no home folder
+                    raise ConfigError(f"{section.name}.{f.name}: cannot expand ~ in {path!r} ({exc})") from None
+        if changes:
+            replaced[section.name] = dataclasses.replace(value, **changes)
+    return dataclasses.replace(config, **replaced) if replaced else config
+
+
+def _check_recipients(recipients: list[str]) -> None:
+    """Every number E.164 and listed once (twice would text it twice and count twice in max_per_hour)."""
+    first_at: dict[str, int] = {}
+    for i, number in enumerate(recipients):
+        try:
+            validate_e164(number)
+        except PhoneNumberError as exc:
+            raise ConfigError(f"alerts.recipients[{i}]: {exc}") from None
+        if number in first_at:
+            raise ConfigError(
+                f"alerts.recipients[{i}]: {number} is already alerts.recipients[{first_at[number]}] (list it once)"
+            )
+        first_at[number] = i
+
+
+def _check_pin(pin: str) -> None:
+    """Empty, or what a SIM takes: a wrong one uses up one of its three tries. The message never
+    shows the PIN (the journal may be read by others), only its length and the characters that
+    are not digits."""
+    if not pin or SIM_PIN.fullmatch(pin):
+        return
+    wrong = [f"{char!r} (character {i})" for i, char in enumerate(pin, 1) if char not in "0123456789"]
+    got = f"{len(pin)} characters, not digits: {', '.join(wrong)}" if wrong else f"{len(pin)} digits"
+    raise ConfigError(f"modem.pin: must be 4 to 8 digits (or empty for a SIM without PIN), got {got}")
+
+
+def _check_data_dir(data_dir: str) -> None:
+    """The data folder, or the first of its parents that exists, must be a folder: a file there
+    would make every write fail at start, taken for a failing card."""
+    for path in (Path(data_dir), *Path(data_dir).parents):
+        if os.path.isdir(path):
+            return
+        if os.path.lexists(path):
+            what = "a file, not a folder" if os.path.isfile(path) else "not a folder"
+            where = "" if path == Path(data_dir) else f", so {data_dir} cannot be made in it"
+            raise ConfigError(f"storage.data_dir: {path} is {what}{where} (give a folder; it is made if missing)")
+
+
+def check_clips_fit_ring(config: Config, window: float) -> None:
+    """Raise ConfigError unless the audio ring still holds the whole clip of an event when the
+    aggregator cuts it (inference/aggregator.py), with a vote window of `window` s.
+
+    A clip spans clip_pre_roll before its first window's start to clip_post_roll after its last
+    window's end: pre + window + post for a one-window event, near miss or sample. It is cut once
+    the post-roll is in, but an event's only once it has closed: when a window starting more than
+    merge_gap after its end (up to one hop more) is decided, merge_gap + hop + window after its end.
+    The ring must hold that back from the newest row, plus one audio.period (the write in progress
+    reuses the oldest rows) and CLIP_WRITE_DELAY."""
+    storage, detector = config.storage, config.detector
+    if not storage.clips:
+        return
+    close_wait = detector.merge_gap + detector.hop + window
+    after = max(storage.clip_post_roll, close_wait)
+    needed = storage.clip_pre_roll + window + after + config.audio.period + CLIP_WRITE_DELAY
+    if needed <= config.audio.ring_seconds:
+        return
+    if storage.clip_post_roll >= close_wait:
+        after_text = f"storage.clip_post_roll {storage.clip_post_roll:g} s"
+        shorten = "storage.clip_pre_roll or storage.clip_post_roll"
+    else:
+        after_text = (
+            f"the wait for the event to close (detector.merge_gap {detector.merge_gap:g} s + detector.hop "
+            f"{detector.hop:g} s + the window)"
+        )
+        shorten = "storage.clip_pre_roll or detector.merge_gap"
+    raise ConfigError(
+        f"audio.ring_seconds: {config.audio.ring_seconds:g} s cannot hold a whole clip, which needs {needed:g} s: "
+        f"storage.clip_pre_roll {storage.clip_pre_roll:g} s + the {window:g} s window + {after_text} + "
+        f"{config.audio.period + CLIP_WRITE_DELAY:g} s to cut it (audio.period and the aggregator's delay); "
+        f"raise audio.ring_seconds to {math.ceil(needed)} or shorten {shorten}"
+    )
 
 
 def _build(cls: type, raw: Any, prefix: str) -> Any:
@@ -226,11 +346,12 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
         if dataclasses.is_dataclass(kind):
             values[key] = _build(kind, value, f"{dotted}.")
         else:
-            values[key] = _coerce(dotted, value, kind)
+            values[key] = _coerce(dotted, value, kind, fields[key].metadata.get("secret", False))
     return cls(**values)
 
 
-def _coerce(dotted: str, value: Any, kind: Any) -> Any:
+def _coerce(dotted: str, value: Any, kind: Any, secret: bool = False) -> Any:
+    """`value` as `kind`, or ConfigError; the value is named in it unless `secret`."""
     origin = typing.get_origin(kind)
     if origin is list:
         (item_kind,) = typing.get_args(kind)
@@ -242,7 +363,8 @@ def _coerce(dotted: str, value: Any, kind: Any) -> Any:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
-        raise ConfigError(f"{dotted}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
+        shown = " (not shown; write it in quotes)" if secret else f" {value!r}"
+        raise ConfigError(f"{dotted}: expected {kind.__name__}, got {type(value).__name__}{shown}")
     return value
 
 

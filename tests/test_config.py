@@ -1,11 +1,23 @@
 import dataclasses
+import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import soundfile
 
-from pipeline.config import Config, ConfigError, load_config, override
+from inference.aggregator import Aggregator
+from inference.eventlog import EventLog
+from inference.model import load_ensemble
+from pipeline.channel import Channel
+from pipeline.config import CLIP_WRITE_DELAY, SHIPPED_WINDOW, Config, ConfigError, load_config, override
+from pipeline.layout import AUDIO_SHAPE, Layout
+from pipeline.metrics import StatsTable
+from pipeline.ring import Ring
 from pipeline.run import load_checked_ensemble
+from tests.conftest import own_run_id
+from tests.test_aggregator import RATE, decision
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 
@@ -35,11 +47,150 @@ def write(tmp_path, text):
         ("[audio\nrate = 1", "not valid TOML"),
         ("[detector]\nvote_timeout = nan", "detector.vote_timeout: nan is not a finite number"),
         ("[health]\nsilence_alert_after = inf", "health.silence_alert_after: inf is not a finite number"),
+        ("[modem]\npin = '12a'", "modem.pin: must be 4 to 8 digits (or empty for a SIM without PIN), got 3 characters"),
+        ("[modem]\npin = '1234 '", "modem.pin: must be 4 to 8 digits"),
+        ("[modem]\npin = '123'", "modem.pin: must be 4 to 8 digits"),
+        ("[modem]\npin = '123456789'", "modem.pin: must be 4 to 8 digits"),
+        ("[modem]\npin = '\uff11\uff12\uff13\uff14'", "modem.pin: must be 4 to 8 digits"),  # full-width digits
+        ("[modem]\nsmsc = 'hello'", "modem.smsc: 'hello' has no leading +"),
+        ("[modem]\nsmsc = '0044 7785 016005'", "modem.smsc: '0044 7785 016005' contains spaces"),
+        (
+            "[alerts]\nrecipients = ['+447700900123', '+12025550143', '+447700900123']",
+            "alerts.recipients[2]: +447700900123 is already alerts.recipients[0]",
+        ),
+        (
+            "[audio]\nring_seconds = 10\n[storage]\nclip_pre_roll = 20\nclip_post_roll = 20",
+            "audio.ring_seconds: 10 s cannot hold a whole clip, which needs 43.25 s: storage.clip_pre_roll 20 s",
+        ),
+        ("[detector]\nmerge_gap = 60", "audio.ring_seconds: 60 s cannot hold a whole clip"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path, text, message):
-    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(write(tmp_path, text))
+
+
+@pytest.mark.parametrize("pin", ["", "0000", "12345678"])
+def test_a_pin_of_4_to_8_digits_or_none_is_taken(pin):
+    assert override(Config(), {"modem.pin": pin}).modem.pin == pin
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("[modem]\npin = '1234 '", "got 5 characters, not digits: ' ' (character 5)"),
+        ("[modem]\npin = '12a4'", "got 4 characters, not digits: 'a' (character 3)"),
+        ("[modem]\npin = '1234567890'", "got 10 digits"),
+        ("[modem]\npin = 1234", "expected str, got int (not shown; write it in quotes)"),
+    ],
+)
+def test_a_bad_pin_is_not_put_in_the_message(tmp_path, text, says):
+    """The message goes to the journal, which others may read: a PIN nearly right is not shown,
+    only its length and the characters that are not digits."""
+    with pytest.raises(ConfigError, match=r"^modem\.pin: ") as caught:
+        load_config(write(tmp_path, text))
+    assert str(caught.value).endswith(says)
+    assert "1234" not in str(caught.value) and "12a4" not in str(caught.value)
+
+
+def test_an_smsc_in_e164_form_or_none_is_taken():
+    assert override(Config(), {"modem.smsc": "+447785016005"}).modem.smsc == "+447785016005"
+    assert override(Config(), {"modem.smsc": ""}).modem.smsc == ""
+
+
+def test_a_data_dir_that_is_a_file_is_refused_not_taken_for_a_failing_card(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    with pytest.raises(ConfigError, match=rf"^storage\.data_dir: {afile} is a file, not a folder \(give a folder"):
+        load_config(write(tmp_path, f"[storage]\ndata_dir = '{afile}'"))
+    with pytest.raises(ConfigError, match=rf"^storage\.data_dir: {afile} is a file, not a folder, so .* cannot be"):
+        override(Config(), {"storage.data_dir": str(afile / "data")})
+    assert override(Config(), {"storage.data_dir": str(tmp_path / "new" / "data")}).storage.data_dir
+
+
+PATH_SETTINGS = ["audio.source", "detector.models_dir", "modem.gammurc", "modem.device", "storage.data_dir"]
+
+
+def test_a_leading_tilde_in_every_path_setting_is_the_home_folder(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    sections: dict[str, list[str]] = {}
+    for key in PATH_SETTINGS:
+        section, name = key.split(".")
+        sections.setdefault(section, []).append(f"{name} = '~/{name}'")
+    text = "\n".join(f"[{section}]\n" + "\n".join(lines) for section, lines in sections.items())
+    loaded = load_config(write(tmp_path, text))
+    flagged = override(Config(), {key: f"~/{key.split('.')[1]}" for key in PATH_SETTINGS})  # CLI flags too
+    for config in (loaded, flagged):
+        for key in PATH_SETTINGS:
+            section, name = key.split(".")
+            assert getattr(getattr(config, section), name) == str(home / name), key
+    assert override(Config(), {"detector.models_dir": ""}).detector.models_dir == ""  # empty stays empty
+    with pytest.raises(ConfigError, match=r"^storage\.data_dir: cannot expand ~ in '~no-such-user-here/data'"):
+        override(Config(), {"storage.data_dir": "~no-such-user-here/data"})
+
+
+def test_a_config_file_with_a_byte_order_mark_is_read(tmp_path):
+    """Windows Notepad starts a UTF-8 file with one."""
+    path = tmp_path / "config.toml"
+    path.write_bytes("\ufeff[site]\nname = 'North gate'\n".encode())
+    assert load_config(path).site.name == "North gate"
+
+
+def test_shipped_window_is_the_shipped_models_window():
+    ensemble = load_ensemble("")
+    assert ensemble.window_samples / ensemble.sample_rate == SHIPPED_WINDOW
+
+
+def event_clip_seconds(config: Config, tmp_path) -> float:
+    """The aggregator at the pace of a live run, on a ring of audio.ring_seconds: audio comes in
+    audio.period blocks, each window is decided CLIP_WRITE_DELAY after its audio is in, and one
+    window (20 s in) is a shot. The length of the event's clip, s."""
+    config = override(config, {"storage.data_dir": str(tmp_path)})
+    ensemble = load_ensemble("")
+    hop, block, late = round(config.detector.hop * RATE), round(config.audio.period * RATE), CLIP_WRITE_DELAY * RATE
+    stats = StatsTable.create(f"gs-{own_run_id()}-stats", ("aggregator",))
+    audio = Ring.in_memory(round(config.audio.ring_seconds * RATE), AUDIO_SHAPE, RATE)
+    try:
+        layout = Layout("t", "", stats.segment_name, ("aggregator",), outbox=Channel("outbox"))
+        agg = Aggregator(config, ensemble, audio, stats.slot("aggregator"), layout)
+        shot, decided = round(20 * RATE) // hop, 0
+        while decided <= shot or agg.tracker.current is not None or agg.clips:  # until its clip is written
+            audio.write(np.zeros(block, dtype=np.int16))
+            while decided * hop + ensemble.window_samples + late <= audio.write_pos:
+                agg.handle(decision(decided, decided == shot))
+                decided += 1
+            agg.write_due_clips()
+        agg.events.close()
+    finally:
+        stats.close()
+    events = EventLog(tmp_path)
+    (event,) = events.events()
+    events.close()
+    assert event.clip is not None, "clip lost"
+    return len(soundfile.read(tmp_path / event.clip)[0]) / RATE
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"audio.ring_seconds": 10.25, "storage.clip_pre_roll": 2.5},  # the wait for the event to close
+        {"audio.ring_seconds": 43.25, "storage.clip_pre_roll": 20.0, "storage.clip_post_roll": 20.0},  # post-roll
+        {"detector.merge_gap": 52.0, "storage.clip_pre_roll": 2.25},  # a gap ending on a window start: a hop more
+    ],
+)
+def test_clips_at_the_limit_of_the_ring_are_whole_and_a_shorter_ring_refused(tmp_path, changes):
+    """A clip the ring cannot hold when the aggregator cuts it came out cut short (before: 10 s
+    clips with 20 s of pre- and post-roll on a 10 s ring), or lost (a long merge gap)."""
+    config = override(Config(), changes)
+    storage = config.storage
+    wanted = storage.clip_pre_roll + SHIPPED_WINDOW + storage.clip_post_roll
+    assert event_clip_seconds(config, tmp_path) == wanted
+    shorter = {"audio.ring_seconds": config.audio.ring_seconds - 0.25}
+    with pytest.raises(ConfigError, match=r"^audio\.ring_seconds: .* s cannot hold a whole clip"):
+        override(config, shorter)
+    assert override(config, {**shorter, "storage.clips": False})  # no clips, none to cut
 
 
 def bounded_settings() -> list[tuple[str, float, float]]:
