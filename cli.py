@@ -378,9 +378,12 @@ def test_mic(config_path, device, rate, seconds) -> None:
 
 @main.command("check-config")
 @config_option
-def check_config(config_path) -> None:
+@click.option("--quiet", is_flag=True, help="Print nothing when the config is valid (for a service's start).")
+def check_config(config_path, quiet) -> None:
     """Validate a config file and print every setting."""
     config = _load(config_path, {})
+    if quiet:
+        return
     for key, value, doc in describe(config):
         click.echo(f"{key} = {value!r}    # {doc}")
 

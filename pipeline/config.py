@@ -29,6 +29,7 @@ SHIPPED_WINDOW = 2.0
 # s allowed for a decision (the models' inference) and the aggregator's next look at due clips (at
 # least once a second, inference/aggregator.py IDLE_WAIT) after a clip's audio is in.
 CLIP_WRITE_DELAY = 1.0
+SECRET_SHOWN = "(set, not shown)"
 
 
 class ConfigError(ValueError):
@@ -377,12 +378,16 @@ def _check_bounds(dotted: str, value: Any, meta: typing.Mapping[str, Any]) -> No
 
 
 def describe(config: Config) -> list[tuple[str, Any, str]]:
-    """(dotted key, value, doc) for every setting, for `check-config` and the example file."""
+    """(dotted key, value, doc) for every setting, for `check-config`; a secret one set is not shown
+    (its output may go to the journal)."""
     rows = []
     for section in dataclasses.fields(config):
         value = getattr(config, section.name)
         for f in dataclasses.fields(value):
-            rows.append((f"{section.name}.{f.name}", getattr(value, f.name), f.metadata["doc"]))
+            shown = getattr(value, f.name)
+            if f.metadata.get("secret") and shown:
+                shown = SECRET_SHOWN
+            rows.append((f"{section.name}.{f.name}", shown, f.metadata["doc"]))
     return rows
 
 

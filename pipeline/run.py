@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.config import Config
+from pipeline.config import Config, check_clips_fit_ring
 
 if TYPE_CHECKING:
     from inference.model import Ensemble
@@ -145,6 +145,7 @@ def load_checked_ensemble(config: Config) -> Ensemble:
         raise ValueError(
             f"detector.votes_required: {config.detector.votes_required} but only {len(ensemble.models)} models"
         )
+    check_clips_fit_ring(config, ensemble.window_samples / ensemble.sample_rate)  # validate() assumed 2 s
     if ensemble.calibrated_at is not None:
         hop, merge_gap = ensemble.calibrated_at
         for key, value, calibrated in (

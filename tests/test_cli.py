@@ -41,12 +41,16 @@ def test_test_modem_sends_a_test_text_through_the_modem_the_flag_names(tmp_path)
     assert recipient == A and "test text from the gunshot detector" in text
 
 
-def test_check_config_prints_the_settings_of_the_file_it_checks(tmp_path):
-    config = config_file(tmp_path, "[audio]", "rate = 48000", "[site]", 'name = "Dam wall"')
+def test_check_config_prints_the_settings_of_the_file_it_checks_but_not_the_pin(tmp_path):
+    config = config_file(tmp_path, "[audio]", "rate = 48000", "[site]", 'name = "Dam wall"', "[modem]", 'pin = "4711"')
     result = cli("check-config", "--config", str(config))
     assert result.returncode == 0, result.stderr
     assert re.search(r"^audio\.rate = 48000 ", result.stdout, re.MULTILINE)
     assert re.search(r"^site\.name = 'Dam wall' ", result.stdout, re.MULTILINE)
+    assert re.search(r"^modem\.pin = '\(set, not shown\)' ", result.stdout, re.MULTILINE)
+    assert "4711" not in result.stdout
+    quiet = cli("check-config", "--quiet", "--config", str(config))  # the service's ExecStartPre
+    assert (quiet.returncode, quiet.stdout) == (0, "")
 
 
 def test_stats_shows_what_the_running_detector_wrote(tmp_path):

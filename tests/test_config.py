@@ -277,3 +277,16 @@ def test_settings_the_thresholds_were_not_chosen_at_are_warned_about(caplog):
     load_checked_ensemble(override(Config(), {"detector.hop": 0.25, "detector.merge_gap": 5.0}))
     assert "detector.hop is 0.25 s, the models' thresholds were chosen at 0.5 s" in caplog.text
     assert "detector.merge_gap is 5 s" in caplog.text
+
+
+def test_the_clip_check_takes_the_window_of_the_models_in_use(monkeypatch):
+    """validate() knows only the shipped models' 2 s window; the models' own is checked at load."""
+    from inference import model as model_module
+    from pipeline.run import load_checked_ensemble
+
+    shipped = model_module.load_ensemble("")
+    longer = [dataclasses.replace(m, window_samples=m.window_samples * 2) for m in shipped.models]
+    monkeypatch.setattr(model_module, "load_ensemble", lambda _: dataclasses.replace(shipped, models=longer))
+    config = override(Config(), {"audio.ring_seconds": 10.25, "storage.clip_pre_roll": 2.5})  # at the 2 s limit
+    with pytest.raises(ConfigError, match=r"^audio\.ring_seconds: .* the 4 s window"):
+        load_checked_ensemble(config)
