@@ -9,14 +9,14 @@ from pathlib import Path
 
 import click
 
-from pipeline.config import ConfigError, describe, load_config, override
+from pipeline.config import FICTIONAL_NUMBER, ConfigError, describe, load_config, override
 from pipeline.process import configure_logging
 
 __version__ = "0.1.0"
 
 DEMO_RECORDING = Path(__file__).parent / "assets" / "demo.flac"
 SHIPPED_MODELS = Path(__file__).parent / "models"
-DEMO_RECIPIENT = "+447700900123"  # a number reserved for drama by Ofcom: never a real phone
+DEMO_RECIPIENT = FICTIONAL_NUMBER
 STREAM_SEED = 0  # the streaming proxy's mixture (never one the thresholds were chosen on: train.CALIBRATION_SEEDS)
 
 log = logging.getLogger("cli")
@@ -380,8 +380,21 @@ def test_mic(config_path, device, rate, seconds) -> None:
 @config_option
 @click.option("--quiet", is_flag=True, help="Print nothing when the config is valid (for a service's start).")
 def check_config(config_path, quiet) -> None:
-    """Validate a config file and print every setting."""
+    """Validate a config file, the models and files it names, and print every setting (and warnings)."""
+    from capture.preflight import PreflightError, check_source
+    from inference.model import ModelError
+    from pipeline.run import check_gammurc, config_warnings, load_checked_ensemble
+
     config = _load(config_path, {})
+    try:
+        load_checked_ensemble(config)
+        check_gammurc(config)
+        if config.audio.source:  # not the device: one missing at boot must not stop the service (start waits for it)
+            check_source(config)
+    except (ModelError, PreflightError, ValueError) as exc:
+        raise click.ClickException(f"config: {exc}") from None
+    for warning in config_warnings(config):
+        click.echo(f"warning: {warning}", err=True)
     if quiet:
         return
     for key, value, doc in describe(config):

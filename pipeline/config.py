@@ -391,7 +391,8 @@ def describe(config: Config) -> list[tuple[str, Any, str]]:
     return rows
 
 
-EXAMPLE_VALUES = {"site.name": "North gate", "site.timezone": "Africa/Nairobi", "alerts.recipients": ["+447700900123"]}
+FICTIONAL_NUMBER = "+447700900123"  # reserved by Ofcom for drama: never a real phone (the example's, the demo's)
+EXAMPLE_VALUES = {"site.name": "North gate", "site.timezone": "Africa/Nairobi", "alerts.recipients": [FICTIONAL_NUMBER]}
 EXAMPLE_HEADER = """# Gunshot detector configuration. Copy to config.toml and edit; every key is optional.
 # Validate with: python cli.py check-config --config config.toml
 # (Made by `python -c "import pipeline.config as c; print(c.example_text(), end='')"`; a test keeps it current.)

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.config import Config, check_clips_fit_ring
+from pipeline.config import FICTIONAL_NUMBER, Config, check_clips_fit_ring
 
 if TYPE_CHECKING:
     from inference.model import Ensemble
@@ -28,6 +28,8 @@ connection = none
 model = dummy
 """
 
+NO_RECIPIENTS = "alerts.recipients is empty: events are recorded but no text will be sent"
+
 log = logging.getLogger(__name__)
 
 
@@ -40,6 +42,7 @@ def run_detector(config: Config) -> int:
 
     try:
         ensemble = load_checked_ensemble(config)
+        check_gammurc(config)
     except (ModelError, ValueError) as exc:
         log.error("%s", exc)
         return 2
@@ -57,7 +60,7 @@ def run_detector(config: Config) -> int:
         log.error("%s", exc)
         return 2
     if not config.alerts.recipients:
-        log.warning("alerts.recipients is empty: events are recorded but no text will be sent")
+        log.warning("%s", NO_RECIPIENTS)  # the demo's fictional number is no warning: check-config warns of it
     try:
         supervisor = Supervisor(config, ensemble)
         supervisor.start()
@@ -130,6 +133,26 @@ def _votes_text(votes: dict[str, float]) -> str:
     return ", ".join(f"{m} {p:.2f}" for m, p in votes.items())
 
 
+def config_warnings(config: Config) -> list[str]:
+    """What a valid config holds that makes the detector text no one."""
+    recipients = config.alerts.recipients
+    warnings = [] if recipients else [NO_RECIPIENTS]
+    if FICTIONAL_NUMBER in recipients:
+        warnings.append(f"alerts.recipients holds {FICTIONAL_NUMBER}, the example's fictional number: put your own")
+    return warnings
+
+
+def check_gammurc(config: Config) -> None:
+    if config.modem.gammurc and not Path(config.modem.gammurc).is_file():
+        raise ValueError(f"modem.gammurc: {config.modem.gammurc} is not a file{_relative_hint(config.modem.gammurc)}")
+
+
+def _relative_hint(path: str) -> str:
+    if Path(path).is_absolute():
+        return ""
+    return f" (a relative path starts from the working directory, {Path.cwd()}: give an absolute one)"
+
+
 def load_checked_ensemble(config: Config) -> Ensemble:
     """The models, checked against the detector settings; raises inference.model.ModelError or
     ValueError with a message that names the file or key."""
@@ -137,7 +160,10 @@ def load_checked_ensemble(config: Config) -> Ensemble:
     from inference.frontend import hop_samples
     from inference.model import ModelError, load_ensemble
 
-    ensemble = load_ensemble(config.detector.models_dir)
+    models_dir = config.detector.models_dir
+    if models_dir and not Path(models_dir).is_dir():
+        raise ValueError(f"detector.models_dir: {models_dir} is not a folder{_relative_hint(models_dir)}")
+    ensemble = load_ensemble(models_dir)
     if ensemble.sample_rate != MODEL_RATE:
         raise ModelError(f"the models take {ensemble.sample_rate} Hz audio; capture delivers {MODEL_RATE} Hz")
     hop_samples(config, ensemble)

@@ -130,6 +130,7 @@ def test_start_with_a_missing_microphone_says_so_and_still_sends_the_waiting_tex
     ("args", "message"),
     [
         (["--recipient", "0770 090 0123"], "alerts.recipients[0]"),
+        (["--gammurc", "my-gammurc"], "modem.gammurc: my-gammurc is not a file (a relative path"),
         (["--rate", "5"], "audio.rate"),
         (["--source", "/no/such/file.wav"], "audio.source: /no/such/file.wav: no such file"),
         (["--source", "."], "audio.source: .: is a folder, not an audio file"),

@@ -53,6 +53,29 @@ def test_check_config_prints_the_settings_of_the_file_it_checks_but_not_the_pin(
     assert (quiet.returncode, quiet.stdout) == (0, "")
 
 
+@pytest.mark.parametrize(
+    ("lines", "error"),
+    [
+        (["[detector]", 'models_dir = "models/site"'], "detector.models_dir: models/site is not a folder (a relative"),
+        (["[modem]", 'gammurc = "/etc/no-gammurc"'], "modem.gammurc: /etc/no-gammurc is not a file"),
+        (["[audio]", 'source = "/no/recording.flac"'], "audio.source: /no/recording.flac"),
+    ],
+)
+def test_check_config_checks_the_files_the_config_names(tmp_path, lines, error):
+    """As the service's ExecStartPre: the service runs in its data folder, where a relative path
+    written for the repository's folder is not."""
+    result = cli("check-config", "--quiet", "--config", str(config_file(tmp_path, *lines)))
+    assert result.returncode == 1 and error in result.stderr
+
+
+def test_check_config_warns_of_a_config_that_texts_no_one(tmp_path):
+    for recipients, warning in (("[]", "alerts.recipients is empty"), (f'["{A}"]', "the example's fictional number")):
+        result = cli(
+            "check-config", "--quiet", "--config", str(config_file(tmp_path, "[alerts]", f"recipients = {recipients}"))
+        )
+        assert result.returncode == 0 and result.stderr.startswith("warning: ") and warning in result.stderr
+
+
 def test_stats_shows_what_the_running_detector_wrote(tmp_path):
     figures = {"time": 1.0, "lost_samples": 1600, "processes": {"capture": {"pid": 42}}}
     (tmp_path / "stats.json").write_text(json.dumps(figures))
