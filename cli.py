@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -30,7 +31,32 @@ def _load(config_path: Path | None, changes: dict) -> object:
         raise click.ClickException(f"config: {exc}") from None
 
 
-@click.group()
+FILE_TROUBLE = (
+    "is the data folder (storage.data_dir, --data-dir) this user's? Run as the detector's user "
+    "(sudo -u gunshot .venv/bin/python cli.py ...); a read-only or failing SD card shows in `dmesg`"
+)
+
+
+class Commands(click.Group):
+    """A file or database error of any command (a folder of another user, a read-only or failing
+    SD card): what failed and what to look at, not a traceback (-v: the traceback too)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (OSError, sqlite3.Error) as exc:
+            if ctx.params.get("verbose"):
+                raise
+            raise click.ClickException(f"{_what_failed(exc)}: {FILE_TROUBLE}") from None
+
+
+def _what_failed(exc: OSError | sqlite3.Error) -> str:
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.strerror or exc}: {exc.filename}"
+    return f"{exc}"
+
+
+@click.group(cls=Commands)
 @click.version_option(__version__, prog_name="gunshot-detector")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(verbose: bool) -> None:

@@ -14,7 +14,9 @@ import soundfile
 from alerting.outbox import Outbox, outbox_path
 from capture.audio_file import DAMAGE_STEP_SECONDS, AudioFileError, iter_audio_blocks, read_audio
 from capture.process import EXIT_SOURCE_DAMAGED
+from inference.eventlog import EventLog
 from tests.audio_env import alsa_replay_config, write_raw
+from tests.conftest import tmpfs
 from tests.detector_run import RATE, RECIPIENTS, DetectorRun, listening_config, pipeline_test_models, stream_with_shots
 from tests.gammu_env import dummy_gammurc
 
@@ -347,3 +349,15 @@ def test_profile_on_a_live_device_texts_no_one(tmp_path):
     assert json.loads(result.stdout)["processes"]["sms"]["pid"] > 0
     assert "ttyUSB9" not in result.stderr
     assert "dummy" in (tmp_path / "data" / "gammurc").read_text()
+
+
+@pytest.mark.parametrize(
+    "args", [["events"], ["label", "1", "gunshot"], ["site-thresholds"], ["export-labels", "out", "--source", "site"]]
+)
+def test_a_command_on_a_read_only_data_folder_says_what_to_do(tmp_path, args):
+    """The README's failing SD card (and a folder of another user): no traceback."""
+    with tmpfs(tmp_path / "card", 4) as card:
+        EventLog(card / "data").close()
+        subprocess.run(["mount", "-o", "remount,ro", str(card)], check=True)
+        result = cli(*args, "--data-dir", str(card / "data"), cwd=tmp_path)
+    assert result.returncode == 1 and "sudo -u gunshot" in result.stderr and "dmesg" in result.stderr
