@@ -16,6 +16,7 @@ from typing import Any
 
 from pipeline.systemd import under_journald
 
+LOG_LEVEL_ENV = "GUNSHOT_LOG_LEVEL"  # the level the command line chose, for the processes it starts
 LOG_FORMAT = "%(asctime)s %(processName)s %(levelname)s %(name)s: %(message)s"
 _PR_SET_NAME = 15
 ORPHAN_CHECK_SECONDS = 1.0
@@ -34,8 +35,14 @@ class JournalFormatter(logging.Formatter):
         return f"<{priority}>{super().format(record)}"
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    """Log lines to stderr, one write per line; under systemd, in the journal's own form."""
+def configure_logging(level: int | None = None) -> None:
+    """Log lines to stderr, one write per line; under systemd, in the journal's own form. `level`
+    None: the one the command line chose (`-v`), which the processes it starts inherit through
+    LOG_LEVEL_ENV; else INFO."""
+    if level is None:
+        level = logging.getLevelNamesMapping().get(os.environ.get(LOG_LEVEL_ENV, ""), logging.INFO)
+    else:
+        os.environ[LOG_LEVEL_ENV] = logging.getLevelName(level)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JournalFormatter(JOURNAL_FORMAT) if under_journald() else logging.Formatter(LOG_FORMAT))
     logging.basicConfig(level=level, handlers=[handler], force=True)

@@ -4,9 +4,12 @@ what they print, and that the config file and the flags are what they act on."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
+import subprocess
+import sys
 
 import pytest
 import soundfile
@@ -17,7 +20,7 @@ from pipeline.config import Config, override
 from pipeline.profile import format_table
 from pipeline.run import demo_overrides, list_events
 from pipeline.storage import private_dir, volatile_data_dir
-from tests.detector_run import PIPELINE_SHOTS, RATE, cli, pipeline_test_models, stream_with_shots
+from tests.detector_run import PIPELINE_SHOTS, RATE, ROOT, cli, pipeline_test_models, stream_with_shots
 from tests.gammu_env import dummy_gammurc
 from tests.test_alerting_support import sent_texts
 
@@ -195,3 +198,14 @@ def test_profile_stops_at_its_duration_when_the_source_is_longer(tmp_path):
     result = cli("profile", "--source", str(path), "--duration", str(duration), "--data-dir", str(tmp_path), "--json")
     assert result.returncode == 0, result.stderr
     assert duration <= json.loads(result.stdout)["audio_seconds"] < PROFILED_SECONDS
+
+
+def test_verbose_reaches_the_processes_the_command_starts():
+    """The pipeline's processes set up their logging afresh (process_setup): -v must reach them."""
+    child = "from pipeline.process import configure_logging as c; import logging; c(); print(logging.getLogger().level)"
+    parent = (
+        "import logging, subprocess, sys; from pipeline.process import configure_logging as c; c(logging.DEBUG); "
+        f"subprocess.run([sys.executable, '-c', {child!r}])"
+    )
+    result = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert result.stdout.strip() == str(logging.DEBUG)
