@@ -19,6 +19,7 @@ from pipeline.systemd import under_journald
 LOG_LEVEL_ENV = "GUNSHOT_LOG_LEVEL"  # the level the command line chose, for the processes it starts
 LOG_FORMAT = "%(asctime)s %(processName)s %(levelname)s %(name)s: %(message)s"
 _PR_SET_NAME = 15
+_PR_SET_PDEATHSIG = 1
 ORPHAN_CHECK_SECONDS = 1.0
 _COMM_LENGTH = 15  # the kernel keeps 15 characters of a thread name
 
@@ -63,9 +64,13 @@ def process_setup(role: str, nice: int = 0, supervisor_pid: int | None = None) -
     handles SIGTERM itself; a hung process is killed with SIGKILL.
     """
     title = f"gs.{role}"[:_COMM_LENGTH]
+    forkserver = os.getppid()
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None)
         libc.prctl(_PR_SET_NAME, title.encode(), 0, 0, 0)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # see _die_with
+    if os.getppid() != forkserver:  # it died before the line above
+        os.kill(os.getpid(), signal.SIGKILL)
     faulthandler.enable()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -82,8 +87,11 @@ def process_setup(role: str, nice: int = 0, supervisor_pid: int | None = None) -
 def _die_with(supervisor_pid: int) -> None:
     """A crashed (SIGKILLed) supervisor must not leave orphans holding the microphone and the modem.
 
-    The processes are children of the forkserver, not of the supervisor, and the forkserver was
-    measured to outlive a SIGKILLed supervisor, so PR_SET_PDEATHSIG cannot be used: watch the pid.
+    The processes are children of the forkserver, not of the supervisor. PR_SET_PDEATHSIG (set in
+    process_setup) kills them with the forkserver: the supervisor takes a dead forkserver's
+    processes for dead and starts them again, so survivors would run twice, on the same rings,
+    channels and modem. But the forkserver was measured to outlive a SIGKILLed supervisor: watch
+    the supervisor's pid too.
     """
     while True:
         time.sleep(ORPHAN_CHECK_SECONDS)

@@ -9,6 +9,7 @@ import json
 import time
 
 import numpy as np
+import psutil
 import pytest
 import soundfile
 
@@ -154,3 +155,42 @@ def test_a_worker_killed_mid_run_is_restarted_and_the_next_shots_are_detected(tm
     finally:
         assert run.stop() == 0
     assert "model.wave died" in run.output()
+
+
+def test_a_killed_forkserver_takes_its_processes_along_and_the_new_ones_detect_each_shot(tmp_path, pulse):
+    """The processes are the forkserver's children (an OOM kill may pick it: it is as big as a
+    worker). The supervisor takes them all for dead and starts a new set: an old one left running
+    would share its rings, channels and modem (measured: garbled channels, a shot missed)."""
+    run = make_run(tmp_path, "pulse", 48000, pulse.env)
+    run.start()
+    try:
+        ring = run.ring()
+        run.wait_for_audio(ring)
+        first = pipeline_processes(run)
+        (forkserver,) = [p for p in psutil.Process(run.process.pid).children() if "forkserver" in " ".join(p.cmdline())]
+        forkserver.kill()
+        run.wait_until(lambda: not any(map(is_pipeline_process, first)), 10, "the old processes gone")
+        run.wait_until(lambda: len(pipeline_processes(run)) == len(first), 30, "a new set of processes")
+        run.wait_for_audio(ring)
+        wav = tmp_path / "stream.wav"
+        soundfile.write(wav, stream_with_shots(DURATION, SHOTS), RATE, subtype="PCM_16")
+        pulse.play(wav)
+        expect_one_event_and_one_text_per_recipient_per_shot(run, SHOTS)
+    finally:
+        ring.close()
+        assert run.stop() == 0
+    log = (tmp_path / "detector.log").read_text()
+    assert "UnpicklingError" not in log and "EOFError" not in log  # two readers on one channel
+
+
+def pipeline_processes(run: DetectorRun) -> set[int]:
+    """The pids of the detector's processes (named gs.*)."""
+    return {p.pid for p in psutil.Process(run.process.pid).children(recursive=True) if is_pipeline_process(p.pid)}
+
+
+def is_pipeline_process(pid: int) -> bool:
+    """A live process named gs.*, wherever it hangs (an orphan's parent is pid 1)."""
+    try:
+        return psutil.Process(pid).name().startswith("gs.")
+    except psutil.NoSuchProcess:
+        return False
