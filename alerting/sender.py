@@ -44,6 +44,9 @@ OUTBOX_RETRY = 10.0  # s before an outbox that failed (a failing card) is opened
 # up to about 100 s for a modem's answer to a send (modem manuals allow 60 s for AT+CMGS). Killed
 # as hung while it waits, the SMS process would send the text again, as a repeat.
 MODEM_CALL_LIMIT = 120.0
+# s the wall clock may go back between two passes before it counts as stepped back (NTP setting
+# right a Pi that booted on a saved time): the modem's timers then go back with it
+CLOCK_STEP = 2.0
 NETWORK_TEXT_AFTER = 600.0  # s: a longer loss of the network is reported by a text once it is back;
 # shorter ones (a handover, the modem restarting) are only logged
 
@@ -110,6 +113,7 @@ class Sender:
         self.last_error: ModemError | None = None
         self.next_network_check = 0.0  # wall time
         self.network_lost_at: float | None = None  # wall time "no network" was first seen
+        self.last_now: float | None = None  # wall time of the last pass
 
     def send_due(
         self,
@@ -118,6 +122,7 @@ class Sender:
         should_stop: Callable[[], bool] | None = None,
     ) -> int:
         """Send the texts due at `now` (to `recipients`, default all); the number sent."""
+        self._follow_clock(now)
         wanted = None if recipients is None else set(recipients)
         sent, refused = 0, set()
         for outbox in list(self.outboxes):
@@ -159,6 +164,7 @@ class Sender:
     def watch_network(self, now: float) -> None:
         """Every modem.network_check s, even with nothing to send: is the modem still on a network?
         A loss is logged at once (texts then wait); the end of a long one queues a health text."""
+        self._follow_clock(now)
         if now < self.next_network_check:
             return
         self.next_network_check = now + self.config.modem.network_check
@@ -173,6 +179,19 @@ class Sender:
             self._modem_failed(exc, now)
             return
         self._network_back(now)
+
+    def _follow_clock(self, now: float) -> None:
+        """The modem's timers are wall times, like the outbox's: a clock stepped back takes them back
+        with it, or a modem that failed just before would not be tried again (and nothing sent) for
+        as long as the step. (The outbox's own due times are clamped in each pass.)"""
+        if self.last_now is not None and now < self.last_now - CLOCK_STEP:
+            step = self.last_now - now
+            self.retry_connect_at -= step
+            self.next_network_check -= step
+            if self.network_lost_at is not None:
+                self.network_lost_at -= step
+            log.warning("the clock went back %.0f s: the modem's retry and network check go back with it", step)
+        self.last_now = now
 
     def _network_back(self, now: float) -> None:
         """Log the end of a loss of the network; text it when it was long (kept until queued)."""

@@ -147,6 +147,25 @@ def test_a_text_due_decades_ahead_after_a_clock_jump_is_tried_within_retry_max(t
     assert sender.send_due(100.0 + config.modem.retry_max) == 1
 
 
+def test_a_clock_set_back_after_the_modem_failed_does_not_hold_the_texts_for_as_long(tmp_path, caplog):
+    """A modem not there yet at boot (USB still coming up), then NTP sets the clock back 6 h: the
+    modem's retry must not wait 6 h (measured before: no text for 6 h, nothing logged)."""
+    config = config_for(tmp_path, **{"alerts.recipients": [A]})
+    device = tmp_path / "phone"
+    device.rmdir()
+    outbox = Outbox(outbox_path(config.storage.data_dir))
+    sender = Sender(config, outbox, Modem(config.modem), rng=random.Random(1))
+    booted_at = SHOT_TIME + 6 * 3600.0  # the saved time, ahead
+    queue_event_alert(outbox, config, alert(), now=booted_at)
+    assert sender.send_due(booted_at) == 0
+    device.mkdir()  # the modem is up
+    set_right = SHOT_TIME
+    assert sender.send_due(set_right) == 0  # the text's own due time is clamped to retry_max ahead
+    assert sender.send_due(set_right + config.modem.retry_max) == 1
+    assert "the clock went back" in caplog.text
+    sender.modem.terminate()
+
+
 def test_a_missing_device_is_retried_until_plugged_in(tmp_path):
     config = config_for(tmp_path, **{"alerts.recipients": [A]})
     device = tmp_path / "phone"
