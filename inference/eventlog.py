@@ -158,10 +158,13 @@ class EventLog:
                     if name not in present:
                         self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
-    def mark_interrupted(self) -> int:
-        """Events left open by a crashed aggregator: their texts went out, their records stay partial."""
+    def mark_interrupted(self) -> list[EventRecord]:
+        """Events left open by a stopped aggregator (a crash, a kill): their records stay partial.
+        Returned, so that an alert the stop kept from the outbox is queued."""
         with self._db:
-            return self._db.execute("UPDATE events SET state = 'interrupted' WHERE state = 'open'").rowcount
+            interrupted = self._event_records("WHERE state = 'open' ORDER BY id", ())
+            self._db.execute("UPDATE events SET state = 'interrupted' WHERE state = 'open'")
+        return interrupted
 
     def open_event(
         self, start_time: float, confidence: float, votes: dict[str, float], models: dict[str, str], degraded: bool
@@ -325,29 +328,15 @@ class EventLog:
         )
 
     def events(self, limit: int = 100) -> list[EventRecord]:
+        return list(reversed(self._event_records("ORDER BY id DESC LIMIT ?", (limit,))))
+
+    def _event_records(self, condition: str, params: tuple) -> list[EventRecord]:
         rows = self._db.execute(
             "SELECT id, opened_at, start_time, end_time, confidence, votes, models, degraded, windows, clip, state, "
-            "label, category FROM events ORDER BY id DESC LIMIT ?",
-            (limit,),
+            f"label, category FROM events {condition}",
+            params,
         ).fetchall()
-        return [
-            EventRecord(
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                r[4],
-                json.loads(r[5]),
-                json.loads(r[6]),
-                bool(r[7]),
-                r[8],
-                r[9],
-                r[10],
-                r[11],
-                r[12],
-            )
-            for r in reversed(rows)
-        ]
+        return [EventRecord(*r[:5], json.loads(r[5]), json.loads(r[6]), bool(r[7]), *r[8:]) for r in rows]
 
     def windows(self, table: str, limit: int = 100) -> list[WindowRecord]:
         """The latest near misses or background samples (`table`: one of KEPT_WINDOWS)."""
