@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sqlite3
 import sys
 from pathlib import Path
@@ -21,6 +22,19 @@ DEMO_RECIPIENT = FICTIONAL_NUMBER
 STREAM_SEED = 0  # the streaming proxy's mixture (never one the thresholds were chosen on: train.CALIBRATION_SEEDS)
 
 log = logging.getLogger("cli")
+
+
+class FiniteFloat(click.FloatRange):
+    """A number in range that is finite: click's FloatRange lets nan through (no comparison fails)."""
+
+    def convert(self, value, param, ctx) -> float:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+POSITIVE = FiniteFloat(min=0.0, min_open=True)
 
 
 def _load(config_path: Path | None, changes: dict) -> object:
@@ -173,7 +187,7 @@ def analyze(config_path, files, fmt) -> None:
 @main.command()
 @config_option
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Data folder (default from the config).")
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text")
 @click.option(
     "--near-misses", is_flag=True, help="List the near misses (a model said gunshot, the vote did not) instead."
@@ -273,7 +287,7 @@ def _kept_table(near_miss: bool, sample: bool) -> str | None:
 @main.command("site-thresholds")
 @config_option
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Data folder (default from the config).")
-@click.option("--days", type=float, default=30.0, show_default=True, help="Replay this many days back.")
+@click.option("--days", type=POSITIVE, default=30.0, show_default=True, help="Replay this many days back.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 def site_thresholds(config_path, data_dir, days, fmt) -> None:
     """What a fused threshold of this site's own would have cost (false alerts per hour) and heard
@@ -348,7 +362,7 @@ def export_labels(config_path, out, data_dir, source, fold, base) -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=Path("reports"), show_default=True)
 @click.option(
     "--stream-hours",
-    type=float,
+    type=FiniteFloat(min=0.0),
     default=0.0,
     show_default=True,
     help="Also run the streaming proxy: this many hours of validation background with inserted shots (0: off).",
@@ -388,7 +402,7 @@ def evaluate(manifest, fold, out, stream_hours, seed, summary, config_path) -> N
 @config_option
 @click.option("--device", help="ALSA PCM to capture from.")
 @click.option("--rate", type=int, help="Capture sample rate in Hz.")
-@click.option("--seconds", type=float, default=5.0, show_default=True)
+@click.option("--seconds", type=POSITIVE, default=5.0, show_default=True)
 def test_mic(config_path, device, rate, seconds) -> None:
     """Show the microphone's input level and clipping for a few seconds."""
     from capture.alsa_source import DeviceError
@@ -454,7 +468,7 @@ def stats(config_path, data_dir) -> None:
 @click.option("--device", help="Profile on a live ALSA device instead.")
 @click.option(
     "--duration",
-    type=float,
+    type=POSITIVE,
     default=30.0,
     show_default=True,
     help="Seconds of audio to run for (at most the source's length).",
@@ -492,7 +506,7 @@ def profile(config_path, source, device, duration, data_dir, as_json) -> None:
     "--manifest", type=click.Path(path_type=Path), default=Path("../shared/data/manifest.csv"), show_default=True
 )
 @click.option("--out", type=click.Path(path_type=Path), default=Path("models"), show_default=True)
-@click.option("--epochs", type=int, default=None, help="Override the training schedule.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the training schedule.")
 @click.option("--quick", is_flag=True, help="A short schedule, for a smoke test.")
 @click.option(
     "--leave-one-source-out",

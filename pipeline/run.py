@@ -134,11 +134,16 @@ def _votes_text(votes: dict[str, float]) -> str:
 
 
 def config_warnings(config: Config) -> list[str]:
-    """What a valid config holds that makes the detector text no one."""
+    """What a valid config holds that makes the detector text no one, or hear nothing live."""
     recipients = config.alerts.recipients
     warnings = [] if recipients else [NO_RECIPIENTS]
     if FICTIONAL_NUMBER in recipients:
         warnings.append(f"alerts.recipients holds {FICTIONAL_NUMBER}, the example's fictional number: put your own")
+    if config.audio.source:
+        warnings.append(
+            f"audio.source is set: the detector replays {config.audio.source} once and stops, and does not listen "
+            "to audio.device (leave audio.source empty for a microphone)"
+        )
     return warnings
 
 

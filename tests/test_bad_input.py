@@ -361,3 +361,17 @@ def test_a_command_on_a_read_only_data_folder_says_what_to_do(tmp_path, args):
         subprocess.run(["mount", "-o", "remount,ro", str(card)], check=True)
         result = cli(*args, "--data-dir", str(card / "data"), cwd=tmp_path)
     assert result.returncode == 1 and "sudo -u gunshot" in result.stderr and "dmesg" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["test-mic", "--seconds", "nan"], "'--seconds': 'nan' is not a finite number"),
+        (["site-thresholds", "--days", "-1"], "'--days'"),
+        (["events", "--limit", "0"], "'--limit'"),
+        (["profile", "--duration", "0"], "'--duration'"),
+    ],
+)
+def test_a_number_out_of_range_on_the_command_line_is_refused(tmp_path, args, option):
+    result = cli(*args, cwd=tmp_path)
+    assert result.returncode == 2 and f"Invalid value for {option}" in result.stderr

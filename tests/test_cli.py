@@ -14,6 +14,7 @@ import sys
 import pytest
 import soundfile
 
+from cli import DEMO_RECORDING
 from inference.eventlog import EVENTS, NEAR_MISSES, EventLog
 from inference.model import load_ensemble
 from pipeline.config import Config, override
@@ -71,12 +72,17 @@ def test_check_config_checks_the_files_the_config_names(tmp_path, lines, error):
     assert result.returncode == 1 and error in result.stderr
 
 
-def test_check_config_warns_of_a_config_that_texts_no_one(tmp_path):
-    for recipients, warning in (("[]", "alerts.recipients is empty"), (f'["{A}"]', "the example's fictional number")):
-        result = cli(
-            "check-config", "--quiet", "--config", str(config_file(tmp_path, "[alerts]", f"recipients = {recipients}"))
-        )
-        assert result.returncode == 0 and result.stderr.startswith("warning: ") and warning in result.stderr
+@pytest.mark.parametrize(
+    ("lines", "warning"),
+    [
+        (["[alerts]", "recipients = []"], "alerts.recipients is empty"),
+        (["[alerts]", f'recipients = ["{A}"]'], "the example's fictional number"),
+        (["[audio]", f'source = "{DEMO_RECORDING}"'], "does not listen to audio.device"),
+    ],
+)
+def test_check_config_warns_of_a_config_that_texts_no_one_or_hears_nothing_live(tmp_path, lines, warning):
+    result = cli("check-config", "--quiet", "--config", str(config_file(tmp_path, *lines)))
+    assert result.returncode == 0 and result.stderr.startswith("warning: ") and warning in result.stderr
 
 
 def test_stats_shows_what_the_running_detector_wrote(tmp_path):
