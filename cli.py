@@ -200,7 +200,11 @@ def events(config_path, data_dir, limit, fmt, near_misses, samples) -> None:
     config = _load(config_path, {"storage.data_dir": str(data_dir) if data_dir else None})
     _records_folder(config)
     _note_records_in_memory(Path(config.storage.data_dir))
-    for record in list_events(config, limit, _kept_table(near_misses, samples)):
+    kept = _kept_table(near_misses, samples)
+    records = list_events(config, limit, kept)
+    if not records:
+        click.echo(f"none recorded yet in {config.storage.data_dir}", err=True)
+    for record in records:
         click.echo(json.dumps(record) if fmt == "jsonl" else _event_line(record))
 
 
@@ -271,7 +275,9 @@ def label(config_path, data_dir, near_miss, sample, category, record_id, label) 
         records.close()
     if not found:
         flag = {EVENTS: "", NEAR_MISSES: " --near-misses", SAMPLES: " --samples"}[table]
-        raise click.ClickException(f"no {what} {record_id} in {folder} (list them: python cli.py events{flag})")
+        raise click.ClickException(
+            f"no {what} {record_id} in {folder} (list them: python cli.py events{flag} --data-dir {folder})"
+        )
     click.echo(f"{what} {record_id}: {label}" + (f" ({category})" if category else ""))
 
 

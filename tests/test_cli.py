@@ -215,3 +215,11 @@ def test_verbose_reaches_the_processes_the_command_starts():
     )
     result = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, cwd=ROOT, check=True)
     assert result.stdout.strip() == str(logging.DEBUG)
+
+
+def test_events_and_label_on_an_empty_log_say_so_and_where(tmp_path):
+    EventLog(tmp_path).close()
+    listed = cli("events", "--near-misses", "--data-dir", str(tmp_path))
+    assert (listed.returncode, listed.stdout) == (0, "") and f"none recorded yet in {tmp_path}" in listed.stderr
+    labelled = cli("label", "--near-miss", "3", "gunshot", "--data-dir", str(tmp_path))
+    assert labelled.returncode == 1 and f"python cli.py events --near-misses --data-dir {tmp_path}" in labelled.stderr
