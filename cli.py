@@ -554,6 +554,8 @@ def train(manifest, out, epochs, quick, loso, held_out, calibrate_only, extra, c
 
     Run again after a stop, it keeps the models it trained before with the same windows, code and
     epochs (--out/cache/trained-MODEL.json) and trains the rest."""
+    if held_out and not loso:
+        raise click.UsageError("--held-out names the folds of --leave-one-source-out: give that too")
     try:
         from models.training import loso as leave_one_source_out
         from models.training.extra_negatives import sources_of
