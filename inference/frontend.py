@@ -27,6 +27,15 @@ MAX_SLEEP = 0.5  # ... and at most this, so the stop event and the heartbeat sta
 log = logging.getLogger(__name__)
 
 
+def tail_padding(total: int, window: int, hop: int) -> int:
+    """Zeros that complete the last window of a recording of `total` samples, so that its end is
+    scored (and a recording shorter than a window too): by `analyze`, and live at the end of a
+    replayed one (pipeline/supervisor.py)."""
+    if total <= window:
+        return window - total
+    return (-(total - window)) % hop
+
+
 def hop_samples(config: Config, ensemble: Ensemble) -> int:
     """The window hop in samples: a whole number of frames of every log-mel stream, and of steps
     from each shorter model window to the vote window's end."""

@@ -13,7 +13,7 @@ import numpy as np
 from capture.audio_file import AudioFileError, iter_audio_blocks
 from capture.pcm import float_to_int16
 from inference.events import Event, EventTracker
-from inference.frontend import Frontend, feature_ring_capacity
+from inference.frontend import Frontend, feature_ring_capacity, tail_padding
 from inference.model import Ensemble, TFLiteModel
 from inference.vote import VoteBox
 from inference.worker import WindowReader, WindowScorer
@@ -75,7 +75,7 @@ class OfflineDetector:
             total += chunk.shape[0]
             run.audio.write(float_to_int16(chunk))
             run.score_ready()
-        run.audio.write(np.zeros(_padding(total, window, self.hop), dtype=np.int16))
+        run.audio.write(np.zeros(tail_padding(total, window, self.hop), dtype=np.int16))
         run.score_ready()
         if (last := run.tracker.finish()) is not None:
             run.events.append(last)
@@ -159,13 +159,6 @@ class _Run:
                     self.result.window_scores.append((decision.index, decision.votes))
                 if (closed := self.tracker.update(decision).closed) is not None:
                     self.events.append(closed)
-
-
-def _padding(total: int, window: int, hop: int) -> int:
-    """Zeros that complete the last window, so the end of the file is scored (and short files too)."""
-    if total <= window:
-        return window - total
-    return (-(total - window)) % hop
 
 
 def _rechunk(blocks: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:

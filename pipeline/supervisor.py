@@ -29,11 +29,13 @@ from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from alerting.outbox import Outbox, outbox_path, wal_path
 from alerting.sender import run_sender
 from capture.process import EXIT_SOURCE_DAMAGED, run_capture
 from inference.aggregator import run_aggregator
-from inference.frontend import feature_ring_capacity, run_frontend
+from inference.frontend import feature_ring_capacity, hop_samples, run_frontend, tail_padding
 from inference.model import Ensemble
 from inference.worker import run_worker
 from pipeline.channel import Channel
@@ -298,6 +300,7 @@ class Supervisor:
                 continue
             if self._source_ended(managed.name):
                 managed.finished, managed.exitcode = True, _exit_status(process.exitcode)
+                self._complete_the_last_window()
                 level = logging.INFO if process.exitcode in (0, EXIT_SOURCE_DAMAGED) else logging.ERROR
                 log.log(level, "%s finished (exit code %d)", managed.name, process.exitcode)
                 continue
@@ -305,6 +308,12 @@ class Supervisor:
             self._died_since_probe = True
             self._schedule_restart(managed, now)
         self.check_recovered(now)
+
+    def _complete_the_last_window(self) -> None:
+        """The replayed recording's end is scored, as `analyze` scores it: zeros complete its last
+        window (the capture, the ring's only writer, has exited)."""
+        hop = hop_samples(self.config, self.ensemble)
+        self.audio.write(np.zeros(tail_padding(self.audio.write_pos, self.ensemble.window_samples, hop), np.int16))
 
     def _source_ended(self, name: str) -> bool:
         """Only the capture of a replayed source ends on its own, whatever its exit code (restarted,

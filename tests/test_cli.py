@@ -21,7 +21,18 @@ from pipeline.config import Config, override
 from pipeline.profile import format_table
 from pipeline.run import demo_overrides, list_events
 from pipeline.storage import private_dir, volatile_data_dir
-from tests.detector_run import PIPELINE_SHOTS, RATE, ROOT, cli, pipeline_test_models, stream_with_shots
+from tests.detector_run import (
+    ASSETS,
+    PIPELINE_SHOTS,
+    RATE,
+    RECIPIENTS,
+    ROOT,
+    DetectorRun,
+    cli,
+    listening_config,
+    pipeline_test_models,
+    stream_with_shots,
+)
 from tests.gammu_env import dummy_gammurc
 from tests.test_alerting_support import sent_texts
 
@@ -223,3 +234,20 @@ def test_events_and_label_on_an_empty_log_say_so_and_where(tmp_path):
     assert (listed.returncode, listed.stdout) == (0, "") and f"none recorded yet in {tmp_path}" in listed.stderr
     labelled = cli("label", "--near-miss", "3", "gunshot", "--data-dir", str(tmp_path))
     assert labelled.returncode == 1 and f"python cli.py events --near-misses --data-dir {tmp_path}" in labelled.stderr
+
+
+def test_start_scores_the_end_of_a_replayed_recording_as_analyze_does(tmp_path):
+    """A recording shorter than a window (and the last part-window of any): before, `start` decided
+    nothing in it, while `analyze` (which completes the last window with zeros) heard the shot."""
+    shot = ASSETS / "shots" / f"{PIPELINE_SHOTS[1]}.flac"  # under a second
+    models = config_file(tmp_path, "[detector]", f'models_dir = "{pipeline_test_models(tmp_path)}"')
+    (found,) = [
+        json.loads(line)
+        for line in cli("analyze", "--config", str(models), "--format", "jsonl", str(shot)).stdout.splitlines()
+    ]
+    assert len(found["events"]) == 1
+    run = DetectorRun(tmp_path, config_lines=listening_config(tmp_path, "default", RATE))
+    run.start("--source", str(shot))
+    run.wait_until(lambda: run.process.poll() is not None, 60, "the end of the recording")
+    assert run.stop() == 0
+    assert len(run.events()) == 1 and len(run.texts()) == len(RECIPIENTS)
