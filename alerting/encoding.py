@@ -1,5 +1,6 @@
 """A text as SMS parts: GSM-7 when every character fits (160 per part, 153 when split), UCS-2 only
-when one does not (70 per part, 67 when split); long texts are concatenated parts."""
+when one does not (70 per part, 67 when split); long texts are concatenated parts, at most
+GAMMU_MAX_PARTS of them."""
 
 from __future__ import annotations
 
@@ -15,6 +16,13 @@ GSM7_BASIC = frozenset(
 GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
 SMSC_FROM_SIM = {"Location": 1}  # the SMS centre number stored on the SIM
 DEFAULT_CLASS = -1  # no message class: an ordinary text, stored by the phone
+GAMMU_MAX_PARTS = 50  # Gammu's GSM_MAX_MULTI_SMS: EncodeSMS refuses a longer text (ERR_INVALIDDATA)
+GSM7_SPLIT_PART = 153  # GSM-7 characters in each part of a split text (extension characters count 2)
+UCS2_SPLIT_PART = 67  # UTF-16 units in each part of a split UCS-2 text (an emoji counts 2)
+
+
+class SMSEncodingError(ValueError):
+    """Gammu cannot make SMS parts of a text (it needs more than GAMMU_MAX_PARTS): no modem can send it."""
 
 
 def is_gsm7(text: str) -> bool:
@@ -22,16 +30,30 @@ def is_gsm7(text: str) -> bool:
     return all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text)
 
 
+def text_parts(text: str) -> list[dict]:
+    """`text` as Gammu's SMS parts, in sending order, without recipient or SMS centre (`len()` counts
+    them); SMSEncodingError when Gammu cannot encode it."""
+    try:
+        return gammu.EncodeSMS(
+            {
+                "Class": DEFAULT_CLASS,
+                "Unicode": not is_gsm7(text),
+                "Entries": [{"ID": "ConcatenatedTextLong", "Buffer": text}],
+            }
+        )
+    except gammu.GSMError as exc:
+        limit = f"{GAMMU_MAX_PARTS * GSM7_SPLIT_PART} GSM-7 or {GAMMU_MAX_PARTS * UCS2_SPLIT_PART} UCS-2 characters"
+        raise SMSEncodingError(
+            f"Gammu cannot make SMS parts of this text of {len(text)} characters ({type(exc).__name__}): "
+            f"it makes at most {GAMMU_MAX_PARTS} parts, {limit}"
+        ) from None
+
+
 def encode_parts(number: str, text: str, smsc: str = "") -> list[dict]:
-    """Gammu message dicts ready for SendSMS, in sending order; `smsc` empty: the SIM's centre."""
+    """Gammu message dicts ready for SendSMS, in sending order; `smsc` empty: the SIM's centre.
+    PhoneNumberError or SMSEncodingError (both ValueError) when no modem can send it."""
     validate_e164(number)
-    parts = gammu.EncodeSMS(
-        {
-            "Class": DEFAULT_CLASS,
-            "Unicode": not is_gsm7(text),
-            "Entries": [{"ID": "ConcatenatedTextLong", "Buffer": text}],
-        }
-    )
+    parts = text_parts(text)
     for part in parts:
         part["SMSC"] = {"Number": smsc} if smsc else dict(SMSC_FROM_SIM)
         part["Number"] = number

@@ -13,6 +13,7 @@ Each failure answers three questions:
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import gammu
@@ -60,6 +61,8 @@ NEEDS_A_PERSON = frozenset(
         "ERR_UNKNOWNCONNECTIONTYPESTRING",
         "ERR_UNKNOWNMODELSTRING",
         "ERR_CANTOPENFILE",
+        "ERR_FILENOTSUPPORTED",
+        "ERR_USING_DEFAULTS",
         "ERR_NONE_SECTION",
         "ERR_UNCONFIGURED",
         "ERR_DEVICENODRIVER",
@@ -76,6 +79,7 @@ NEEDS_A_PERSON = frozenset(
 )
 # Errors about opening the device: the message depends on whether the device is there at all.
 DEVICE_OPEN = frozenset({"ERR_DEVICEOPENERROR", "ERR_DEVICENOTEXIST", "ERR_DEVICENOPERMISSION", "ERR_DEVICENODRIVER"})
+GAMMURC_EXAMPLE = "[gammu] line, then e.g. device = /dev/ttyUSB0 and connection = at"  # what a gammurc needs
 
 NOT_FOUND_HINT = "modem device {device} not found: is the modem plugged in? see ls /dev/serial/by-id"
 NO_PERMISSION_HINT = (
@@ -104,11 +108,22 @@ HINTS = {
     "ERR_PHONEOFF": "the modem's radio is off",
     "ERR_UNKNOWNCONNECTIONTYPESTRING": "unknown Gammu connection {connection!r}: use e.g. at or at115200",
     "ERR_UNKNOWNMODELSTRING": "unknown Gammu model: leave modem.model empty",
-    "ERR_CANTOPENFILE": "the Gammu config file cannot be read",
+    "ERR_CANTOPENFILE": "the Gammu config file (modem.gammurc) cannot be read: check that this user may read it",
+    "ERR_FILENOTSUPPORTED": "the Gammu config file (modem.gammurc) is empty or not a Gammu config: it needs a "
+    f"{GAMMURC_EXAMPLE}",
+    "ERR_USING_DEFAULTS": "the Gammu config file (modem.gammurc) has no [gammu] section (Gammu reads only that one): "
+    f"it needs a {GAMMURC_EXAMPLE}",
     "ERR_NOTSUPPORTED": "the modem does not support this",
     "ERR_NOTIMPLEMENTED": "Gammu does not implement this for this modem",
 }
 DEFAULT_HINT = "modem error"
+# A send's own reading of codes that mean something else elsewhere.
+SEND_HINTS = {
+    **HINTS,
+    "ERR_INVALIDDATA": "Gammu or the modem refused the text's data (usually a number): check modem.smsc (E.164: + "
+    "and digits, no spaces; empty: the SIM's own, which may be malformed) and the recipient number",
+}
+TOO_LONG_HINT = "texts are made from alerts.template and site.name: shorten them (python cli.py check-config checks)"
 # ModemManager opens serial modems as they appear and answers for them: Gammu then finds the port
 # busy, or gets no answer, or garbled ones.
 MODEMMANAGER_CODES = frozenset({*DEVICE_OPEN, "ERR_DEVICEBUSY", "ERR_DEVICELOCKED", "ERR_TIMEOUT"})
@@ -137,12 +152,15 @@ class ModemError(RuntimeError):
         self.modem_down = modem_down
 
 
-def translate(exc: gammu.GSMError, during: str, device: str = "", connection: str = "") -> ModemError:
-    """A python-gammu exception as a ModemError (maybe_sent is left False: only the caller knows)."""
+def translate(
+    exc: gammu.GSMError, during: str, device: str = "", connection: str = "", hints: Mapping[str, str] = HINTS
+) -> ModemError:
+    """A python-gammu exception as a ModemError (maybe_sent is left False: only the caller knows);
+    `hints`: SEND_HINTS for a send."""
     code = type(exc).__name__
     info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
     detail = info.get("Text", str(exc))
-    hint, retryable = HINTS.get(code, DEFAULT_HINT), code not in NEEDS_A_PERSON
+    hint, retryable = hints.get(code, DEFAULT_HINT), code not in NEEDS_A_PERSON
     if code in DEVICE_OPEN:
         hint, retryable = _device_hint(code, device)
         if hint == NOT_FOUND_HINT:

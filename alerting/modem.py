@@ -15,14 +15,16 @@ from typing import Any, Protocol
 
 import gammu
 
-from alerting.encoding import SMSC_FROM_SIM, encode_parts
+from alerting.encoding import SMSC_FROM_SIM, SMSEncodingError, encode_parts
 from alerting.faults import (
     BAD_TEXT,
     NO_CONFIG,
     NO_NETWORK,
     NOT_CONNECTED,
     PIN_REFUSED,
+    SEND_HINTS,
     SIM_LOCKED,
+    TOO_LONG_HINT,
     UNKNOWN_FATE,
     ModemError,
     translate,
@@ -127,14 +129,17 @@ class Modem:
         machine = self._require()
         try:
             parts = encode_parts(number, text, self.config.smsc)
-        except ValueError as exc:  # a bad number (or text) in the outbox: no modem can send it
-            raise ModemError(f"cannot send to {number}: {exc}", BAD_TEXT, retryable=False, modem_down=False) from None
+        except ValueError as exc:  # a bad number, or a text too long for SMS: no modem can send it
+            hint = f"; {TOO_LONG_HINT}" if isinstance(exc, SMSEncodingError) else ""
+            raise ModemError(
+                f"cannot send to {number}: {exc}{hint}", BAD_TEXT, retryable=False, modem_down=False
+            ) from None
         references: list[int] = []
         for index, part in enumerate(parts, 1):
             try:
                 references.append(int(machine.SendSMS(part)))
             except gammu.GSMError as exc:
-                error = translate(exc, f"sending part {index} of {len(parts)}", self.device)
+                error = translate(exc, f"sending part {index} of {len(parts)}", self.device, hints=SEND_HINTS)
                 error.maybe_sent = bool(references) or error.code in UNKNOWN_FATE
                 raise error from None
             if on_part is not None:
@@ -182,7 +187,10 @@ class Modem:
                     NO_CONFIG,
                     retryable=False,
                 )
-            machine.ReadConfig(Section=GAMMURC_SECTION, Configuration=CONFIG_SLOT, Filename=self.config.gammurc)
+            try:
+                machine.ReadConfig(Section=GAMMURC_SECTION, Configuration=CONFIG_SLOT, Filename=self.config.gammurc)
+            except gammu.GSMError as exc:
+                raise translate(exc, f"reading {self.config.gammurc}") from None
         else:
             settings = {"Device": self.config.device, "Connection": self.config.connection}
             machine.SetConfig(CONFIG_SLOT, {**settings, "Model": self.config.model})

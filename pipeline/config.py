@@ -7,6 +7,7 @@ CLI flags are applied with `override()`, which validates again.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import math
 import os
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alerting.encoding import GAMMU_MAX_PARTS, UCS2_SPLIT_PART, SMSEncodingError, is_gsm7, text_parts
 from alerting.phone import PhoneNumberError, validate_e164
 
 DEFAULT_CONFIG_PATH = Path("config.toml")
@@ -30,6 +32,12 @@ SHIPPED_WINDOW = 2.0
 # least once a second, inference/aggregator.py IDLE_WAIT) after a clip's audio is in.
 CLIP_WRITE_DELAY = 1.0
 SECRET_SHOWN = "(set, not shown)"
+# SMS parts an alert (or the site name alone) may take at its longest: 1530 GSM-7 or 670 UCS-2
+# characters. Each part is paid for and takes the modem seconds to send while the next recipient's
+# alert waits, and phones and networks differ in how many parts they join into one message. Gammu
+# makes at most GAMMU_MAX_PARTS (50): the other texts, the site name and a few words, stay far below.
+MAX_TEXT_PARTS = 10
+MONTHS = range(1, 13)  # the alert's time is tried in each: time zone abbreviations differ in length
 
 
 class ConfigError(ValueError):
@@ -56,7 +64,7 @@ def setting(
 
 @dataclass(frozen=True)
 class SiteConfig:
-    name: str = setting("Unnamed site", "Site name, put in every text.")
+    name: str = setting("Unnamed site", "Site name, put in every text: keep it short.")
     timezone: str = setting("UTC", "IANA time zone for the times in texts, e.g. Africa/Nairobi.")
 
 
@@ -118,7 +126,11 @@ DEFAULT_TEMPLATE = "{site}: possible gunshot at {time} (confidence {confidence})
 @dataclass(frozen=True)
 class AlertsConfig:
     recipients: list[str] = setting([], "Phone numbers in E.164 form, e.g. +447700900123, each once.")
-    template: str = setting(DEFAULT_TEMPLATE, "Text of an alert; fields: {site} {time} {confidence} {note}.")
+    template: str = setting(
+        DEFAULT_TEMPLATE,
+        "Text of an alert; fields: {site} {time} {confidence} {note}. At its longest (a long note, sent again as "
+        f"a repeat) it must fit {MAX_TEXT_PARTS} SMS parts.",
+    )
     max_per_hour: int = setting(
         10, "Alert texts per recipient per hour; events beyond it go out as one summary text.", 1, 1000
     )
@@ -226,6 +238,7 @@ def validate(config: Config) -> Config:
         raise ConfigError(
             f"alerts.template: bad placeholder {exc} (use {{site}} {{time}} {{confidence}} {{note}})"
         ) from None
+    _check_text_lengths(config)
     if config.detector.votes_required and config.detector.fused_threshold:
         raise ConfigError("detector.fused_threshold: set it or detector.votes_required, not both (0 turns one off)")
     if config.modem.retry_initial > config.modem.retry_max:
@@ -272,6 +285,45 @@ def _check_recipients(recipients: list[str]) -> None:
                 f"alerts.recipients[{i}]: {number} is already alerts.recipients[{first_at[number]}] (list it once)"
             )
         first_at[number] = i
+
+
+def _check_text_lengths(config: Config) -> None:
+    """The site name (in every text) and the longest alert fit MAX_TEXT_PARTS SMS parts, also when sent
+    again as a repeat: a longer text waits for no good, and past GAMMU_MAX_PARTS none can send it."""
+    from alerting.outbox import REPEAT_PREFIX  # here: importing this module needs no sqlite3
+
+    repeat = f"sent again with {REPEAT_PREFIX.strip()!r}"
+    _check_parts("site.name", REPEAT_PREFIX + config.site.name, f"a text of it alone, {repeat},", "shorten it")
+    what = f"the longest alert it gives (with site.name, the longest {{time}}, 100% and every {{note}}), {repeat},"
+    _check_parts("alerts.template", REPEAT_PREFIX + _longest_alert(config), what, "shorten it or site.name")
+
+
+def _longest_alert(config: Config) -> str:
+    """The longest alert text `config` gives, made by the code that makes alerts: 100% confidence,
+    every note, and the longest local time in the year (e.g. Lord Howe Island's +11 and +1030)."""
+    from alerting.compose import EventAlert, alert_text  # compose imports this module
+
+    year = datetime.datetime.now(datetime.UTC).year
+    starts = (datetime.datetime(year, month, 1, tzinfo=datetime.UTC).timestamp() for month in MONTHS)
+    alerts = (EventAlert(0, start, confidence=1.0, degraded=True, clock_synchronised=False) for start in starts)
+    return max((alert_text(config, alert) for alert in alerts), key=len)
+
+
+def _check_parts(key: str, text: str, what: str, fix: str) -> None:
+    """ConfigError naming `key` when `text` takes more than MAX_TEXT_PARTS SMS parts."""
+    try:
+        parts = len(text_parts(text))
+    except SMSEncodingError:
+        parts = None
+    if parts is not None and parts <= MAX_TEXT_PARTS:
+        return
+    count = f"more than {GAMMU_MAX_PARTS}" if parts is None else parts
+    wide = next((char for char in text if not is_gsm7(char)), None)
+    why = f" ({wide!r} is not in GSM-7: all of it goes as UCS-2, {UCS2_SPLIT_PART} characters a part)" if wide else ""
+    raise ConfigError(
+        f"{key}: {what} takes {count} SMS parts, {len(text)} characters{why}; at most {MAX_TEXT_PARTS} are "
+        f"allowed: {fix}"
+    )
 
 
 def _check_pin(pin: str) -> None:

@@ -14,12 +14,12 @@ import pytest
 
 from alerting import faults, modem_check
 from alerting.encoding import encode_parts
-from alerting.faults import ModemError
+from alerting.faults import BAD_TEXT, ModemError
 from alerting.modem import Modem
-from alerting.outbox import Outbox, outbox_path
+from alerting.outbox import REPEAT_PREFIX, Outbox, outbox_path
 from alerting.pin_record import RECORD_FILE, PinRecord
 from alerting.sender import check_modem
-from pipeline.config import Config, override
+from pipeline.config import Config, ModemConfig, override
 from tests import at_modem
 from tests.gammu_env import dummy_gammurc
 from tests.test_alerting_support import (
@@ -98,6 +98,64 @@ def test_a_missing_gammu_config_file_is_named(tmp_path):
     with pytest.raises(ModemError, match=r"Gammu config file .*nowhere\.rc does not exist") as missing:
         Modem(config.modem).connect()
     assert not missing.value.retryable
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        ("", "is empty or not a Gammu config"),  # ERR_FILENOTSUPPORTED: "File format not supported by Gammu"
+        ("device = /dev/ttyUSB0\nconnection = at\n", "is empty or not a Gammu config"),  # no section line
+        ("[modem]\ndevice = /dev/ttyUSB0\nconnection = at\n", "has no [gammu] section"),  # ERR_USING_DEFAULTS
+        ("[gammu1]\ndevice = /dev/ttyUSB0\nconnection = at\n", "has no [gammu] section"),
+    ],
+)
+def test_a_gammu_config_file_gammu_cannot_use_is_named_with_what_it_needs(tmp_path, content, says):
+    rc = tmp_path / "gammurc"
+    rc.write_text(content)
+    with pytest.raises(ModemError) as unusable:
+        Modem(override(Config(), {"modem.gammurc": str(rc)}).modem).connect()
+    message = str(unusable.value)
+    assert message.startswith(f"the Gammu config file (modem.gammurc) {says}")
+    assert "[gammu] line, then e.g. device = /dev/ttyUSB0 and connection = at" in message
+    assert f"during reading {rc}:" in message
+    assert not unusable.value.retryable  # it will not mend itself: retried at the longest backoff
+
+
+def test_invalid_data_on_a_send_points_at_the_sms_centre_and_the_recipient(tmp_path):
+    """The dummy phone refuses an SMS centre number written with spaces (validate() refuses it in the
+    config; the SIM's own may be as bad)."""
+    modem = Modem(ModemConfig(gammurc=str(dummy_gammurc(tmp_path)), smsc="+44 7785 016005"))
+    modem.connect()
+    try:
+        with pytest.raises(ModemError) as refused:
+            modem.send_text(A, "hello")
+    finally:
+        modem.terminate()
+    message = str(refused.value)
+    assert "check modem.smsc" in message and "and the recipient number" in message
+    assert "ERR_INVALIDDATA during sending part 1 of 1" in message
+    assert not (refused.value.retryable or refused.value.modem_down)
+
+
+def test_a_text_past_gammus_50_parts_is_a_bad_text_not_a_crash(tmp_path):
+    """EncodeSMS makes at most 50 parts: 7650 GSM-7 characters, or 50 x 67 UCS-2 ones. A text of
+    exactly 50 parts goes, but not again as a repeat. A longer one is that text's own problem, which
+    no modem and no retry can mend: never an exception out of the send path."""
+    modem = connected_modem(config_for(tmp_path))
+    try:
+        assert len(modem.send_text(A, "x" * 7650)) == 50
+        assert len(modem.send_text(B, "ж" * 3350)) == 50
+        for text in ("x" * 7651, REPEAT_PREFIX + "x" * 7650, "ж" * 3351, "😀" * 1676):
+            with pytest.raises(ModemError) as too_long:
+                modem.send_text(A, text)
+            error = too_long.value
+            assert (error.code, error.retryable, error.modem_down, error.maybe_sent) == (BAD_TEXT, False, False, False)
+            assert f"text of {len(text)} characters" in str(error) and "at most 50 parts" in str(error)
+            assert "shorten them" in str(error) and "alerts.template and site.name" in str(error)
+        assert modem.connected
+    finally:
+        modem.terminate()
+    assert len(sent_parts(tmp_path)) == 100  # nothing of the refused ones
 
 
 def test_the_pin_is_entered_when_the_sim_asks(tmp_path):

@@ -17,7 +17,7 @@ import pytest
 
 from alerting.clock import clock_synchronised
 from alerting.compose import EventAlert, clock_note, queue_event_alert
-from alerting.faults import ModemError
+from alerting.faults import BAD_TEXT, ModemError
 from alerting.modem import Modem
 from alerting.outbox import REPEAT_PREFIX, Outbox, outbox_path
 from alerting.sender import JITTER, Sender, retry_delay, run_sender, send_pending_once
@@ -208,6 +208,37 @@ def test_a_malformed_number_in_an_old_outbox_file_is_kept_and_blocks_nobody(tmp_
     assert first.state == "pending" and "cannot send to 0712 345678" in first.last_error
     assert first.next_attempt == config.modem.retry_max  # a person must fix it; it is never dropped
     assert script.calls["SendSMS"] == 2
+
+
+FIFTY_PARTS = "x" * 7650  # the longest text Gammu encodes: 50 parts of 153 GSM-7 characters
+
+
+@pytest.mark.parametrize(
+    ("text", "steps"),
+    [
+        (FIFTY_PARTS, [None] * 49 + [After(gammu.ERR_TIMEOUT)]),  # it went, the answer was lost: its repeat is 51
+        (FIFTY_PARTS + "x", []),
+        ("ж" * 3351, []),  # UCS-2: 50 x 67
+    ],
+)
+def test_a_text_too_long_for_sms_is_kept_and_stops_no_other_text(tmp_path, text, steps):
+    """Gammu's EncodeSMS refuses a text past 50 parts (ERR_INVALIDDATA): that is the text's own problem,
+    not an exception out of a pass (the SMS process died at every restart, and no text went at all)."""
+    config, _, outbox, sender = setup(tmp_path, {"SendSMS": steps})
+    long_id = outbox.enqueue(A, text, "alert", now=0.0)
+    other_id = outbox.enqueue(B, "North gate: the detector is degraded.", "health", now=0.0)
+    now = 0.0
+    for _ in range(MAX_PASSES):
+        sender.send_due(now)
+        if outbox.row(other_id).state == "sent":
+            break
+        now = next_try(sender, outbox)
+    kept = outbox.row(long_id)
+    assert outbox.row(other_id).state == "sent" and kept.state == "pending"  # never dropped
+    assert kept.repeat == bool(steps) and sender.last_error.code == BAD_TEXT
+    assert "at most 50 parts" in kept.last_error and "shorten them" in kept.last_error
+    assert kept.next_attempt == now + config.modem.retry_max  # a person must act
+    assert [t for r, t in sent_texts(tmp_path) if r == A] == ([text] if steps else [])
 
 
 def test_texts_to_one_number_keep_their_order_through_failures(tmp_path):

@@ -7,11 +7,23 @@ import numpy as np
 import pytest
 import soundfile
 
+from alerting.clock import UNSYNCHRONISED_NOTE
+from alerting.compose import DEGRADED_NOTE
+from alerting.encoding import GSM7_EXTENSION
+from alerting.outbox import REPEAT_PREFIX
 from inference.aggregator import Aggregator
 from inference.eventlog import EventLog
 from inference.model import load_ensemble
 from pipeline.channel import Channel
-from pipeline.config import CLIP_WRITE_DELAY, SHIPPED_WINDOW, Config, ConfigError, load_config, override
+from pipeline.config import (
+    CLIP_WRITE_DELAY,
+    MAX_TEXT_PARTS,
+    SHIPPED_WINDOW,
+    Config,
+    ConfigError,
+    load_config,
+    override,
+)
 from pipeline.layout import AUDIO_SHAPE, Layout
 from pipeline.metrics import StatsTable
 from pipeline.ring import Ring
@@ -96,6 +108,52 @@ def test_a_bad_pin_is_not_put_in_the_message(tmp_path, text, says):
 def test_an_smsc_in_e164_form_or_none_is_taken():
     assert override(Config(), {"modem.smsc": "+447785016005"}).modem.smsc == "+447785016005"
     assert override(Config(), {"modem.smsc": ""}).modem.smsc == ""
+
+
+GSM7_PART = 153  # GSM-7 septets in each part of a split text
+WIDEST_LORD_HOWE_TIME = len("2026-07-01 10:30:00 +1030")  # +11 in its summer (January), +1030 in winter
+
+
+def septets(text: str) -> int:
+    """GSM-7 septets of `text`: an extension character (the [ and ] of "[repeat]") takes two."""
+    return len(text) + sum(char in GSM7_EXTENSION for char in text)
+
+
+ROOM = MAX_TEXT_PARTS * GSM7_PART - septets(REPEAT_PREFIX)  # for the alert itself
+
+
+@pytest.mark.parametrize(
+    ("template", "zone"),
+    [
+        # the repeat prefix and both notes count: exactly MAX_TEXT_PARTS parts at the longest
+        ("n" * (ROOM - septets(DEGRADED_NOTE + UNSYNCHRONISED_NOTE)) + "{note}", "UTC"),
+        # the longest time of the year counts (July's, not January's, on Lord Howe Island)
+        ("t" * (ROOM - WIDEST_LORD_HOWE_TIME) + "{time}", "Australia/Lord_Howe"),
+    ],
+)
+def test_an_alert_template_is_refused_past_its_parts_at_its_longest(template, zone):
+    assert override(Config(), {"alerts.template": template, "site.timezone": zone}).alerts.template == template
+    with pytest.raises(ConfigError) as too_long:
+        override(Config(), {"alerts.template": "+" + template, "site.timezone": zone})
+    assert str(too_long.value).startswith("alerts.template: the longest alert it gives (with site.name, the longest")
+    assert f"takes {MAX_TEXT_PARTS + 1} SMS parts" in str(too_long.value)
+    assert str(too_long.value).endswith(f"at most {MAX_TEXT_PARTS} are allowed: shorten it or site.name")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"site.name": "N" * 1500}, "alerts.template: the longest alert it gives (with site.name, "),
+        ({"site.name": "N" * 1600, "alerts.template": "{time}"}, "site.name: a text of it alone, sent again with "),
+        ({"site.name": "Ndovu ☂ " * 80}, "('☂' is not in GSM-7: all of it goes as UCS-2, 67 characters a part)"),
+        ({"site.name": "N" * 8000}, "site.name: a text of it alone, sent again with '[repeat]', takes more than 50"),
+        ({"alerts.template": "{site}" * 8000}, "alerts.template: the longest alert it gives"),
+    ],
+)
+def test_a_site_name_or_template_too_long_for_a_text_is_refused(changes, message):
+    """A text past 50 parts cannot be sent at all (Gammu's EncodeSMS refuses it)."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        override(Config(), changes)
 
 
 def test_a_data_dir_that_is_a_file_is_refused_not_taken_for_a_failing_card(tmp_path):
