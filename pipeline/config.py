@@ -107,7 +107,11 @@ class DetectorConfig:
 
 @dataclass(frozen=True)
 class ModemConfig:
-    gammurc: str = setting("", "Path to a Gammu config file; when set, the keys below are ignored.", path=True)
+    gammurc: str = setting(
+        "",
+        "Path to a Gammu config file; when set, it gives device, connection and model (the other keys apply).",
+        path=True,
+    )
     device: str = setting("/dev/ttyUSB0", "Modem serial device; prefer a stable /dev/serial/by-id/... name.", path=True)
     connection: str = setting("at", "Gammu connection, e.g. at, at115200.")
     model: str = setting("", "Gammu model, usually empty (auto).")
