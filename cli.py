@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import sqlite3
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -62,6 +64,15 @@ class Commands(click.Group):
             if ctx.params.get("verbose"):
                 raise
             raise click.ClickException(f"{_what_failed(exc)}: {FILE_TROUBLE}") from None
+
+
+@contextlib.contextmanager
+def _as_click_error(*kinds: type[Exception]) -> Iterator[None]:
+    """Errors of these kinds (their messages name the file and what is wrong) as a clear error."""
+    try:
+        yield
+    except kinds as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _what_failed(exc: OSError | sqlite3.Error) -> str:
@@ -391,11 +402,13 @@ def evaluate(manifest, fold, out, stream_hours, seed, summary, config_path) -> N
         raise click.ClickException(f"--stream-hours {stream_hours:g} {shortfall}")
     config = _load(config_path, {})
     models_dir = config.detector.models_dir or SHIPPED_MODELS
-    report = evaluate_manifest(manifest, models_dir, out, fold)
+    with _as_click_error(ValueError):
+        report = evaluate_manifest(manifest, models_dir, out, fold)
     click.echo(json.dumps({k: report[k] for k in ("ensemble", "per_source", "clips")}, indent=1, default=float))
     if stream_hours > 0:
         detector = config.detector
-        stream = evaluate_stream(manifest, models_dir, out, detector.hop, detector.merge_gap, stream_hours, seed)
+        with _as_click_error(ValueError):
+            stream = evaluate_stream(manifest, models_dir, out, detector.hop, detector.merge_gap, stream_hours, seed)
         for long_list in ("missed", "inserted"):
             stream.pop(long_list)
         click.echo(json.dumps(stream, indent=1))
@@ -558,6 +571,7 @@ def train(manifest, out, epochs, quick, loso, held_out, calibrate_only, extra, c
         raise click.UsageError("--held-out names the folds of --leave-one-source-out: give that too")
     try:
         from models.training import loso as leave_one_source_out
+        from models.training.data import ManifestError
         from models.training.extra_negatives import sources_of
         from models.training.train import main as train_main
     except ImportError as exc:
@@ -584,17 +598,21 @@ def train(manifest, out, epochs, quick, loso, held_out, calibrate_only, extra, c
                 copies_scale=copies_scale,
                 retrain=retrain,
             )
+        except ManifestError as exc:
+            raise click.ClickException(str(exc)) from None
         except ValueError as exc:
             raise click.ClickException(f"--held-out: {exc}") from None
         return
     if calibrate_only:
         from models.training.train import recalibrate
 
-        recalibrate(manifest, out)
+        with _as_click_error(ManifestError):
+            recalibrate(manifest, out)
         return
-    train_main(
-        manifest, out, epochs=epochs, quick=quick, extra=tuple(extra), copies_scale=copies_scale, retrain=retrain
-    )
+    with _as_click_error(ManifestError):
+        train_main(
+            manifest, out, epochs=epochs, quick=quick, extra=tuple(extra), copies_scale=copies_scale, retrain=retrain
+        )
 
 
 if __name__ == "__main__":

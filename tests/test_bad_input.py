@@ -374,3 +374,30 @@ def test_a_command_on_a_read_only_data_folder_says_what_to_do(tmp_path, args):
 def test_a_number_out_of_range_on_the_command_line_is_refused(tmp_path, args, option):
     result = cli(*args, cwd=tmp_path)
     assert result.returncode == 2 and f"Invalid value for {option}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (["path,label,source"], "no column category, split_group, fold"),
+        (["path,label,category,source,split_group,fold"], "holds no clips"),
+        (
+            ["path,label,category,source,split_group,fold", "gone.flac,gunshot,rifle,s,g1,val"],
+            "gone.flac: cannot be read",
+        ),
+        (
+            ["path,label,category,source,split_group,fold", "notes.flac,gunshot,rifle,s,g1,val"],
+            "notes.flac: cannot be read",
+        ),
+        (
+            ["path,label,category,source,split_group,fold", "shot.flac,gunshot,rifle,s,g1,train"],
+            "no clips in fold 'val'",
+        ),
+    ],
+)
+def test_evaluate_on_a_bad_manifest_says_what_is_wrong(tmp_path, rows, message):
+    (tmp_path / "notes.flac").write_text("not audio")
+    soundfile.write(tmp_path / "shot.flac", stream_with_shots(2.0, []), RATE)
+    (tmp_path / "manifest.csv").write_text("\n".join(rows) + "\n")
+    result = cli("evaluate", "manifest.csv", "--out", "report", cwd=tmp_path)
+    assert result.returncode == 1 and message in result.stderr

@@ -34,7 +34,13 @@ HARD_NEGATIVES = frozenset(
     }
 )
 
+MANIFEST_COLUMNS = ("path", "label", "category", "source", "split_group", "fold")
+
 log = logging.getLogger(__name__)
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be used: the message names the file (and row) and what is wrong."""
 
 
 @dataclass(frozen=True)
@@ -55,8 +61,7 @@ class Clip:
 def load_clips(manifest: Path, cache_dir: Path) -> list[Clip]:
     """Every clip of the manifest, audio decoded once and cached as one .npz next to the cache."""
     manifest = Path(manifest)
-    with manifest.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = _rows(manifest)
     digest = hashlib.sha1(manifest.read_bytes()).hexdigest()[:12]
     cache = Path(cache_dir) / f"clips-{digest}.npz"
     if cache.exists():
@@ -86,8 +91,24 @@ def load_clips(manifest: Path, cache_dir: Path) -> list[Clip]:
     ]
 
 
+def _rows(manifest: Path) -> list[dict[str, str]]:
+    with manifest.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        if missing := [column for column in MANIFEST_COLUMNS if column not in (reader.fieldnames or ())]:
+            raise ManifestError(
+                f"{manifest}: no column {', '.join(missing)} (a manifest has {', '.join(MANIFEST_COLUMNS)})"
+            )
+        rows = list(reader)
+    if not rows:
+        raise ManifestError(f"{manifest}: holds no clips")
+    return rows
+
+
 def _read(path: Path) -> np.ndarray:
-    audio, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    try:
+        audio, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, OSError) as exc:
+        raise ManifestError(f"{path}: cannot be read as audio ({exc})") from None
     if rate != SAMPLE_RATE:
         raise ValueError(f"{path}: {rate} Hz, expected {SAMPLE_RATE}")
     return audio.mean(axis=1)
