@@ -34,7 +34,7 @@ HARD_NEGATIVES = frozenset(
     }
 )
 
-MANIFEST_COLUMNS = ("path", "label", "category", "source", "split_group", "fold")
+REQUIRED_COLUMNS = ("path", "label", "category", "source", "split_group", "fold")  # what load_clips reads
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +94,9 @@ def load_clips(manifest: Path, cache_dir: Path) -> list[Clip]:
 def _rows(manifest: Path) -> list[dict[str, str]]:
     with manifest.open(newline="") as handle:
         reader = csv.DictReader(handle)
-        if missing := [column for column in MANIFEST_COLUMNS if column not in (reader.fieldnames or ())]:
+        if missing := [column for column in REQUIRED_COLUMNS if column not in (reader.fieldnames or ())]:
             raise ManifestError(
-                f"{manifest}: no column {', '.join(missing)} (a manifest has {', '.join(MANIFEST_COLUMNS)})"
+                f"{manifest}: no column {', '.join(missing)} (a manifest has {', '.join(REQUIRED_COLUMNS)})"
             )
         rows = list(reader)
     if not rows:

@@ -64,7 +64,10 @@ def export_labelled(
     data_dir: Path, out: Path, source: str, fold: str = "train", base_manifest: Path | None = None
 ) -> ExportSummary:
     if not SOURCE_NAME.fullmatch(source):
-        raise ExportError(f"source {source!r}: use lower-case letters, digits and _ (e.g. north_gate)")
+        raise ExportError(
+            f"source {source!r} (--source, else made from site.name): use lower-case letters, digits and _ "
+            "(e.g. --source north_gate)"
+        )
     if not (Path(data_dir) / EVENTS_DB).exists():
         raise ExportError(f"{data_dir} holds no {EVENTS_DB}: give the detector's storage.data_dir")
     base_rows = _base_rows(base_manifest, Path(out), source) if base_manifest else []
