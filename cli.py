@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import logging
 import math
 import sqlite3
 import sys
+import zoneinfo
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -466,6 +468,7 @@ def check_config(config_path, quiet) -> None:
 def stats(config_path, data_dir) -> None:
     """Show the latest per-process figures written by a running detector."""
     from pipeline.stats import STATS_FILE
+    from pipeline.supervisor import detector_running
 
     config = _load(config_path, {"storage.data_dir": str(data_dir) if data_dir else None})
     folder = Path(config.storage.data_dir)
@@ -478,6 +481,9 @@ def stats(config_path, data_dir) -> None:
     path = max(written, key=lambda path: path.stat().st_mtime)
     if path.parent != folder:
         click.echo(f"note: {folder} could not be written: these figures are from memory ({path})", err=True)
+    if not detector_running(path.parent):
+        written_at = datetime.datetime.fromtimestamp(path.stat().st_mtime, zoneinfo.ZoneInfo(config.site.timezone))
+        click.echo(f"note: no detector runs on {path.parent} now: these figures are from {written_at:%c %Z}", err=True)
     click.echo(path.read_text())
 
 

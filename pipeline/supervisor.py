@@ -475,6 +475,21 @@ def _mtime(path: Path) -> float | None:
         return None
 
 
+def detector_running(data_dir: Path) -> bool:
+    """Whether a detector holds the lock of `data_dir` (Supervisor._take_lock)."""
+    try:
+        fd = os.open(data_dir / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 def _pending_texts(data_dir: Path) -> int:
     if not outbox_path(data_dir).exists():
         return 0

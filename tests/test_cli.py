@@ -3,6 +3,7 @@ what they print, and that the config file and the flags are what they act on."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ from pipeline.config import Config, override
 from pipeline.profile import format_table
 from pipeline.run import demo_overrides, list_events
 from pipeline.storage import private_dir, volatile_data_dir
+from pipeline.supervisor import LOCK_FILE
 from tests.detector_run import (
     ASSETS,
     PIPELINE_SHOTS,
@@ -96,12 +98,16 @@ def test_check_config_warns_of_a_config_that_texts_no_one_or_hears_nothing_live(
     assert result.returncode == 0 and result.stderr.startswith("warning: ") and warning in result.stderr
 
 
-def test_stats_shows_what_the_running_detector_wrote(tmp_path):
+def test_stats_shows_what_the_running_detector_wrote_and_says_when_none_runs(tmp_path):
     figures = {"time": 1.0, "lost_samples": 1600, "processes": {"capture": {"pid": 42}}}
     (tmp_path / "stats.json").write_text(json.dumps(figures))
-    result = cli("stats", "--data-dir", str(tmp_path))
+    with (tmp_path / LOCK_FILE).open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as a running detector holds it
+        result = cli("stats", "--data-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == figures
+    assert json.loads(result.stdout) == figures and "no detector runs" not in result.stderr
+    stopped = cli("stats", "--data-dir", str(tmp_path))
+    assert json.loads(stopped.stdout) == figures and f"note: no detector runs on {tmp_path} now" in stopped.stderr
 
 
 @pytest.fixture
