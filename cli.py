@@ -55,15 +55,21 @@ FILE_TROUBLE = (
 )
 
 
+DATA_FOLDER_COMMANDS = frozenset({"events", "label", "site-thresholds", "export-labels", "stats", "test-modem"})
+
+
 class Commands(click.Group):
-    """A file or database error of any command (a folder of another user, a read-only or failing
-    SD card): what failed and what to look at, not a traceback (-v: the traceback too)."""
+    """A file or database error of a command that reads the data folder (a folder of another
+    user, a read-only or failing SD card): what failed and what to look at, not a traceback (-v:
+    the traceback too). Other commands' errors, and a closed pipe, keep their own."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            raise
         except (OSError, sqlite3.Error) as exc:
-            if ctx.params.get("verbose"):
+            if ctx.params.get("verbose") or ctx.invoked_subcommand not in DATA_FOLDER_COMMANDS:
                 raise
             raise click.ClickException(f"{_what_failed(exc)}: {FILE_TROUBLE}") from None
 

@@ -329,16 +329,6 @@ class Outbox:
             self._db.executemany("INSERT INTO held (recipient, event_id, event_time, created) VALUES (?,?,?,?)", held)
         return pairs
 
-    def reported_events(self, event_ids: Iterable[int]) -> set[int]:
-        """Those of `event_ids` whose alert was queued here (a text, or held for a summary)."""
-        ids = list(event_ids)
-        marks = ",".join("?" * len(ids))
-        query = (
-            f"SELECT event_id FROM texts WHERE event_id IN ({marks}) "
-            f"UNION SELECT event_id FROM held WHERE event_id IN ({marks})"
-        )
-        return {row[0] for row in self._db.execute(query, ids + ids)} if ids else set()
-
     def sent_among(self, row_ids: Iterable[int]) -> set[int]:
         """Those of `row_ids` that are sent."""
         return self._ids_where("state='sent'", row_ids)

@@ -91,7 +91,7 @@ class Aggregator:
         self.score_log = ScoreLog(len(ensemble.models), hop / self.rate, time.monotonic())
         self.model_set = model_set(ensemble)
         data_dir = Path(config.storage.data_dir)
-        self.events, interrupted = _open_event_log(data_dir)
+        self.events = _open_event_log(data_dir)
         self.keep_clips = config.storage.clips and self.events.data_dir == data_dir  # none in memory
         self.data_dir = data_dir
         self.clips: list[_ClipDue] = []
@@ -104,8 +104,8 @@ class Aggregator:
         self.min_free = round(config.storage.min_free_mb * MB)
         self.audio_pos, self.audio_moved = audio.write_pos, time.monotonic()
         self.present = set(self.box.present())
-        if interrupted:
-            self.unqueued = _alerts_never_queued(interrupted, data_dir)
+        if lost := self.events.alerts_not_queued():
+            self.unqueued = [_recovered_alert(event) for event in lost]
             self.queue_alerts()
 
     def take(self, votes: list[Vote], now: float) -> None:
@@ -210,6 +210,7 @@ class Aggregator:
 
     def _queue_alert(self, outbox: Outbox, alert: EventAlert) -> None:
         queue_event_alert(outbox, self.config, alert, now=time.time())
+        self._record("alert queued", self.events.mark_alert_queued, alert.event_id)  # else sent again at restart
         self.layout.outbox.send(OutboxChanged())
 
     def _record(self, what: str, write: Callable[..., T], *args: Any) -> T | None:
@@ -324,39 +325,23 @@ class Aggregator:
             return outbox.prune_sent(older_than)
 
 
-def _open_event_log(data_dir: Path) -> tuple[EventLog, list[EventRecord]]:
-    """The data folder's event log, and the events the last aggregator left open; in memory
-    (pipeline/storage.py) when a failed card cannot open it: restarted on such a card, the
-    aggregator must still decide and text, not crash again."""
+def _open_event_log(data_dir: Path) -> EventLog:
+    """The data folder's event log; in memory (pipeline/storage.py) when a failed card cannot open
+    it: restarted on such a card, the aggregator must still decide and text, not crash again."""
     try:
         events = EventLog(data_dir)
         if interrupted := events.mark_interrupted():
-            log.warning("%d events were open when the aggregator last stopped: marked interrupted", len(interrupted))
-        return events, interrupted
+            log.warning("%d events were open when the aggregator last stopped: marked interrupted", interrupted)
     except (sqlite3.Error, OSError) as exc:
         memory = private_dir(volatile_data_dir(data_dir), create=True)
         log.critical("the event log in %s cannot be opened (%s): events are kept in memory (%s)", data_dir, exc, memory)
-        return EventLog(memory), []
+        events = EventLog(memory)
+    return events
 
 
-def _alerts_never_queued(interrupted: list[EventRecord], data_dir: Path) -> list[EventAlert]:
-    """The alerts of `interrupted` events that no outbox holds: the last aggregator was stopped
-    between recording an event and queueing its alert. An outbox that cannot be read counts as
-    holding none (at least once: a repeated alert is cheap, a lost one is not)."""
-    ids = [event.id for event in interrupted]
-    queued: set[int] = set()
-    for folder in (data_dir, volatile_data_dir(data_dir)):
-        if not outbox_path(folder).exists():
-            continue
-        try:
-            with Outbox(outbox_path(folder if folder == data_dir else private_dir(folder))) as outbox:
-                queued |= outbox.reported_events(ids)
-        except (sqlite3.Error, OSError) as exc:
-            log.error("cannot tell which interrupted events were texted from %s (%s): texted again", folder, exc)
-    lost = [event for event in interrupted if event.id not in queued]
-    for event in lost:
-        log.critical("the alert for event %d was never queued (the aggregator stopped first): queued now", event.id)
-    return [EventAlert(e.id, e.start_time, e.confidence, e.degraded, clock_synchronised()) for e in lost]
+def _recovered_alert(event: EventRecord) -> EventAlert:
+    log.critical("the alert for event %d had not reached the outbox when the aggregator stopped: queued now", event.id)
+    return EventAlert(event.id, event.start_time, event.confidence, event.degraded, clock_synchronised())
 
 
 def run_aggregator(config: Config, layout: Layout, stop: StopEvent) -> int:

@@ -82,7 +82,8 @@ CREATE TABLE IF NOT EXISTS {table} (
 );
 """
 # Columns added since the first release: a data folder made by it gets them when opened.
-_ADDED_COLUMNS = {EVENTS: {"label": "TEXT", "category": "TEXT"}}
+# alert_queued: 0 from an event's record until its alert is in an outbox (1 for events of older logs)
+_ADDED_COLUMNS = {EVENTS: {"label": "TEXT", "category": "TEXT", "alert_queued": "INTEGER NOT NULL DEFAULT 1"}}
 
 log = logging.getLogger(__name__)
 
@@ -158,20 +159,27 @@ class EventLog:
                     if name not in present:
                         self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
-    def mark_interrupted(self) -> list[EventRecord]:
-        """Events left open by a stopped aggregator (a crash, a kill): their records stay partial.
-        Returned, so that an alert the stop kept from the outbox is queued."""
+    def mark_interrupted(self) -> int:
+        """Events left open by a crashed aggregator: their records stay partial."""
         with self._db:
-            interrupted = self._event_records("WHERE state = 'open' ORDER BY id", ())
-            self._db.execute("UPDATE events SET state = 'interrupted' WHERE state = 'open'")
-        return interrupted
+            return self._db.execute("UPDATE events SET state = 'interrupted' WHERE state = 'open'").rowcount
+
+    def mark_alert_queued(self, event_id: int) -> None:
+        with self._db:
+            self._db.execute("UPDATE events SET alert_queued = 1 WHERE id = ?", (event_id,))
+
+    def alerts_not_queued(self) -> list[EventRecord]:
+        """Events whose alert never reached an outbox: the aggregator was stopped (a kill, a crash, a
+        shutdown while the outbox refused it) between recording the event and queueing its alert."""
+        return self._event_records("WHERE alert_queued = 0 ORDER BY id", ())
 
     def open_event(
         self, start_time: float, confidence: float, votes: dict[str, float], models: dict[str, str], degraded: bool
     ) -> int:
         with self._db:
             cursor = self._db.execute(
-                "INSERT INTO events (opened_at, start_time, confidence, votes, models, degraded) VALUES (?,?,?,?,?,?)",
+                "INSERT INTO events (opened_at, start_time, confidence, votes, models, degraded, alert_queued) "
+                "VALUES (?,?,?,?,?,?,0)",
                 (time.time(), start_time, confidence, json.dumps(votes), json.dumps(models), int(degraded)),
             )
         return int(cursor.lastrowid)
