@@ -313,7 +313,9 @@ class Supervisor:
         """The replayed recording's end is scored, as `analyze` scores it: zeros complete its last
         window (the capture, the ring's only writer, has exited)."""
         hop = hop_samples(self.config, self.ensemble)
-        self.audio.write(np.zeros(tail_padding(self.audio.write_pos, self.ensemble.window_samples, hop), np.int16))
+        end = self.audio.write_pos
+        zeros = np.zeros(tail_padding(end, self.ensemble.window_samples, hop), np.int16)
+        self.audio.write(zeros, captured_at=self.audio.time_of(end + zeros.shape[0]))  # times stay the capture's
 
     def _source_ended(self, name: str) -> bool:
         """Only the capture of a replayed source ends on its own, whatever its exit code (restarted,
