@@ -3,11 +3,17 @@ text in as many parts as it needs, identify the modem for `cli.py test-modem`.
 
 Every Gammu failure comes out as a ModemError (alerting/faults.py) saying what is wrong and what
 to do, with `maybe_sent` set when it came after a part was handed to the modem.
+
+Closing a connection to a modem that does not answer (hung firmware, the wrong port) takes Gammu
+minutes: python-gammu first turns the modem's notifications off, waiting for each answer in turn.
+So a connection is closed by a thread of its own, waited for CLOSE_WAIT s at most; until it is
+closed (the port is held), connecting again fails at once saying the modem does not answer.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +43,13 @@ PIN_CODE_TYPE = "PIN"  # what EnterSecurityCode takes; GetSecurityStatus says "P
 UNSUPPORTED = (gammu.ERR_NOTSUPPORTED, gammu.ERR_NOTIMPLEMENTED)
 GAMMURC_SECTION = 0  # [gammu], the first section of a Gammu config file
 CONFIG_SLOT = 0  # the state machine's first configuration
+# s a close is waited for: a modem that answers is closed at once; one that does
+# not keeps Gammu waiting about 7 minutes (measured on a silent port), in the background
+CLOSE_WAIT = 3.0
+STILL_CLOSING = (
+    "Gammu is still closing the last connection, waiting for answers that do not come; "
+    "power the modem off and on if this lasts"
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +84,8 @@ class Modem:
     data_dir: Path | None = None
     _machine: Any = field(default=None, repr=False)
     _settings: dict[str, Any] = field(default_factory=dict, repr=False)  # as Gammu read them
+    _sim_smsc: str = field(default="", repr=False)  # the SIM's SMS centre, read once per connection
+    _closing: threading.Thread | None = field(default=None, repr=False)  # closes the last machine
     _pin_record: PinRecord = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -89,19 +104,16 @@ class Modem:
         return self._machine is not None
 
     def connect(self) -> None:
-        """Initialise the modem and unlock the SIM; ModemError says what is wrong."""
+        """Initialise the modem and unlock the SIM; ModemError says what is wrong. A failed start is
+        closed too (Gammu may hold the port open): see terminate()."""
         if self._machine is not None:
             return
-        machine = (self.machine_factory or gammu.StateMachine)()
+        if not self._closed(CLOSE_WAIT):
+            raise translate(_still_closing(), "modem start", self.device, self.connection)
+        self._machine = (self.machine_factory or gammu.StateMachine)()
         try:
-            self._configure(machine)
-            machine.Init()
-        except gammu.GSMError as exc:
-            raise translate(exc, "modem start", self.device, self.connection) from None
-        self._machine = machine
-        try:
-            self._unlock_sim()
-        except BaseException:
+            self._start()
+        except BaseException:  # also Ctrl-C in Init: the machine must not be freed here (minutes)
             self.terminate()
             raise
 
@@ -134,6 +146,9 @@ class Modem:
             raise ModemError(
                 f"cannot send to {number}: {exc}{hint}", BAD_TEXT, retryable=False, modem_down=False
             ) from None
+        if smsc := self._smsc_from_sim(machine):
+            for part in parts:
+                part["SMSC"] = {"Number": smsc}
         references: list[int] = []
         for index, part in enumerate(parts, 1):
             try:
@@ -170,15 +185,54 @@ class Modem:
         }
 
     def terminate(self) -> None:
-        """Close the connection (safe to call at any time)."""
+        """Close the connection (safe to call at any time), waiting CLOSE_WAIT s at most: the close
+        of a modem that does not answer goes on in the background, and holds the port meanwhile."""
         machine, self._machine = self._machine, None
-        if machine is not None:
-            try:
-                machine.Terminate()
-            except gammu.GSMError as exc:
-                log.debug("modem terminate failed: %s", exc)
+        self._sim_smsc = ""
+        if machine is None:
+            return
+        self._closing = threading.Thread(target=_close, args=(machine,), name="modem-close", daemon=True)
+        self._closing.start()
+        del machine  # the thread holds the only reference: freeing it elsewhere would wait as long
+        if not self._closed(CLOSE_WAIT):
+            log.warning(
+                "the modem on %s does not answer: its connection is closed in the background, as Gammu "
+                "waits minutes for answers (the port stays held meanwhile)",
+                self.device,
+            )
 
     # --- helpers -------------------------------------------------------------------------------
+    def _start(self) -> None:
+        try:
+            self._configure(self._machine)
+            self._machine.Init()
+        except gammu.GSMError as exc:
+            raise translate(exc, "modem start", self.device, self.connection) from None
+        self._unlock_sim()
+
+    def _closed(self, wait: float) -> bool:
+        """Whether the last connection is closed, waiting `wait` s at most for it."""
+        if self._closing is not None:
+            self._closing.join(wait)
+            if self._closing.is_alive():
+                return False
+            self._closing = None
+        return True
+
+    def _smsc_from_sim(self, machine: Any) -> str:
+        """The SIM's SMS centre when modem.smsc is empty, read once per connection: a modem that does
+        not answer fails here as a timeout, where SendSMS would say the SIM has no SMS centre. ""
+        lets SendSMS read it itself (and say what is wrong)."""
+        if self.config.smsc or self._sim_smsc:
+            return self._sim_smsc
+        try:
+            self._sim_smsc = str(machine.GetSMSC(**SMSC_FROM_SIM).get("Number") or "")
+        except gammu.GSMError as exc:
+            error = translate(exc, "reading the SMS centre number from the SIM", self.device)
+            if error.modem_down and not isinstance(exc, UNSUPPORTED):
+                raise error from None
+        return self._sim_smsc
+
     def _configure(self, machine: Any) -> None:
         if self.config.gammurc:
             if not Path(self.config.gammurc).is_file():
@@ -262,6 +316,19 @@ class Modem:
             return getter()
         except gammu.GSMError as exc:
             return f"n/a ({type(exc).__name__})"
+
+
+def _still_closing() -> gammu.GSMError:
+    """The port is still held by the last connection: the modem did not answer (it is not tried)."""
+    return gammu.ERR_TIMEOUT({"Text": STILL_CLOSING, "Where": "Init", "Code": gammu.Errors["ERR_TIMEOUT"]})
+
+
+def _close(machine: Any) -> None:
+    """Terminate a machine, also one whose Init failed (Gammu may hold the port open); freed here."""
+    try:
+        machine.Terminate()
+    except gammu.GSMError as exc:
+        log.debug("modem terminate failed: %s", type(exc).__name__)
 
 
 def _sim_state(status: object) -> str:

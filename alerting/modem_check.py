@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +32,7 @@ def test_modem(config: Config, send_to: str | None = None) -> dict[str, str]:
     if send_to is not None:
         validate_e164(send_to)
     data_dir = Path(config.storage.data_dir)
-    with _detector_stopped(data_dir, create=send_to is not None):
+    with _ctrl_c_ends_at_once(), _detector_stopped(data_dir, create=send_to is not None):
         modem = Modem(config.modem, data_dir=data_dir)
         modem.connect()
         try:
@@ -70,6 +72,21 @@ def _send_test_text(config: Config, modem: Modem, send_to: str) -> str:
         return f"sent to {send_to}{before} (outbox id {row_id}, modem references {row.reference})"
     finally:
         outbox.close()
+
+
+@contextlib.contextmanager
+def _ctrl_c_ends_at_once() -> Iterator[None]:
+    """Ctrl-C ends the process at once, also while Gammu waits for a modem that does not answer
+    (Python's handler would run only once Gammu gives up, and the modem's close then waits minutes).
+    Nothing is lost: a test text caught mid-send goes again (as a repeat), the lock goes with us."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set a signal's handler
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextlib.contextmanager

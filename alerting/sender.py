@@ -133,7 +133,8 @@ class Sender:
                     raise
                 self.on_outbox_error(outbox, exc)
         if refused:
-            self.modem.terminate()  # re-initialise before the next attempt
+            with BlockedCall(self.slot, MODEM_CALL_LIMIT):
+                self.modem.terminate()  # re-initialise before the next attempt
         return sent
 
     def _send_due_in(
@@ -171,12 +172,8 @@ class Sender:
         if not self.modem.connected:
             self._ready(now)  # connects and checks the network, unless the modem is backing off
             return
-        try:
-            with BlockedCall(self.slot, MODEM_CALL_LIMIT):
-                self.modem.check_network()
-        except ModemError as exc:
-            self.modem.terminate()
-            self._modem_failed(exc, now)
+        if (error := self._modem_call(self.modem.check_network)) is not None:
+            self._modem_failed(error, now)
             return
         self._network_back(now)
 
@@ -234,16 +231,26 @@ class Sender:
             return True
         if now < self.retry_connect_at:
             return False
-        try:
-            with BlockedCall(self.slot, MODEM_CALL_LIMIT):
-                self.modem.connect()
-                self.modem.check_network()
-        except ModemError as exc:
-            self.modem.terminate()
-            self._modem_failed(exc, now)
+        if (error := self._modem_call(self._connect)) is not None:
+            self._modem_failed(error, now)
             return False
         self._network_back(now)
         return True
+
+    def _connect(self) -> None:
+        self.modem.connect()
+        self.modem.check_network()
+
+    def _modem_call(self, call: Callable[[], None]) -> ModemError | None:
+        """`call`'s failure, after which the connection is closed in the same heartbeat-covered call:
+        closing a modem that does not answer waits for it too (alerting/modem.py)."""
+        with BlockedCall(self.slot, MODEM_CALL_LIMIT):
+            try:
+                call()
+            except ModemError as exc:
+                self.modem.terminate()
+                return without_frames(exc)
+        return None
 
     def _send(self, outbox: Outbox, row: OutboxRow, now: float) -> ModemError | None:
         outbox.mark_sending(row.id)  # committed: from here a crash means "maybe sent"
@@ -252,6 +259,7 @@ class Sender:
             with BlockedCall(self.slot, MODEM_CALL_LIMIT) as call:
                 references = self.modem.send_text(row.recipient, row.text_to_send, on_part=call.renew)
         except ModemError as exc:
+            without_frames(exc)
             delay = self._delay(exc, row.attempts + 1)
             outbox.mark_retry(row.id, str(exc), now + delay, exc.maybe_sent)
             if exc.modem_down:
@@ -299,6 +307,14 @@ class Sender:
         self.last_error = error
         if self.slot is not None:
             self.slot.add("errors")
+
+
+def without_frames(error: ModemError) -> ModemError:
+    """`error` without its traceback and the exception it replaced: kept (as Sender.last_error),
+    their frames would keep the modem's gammu.StateMachine, and freeing one that is still connected
+    waits for the modem (minutes when it does not answer) wherever it happens."""
+    error.__traceback__ = error.__context__ = error.__cause__ = None
+    return error
 
 
 def _queue_health(outbox: Outbox, text: str, recipients: Iterable[str], now: float) -> None:

@@ -4,17 +4,22 @@ dummy phone cannot do (a SIM locked by a PIN, a slow answer to a send).
 Run as a process: `python -m tests.at_modem LINK LOG [--pin CODE] [--send-delays S,S,...]`. LINK
 becomes a symlink to the terminal (give it to Gammu as `device`, `connection = at`); LOG gets one
 line per command, per PIN attempt and per text handed on.
+
+`silent_terminal()` is a modem that never answers (hung firmware, or the wrong port of a stick).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import select
 import subprocess
 import sys
+import threading
 import time
 import tty
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 END_OF_PDU = b"\x1a"  # Ctrl-Z ends the text after AT+CMGS
 WRONG_PIN = "+CME ERROR: 16"  # "incorrect password" (3GPP TS 27.007)
 READY_TIMEOUT = 10.0
+SWALLOW_POLL = 0.1  # s
 ANSWERS = {
     "AT+CGMI": "Acme",
     "AT+CGMM": "AT-1",
@@ -128,6 +134,29 @@ def start(folder: Path, pin: str | None = None, send_delays: tuple[float, ...] =
             raise RuntimeError("the AT modem did not start")
         time.sleep(0.05)
     return process
+
+
+@contextlib.contextmanager
+def silent_terminal() -> Iterator[str]:
+    """A terminal (its device path) whose modem reads every command and never answers."""
+    controller, device = os.openpty()
+    tty.setraw(device)
+    done = threading.Event()
+    swallower = threading.Thread(target=_swallow, args=(controller, done), name="silent-modem", daemon=True)
+    swallower.start()
+    try:
+        yield os.ttyname(device)
+    finally:
+        done.set()
+        swallower.join()
+        os.close(controller)
+        os.close(device)
+
+
+def _swallow(controller: int, done: threading.Event) -> None:
+    while not done.is_set():
+        if select.select([controller], [], [], SWALLOW_POLL)[0]:
+            os.read(controller, 4096)
 
 
 def gammurc(folder: Path) -> Path:

@@ -5,14 +5,18 @@ import fcntl
 import functools
 import os
 import shutil
+import signal
 import stat
 import subprocess
+import sys
 import threading
+import time
 
 import gammu
 import pytest
 
 from alerting import faults, modem_check
+from alerting import modem as modem_module
 from alerting.encoding import encode_parts
 from alerting.faults import BAD_TEXT, ModemError
 from alerting.modem import Modem
@@ -23,9 +27,11 @@ from pipeline.config import Config, ModemConfig, override
 from tests import at_modem
 from tests.gammu_env import dummy_gammurc
 from tests.test_alerting_support import (
+    DEADLINE,
     NUMBERS,
     After,
     FaultScript,
+    Hang,
     Returns,
     config_for,
     gammu_error,
@@ -500,3 +506,62 @@ def test_the_pin_record_is_readable_by_its_owner_only(tmp_path):
     record = PinRecord(tmp_path)
     record.refused("1234")
     assert stat.S_IMODE((tmp_path / RECORD_FILE).stat().st_mode) == 0o600
+
+
+# --- a modem that does not answer -------------------------------------------------------------------
+def test_a_connection_still_closing_is_not_opened_again_and_says_the_modem_does_not_answer(tmp_path, monkeypatch):
+    """Closing a silent modem takes Gammu minutes (and holds the port): it goes on in the background,
+    and connecting meanwhile says so, instead of Gammu's "cannot be opened ... used elsewhere"."""
+    monkeypatch.setattr(modem_module, "CLOSE_WAIT", 0.1)
+    script = FaultScript(tmp_path, {"Init": [gammu.ERR_TIMEOUT], "Terminate": [Hang(1.0)]})
+    modem = Modem(config_for(tmp_path).modem, machine_factory=script.machine)
+    with pytest.raises(ModemError, match=r"^the modem did not answer in time .*during modem start: injected"):
+        modem.connect()  # back after CLOSE_WAIT, its machine still closing
+    with pytest.raises(ModemError, match=rf"^the modem did not answer in time .*: {modem_module.STILL_CLOSING}"):
+        modem.connect()
+    assert script.calls["Init"] == 1 and not modem.connected  # the port was not tried
+    monkeypatch.setattr(modem_module, "CLOSE_WAIT", DEADLINE)
+    modem.connect()  # once closed, it is opened again
+    modem.terminate()
+    assert script.calls["Init"] == 2 and script.calls["Terminate"] == 2
+
+
+def test_a_modem_that_does_not_answer_a_send_is_not_said_to_lack_an_sms_centre(tmp_path):
+    """With modem.smsc empty, Gammu reads the SIM's SMS centre before a send and, when the modem does
+    not answer, says it could not ("set modem.smsc"): the SMS centre is read first, so a timeout says so."""
+    script = FaultScript(tmp_path, {"GetSMSC": [gammu.ERR_TIMEOUT]})
+    modem = connected_modem(config_for(tmp_path), script)
+    try:
+        with pytest.raises(ModemError) as failed:
+            modem.send_text(A, "hello")
+        assert modem.send_text(A, "hello") == [255]  # the modem answers again
+    finally:
+        modem.terminate()
+    error = failed.value
+    assert str(error).startswith("the modem did not answer in time") and "modem.smsc" not in str(error)
+    assert (error.code, error.modem_down, error.maybe_sent) == ("ERR_TIMEOUT", True, False)
+    assert script.calls["SendSMS"] == 1 and script.calls["GetSMSC"] == 2  # read again, then kept
+
+
+TEST_MODEM_ENDS = 25.0  # s: Gammu gives up on a silent modem's start after about 12 s, then CLOSE_WAIT
+CTRL_C_ENDS = 2.0  # s
+
+
+def test_test_modem_on_a_modem_that_does_not_answer_ends_after_saying_so_and_at_ctrl_c(tmp_path):
+    """The command ended only once Gammu had closed the silent port, minutes later, even on Ctrl-C."""
+    with at_modem.silent_terminal() as device:
+        config = tmp_path / "config.toml"
+        config.write_text(f'[modem]\ndevice = "{device}"\nconnection = "at"\n[storage]\ndata_dir = "{tmp_path}"\n')
+        command = [sys.executable, "cli.py", "test-modem", "--config", str(config)]
+        started = time.monotonic()
+        result = subprocess.run(command, cwd=at_modem.ROOT, capture_output=True, text=True, timeout=TEST_MODEM_ENDS)
+        took = time.monotonic() - started
+        interrupted = subprocess.Popen(command, cwd=at_modem.ROOT, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(CTRL_C_ENDS)  # in Init, waiting for the modem
+            interrupted.send_signal(signal.SIGINT)
+            interrupted.wait(CTRL_C_ENDS)
+        finally:
+            interrupted.kill()
+    assert result.returncode == 1 and "Error: the modem did not answer in time" in result.stderr, result.stderr
+    assert took < TEST_MODEM_ENDS and interrupted.returncode == -signal.SIGINT

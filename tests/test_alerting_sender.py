@@ -6,15 +6,18 @@ import contextlib
 import itertools
 import logging
 import multiprocessing
+import os
 import random
 import re
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
 import gammu
 import pytest
 
+from alerting import modem as modem_module
 from alerting.clock import clock_synchronised
 from alerting.compose import EventAlert, clock_note, queue_event_alert
 from alerting.faults import BAD_TEXT, ModemError
@@ -26,10 +29,13 @@ from pipeline.channel import Channel
 from pipeline.layout import Layout
 from pipeline.messages import OutboxChanged
 from pipeline.metrics import StatsTable
+from pipeline.supervisor import HEARTBEAT_TIMEOUT
+from tests import at_modem
 from tests.conftest import own_run_id
 from tests.test_alerting_support import (
     DEADLINE,
     NUMBERS,
+    POLL,
     After,
     FaultScript,
     Hang,
@@ -405,6 +411,85 @@ def test_a_killed_sms_process_loses_nothing_and_its_successor_resends_as_a_repea
     texts = [text for _, text in sent_texts(tmp_path)]
     assert [t.startswith(REPEAT_PREFIX) for t in texts] == [True, False]
     assert texts[0].endswith("14:04:07 EAT (confidence 90%).") and texts[1].endswith("14:05:07 EAT (confidence 90%).")
+
+
+def sms_process_logging_to(log_path, config, layout, stop):
+    """The SMS process with its log (stderr) in `log_path`."""
+    os.dup2(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), 2)
+    run_sender(config, layout, stop)
+
+
+def longest_heartbeat_gap(slot, until, timeout):
+    """Watch a heartbeat as the supervisor does until `until()` or `timeout` s; the longest gap seen.
+    A gap past HEARTBEAT_TIMEOUT ends the watch: the supervisor would have killed the process."""
+    longest, deadline = 0.0, time.monotonic() + timeout
+    while not until() and time.monotonic() < deadline and longest <= HEARTBEAT_TIMEOUT:
+        longest = max(longest, time.monotonic() - slot.get("heartbeat"))
+        time.sleep(POLL)
+    return longest
+
+
+def heartbeat_gap_during(slot, work):
+    """The longest gap in `slot`'s heartbeat while `work()` runs (watched from another thread)."""
+    done, gaps = threading.Event(), []
+    watcher = threading.Thread(target=lambda: gaps.append(longest_heartbeat_gap(slot, done.is_set, DEADLINE)))
+    watcher.start()
+    try:
+        work()
+    finally:
+        done.set()
+        watcher.join()
+    return gaps[0]
+
+
+SILENT_MODEM_WATCH = 60.0  # s: Gammu gives up on a silent modem's start after about 12 s
+
+
+def test_the_sms_process_keeps_its_heartbeat_while_the_modem_does_not_answer(tmp_path):
+    """Gammu's real AT driver on a port that never answers: its start fails after about 12 s, and the
+    close of that connection waits for the modem for minutes; the heartbeat must go on throughout
+    (it did not: the close ran when the error that kept the machine was replaced, 423 s without a beat)."""
+    context, stats, layout, stop = process_parts(tmp_path)
+    log_path = tmp_path / "sms.log"
+    with at_modem.silent_terminal() as device:
+        config = config_for(tmp_path, **{"modem.gammurc": "", "modem.device": device, "modem.connection": "at"})
+        outbox = Outbox(outbox_path(config.storage.data_dir))
+        queue_event_alert(outbox, config, alert(1), now=0.0)
+        process = context.Process(target=sms_process_logging_to, args=(log_path, config, layout, stop), name="sms")
+        process.start()
+        try:
+            slot = stats.slot("sms")
+            wait_until(lambda: slot.get("heartbeat") > 0, "the SMS process's first heartbeat")
+            gap = longest_heartbeat_gap(slot, lambda: slot.get("errors") >= 2, SILENT_MODEM_WATCH)
+            failures = slot.get("errors")
+            stop.set()
+            process.join(DEADLINE)
+        finally:
+            stop_process(process)
+            stats.close()
+    log = log_path.read_text()
+    assert gap < HEARTBEAT_TIMEOUT and failures >= 2, log  # it started, failed, and was tried again
+    assert "the modem did not answer in time" in log and "does not answer: its connection is closed in the" in log
+    assert "used elsewhere" not in log  # the port is held by our own last connection, still closing
+    assert process.exitcode == 0 and outbox.pending_count() == len(NUMBERS)
+
+
+def test_closing_a_modem_after_a_refused_text_keeps_the_heartbeat(tmp_path, monkeypatch):
+    """The modem is closed after a refusal; a close that waits (a modem gone silent) beats on."""
+    monkeypatch.setattr(metrics, "BLOCKED_BEAT_EVERY", 0.02)
+    monkeypatch.setattr(modem_module, "CLOSE_WAIT", 0.5)
+    table = StatsTable.create(f"gs-{own_run_id()}-stats", ("sms",))
+    slot = table.slot("sms")
+    config, script, outbox, _ = setup(tmp_path, {"SendSMS": [gammu.ERR_UNKNOWN], "Terminate": [Hang(1.5)]})
+    sender = Sender(config, outbox, Modem(config.modem, machine_factory=script.machine), slot)
+    outbox.enqueue(A, "hello", "alert", now=0.0)
+    try:
+        slot.beat()
+        gap = heartbeat_gap_during(slot, lambda: sender.send_due(1.0))
+    finally:
+        table.close()
+    assert script.calls["Terminate"] == 1 and not sender.modem.connected
+    assert gap < 0.3  # beats every 0.02 s; a close outside the heartbeat's cover: 1.5 s without
 
 
 @pytest.mark.parametrize(("checks_without_network", "texted"), [(3, True), (1, False)], ids=["long", "short"])
