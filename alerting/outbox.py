@@ -240,6 +240,17 @@ class Outbox:
             update = f"UPDATE texts SET next_attempt=? WHERE id IN (SELECT id {late})"
             return self._db.execute(update, (latest, latest)).rowcount
 
+    def can_record_sends(self) -> bool:
+        """Whether the waiting texts' sends can still be recorded here: a card remounted read-only
+        refuses the write (its texts would wait for ever); a folder made immutable, or another
+        user's, still takes it."""
+        try:
+            with self.transaction():
+                self._db.execute("UPDATE texts SET state = state WHERE state != 'sent'")
+        except sqlite3.Error:
+            return False
+        return True
+
     def pending_count(self, recipient: str | None = None) -> int:
         """Texts not yet accepted by the modem (to `recipient`, or to anyone)."""
         if recipient is None:

@@ -137,9 +137,8 @@ def take_over(card: Path, volatile: Path) -> None:
     events it holds for a summary; and the PIN record, so that a PIN the SIM refused is not entered
     again (one that cannot be read stands as unreadable: no PIN goes out until a person looks).
     The card's files are only read (a copy of the outbox is opened: SQLite must write to replay its
-    log). Tried again at the next start if the card could not be read. A card that fails under the
-    running detector but can still write its files (a folder made immutable, or of another user)
-    may send some of these texts itself too: they then go twice (at least once)."""
+    log). Tried again at the next start if the card could not be read. Under the running detector
+    only when the card's texts are stuck (card_texts_stuck)."""
     marker = private_dir(volatile, create=True) / TAKEN_OVER_FILE
     if marker.exists():
         return
@@ -151,6 +150,19 @@ def take_over(card: Path, volatile: Path) -> None:
         return
     log.warning("%d unsent texts taken over from %s", len(taken), outbox_path(card))
     marker.write_text(json.dumps({"card": str(card), "texts": taken}))
+
+
+def card_texts_stuck(card: Path) -> bool:
+    """Whether the card's outbox can no longer record the sends of its waiting texts (a card
+    remounted read-only): they are taken over. One that still can sends them itself, and a take-over
+    would send them twice."""
+    if not outbox_path(card).exists():
+        return False
+    try:
+        with Outbox(outbox_path(card)) as outbox:
+            return not outbox.can_record_sends()
+    except (sqlite3.Error, OSError):
+        return True
 
 
 def give_back(card: Path, volatile: Path) -> None:

@@ -50,6 +50,7 @@ from pipeline.shm import SHM_DIR, new_run_id, remove_stale_segments, segment_nam
 from pipeline.stats import StatsReporter
 from pipeline.storage import (
     STORAGE_CHECK,
+    card_texts_stuck,
     fall_back_if_unwritable,
     give_back,
     take_over,
@@ -169,10 +170,10 @@ class Supervisor:
 
     def _watch_storage(self, now: float) -> str | None:
         """The first time the data folder cannot be written while running, the texts waiting there
-        are taken over and the recipients are told (its text; the texts themselves go out through
-        the in-memory outbox). Looked at with a
-        probe file every STORAGE_CHECK s, and at once when a text went to memory or a process died
-        (on a failed card, a restarted aggregator keeps its events in memory)."""
+        are taken over if the card cannot record their sending, and the recipients are told (its
+        text; the texts themselves go out through the in-memory outbox). Looked at with a probe
+        file every STORAGE_CHECK s, and at once when a text went to memory or a process died (on a
+        failed card, a restarted aggregator keeps its events in memory)."""
         if self.storage_problem is not None:
             return None
         volatile = outbox_path(volatile_data_dir(self.data_dir))
@@ -185,8 +186,9 @@ class Supervisor:
             return None
         self.storage_problem = f"cannot write the data folder {self.data_dir} ({reason})"
         log.critical("%s: texts go out from memory until the detector is restarted", self.storage_problem)
-        try:  # the card's waiting texts, which the card cannot mark sending or sent any more
-            take_over(self.card_dir, volatile_data_dir(self.card_dir))
+        try:  # the card's waiting texts, if the card cannot record their sending any more
+            if card_texts_stuck(self.card_dir):
+                take_over(self.card_dir, volatile_data_dir(self.card_dir))
         except OSError as exc:  # another user's folder in the in-memory folder's place
             log.critical("the texts waiting on %s cannot be taken over: %s", self.card_dir, exc)
         return self.health.storage_failed(self.storage_problem)

@@ -21,7 +21,7 @@ import soundfile
 
 from alerting import sender
 from alerting.modem import Modem
-from alerting.outbox import REPEAT_PREFIX, TAKEN_OVER_NOTE, Outbox, outbox_path
+from alerting.outbox import OUTBOX_DB, REPEAT_PREFIX, TAKEN_OVER_NOTE, Outbox, outbox_path
 from alerting.pin_record import RECORD_FILE
 from alerting.sender import OUTBOX_RETRY, Senders
 from inference.eventlog import EVENTS_DB, EventLog
@@ -33,6 +33,7 @@ from pipeline.storage import (
     PROBE_FILE,
     TAKEN_OVER_FILE,
     UnsafeFolder,
+    card_texts_stuck,
     fall_back_if_unwritable,
     give_back,
     queue_durably,
@@ -145,7 +146,7 @@ def test_a_card_failing_under_the_running_detector_is_texted_once_and_the_next_s
         pulse.stop()
         subprocess.run(["chattr", "-i", str(card)], check=False)
     assert f"cannot write the data folder {card} (Operation not permitted)" in whole_log(run)
-    assert (volatile_data_dir(card) / TAKEN_OVER_FILE).exists()  # what the card held, taken over
+    assert not (volatile_data_dir(card) / TAKEN_OVER_FILE).exists()  # its outbox still records sends itself
     for number in NUMBERS:
         to_it = [text for recipient, text in sent_texts(tmp_path) if recipient == number]
         assert len(to_it) == 2 and "Check the SD card" in to_it[0] and "possible gunshot" in to_it[1], to_it
@@ -373,3 +374,21 @@ def test_the_detector_refuses_to_start_from_an_in_memory_folder_of_another_user(
     assert run.stop() == 2
     assert f"{volatile_data_dir(card)} is a folder of uid {NOBODY}" in run.output()
     assert "Traceback" not in run.output()
+
+
+def test_the_texts_of_a_card_failing_under_the_detector_are_taken_over_only_if_they_are_stuck(tmp_path, card):
+    """A card remounted read-only cannot record their sending (they would wait for ever); one made
+    immutable still can, and sends them itself: taken over too, they would go twice."""
+    with Outbox(outbox_path(card)) as sms_process:  # holds it open, as the running detector's does
+        sms_process.enqueue(NUMBERS[0], "an alert waiting for the network", "alert")
+        assert not card_texts_stuck(card)
+        subprocess.run(["chattr", "+i", str(card)], check=True)
+        try:
+            assert unwritable_reason(card) is not None and not card_texts_stuck(card)
+        finally:
+            subprocess.run(["chattr", "-i", str(card)], check=True)
+        open_files = {path: path.read_bytes() for path in card.glob(f"{OUTBOX_DB}*")}  # with its -wal and -shm
+    for path, data in open_files.items():
+        path.write_bytes(data)  # as the kernel leaves them when it remounts a failing card read-only
+    read_only(card)
+    assert card_texts_stuck(card)
