@@ -479,7 +479,8 @@ def stats(config_path, data_dir) -> None:
     config = _load(config_path, {"storage.data_dir": str(data_dir) if data_dir else None})
     folder = Path(config.storage.data_dir)
     memory = _in_memory(folder, STATS_FILE)
-    written = [path for path in (folder / STATS_FILE, memory and memory / STATS_FILE) if path and path.exists()]
+    candidates = [folder / STATS_FILE, *([memory / STATS_FILE] if memory else [])]
+    written = [path for path in candidates if path.exists()]
     if not written:
         raise click.ClickException(
             f"{folder / STATS_FILE} does not exist: is the detector running on this data folder?"
@@ -524,11 +525,9 @@ def profile(config_path, source, device, duration, data_dir, as_json) -> None:
     if device:
         changes.update(_source_changes(device, None))
     config = _load(config_path, changes)
-    try:
+    with _as_click_error(PreflightError, ModelError, ValueError, AlreadyRunning, UnsafeFolder):
         check_source(config)
         report = Profiler(config, duration).run()
-    except (PreflightError, ModelError, ValueError, AlreadyRunning, UnsafeFolder) as exc:
-        raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(report, indent=1) if as_json else format_table(report))
 
 

@@ -107,7 +107,7 @@ def unwritable_reason(folder: Path) -> str | None:
 
 def _not_writable(path: Path) -> bool:
     """A file this user cannot write; not one that is gone (SQLite removes its -wal, -shm files)."""
-    return path.exists() and not os.access(path, os.W_OK) and path.exists()
+    return not os.access(path, os.W_OK) and path.exists()  # exists afterwards: it may vanish meanwhile
 
 
 def fall_back_if_unwritable(config: Config) -> tuple[Config, str | None]:
@@ -132,10 +132,10 @@ def fall_back_if_unwritable(config: Config) -> tuple[Config, str | None]:
 def take_over(card: Path, volatile: Path) -> None:
     """At a start from memory, or when the card fails under the running detector; once per
     in-memory folder (until a reboot empties it): what the card's folder holds that must not be
-    lost or repeated. Its outbox's unsent texts (those caught
-    mid-send as repeats), the texts it sent in the last hour (the hourly limit counts them) and the
-    events it holds for a summary; and the PIN record, so that a PIN the SIM refused is not entered
-    again (one that cannot be read stands as unreadable: no PIN goes out until a person looks).
+    lost or repeated. Its outbox's unsent texts (those caught mid-send as repeats), the texts it
+    sent in the last hour (the hourly limit counts them) and the events it holds for a summary; and
+    the PIN record, so that a PIN the SIM refused is not entered again (one that cannot be read
+    stands as unreadable: no PIN goes out until a person looks).
     The card's files are only read (a copy of the outbox is opened: SQLite must write to replay its
     log). Tried again at the next start if the card could not be read. Under the running detector
     only when the card's texts are stuck (card_texts_stuck)."""
@@ -169,8 +169,8 @@ def give_back(card: Path, volatile: Path) -> None:
     """At a start on the card again (the same boot, the card writable; before any process runs):
     each text taken over from it is marked sent on the card if memory sent it, else taken back
     from memory and sent from the card (as a repeat if memory may have sent it), so that it goes
-    once. (After a reboot memory is gone: the
-    card's texts then go again, and so may its summaries of held events.)"""
+    once. (After a reboot memory is gone: the card's texts then go again, and so may its summaries
+    of held events.)"""
     marker = private_dir(volatile) / TAKEN_OVER_FILE  # a forged marker could mark the card's texts sent
     if not marker.exists():
         return
