@@ -28,8 +28,9 @@ SIM_PIN = re.compile(r"[0-9]{4,8}")  # what a SIM takes as its PIN (3GPP TS 31.1
 # The vote window of the shipped models (models/*.json: the longest window_samples / sample_rate); a
 # clip holds at least one window (inference/aggregator.py), of models_dir's models too.
 SHIPPED_WINDOW = 2.0
-# s allowed for a decision (the models' inference) and the aggregator's next look at due clips (at
-# least once a second, inference/aggregator.py IDLE_WAIT) after a clip's audio is in.
+# s allowed, besides detector.vote_timeout (for a late model), for a decision (the models' inference)
+# and the aggregator's next look at due clips (at least once a second, inference/aggregator.py
+# IDLE_WAIT) after a clip's audio is in.
 CLIP_WRITE_DELAY = 1.0
 SECRET_SHOWN = "(set, not shown)"
 # SMS parts an alert (or the site name alone) may take at its longest: 1530 GSM-7 or 670 UCS-2
@@ -362,13 +363,15 @@ def check_clips_fit_ring(config: Config, window: float) -> None:
     the post-roll is in, but an event's only once it has closed: when a window starting more than
     merge_gap after its end (up to one hop more) is decided, merge_gap + hop + window after its end.
     The ring must hold that back from the newest row, plus one audio.period (the write in progress
-    reuses the oldest rows) and CLIP_WRITE_DELAY."""
+    reuses the oldest rows), detector.vote_timeout (a window waits that long for a late model) and
+    CLIP_WRITE_DELAY."""
     storage, detector = config.storage, config.detector
     if not storage.clips:
         return
     close_wait = detector.merge_gap + detector.hop + window
     after = max(storage.clip_post_roll, close_wait)
-    needed = storage.clip_pre_roll + window + after + config.audio.period + CLIP_WRITE_DELAY
+    cut_delay = config.audio.period + detector.vote_timeout + CLIP_WRITE_DELAY
+    needed = storage.clip_pre_roll + window + after + cut_delay
     if needed <= config.audio.ring_seconds:
         return
     if storage.clip_post_roll >= close_wait:
@@ -383,7 +386,7 @@ def check_clips_fit_ring(config: Config, window: float) -> None:
     raise ConfigError(
         f"audio.ring_seconds: {config.audio.ring_seconds:g} s cannot hold a whole clip, which needs {needed:g} s: "
         f"storage.clip_pre_roll {storage.clip_pre_roll:g} s + the {window:g} s window + {after_text} + "
-        f"{config.audio.period + CLIP_WRITE_DELAY:g} s to cut it (audio.period and the aggregator's delay); "
+        f"{cut_delay:g} s to cut it (audio.period, detector.vote_timeout and the aggregator's delay); "
         f"raise audio.ring_seconds to {math.ceil(needed)} or shorten {shorten}"
     )
 

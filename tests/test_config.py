@@ -72,7 +72,7 @@ def write(tmp_path, text):
         ),
         (
             "[audio]\nring_seconds = 10\n[storage]\nclip_pre_roll = 20\nclip_post_roll = 20",
-            "audio.ring_seconds: 10 s cannot hold a whole clip, which needs 43.25 s: storage.clip_pre_roll 20 s",
+            "audio.ring_seconds: 10 s cannot hold a whole clip, which needs 44.75 s: storage.clip_pre_roll 20 s",
         ),
         ("[detector]\nmerge_gap = 60", "audio.ring_seconds: 60 s cannot hold a whole clip"),
     ],
@@ -203,11 +203,16 @@ def test_shipped_window_is_the_shipped_models_window():
 
 def event_clip_seconds(config: Config, tmp_path) -> float:
     """The aggregator at the pace of a live run, on a ring of audio.ring_seconds: audio comes in
-    audio.period blocks, each window is decided CLIP_WRITE_DELAY after its audio is in, and one
+    audio.period blocks, each window is decided as late as allowed (detector.vote_timeout and
+    CLIP_WRITE_DELAY after its audio is in), and one
     window (20 s in) is a shot. The length of the event's clip, s."""
     config = override(config, {"storage.data_dir": str(tmp_path)})
     ensemble = load_ensemble("")
-    hop, block, late = round(config.detector.hop * RATE), round(config.audio.period * RATE), CLIP_WRITE_DELAY * RATE
+    hop, block, late = (
+        round(config.detector.hop * RATE),
+        round(config.audio.period * RATE),
+        (config.detector.vote_timeout + CLIP_WRITE_DELAY) * RATE,
+    )
     stats = StatsTable.create(f"gs-{own_run_id()}-stats", ("aggregator",))
     audio = Ring.in_memory(round(config.audio.ring_seconds * RATE), AUDIO_SHAPE, RATE)
     try:
@@ -233,9 +238,9 @@ def event_clip_seconds(config: Config, tmp_path) -> float:
 @pytest.mark.parametrize(
     "changes",
     [
-        {"audio.ring_seconds": 10.25, "storage.clip_pre_roll": 2.5},  # the wait for the event to close
-        {"audio.ring_seconds": 43.25, "storage.clip_pre_roll": 20.0, "storage.clip_post_roll": 20.0},  # post-roll
-        {"detector.merge_gap": 52.0, "storage.clip_pre_roll": 2.25},  # a gap ending on a window start: a hop more
+        {"audio.ring_seconds": 11.75, "storage.clip_pre_roll": 2.5},  # the wait for the event to close
+        {"audio.ring_seconds": 44.75, "storage.clip_pre_roll": 20.0, "storage.clip_post_roll": 20.0},  # post-roll
+        {"detector.merge_gap": 50.5, "storage.clip_pre_roll": 2.25},  # a gap ending on a window start: a hop more
     ],
 )
 def test_clips_at_the_limit_of_the_ring_are_whole_and_a_shorter_ring_refused(tmp_path, changes):
@@ -345,6 +350,6 @@ def test_the_clip_check_takes_the_window_of_the_models_in_use(monkeypatch):
     shipped = model_module.load_ensemble("")
     longer = [dataclasses.replace(m, window_samples=m.window_samples * 2) for m in shipped.models]
     monkeypatch.setattr(model_module, "load_ensemble", lambda _: dataclasses.replace(shipped, models=longer))
-    config = override(Config(), {"audio.ring_seconds": 10.25, "storage.clip_pre_roll": 2.5})  # at the 2 s limit
+    config = override(Config(), {"audio.ring_seconds": 11.75, "storage.clip_pre_roll": 2.5})  # at the 2 s limit
     with pytest.raises(ConfigError, match=r"^audio\.ring_seconds: .* the 4 s window"):
         load_checked_ensemble(config)
