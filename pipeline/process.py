@@ -64,13 +64,8 @@ def process_setup(role: str, nice: int = 0, supervisor_pid: int | None = None) -
     handles SIGTERM itself; a hung process is killed with SIGKILL.
     """
     title = f"gs.{role}"[:_COMM_LENGTH]
-    forkserver = os.getppid()
     with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None)
-        libc.prctl(_PR_SET_NAME, title.encode(), 0, 0, 0)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # see _die_with
-    if os.getppid() != forkserver:  # it died before the line above
-        os.kill(os.getpid(), signal.SIGKILL)
+        ctypes.CDLL(None).prctl(_PR_SET_NAME, title.encode(), 0, 0, 0)
     faulthandler.enable()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -84,11 +79,23 @@ def process_setup(role: str, nice: int = 0, supervisor_pid: int | None = None) -
         threading.Thread(target=_die_with, args=(supervisor_pid,), name="orphan-watch", daemon=True).start()
 
 
+def die_with_parent(parent_pid: int) -> None:
+    """In a child just forked by `parent_pid`: SIGKILL it when its parent dies (PR_SET_PDEATHSIG),
+    and at once if the parent died before the death signal was set (the child is then no longer
+    `parent_pid`'s). The pid must be read by the parent before the fork: read in the child, it may
+    already be the reaper's. pipeline/forkserver_signals.py calls it in every child of the
+    forkserver (see _die_with)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _die_with(supervisor_pid: int) -> None:
     """A crashed (SIGKILLed) supervisor must not leave orphans holding the microphone and the modem.
 
-    The processes are children of the forkserver, not of the supervisor. PR_SET_PDEATHSIG (set in
-    process_setup) kills them with the forkserver: the supervisor takes a dead forkserver's
+    The processes are children of the forkserver, not of the supervisor. PR_SET_PDEATHSIG (set as
+    they are forked, die_with_parent) kills them with the forkserver: the supervisor takes a dead forkserver's
     processes for dead and starts them again, so survivors would run twice, on the same rings,
     channels and modem. But the forkserver was measured to outlive a SIGKILLed supervisor: watch
     the supervisor's pid too.

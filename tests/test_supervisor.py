@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import itertools
 import multiprocessing
 import os
@@ -26,6 +27,7 @@ from pipeline.config import Config, override
 from pipeline.health import HealthMonitor
 from pipeline.layout import AUDIO_SHAPE, Layout
 from pipeline.metrics import StatsTable
+from pipeline.process import die_with_parent
 from pipeline.ring import Ring
 from pipeline.supervisor import (
     DRAIN_LIMIT,
@@ -39,6 +41,7 @@ from pipeline.supervisor import (
     WATCH_INTERVAL,
     Managed,
     Supervisor,
+    _default_context,
 )
 from tests import at_modem
 from tests.conftest import own_run_id
@@ -86,6 +89,40 @@ def test_a_killed_supervisor_leaves_no_orphans(tmp_path):
         assert time.monotonic() < deadline, "processes outlived their supervisor"
         time.sleep(0.2)
     run.log.close()
+
+
+PR_GET_PDEATHSIG = 2
+
+
+def report_death_signal(answers: multiprocessing.Queue) -> None:
+    """A forked process's first act: the signal it gets when its parent dies (0: none)."""
+    signal_number = ctypes.c_int(-1)
+    ctypes.CDLL(None).prctl(PR_GET_PDEATHSIG, ctypes.byref(signal_number), 0, 0, 0)
+    answers.put(signal_number.value)
+
+
+def test_the_forkserver_s_children_die_with_it_from_their_first_instruction():
+    """Set by the forkserver's fork hook, before the process runs anything (process_setup came later)."""
+    context = _default_context()
+    answers = context.Queue()
+    process = context.Process(target=report_death_signal, args=(answers,))
+    process.start()
+    try:
+        assert answers.get(timeout=DEADLINE) == signal.SIGKILL
+    finally:
+        process.join(DEADLINE)
+    assert process.exitcode == 0
+
+
+def test_a_child_whose_parent_died_before_it_set_its_death_signal_kills_itself():
+    """The forkserver killed between a fork and the child's prctl: the child is the reaper's and
+    would run on beside the new set of processes. Its parent's pid was read before the fork."""
+    pid = os.fork()
+    if pid == 0:
+        die_with_parent(os.getppid() + 1)  # not its parent any more: as if that had died
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
 
 
 def test_after_the_whole_tree_is_killed_the_next_start_removes_its_stale_shared_memory(tmp_path):
