@@ -19,6 +19,7 @@ DEFAULT_CLASS = -1  # no message class: an ordinary text, stored by the phone
 GAMMU_MAX_PARTS = 50  # Gammu's GSM_MAX_MULTI_SMS: EncodeSMS refuses a longer text (ERR_INVALIDDATA)
 GSM7_SPLIT_PART = 153  # GSM-7 characters in each part of a split text (extension characters count 2)
 UCS2_SPLIT_PART = 67  # UTF-16 units in each part of a split UCS-2 text (an emoji counts 2)
+CUT_MARK = " [cut]"  # ends what goes of a text too long for SMS
 
 
 class SMSEncodingError(ValueError):
@@ -47,6 +48,20 @@ def text_parts(text: str) -> list[dict]:
             f"Gammu cannot make SMS parts of this text of {len(text)} characters ({type(exc).__name__}): "
             f"it makes at most {GAMMU_MAX_PARTS} parts, {limit}"
         ) from None
+
+
+def cut_to_fit(text: str) -> str:
+    """The longest beginning of `text` that Gammu encodes with CUT_MARK after it: what can go of a
+    text too long for SMS (the site and the time come first in every text we make)."""
+    fits, too_long = 0, len(text)  # text[:fits] + CUT_MARK encodes; text[:too_long] + CUT_MARK may not
+    while fits < too_long:
+        middle = (fits + too_long + 1) // 2
+        try:
+            text_parts(text[:middle] + CUT_MARK)
+            fits = middle
+        except SMSEncodingError:
+            too_long = middle - 1
+    return text[:fits] + CUT_MARK
 
 
 def encode_parts(number: str, text: str, smsc: str = "") -> list[dict]:

@@ -49,7 +49,7 @@ TEXT_REFUSED = frozenset(
 # Our own codes, for conditions Gammu does not report as errors.
 NO_NETWORK = "NO_NETWORK"
 NOT_CONNECTED = "NOT_CONNECTED"
-BAD_TEXT = "BAD_TEXT"  # a malformed number or text in the outbox
+BAD_TEXT = "BAD_TEXT"  # a malformed number in the outbox: no modem can send to it
 SIM_LOCKED = "SIM_LOCKED"  # the SIM wants a code we do not have
 PIN_REFUSED = "PIN_REFUSED"
 NO_CONFIG = "NO_CONFIG"  # modem.gammurc names a missing file

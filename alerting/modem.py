@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import gammu
 
-from alerting.encoding import SMSC_FROM_SIM, SMSEncodingError, encode_parts
+from alerting.encoding import SMSC_FROM_SIM, SMSEncodingError, cut_to_fit, encode_parts
 from alerting.faults import (
     BAD_TEXT,
     NO_CONFIG,
@@ -117,6 +117,16 @@ class Modem:
             self.terminate()
             raise
 
+    def _encode(self, number: str, text: str) -> list[dict]:
+        """`text`'s SMS parts to `number`; a text too long for SMS is cut to what fits, never held
+        back: it would hold up every later text to the number too."""
+        try:
+            return encode_parts(number, text, self.config.smsc)
+        except SMSEncodingError as exc:
+            cut = cut_to_fit(text)
+            log.warning("the text to %s is cut to %d characters: %s; %s", number, len(cut), exc, TOO_LONG_HINT)
+            return encode_parts(number, cut, self.config.smsc)
+
     def check_network(self) -> None:
         """Raise a (retryable) ModemError unless the modem is registered on a network."""
         machine = self._require()
@@ -140,12 +150,9 @@ class Modem:
         `on_part` is called after each accepted part (the sender beats its heartbeat there)."""
         machine = self._require()
         try:
-            parts = encode_parts(number, text, self.config.smsc)
-        except ValueError as exc:  # a bad number, or a text too long for SMS: no modem can send it
-            hint = f"; {TOO_LONG_HINT}" if isinstance(exc, SMSEncodingError) else ""
-            raise ModemError(
-                f"cannot send to {number}: {exc}{hint}", BAD_TEXT, retryable=False, modem_down=False
-            ) from None
+            parts = self._encode(number, text)
+        except ValueError as exc:  # a bad number: no modem can send to it
+            raise ModemError(f"cannot send to {number}: {exc}", BAD_TEXT, retryable=False, modem_down=False) from None
         if smsc := self._smsc_from_sim(machine):
             for part in parts:
                 part["SMSC"] = {"Number": smsc}

@@ -17,8 +17,8 @@ import pytest
 
 from alerting import faults, modem_check
 from alerting import modem as modem_module
-from alerting.encoding import encode_parts
-from alerting.faults import BAD_TEXT, ModemError
+from alerting.encoding import CUT_MARK, SMSEncodingError, encode_parts, text_parts
+from alerting.faults import ModemError
 from alerting.modem import Modem
 from alerting.outbox import REPEAT_PREFIX, Outbox, outbox_path
 from alerting.pin_record import RECORD_FILE, PinRecord
@@ -143,25 +143,29 @@ def test_invalid_data_on_a_send_points_at_the_sms_centre_and_the_recipient(tmp_p
     assert not (refused.value.retryable or refused.value.modem_down)
 
 
-def test_a_text_past_gammus_50_parts_is_a_bad_text_not_a_crash(tmp_path):
+def test_a_text_past_gammus_50_parts_goes_cut_to_fit_not_a_crash(tmp_path, caplog):
     """EncodeSMS makes at most 50 parts: 7650 GSM-7 characters, or 50 x 67 UCS-2 ones. A text of
-    exactly 50 parts goes, but not again as a repeat. A longer one is that text's own problem, which
-    no modem and no retry can mend: never an exception out of the send path."""
+    exactly 50 parts goes as it is, but not again as a repeat: no modem and no retry can send a
+    longer one, so what fits goes, marked as cut (held back, it held up every later text to the
+    number too); never an exception out of the send path."""
     modem = connected_modem(config_for(tmp_path))
+    too_long = ("x" * 7651, REPEAT_PREFIX + "x" * 7650, "ж" * 3351, "😀" * 1676)
     try:
         assert len(modem.send_text(A, "x" * 7650)) == 50
         assert len(modem.send_text(B, "ж" * 3350)) == 50
-        for text in ("x" * 7651, REPEAT_PREFIX + "x" * 7650, "ж" * 3351, "😀" * 1676):
-            with pytest.raises(ModemError) as too_long:
-                modem.send_text(A, text)
-            error = too_long.value
-            assert (error.code, error.retryable, error.modem_down, error.maybe_sent) == (BAD_TEXT, False, False, False)
-            assert f"text of {len(text)} characters" in str(error) and "at most 50 parts" in str(error)
-            assert "shorten them" in str(error) and "alerts.template and site.name" in str(error)
+        for text in too_long:
+            assert len(modem.send_text(A, text)) == 50
         assert modem.connected
     finally:
         modem.terminate()
-    assert len(sent_parts(tmp_path)) == 100  # nothing of the refused ones
+    cut = [text for _, text in sent_texts(tmp_path)[2:]]
+    for text, sent in zip(too_long, cut, strict=True):
+        kept = sent.removesuffix(CUT_MARK)
+        assert sent.endswith(CUT_MARK) and text.startswith(kept)
+        with pytest.raises(SMSEncodingError):  # as much as fits: one character more does not
+            text_parts(text[: len(kept) + 1] + CUT_MARK)
+    warnings = [r.getMessage() for r in caplog.records if "is cut to" in r.getMessage()]
+    assert len(warnings) == 4 and all("shorten them" in w and "at most 50 parts" in w for w in warnings)
 
 
 def test_the_pin_is_entered_when_the_sim_asks(tmp_path):
