@@ -57,13 +57,18 @@ def unlink_segment(segment: shared_memory.SharedMemory) -> None:
 
 
 def remove_stale_segments() -> list[str]:
-    """Unlink `gs-<pid>-*` segments whose supervisor pid is no longer running a detector."""
+    """Unlink this user's `gs-<pid>-*` segments whose supervisor pid is no longer running a detector.
+
+    Another user's are left to their owner: /dev/shm is sticky, so unlinking them fails, and that
+    failure stopped every start (a detector run by hand as root and killed, then the service)."""
     removed = []
     for path in SHM_DIR.glob(f"{SHM_PREFIX}*"):
         run_id = path.name[len(SHM_PREFIX) :].split("-", 1)[0]
         if not _is_run_id(run_id) or _run_alive(run_id):
             continue  # not named by a detector (someone else's "gs-..."), or its detector still runs
         try:
+            if path.stat().st_uid != os.geteuid():
+                continue
             path.unlink()
             removed.append(path.name)
         except FileNotFoundError:

@@ -7,8 +7,10 @@ from multiprocessing import resource_tracker
 
 from pipeline.shm import SHM_DIR, create_segment, remove_stale_segments, segment_name
 from tests.conftest import _ours, own_run_id
+from tests.detector_run import ROOT
 
 DEAD_PID = (1 << 29) + os.getpid()  # above Linux's pid_max (2**22): never a running process; one per session
+NOBODY = 65534
 FOREIGN = f"gs-someone-elses-{os.getpid():x}"  # one per pytest session: two may run at once
 
 
@@ -28,6 +30,24 @@ def test_segments_of_a_dead_run_are_removed_and_live_ones_kept():
             kept.close()
             kept.unlink()
         resource_tracker.unregister(stale._name, "shared_memory")  # removed behind the tracker's back
+
+
+def test_another_user_s_stale_segment_is_left_to_its_owner_and_stops_no_start():
+    """A detector run by hand as root and killed leaves its segments; the service's user cannot unlink
+    them (/dev/shm is sticky), and the PermissionError ended every start of the service."""
+    stale = create_segment(segment_name(f"{DEAD_PID + 1:x}", "audio"), 4096)  # root's, its run dead
+    as_another_user = (
+        "import os, sys; from pipeline.shm import remove_stale_segments; "
+        f"os.setgid({NOBODY}); os.setuid({NOBODY}); print(remove_stale_segments())"
+    )
+    try:
+        cleanup = subprocess.run([sys.executable, "-c", as_another_user], cwd=ROOT, capture_output=True, text=True)
+        assert cleanup.returncode == 0, cleanup.stderr
+        assert stale.name.lstrip("/") not in cleanup.stdout
+        assert (SHM_DIR / stale.name.lstrip("/")).exists()
+    finally:
+        stale.close()
+        stale.unlink()
 
 
 def test_a_dead_run_s_segments_are_removed_though_its_pid_now_names_another_program():
