@@ -137,6 +137,9 @@ class Aggregator:
         self.present = present
 
     def handle(self, decision: Decision) -> None:
+        if decision.late:
+            self._handle_late(decision)
+            return
         window_end = self.audio.time_of(decision.index * self.hop + self.window)
         self.latency.add((time.monotonic() - window_end) * 1000.0)
         lost_audio = self._holds_lost_audio(decision.index)
@@ -156,6 +159,21 @@ class Aggregator:
         elif self.samples.pick(decision, kept_or_lost=in_event or lost_audio):
             self._keep_window(SAMPLES, decision)
 
+    def _handle_late(self, decision: Decision) -> None:
+        """A window decided "no" that a late model's votes made "yes" (weighed for near misses and
+        samples, and counted, when it was first decided)."""
+        if self._holds_lost_audio(decision.index):
+            return
+        log.warning(
+            "window %d is a shot after all: a late model's votes make it %s", decision.index, _rounded(decision.votes)
+        )
+        update = self.tracker.update(decision)
+        if update.opened is not None:
+            self._open(update.opened)
+        if update.late is not None:
+            self._open(update.late)
+            self._close(update.late)
+
     def _open(self, event: Event) -> None:
         start = wall_time(self.audio.time_of(event.start))
         event.record_id = self._record(
@@ -164,11 +182,12 @@ class Aggregator:
         self.unqueued.append(EventAlert(event.record_id, start, event.confidence, event.degraded, clock_synchronised()))
         self.queue_alerts()
         log.warning(
-            "GUNSHOT event %s: confidence %.2f, votes %s%s",
+            "GUNSHOT event %s: confidence %.2f, votes %s%s%s",
             event.record_id,
             event.confidence,
-            {m: round(p, 2) for m, p in event.votes.items()},
+            _rounded(event.votes),
             " (degraded)" if event.degraded else "",
+            " (heard late)" if event.late else "",
         )
 
     def _keep_window(self, table: str, decision: Decision) -> None:
@@ -186,7 +205,7 @@ class Aggregator:
         )
         if record_id is None:
             return
-        log.info("%s %d kept for labelling: %s", what, record_id, {m: round(p, 2) for m, p in decision.votes.items()})
+        log.info("%s %d kept for labelling: %s", what, record_id, _rounded(decision.votes))
         self._clip_due(table, record_id, start, start + self.window)
 
     def _clip_due(self, table: str, record_id: int, start: int, end: int) -> None:
@@ -323,6 +342,10 @@ class Aggregator:
     def _prune_sent(self, older_than: float) -> int:
         with Outbox(outbox_path(self.data_dir)) as outbox:
             return outbox.prune_sent(older_than)
+
+
+def _rounded(votes: dict[str, float]) -> dict[str, float]:
+    return {m: round(p, 2) for m, p in votes.items()}
 
 
 def _open_event_log(data_dir: Path) -> EventLog:

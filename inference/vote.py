@@ -12,6 +12,11 @@ vote, with the models' own thresholds (its threshold was chosen for the mean of 
 is far too lenient for one model alone). A model that missed `ABSENT_AFTER` windows in a row is
 absent: windows stop waiting for it (still degraded) until it votes again. Windows are decided in
 index order.
+
+A vote that comes after its window was decided without it (a stalled or restarted worker catching
+up) still counts: a window decided "no" that its late votes make "yes" is decided again, as a late
+positive Decision (out of index order). A shot heard while a model was late is then texted late,
+never lost.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 ABSENT_AFTER = 2
-DECIDED_KEPT = 16  # decided windows whose first vote time is kept, to judge a late vote by
+# decided windows whose votes are kept for late votes: 32 s at the 0.5 s hop, longer than a hung
+# worker is given (pipeline/supervisor.py HEARTBEAT_TIMEOUT) plus its restart
+DECIDED_KEPT = 64
 LOGIT_EPS = 1e-7  # log-odds are clipped to +-16: a float32 sigmoid output near 1 is this close at most
 
 
@@ -95,12 +102,14 @@ class Decision:
     votes: dict[str, float]
     degraded: bool  # decided without every model's vote
     first_vote_at: float
+    late: bool = False  # decided "no" at first; votes that came after made it "yes"
 
 
 @dataclass
 class _Pending:
     first_vote_at: float
     votes: dict[str, float] = field(default_factory=dict)
+    positive: bool = False  # once decided
 
 
 class VoteBox:
@@ -109,30 +118,42 @@ class VoteBox:
         self.timeout = timeout
         self._pending: dict[int, _Pending] = {}
         self._missed = dict.fromkeys(rule.thresholds, 0)
-        self._decided: dict[int, float] = {}  # first vote time of the latest decided windows
+        self._decided: dict[int, _Pending] = {}  # the latest decided windows, for late votes
+        self._late: list[Decision] = []  # decided again by late votes, not yet returned
         self.next_index: int | None = None
 
     def add(self, index: int, model_id: str, probability: float, now: float) -> None:
         if self.next_index is not None and index < self.next_index:
-            # Late for a window decided without it: back (waited for again) if the window would
-            # have waited for it, else it stays absent (a model always later than the timeout).
-            first_vote_at = self._decided.get(index)
-            if first_vote_at is not None and now - first_vote_at < self.timeout:
-                self._missed[model_id] = 0
+            self._add_late(index, model_id, probability, now)
             return
         pending = self._pending.setdefault(index, _Pending(first_vote_at=now))
         pending.votes[model_id] = probability
         self._missed[model_id] = 0
 
+    def _add_late(self, index: int, model_id: str, probability: float, now: float) -> None:
+        """A vote for a window decided without it. Its model is back (waited for again) if the
+        window would have waited for it, else it stays absent (a model always later than the
+        timeout). A "no" that the late votes make a "yes" is decided again."""
+        decided = self._decided.get(index)
+        if decided is None or model_id in decided.votes:
+            return
+        if now - decided.first_vote_at < self.timeout:
+            self._missed[model_id] = 0
+        decided.votes[model_id] = probability
+        if not decided.positive and self._positive(decided.votes):
+            decided.positive = True
+            self._late.append(self._decision(index, decided, positive=True, late=True))
+
     def decide(self, now: float) -> list[Decision]:
-        """Decisions that are due, in window order."""
-        decisions = []
+        """Decisions that are due: the late ones first, then in window order."""
+        decisions, self._late = self._late, []
         for index in sorted(self._pending):
             decision = self._try_decide(index, self._pending[index], now)
             if decision is None:
                 break
-            del self._pending[index]
-            self._decided[index] = decision.first_vote_at
+            decided = self._pending.pop(index)
+            decided.positive = decision.positive
+            self._decided[index] = decided
             if len(self._decided) > DECIDED_KEPT:
                 del self._decided[next(iter(self._decided))]  # the oldest: indices come in order
             self.next_index = index + 1
@@ -155,20 +176,30 @@ class VoteBox:
     def _try_decide(self, index: int, pending: _Pending, now: float) -> Decision | None:
         votes = pending.votes
         waiting_for = [m for m in self.present() if m not in votes]
-        if self.rule.sure_yes(votes):
-            positive, degraded = True, False
-        elif waiting_for and now - pending.first_vote_at < self.timeout:
+        if self.rule.sure_yes(votes):  # degraded if a model it did not wait for is absent, not just slower
+            absent = [m for m in self.rule.thresholds if m not in votes and m not in self.present()]
+            return self._decision(index, pending, positive=True, degraded=bool(absent))
+        if waiting_for and now - pending.first_vote_at < self.timeout:
             return None
-        else:
-            positive = bool(self.rule.positive(np.array(list(votes.values())), list(votes))[0])
-            degraded = len(votes) < len(self.rule.thresholds)
-            for model_id in self.rule.thresholds.keys() - votes.keys():
-                self._missed[model_id] += 1
+        for model_id in self.rule.thresholds.keys() - votes.keys():
+            self._missed[model_id] += 1
+        return self._decision(index, pending, positive=self._positive(votes))
+
+    def _positive(self, votes: dict[str, float]) -> bool:
+        return bool(self.rule.positive(np.array(list(votes.values())), list(votes))[0])
+
+    def _decision(
+        self, index: int, pending: _Pending, positive: bool, degraded: bool | None = None, late: bool = False
+    ) -> Decision:
+        """`degraded` None: decided without a model's vote."""
+        if degraded is None:
+            degraded = len(pending.votes) < len(self.rule.thresholds)
         return Decision(
             index=index,
             positive=positive,
-            confidence=self.rule.confidence(votes),
-            votes=dict(votes),
+            confidence=self.rule.confidence(pending.votes),
+            votes=dict(pending.votes),
             degraded=degraded,
             first_vote_at=pending.first_vote_at,
+            late=late,
         )

@@ -265,6 +265,32 @@ def test_a_model_that_stops_voting_is_logged_once_and_its_windows_are_counted(ag
     assert f"model {silent} votes again" in caplog.text
 
 
+def test_a_shot_decided_without_a_stalled_model_is_texted_when_its_late_yes_comes(aggregator, caplog):
+    """A worker stalled over a shot (SIGSTOP 6 s, measured live): the shot's windows were decided
+    without it, "no", and its catch-up votes that made them "yes" were dropped: no event, no text."""
+    agg, audio, _layout, data = aggregator
+    audio.write(np.zeros(RATE * 30, dtype=np.int16))
+    timeout = agg.config.detector.vote_timeout
+    hears, deaf, stalled = (m.id for m in load_ensemble("").models)
+    shot = 3
+    for index in range(6):  # `stalled` votes on none of them in time
+        now = index * timeout * 2
+        agg.take([Vote(index, hears, 1.0 if index == shot else 0.0, now), Vote(index, deaf, 0.0, now)], now)
+        agg.take([], now + timeout)
+    assert not EventLog(data).events()
+    caught_up = 6 * timeout * 2
+    agg.take([Vote(index, stalled, 1.0 if index == shot else 0.0, caught_up) for index in range(6)], caught_up)
+    (event,) = EventLog(data).events()
+    assert event.state == "open"
+    assert [r.recipient for r in Outbox(outbox_path(data)).rows()] == RECIPIENTS
+    assert f"window {shot} is a shot after all" in caplog.text
+    for index in windows_until_closed(5, agg.config):
+        now = caught_up + index
+        agg.take([Vote(index, m, 0.0, now) for m in (hears, deaf, stalled)], now)
+    (event,) = EventLog(data).events()
+    assert event.state == "closed" and event.windows == 1
+
+
 def test_an_event_whose_alert_an_aggregator_stop_kept_from_the_outbox_is_texted_by_the_next(tmp_path):
     """Stopped (kill -9, a crash) between recording an event and queueing its alert: the next
     aggregator queues it, and the one after does not again. An event left open whose alert was

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from inference.events import EventTracker
+from inference.events import EventTracker, EventUpdate
 from inference.vote import ABSENT_AFTER, Decision, VoteBox, VoteRule
 
 THRESHOLDS = {"wave": 0.5, "mel_fine": 0.6, "mel_coarse": 0.4}
@@ -81,10 +81,41 @@ def test_a_model_back_from_a_stall_is_waited_for_again_though_its_first_votes_co
     assert "mel_fine" in b.present()
     b.add(4, "wave", 0.9, now=5.0)
     b.add(4, "mel_coarse", 0.1, now=5.0)
-    assert b.decide(5.0) == []  # waits for mel_fine again
+    (late,) = b.decide(5.0)  # window 4 waits for mel_fine again; window 3 is a "yes" now (below)
+    assert (late.index, late.positive, late.late) == (3, True, True)
     b.add(4, "mel_fine", 0.9, now=5.3)
     (heard,) = b.decide(5.3)
-    assert heard.positive and not heard.degraded
+    assert heard.positive and not heard.degraded and not heard.late
+
+
+def test_a_window_decided_no_without_a_late_model_is_decided_again_when_its_yes_comes():
+    """A worker stalled 6 s over a shot (SIGSTOP; the SD card, a restart, start-up on a Pi): the
+    shot's windows were decided 2 of 2 without it, "no"; its catch-up votes, 1.4-2.4 s after, said
+    "gunshot", 2 of 3 with another model, and were dropped: no event, no text (measured live)."""
+    b = box(timeout=1.0)
+    without_mel_fine(b, range(3))
+    b.add(3, "wave", 0.1, now=4.0)
+    b.add(3, "mel_coarse", 0.9, now=4.0)  # a shot: mel_coarse hears it, the waveform model does not
+    (first,) = b.decide(4.0)
+    assert not first.positive and first.degraded
+    for index in range(4):  # the stalled model catches up; only window 3 holds the shot
+        b.add(index, "mel_fine", 0.9 if index == 3 else 0.1, now=6.0)
+    (again,) = b.decide(6.0)
+    assert (again.index, again.positive, again.late, again.degraded) == (3, True, True, False)
+    assert again.votes == {"wave": 0.1, "mel_coarse": 0.9, "mel_fine": 0.9}
+    b.add(3, "mel_fine", 0.9, now=6.1)  # a vote repeated (a restarted worker): decided once
+    assert b.decide(6.1) == []
+
+
+def test_a_yes_without_an_absent_model_is_degraded_and_without_a_slower_one_is_not():
+    """2 of 3 with one model dead is 2 of the 2 left: every positive went the sure-yes way, marked
+    not degraded, so no text ever said "Detector degraded" while one model was down (measured live)."""
+    b = box(timeout=1.0)
+    without_mel_fine(b, range(3))
+    b.add(3, "wave", 0.9, now=4.0)
+    b.add(3, "mel_coarse", 0.9, now=4.0)
+    (d,) = b.decide(4.0)
+    assert d.positive and d.degraded
 
 
 def test_a_model_is_absent_after_missing_absent_after_windows_in_a_row():
@@ -202,3 +233,23 @@ def test_shots_further_apart_than_the_gap_are_separate_events():
     update = tracker.update(decision(10, True))
     assert update.closed is not None and update.opened is not None
     assert tracker.finish().first_window == 10
+
+
+def late(index, confidence=0.9):
+    return Decision(index, True, confidence, {"wave": confidence}, False, 0.0, late=True)
+
+
+def test_a_late_yes_joins_the_open_event_or_the_incident_it_belongs_to_and_texts_only_a_new_one():
+    gap = 16000  # samples: two windows of HOP
+    tracker = EventTracker(WINDOW, HOP, merge_gap_samples=gap)
+    assert tracker.update(late(4)).opened is not None  # nothing open: it opens the event (and its text)
+    assert tracker.update(decision(5, False)) == EventUpdate()
+    assert tracker.update(late(3)) == EventUpdate()  # within the open event's gap: joins it
+    assert (tracker.current.start, tracker.current.first_window, tracker.current.windows) == (3 * HOP, 3, 2)
+    closed = tracker.update(decision(12, False)).closed  # starts past its end (window 4's) plus the gap
+    assert closed is not None and closed.late
+    assert tracker.update(late(6)) == EventUpdate()  # the closed incident's, texted already
+    assert tracker.update(decision(20, True)).opened is not None
+    separate = tracker.update(late(15)).late  # before the open event, beyond both gaps: a text of its own
+    assert separate is not None and (separate.first_window, separate.windows) == (15, 1)
+    assert tracker.current.first_window == 20
