@@ -7,6 +7,7 @@ import datetime
 import json
 import logging
 import math
+import os
 import sqlite3
 import sys
 import zoneinfo
@@ -92,8 +93,16 @@ def _what_failed(exc: OSError | sqlite3.Error) -> str:
 @click.group(cls=Commands)
 @click.version_option(__version__, prog_name="gunshot-detector")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-def main(verbose: bool) -> None:
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
     """Real-time gunshot detector: listens to a microphone, texts phone numbers when it hears gunfire."""
+    # The data folder holds the SIM PIN's record, phone numbers, every text sent and audio clips
+    # (speech included): what this makes (the detector's processes inherit it) is for its user and
+    # group, not every local account. The unit sets UMask=0027 too, but a command run by hand with
+    # `sudo -u gunshot` gets sudo's umask 0022. Not `train`: its models are read by the service's user
+    # (trained as root, or copied over with their modes), and they hold no clip.
+    if ctx.invoked_subcommand != "train":
+        os.umask(0o027)
     configure_logging(logging.DEBUG if verbose else logging.INFO)
 
 

@@ -3,14 +3,17 @@ what they print, and that the config file and the flags are what they act on."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
+import time
 
 import pytest
 import soundfile
@@ -244,7 +247,8 @@ def test_events_and_label_on_an_empty_log_say_so_and_where(tmp_path):
 
 def test_start_scores_the_end_of_a_replayed_recording_as_analyze_does(tmp_path):
     """A recording shorter than a window (and the last part-window of any): before, `start` decided
-    nothing in it, while `analyze` (which completes the last window with zeros) heard the shot."""
+    nothing in it, while `analyze` (which completes the last window with zeros) heard the shot.
+    Started with umask 0022, what it makes in its data folder is still closed to other users."""
     shot = ASSETS / "shots" / f"{PIPELINE_SHOTS[1]}.flac"  # under a second
     models = config_file(tmp_path, "[detector]", f'models_dir = "{pipeline_test_models(tmp_path)}"')
     (found,) = [
@@ -253,7 +257,30 @@ def test_start_scores_the_end_of_a_replayed_recording_as_analyze_does(tmp_path):
     ]
     assert len(found["events"]) == 1
     run = DetectorRun(tmp_path, config_lines=listening_config(tmp_path, "default", RATE))
-    run.start("--source", str(shot))
-    run.wait_until(lambda: run.process.poll() is not None, 60, "the end of the recording")
+    previous = os.umask(0o022)  # as `sudo -u gunshot` or a login shell leaves it
+    try:
+        run.start("--source", str(shot))
+    finally:
+        os.umask(previous)
+    modes: dict[str, int] = {}
+    deadline = time.monotonic() + 60
+    while run.process.poll() is None:  # the SQLite -wal/-shm files are there while the detector runs
+        assert time.monotonic() < deadline, f"timed out waiting for the end of the recording:\n{run.output()}"
+        modes |= _modes(run.data_dir)
+        time.sleep(0.02)
+    modes |= _modes(run.data_dir)  # before this test's own queries make any file
     assert run.stop() == 0
     assert len(run.events()) == 1 and len(run.texts()) == len(RECIPIENTS)
+    # Nothing it made in its data folder (the PIN's record, numbers, texts, clips) is open to other users.
+    made = {"", "events.sqlite-wal", "outbox.sqlite-shm", "stats.json", LOCK_FILE, "clips", "clips/event-000001.flac"}
+    assert made <= modes.keys(), sorted(modes)
+    assert {name: oct(mode) for name, mode in modes.items() if mode & 0o007} == {}
+
+
+def _modes(folder) -> dict[str, int]:
+    """Permission bits of `folder` ("") and of everything in it, by path relative to it."""
+    found = {}
+    for path in (folder, *folder.rglob("*")) if folder.exists() else ():
+        with contextlib.suppress(FileNotFoundError):  # SQLite removes its -wal and -shm files at the end
+            found[str(path.relative_to(folder)) if path != folder else ""] = stat.S_IMODE(path.stat().st_mode)
+    return found
