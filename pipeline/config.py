@@ -103,7 +103,13 @@ class DetectorConfig:
         0.999999,
     )
     vote_timeout: float = setting(1.5, "Seconds after a window's first vote to decide without late models.", 0.2, 30.0)
-    merge_gap: float = setting(2.0, "Positive windows closer than this (s) belong to one event.", 0.0, 60.0)
+    merge_gap: float = setting(
+        2.0,
+        "Positive windows no farther apart than this (s) belong to one event: as a shot makes about 3 s of "
+        "positive windows, shots up to about merge_gap + 3 s apart are one event and one text.",
+        0.0,
+        60.0,
+    )
 
 
 @dataclass(frozen=True)
