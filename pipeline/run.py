@@ -6,6 +6,7 @@ import datetime
 import json
 import logging
 import math
+import os
 import time
 import zoneinfo
 from collections.abc import Iterator, Sequence
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import FICTIONAL_NUMBER, Config, check_clips_fit_ring
+from pipeline.users import group_name, user_name
 
 if TYPE_CHECKING:
     from inference.model import Ensemble
@@ -148,8 +150,32 @@ def config_warnings(config: Config) -> list[str]:
 
 
 def check_gammurc(config: Config) -> None:
-    if config.modem.gammurc and not Path(config.modem.gammurc).is_file():
-        raise ValueError(f"modem.gammurc: {config.modem.gammurc} is not a file{_relative_hint(config.modem.gammurc)}")
+    """A file this user can read: the SMS process opens it only when it first texts, and one it
+    cannot read would hold every alert in the outbox."""
+    gammurc = config.modem.gammurc
+    if not gammurc:
+        return
+    try:
+        is_file = Path(gammurc).is_file()
+        if is_file:
+            with open(gammurc, "rb"):
+                pass
+    except OSError as exc:
+        raise ValueError(f"modem.gammurc: {gammurc} {_unreadable(Path(gammurc), exc)}") from None
+    if not is_file:
+        raise ValueError(f"modem.gammurc: {gammurc} is not a file{_relative_hint(gammurc)}")
+
+
+def _unreadable(path: Path, exc: OSError) -> str:
+    """Why this user cannot read `path`, and the fix: the file's group, or a folder on its way."""
+    user = f"this user ({user_name()}, uid {os.geteuid()})"
+    folder = path.absolute().parent
+    if not os.access(folder, os.X_OK):
+        return f"cannot be read by {user}: its folder {folder} cannot be entered ({exc.strerror or exc})"
+    return (
+        f"cannot be read by {user} ({exc.strerror or exc}): let its group read it: "
+        f"sudo chgrp {group_name()} {path} && sudo chmod 640 {path}"
+    )
 
 
 def _relative_hint(path: str) -> str:

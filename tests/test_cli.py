@@ -23,7 +23,7 @@ from inference.eventlog import EVENTS, NEAR_MISSES, EventLog
 from inference.model import load_ensemble
 from pipeline.config import Config, override
 from pipeline.profile import format_table
-from pipeline.run import demo_overrides, list_events
+from pipeline.run import check_gammurc, demo_overrides, list_events
 from pipeline.storage import private_dir, volatile_data_dir
 from pipeline.supervisor import LOCK_FILE
 from tests.detector_run import (
@@ -39,6 +39,7 @@ from tests.detector_run import (
     stream_with_shots,
 )
 from tests.gammu_env import dummy_gammurc
+from tests.other_user import NOBODY, as_nobody, needs_root, open_folder
 from tests.test_alerting_support import sent_texts
 
 A = "+447700900123"
@@ -86,6 +87,28 @@ def test_check_config_checks_the_files_the_config_names(tmp_path, lines, error):
     written for the repository's folder is not."""
     result = cli("check-config", "--quiet", "--config", str(config_file(tmp_path, *lines)))
     assert result.returncode == 1 and error in result.stderr
+
+
+@needs_root
+def test_check_config_refuses_a_gammurc_this_user_cannot_read():
+    """The SMS process opens it only when it first texts: one the detector's user cannot read
+    would pass the service's ExecStartPre and hold every alert in the outbox. Run as nobody (root
+    reads any file): the message names the setting, the user and the fix."""
+    with open_folder() as folder:
+        gammurc = dummy_gammurc(folder)
+        config = override(Config(), {"modem.gammurc": str(gammurc)})
+        gammurc.chmod(0o644)
+        assert as_nobody(check_gammurc, config) is None
+        gammurc.chmod(0o600)  # root's alone, as an admin may protect it
+        with pytest.raises(ValueError) as refused:
+            as_nobody(check_gammurc, config)
+        message = str(refused.value)
+        assert message.startswith(f"modem.gammurc: {gammurc} cannot be read by this user (nobody, uid {NOBODY}) ")
+        assert message.endswith(f"sudo chgrp nogroup {gammurc} && sudo chmod 640 {gammurc}")
+        gammurc.chmod(0o644)
+        folder.chmod(0o700)
+        with pytest.raises(ValueError, match=f"its folder {folder} cannot be entered"):
+            as_nobody(check_gammurc, config)
 
 
 @pytest.mark.parametrize(
