@@ -5,17 +5,21 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import alsaaudio
 import numpy as np
 
 from pipeline.config import AudioConfig
+from pipeline.users import user_name
 
 log = logging.getLogger(__name__)
 
 SAMPLE_FORMAT = "S16_LE"
+SOUND_DEVICES = Path("/dev/snd")
 
 
 class DeviceError(RuntimeError):
@@ -24,6 +28,27 @@ class DeviceError(RuntimeError):
 
 class DeviceMismatch(DeviceError):
     """The device opened, but not as asked (rate or sample format): a setting to change, not a cable."""
+
+
+def sound_devices_refused(folder: Path = SOUND_DEVICES) -> bool:
+    """Whether `folder` holds sound device nodes (control, pcm) this user may not open for reading
+    and writing: a user not in the audio group. alsa-lib then reports the card as absent."""
+    try:
+        nodes = [path for path in folder.iterdir() if path.name.startswith(("control", "pcm"))]
+    except OSError:  # no /dev/snd: no sound card at all
+        return False
+    return any(not os.access(path, os.R_OK | os.W_OK) for path in nodes)
+
+
+def open_failed_hint(folder: Path = SOUND_DEVICES) -> str:
+    """What to do about a device that does not open: the user's groups, or the microphone."""
+    if sound_devices_refused(folder):
+        name = user_name()
+        return (
+            f"this user ({name}) cannot open the sound devices: add it to the audio group "
+            f"(sudo usermod -aG audio {name}), then restart the detector (or log in again)"
+        )
+    return "is the microphone plugged in? see `arecord -L`"
 
 
 @dataclass(frozen=True)
@@ -65,7 +90,7 @@ class AlsaSource:
             )
         except alsaaudio.ALSAAudioError as exc:
             raise DeviceError(
-                f"cannot open audio device {self.device!r} ({exc}); is the microphone plugged in? see `arecord -L`"
+                f"cannot open audio device {self.device!r} ({exc}); {open_failed_hint(SOUND_DEVICES)}"
             ) from None
         try:
             self._frame_channels = self._check(self._pcm.info())

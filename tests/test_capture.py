@@ -23,6 +23,7 @@ from pipeline.metrics import StatsTable
 from pipeline.ring import Ring
 from tests.audio_env import alsa_replay_config, write_raw
 from tests.conftest import own_run_id
+from tests.other_user import as_nobody, needs_root, open_folder
 
 DEADLINE = 30.0
 NAMES = ("capture",)
@@ -255,6 +256,58 @@ def test_a_device_that_delivers_another_sample_format_is_refused_with_what_to_do
     with pytest.raises(DeviceError, match=r"delivers S32_LE samples, not S16_LE: use its plughw: name"):
         source.open()
     assert not source.is_open
+
+
+class _RefusedPCM:
+    """What alsa-lib raises for a card whose device nodes this user may not open (seen on a Pi as
+    a user not in the audio group): the EACCES of open(2) becomes "no such file"."""
+
+    def __init__(self, *_args, **_kwargs) -> None:
+        raise alsa_source.alsaaudio.ALSAAudioError("No such file or directory [plughw:0]")
+
+
+def sound_folder(parent, mode: int | None):
+    """A stand-in for /dev/snd: a card's control and capture nodes (plain files) of `mode`, or none."""
+    folder = parent / "snd"
+    if mode is not None:
+        folder.mkdir()
+        for name in ("controlC0", "pcmC0D0c", "timer"):
+            (folder / name).touch()
+            (folder / name).chmod(mode)
+    return folder
+
+
+def open_error(source: AlsaSource) -> str:
+    try:
+        source.open()
+    except DeviceError as exc:
+        return str(exc)
+    raise AssertionError("the device opened")
+
+
+@needs_root
+@pytest.mark.parametrize(
+    ("mode", "hint"),
+    [
+        (
+            0o000,
+            "this user (nobody) cannot open the sound devices: add it to the audio group (sudo usermod -aG audio "
+            "nobody), then restart the detector (or log in again)",
+        ),
+        (0o666, "is the microphone plugged in? see `arecord -L`"),
+        (None, "is the microphone plugged in? see `arecord -L`"),
+    ],
+)
+def test_a_microphone_this_user_may_not_open_is_not_reported_as_unplugged(monkeypatch, mode, hint):
+    """As nobody (root may open any node): sound device nodes it cannot read and write mean the
+    audio group, not the cable; nodes it may open, or none at all, keep the cable's hint."""
+    monkeypatch.setattr(alsa_source.alsaaudio, "PCM", _RefusedPCM)
+    with open_folder() as parent:
+        folder = sound_folder(parent, mode)
+        monkeypatch.setattr(alsa_source, "SOUND_DEVICES", folder)
+        assert as_nobody(alsa_source.sound_devices_refused, folder) is (mode == 0o000)
+        message = as_nobody(open_error, AlsaSource("plughw:0", 48000, 1, 4800))
+    assert message == f"cannot open audio device 'plughw:0' (No such file or directory [plughw:0]); {hint}"
 
 
 def test_start_refuses_a_device_that_runs_at_another_rate_before_the_pipeline_starts(monkeypatch):
