@@ -35,6 +35,7 @@ from alerting.faults import (
     ModemError,
     translate,
 )
+from alerting.phone import masked
 from alerting.pin_record import REFUSED, PinRecord, PinRecordError
 from pipeline.config import ModemConfig
 
@@ -124,7 +125,7 @@ class Modem:
             return encode_parts(number, text, self.config.smsc)
         except SMSEncodingError as exc:
             cut = cut_to_fit(text)
-            log.warning("the text to %s is cut to %d characters: %s; %s", number, len(cut), exc, TOO_LONG_HINT)
+            log.warning("the text to %s is cut to %d characters: %s; %s", masked(number), len(cut), exc, TOO_LONG_HINT)
             return encode_parts(number, cut, self.config.smsc)
 
     def check_network(self) -> None:

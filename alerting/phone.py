@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+MASK_KEPT_START, MASK_KEPT_END = 3, 3  # characters a masked number keeps: "+44", "111"
 
 
 class PhoneNumberError(ValueError):
@@ -24,3 +25,11 @@ def validate_e164(number: object) -> str:
     if not number.startswith("+"):
         raise PhoneNumberError(f"{number!r} has no leading + and country code; {hint}")
     raise PhoneNumberError(f"{number!r} is not a valid international number; {hint}")
+
+
+def masked(number: str) -> str:
+    """`number` for a log line (the journal is read by more people than the outbox): the + and the
+    first country digits, and the last 3 digits, e.g. +44*******111; all masked if it is shorter."""
+    if len(number) <= MASK_KEPT_START + MASK_KEPT_END:
+        return "*" * len(number)
+    return number[:MASK_KEPT_START] + "*" * (len(number) - MASK_KEPT_START - MASK_KEPT_END) + number[-MASK_KEPT_END:]

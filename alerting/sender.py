@@ -28,6 +28,7 @@ from alerting.compose import network_back_text, release_summaries
 from alerting.faults import NO_NETWORK, ModemError
 from alerting.modem import Modem, ModemLike
 from alerting.outbox import Outbox, OutboxRow, outbox_path
+from alerting.phone import masked
 from pipeline.config import Config
 from pipeline.layout import Layout
 from pipeline.metrics import BlockedCall, LatencyTracker, StatsSlot, StatsTable
@@ -59,9 +60,13 @@ def retry_delay(config: Config, attempts: int, rng: random.Random) -> float:
     return base * rng.uniform(1 - JITTER, 1 + JITTER)
 
 
+def _shown(scope: str) -> str:
+    return scope if scope == MODEM_SCOPE else masked(scope)
+
+
 class FailureLog:
     """One log line when a failure starts or changes, one when it clears (per scope: the modem, or
-    one recipient whose texts the network refuses)."""
+    one recipient whose texts the network refuses; its number masked in the line)."""
 
     def __init__(self) -> None:
         self.active: dict[str, tuple[str, float, int]] = {}  # scope -> (code, since, failures)
@@ -72,15 +77,15 @@ class FailureLog:
         since, count = (now, 1) if previous is None else (previous[1], previous[2] + 1)
         self.active[scope] = (code, since, count)
         if previous is not None and previous[0] == code:
-            log.debug("still failing (%s, %d times): %s", scope, count, error)
+            log.debug("still failing (%s, %d times): %s", _shown(scope), count, error)
             return
-        what = "" if scope == MODEM_SCOPE else f"texts to {scope}: "
+        what = "" if scope == MODEM_SCOPE else f"texts to {masked(scope)}: "
         action = "retrying with backoff" if error.retryable else "needs a person; retrying slowly meanwhile"
         log.error("%s%s; %d texts waiting, %s (next try in %.0f s)", what, error, waiting, action, retry_in)
 
     def cleared(self, scope: str, now: float) -> None:
         if (previous := self.active.pop(scope, None)) is not None:
-            what = "the modem works" if scope == MODEM_SCOPE else f"texts to {scope} go through"
+            what = "the modem works" if scope == MODEM_SCOPE else f"texts to {masked(scope)} go through"
             log.info("%s again, after %d failed attempts over %.0f s", what, previous[2], now - previous[1])
 
     @property
@@ -284,7 +289,7 @@ class Sender:
             ", repeat" if row.repeat else "",
             len(references),
             "" if len(references) == 1 else "s",
-            row.recipient,
+            masked(row.recipient),
         )
         return None
 

@@ -18,7 +18,7 @@ from alerting.compose import (
 )
 from alerting.encoding import encode_parts, is_gsm7
 from alerting.outbox import REPEAT_PREFIX, HeldEvent, Outbox, outbox_path
-from alerting.phone import PhoneNumberError, validate_e164
+from alerting.phone import PhoneNumberError, masked, validate_e164
 from pipeline.config import ConfigError
 from pipeline.health import BACK_TEXT, SILENT_TEXT, HealthMonitor
 from pipeline.metrics import StatsTable
@@ -59,6 +59,19 @@ def test_wrong_phone_numbers_are_refused_clearly(bad, says):
 @pytest.mark.parametrize("good", [*NUMBERS, "+254712345678", "+6834002", "+123456789012345"])  # Niue: 7 digits
 def test_good_phone_numbers_pass(good):
     assert validate_e164(good) == good
+
+
+@pytest.mark.parametrize(
+    ("number", "shown"),
+    [
+        ("+447700900111", "+44*******111"),
+        ("+12025550143", "+12******143"),
+        ("+6834002", "+68**002"),  # Niue: 7 digits
+        ("+12345", "******"),  # too short to keep both ends (no E.164 number): none of it
+    ],
+)
+def test_a_number_in_a_log_line_keeps_its_country_and_last_three_digits(number, shown):
+    assert masked(number) == shown
 
 
 def test_the_config_names_the_bad_recipient(tmp_path):

@@ -166,6 +166,7 @@ def test_a_text_past_gammus_50_parts_goes_cut_to_fit_not_a_crash(tmp_path, caplo
             text_parts(text[: len(kept) + 1] + CUT_MARK)
     warnings = [r.getMessage() for r in caplog.records if "is cut to" in r.getMessage()]
     assert len(warnings) == 4 and all("shorten them" in w and "at most 50 parts" in w for w in warnings)
+    assert all(w.startswith("the text to +44*******123 is cut to ") for w in warnings)  # the number masked
 
 
 def test_the_pin_is_entered_when_the_sim_asks(tmp_path):

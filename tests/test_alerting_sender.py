@@ -200,6 +200,23 @@ def test_a_refused_text_does_not_hold_up_texts_to_other_numbers(tmp_path):
     assert script.machines == 2
 
 
+def test_log_lines_name_recipients_by_a_masked_number_and_the_outbox_keeps_the_whole(tmp_path, caplog):
+    """The journal is read by more people (the adm group, bug reports) than the outbox."""
+    config, _, outbox, sender = setup(tmp_path, {"SendSMS": [gammu.ERR_UNKNOWN]})
+    queue_event_alert(outbox, config, alert(), now=0.0)  # A first: refused once, then sent
+    with caplog.at_level(logging.DEBUG, logger="alerting.sender"):
+        sender.send_due(0.0)
+        sender.send_due(next_try(sender, outbox))
+    lines = [r.getMessage() for r in caplog.records if r.name == "alerting.sender"]
+    assert any(line.startswith("texts to +44*******123: the modem refused the text") for line in lines), lines
+    assert any(line.startswith("texts to +44*******123 go through again") for line in lines), lines
+    assert any(re.fullmatch(r"text \d+ \(alert, 1 part\) sent to \+44\*{7}123", line) for line in lines), lines
+    assert any(re.fullmatch(r"text \d+ \(alert, 1 part\) sent to \+12\*{6}143", line) for line in lines), lines
+    assert not [line for line in lines if A in line or B in line]
+    assert {row.recipient for row in outbox.rows()} == {A, B}
+    sender.modem.terminate()
+
+
 def test_a_malformed_number_in_an_old_outbox_file_is_kept_and_blocks_nobody(tmp_path):
     config, script, outbox, sender = setup(tmp_path)
     bad = sqlite3.connect(outbox_path(config.storage.data_dir))
