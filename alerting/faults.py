@@ -18,6 +18,8 @@ from pathlib import Path
 
 import gammu
 
+from pipeline.users import user_name
+
 # SendSMS raised one of these: the part may have reached the network (the answer got lost).
 UNKNOWN_FATE = frozenset(
     {
@@ -82,14 +84,14 @@ DEVICE_OPEN = frozenset({"ERR_DEVICEOPENERROR", "ERR_DEVICENOTEXIST", "ERR_DEVIC
 GAMMURC_EXAMPLE = "[gammu] line, then e.g. device = /dev/ttyUSB0 and connection = at"  # what a gammurc needs
 
 NOT_FOUND_HINT = "modem device {device} not found: is the modem plugged in? see ls /dev/serial/by-id"
-NO_PERMISSION_HINT = (
-    "modem device {device} exists but cannot be opened by this user: add the user to the dialout group "
-    "(sudo usermod -aG dialout $USER, then log in again)"
+NO_PERMISSION_HINT = (  # {user}: the detector's, not the $USER of whoever types the fix
+    "modem device {device} exists but cannot be opened by this user ({user}): add it to the dialout group "
+    "(sudo usermod -aG dialout {user}), then restart the detector (or log in again)"
 )
 HINTS = {
     "ERR_DEVICENOTEXIST": NOT_FOUND_HINT,
-    "ERR_DEVICENOPERMISSION": "modem device {device} cannot be opened (no permission): is this user in the "
-    "dialout group?",
+    "ERR_DEVICENOPERMISSION": "modem device {device} cannot be opened (no permission): is this user ({user}) in "
+    "the dialout group?",
     "ERR_DEVICEOPENERROR": "modem device {device} cannot be opened: is it plugged in and not used elsewhere?",
     "ERR_DEVICENODRIVER": "modem device {device} has no driver: is it a serial (tty) device?",
     "ERR_DEVICEBUSY": "modem device {device} is in use by another program (ModemManager? "
@@ -165,7 +167,7 @@ def translate(
         hint, retryable = _device_hint(code, device)
         if hint == NOT_FOUND_HINT:
             detail = "the device does not exist"  # Gammu's own text may say "no permission"
-    message = hint.format(device=device or "(none set)", connection=connection)
+    message = hint.format(device=device or "(none set)", connection=connection, user=user_name())
     if code in MODEMMANAGER_CODES and modemmanager_running():
         message += MODEMMANAGER_HINT
     return ModemError(

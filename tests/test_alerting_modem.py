@@ -18,7 +18,7 @@ import pytest
 from alerting import faults, modem_check
 from alerting import modem as modem_module
 from alerting.encoding import CUT_MARK, SMSEncodingError, encode_parts, text_parts
-from alerting.faults import ModemError
+from alerting.faults import ModemError, translate
 from alerting.modem import Modem
 from alerting.outbox import REPEAT_PREFIX, Outbox, outbox_path
 from alerting.pin_record import RECORD_FILE, PinRecord
@@ -26,6 +26,7 @@ from alerting.sender import check_modem
 from pipeline.config import Config, ModemConfig, override
 from tests import at_modem
 from tests.gammu_env import dummy_gammurc
+from tests.other_user import as_nobody, needs_root, open_folder
 from tests.test_alerting_support import (
     DEADLINE,
     NUMBERS,
@@ -97,6 +98,22 @@ def test_a_missing_modem_device_says_so_not_no_permission(tmp_path):
     modem.connect()
     assert modem.connected
     modem.terminate()
+
+
+@needs_root
+def test_a_modem_device_this_user_may_not_open_names_the_user_and_a_restart():
+    """As nobody (root may open any device): the hint names the detector's user, not `$USER`
+    (the admin's own account where the fix is typed), and a restart: a service has no login."""
+    with open_folder() as folder:
+        device = folder / "ttyUSB0"
+        device.touch()
+        device.chmod(0o600)  # as root:dialout 0660 is to a user outside dialout
+        error = gammu.ERR_DEVICENOPERMISSION({"Text": "no permission", "Where": "Init", "Code": 0})
+        message = as_nobody(lambda: str(translate(error, "modem start", str(device))))
+    assert message.startswith(
+        f"modem device {device} exists but cannot be opened by this user (nobody): add it to the dialout group "
+        "(sudo usermod -aG dialout nobody), then restart the detector (or log in again) (ERR_DEVICENOPERMISSION"
+    )
 
 
 def test_a_missing_gammu_config_file_is_named(tmp_path):
