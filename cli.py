@@ -382,12 +382,34 @@ def export_labels(config_path, out, data_dir, source, fold, base) -> None:
         )
     except ExportError as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        if not _on_the_way_to(out, exc):
+            raise  # the data folder's: Commands says what to look at
+        raise click.ClickException(f"{_what_failed(exc)}: {_out_trouble(out)}") from None
     click.echo(
         f"{summary.manifest}: {summary.clips} labelled clips ({summary.gunshots} gunshots)"
         f" after {summary.base_rows} rows of the base manifest"
     )
     if summary.without_clip:
         click.echo(f"{summary.without_clip} labelled records have no clip left (disk space floor): not exported")
+
+
+def _on_the_way_to(out: Path, exc: OSError) -> bool:
+    """Whether `exc` is about `out`, a file in it or a folder made on the way to it."""
+    if not exc.filename:
+        return False
+    failed, folder = Path(os.path.abspath(exc.filename)), Path(os.path.abspath(out))
+    return failed == folder or folder in failed.parents or failed in folder.parents
+
+
+def _out_trouble(out: Path) -> str:
+    from pipeline.users import user_name
+
+    where = "" if out.is_absolute() else f" (a relative OUT starts from the working directory, {Path.cwd()})"
+    return (
+        f"the output folder OUT ({out}){where} cannot be written here: give a folder this user ({user_name()}) "
+        "may write, as an absolute path"
+    )
 
 
 @main.command()

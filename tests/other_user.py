@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+import pipeline.users  # noqa: F401 - before any fork: nobody may not read this interpreter's modules (under /root)
+
 NOBODY = 65534
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to become nobody")
 

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
+from click.testing import CliRunner
 
-from cli import DEMO_RECIPIENT, DEMO_RECORDING
+from cli import DEMO_RECIPIENT, DEMO_RECORDING, main
 from inference.eventlog import NEAR_MISSES, SAMPLES, EventLog
 from inference.model import load_ensemble
 from inference.score_log import model_set
@@ -22,6 +24,7 @@ from models.training.data import load_clips
 from models.training.field_clips import MANIFEST_COLUMNS, ExportError, export_labelled, source_name
 from pipeline.run import demo_overrides
 from tests.detector_run import PIPELINE_SHOTS, RATE, DetectorRun, cli, listening_config, stream_with_shots
+from tests.other_user import NOBODY, as_nobody, needs_root, open_folder
 
 NEVER = 2.0  # a threshold no probability reaches
 SHOT_AT = 4.0  # s into the recording
@@ -103,6 +106,34 @@ def test_a_background_sample_is_listed_labelled_and_exported_as_the_site_s_backg
     assert cli("export-labels", str(tmp_path / "out"), "--data-dir", str(data), "--source", "farm").returncode == 0
     (row,) = csv.DictReader((tmp_path / "out" / "manifest.csv").open())
     assert (row["label"], row["category"], row["source"]) == ("other", "background", "farm")
+
+
+@needs_root
+def test_an_out_folder_this_user_cannot_write_is_named_not_the_data_folder():
+    """As the README's `sudo -u gunshot` from root's repository folder: the data folder is the
+    user's, OUT (relative) is not writable there. Run as nobody (root writes anywhere)."""
+    with open_folder() as folder:
+        data = folder / "data"
+        log = EventLog(data)
+        sample = log.add_window(SAMPLES, time.time(), 0.1, {"wave": 0.1}, {"wave": "v"})
+        log.attach_clip(SAMPLES, sample, np.zeros(RATE, dtype=np.int16), RATE)
+        log.set_label(SAMPLES, sample, "other", None)
+        log.close()
+        for path in (data, *data.rglob("*")):
+            os.chown(path, NOBODY, NOBODY)
+
+        def export() -> tuple[int, str]:
+            os.chdir(folder)  # root's, 0755
+            result = CliRunner().invoke(main, ["export-labels", "field", "--data-dir", str(data), "--source", "farm"])
+            return result.exit_code, result.output
+
+        code, output = as_nobody(export)
+    assert code == 1
+    assert output.startswith(
+        f"Error: Permission denied: field: the output folder OUT (field) (a relative OUT starts from the working "
+        f"directory, {folder}) cannot be written here: give a folder this user (nobody) may write"
+    )
+    assert "data folder" not in output
 
 
 def test_export_says_what_is_wrong_and_what_to_do(tmp_path):
