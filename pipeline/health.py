@@ -21,7 +21,7 @@ from alerting.compose import clock_note, local_time
 from alerting.outbox import Outbox
 from pipeline.config import Config
 from pipeline.metrics import StatsSlot
-from pipeline.storage import queue_durably
+from pipeline.storage import queue_durably, storage_advice
 
 SILENT_TEXT = "{site}: microphone silent (or no audio) since {since}. Check it: the detector cannot hear."
 BACK_TEXT = "{site}: the microphone works again (silent from {since} to {until})."
@@ -30,7 +30,7 @@ RECOVERED_TEXT = "{site}: the detector works normally again ({reason})."
 HEARTBEAT_TEXT = "{site}: detector running since {since}: {status}."
 STORAGE_TEXT = (
     "{site}: the detector {problem}. It keeps listening and texting from memory, but keeps no clips, "
-    "and its records are lost at a reboot. Check the SD card."
+    "and its records are lost at a reboot. {advice}"
 )
 SECONDS_PER_HOUR = 3600.0
 HEALTH_RETRY = 60.0  # s between tries to queue a health text the outbox refused
@@ -87,10 +87,9 @@ class HealthMonitor:
         return self._send(text, time.monotonic(), timed=False)
 
     def storage_failed(self, problem: str) -> str:
-        """The detector runs from memory (pipeline/storage.py): the card needs a person."""
-        return self._send(
-            STORAGE_TEXT.format(site=self.config.site.name, problem=problem), time.monotonic(), timed=False
-        )
+        """The detector runs from memory (pipeline/storage.py): the card, or the folder's owner, needs a person."""
+        text = STORAGE_TEXT.format(site=self.config.site.name, problem=problem, advice=storage_advice(problem))
+        return self._send(text, time.monotonic(), timed=False)
 
     def recovered(self, reason: str) -> str:
         text = RECOVERED_TEXT.format(site=self.config.site.name, reason=reason)

@@ -28,6 +28,7 @@ from alerting.outbox import OUTBOX_DB, Outbox, outbox_path
 from alerting.pin_record import RECORD_FILE
 from alerting.reserve import DiskReserve, queue_in_order
 from pipeline.config import Config, override
+from pipeline.users import user_name
 
 VOLATILE_ROOT = Path("/dev/shm")
 PRIVATE_MODE = 0o700  # the in-memory folder: this user's alone
@@ -46,6 +47,10 @@ TAKEN_OVER_FILE = "taken-over"  # in the in-memory folder: the card's texts were
 FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
 SECONDS_PER_HOUR = 3600.0
 STORAGE_CHECK = 600.0  # s between probe files the supervisor makes in the data folder while running
+NOT_WRITABLE = "is not writable by this user"
+# What the recipients are told to do, by cause: the card, or the folder's owner (a run with sudo).
+CARD_ADVICE = "Check the SD card."
+OWNER_ADVICE = "Check the folder's owner: the detector's user ({user}) must be able to write it."
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -96,7 +101,7 @@ def unwritable_reason(folder: Path) -> str | None:
         folder.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"ok")
         if refused := next((name for name in OWN_FILES if _not_writable(folder / name)), None):
-            return f"{refused} is not writable by this user"  # left by a run as another user (sudo)
+            return f"{refused} {NOT_WRITABLE}"  # left by a run as another user (sudo)
     except OSError as exc:
         return None if exc.errno in FULL_DISK else exc.strerror or str(exc)
     finally:
@@ -110,6 +115,18 @@ def _not_writable(path: Path) -> bool:
     return not os.access(path, os.W_OK) and path.exists()  # exists afterwards: it may vanish meanwhile
 
 
+def owner_problem(problem: str) -> bool:
+    """Whether a data folder's problem ("cannot write the data folder F (reason)", the reason from
+    unwritable_reason) is its owner or modes: this user may not write it, a card would let it.
+    (EPERM is not: an immutable folder stands in for a failing card in the tests.)"""
+    return problem.endswith((f"({os.strerror(errno.EACCES)})", f"{NOT_WRITABLE})"))
+
+
+def storage_advice(problem: str) -> str:
+    """What the recipients' text about a data folder's `problem` tells them to do."""
+    return OWNER_ADVICE.format(user=user_name()) if owner_problem(problem) else CARD_ADVICE
+
+
 def fall_back_if_unwritable(config: Config) -> tuple[Config, str | None]:
     """`config` as is, or (when its data folder cannot be written) with the volatile one and no
     clips, and what is wrong with the folder."""
@@ -118,13 +135,16 @@ def fall_back_if_unwritable(config: Config) -> tuple[Config, str | None]:
         return config, None
     volatile = private_dir(volatile_data_dir(folder), create=True)
     problem = f"cannot write the data folder {folder} ({reason})"
+    fix = (
+        f"it must be this user's: `sudo chown -R {user_name()}: {folder}`"
+        if owner_problem(problem)
+        else "a read-only or failing SD card (see `dmesg`) needs replacing"
+    )
     log.critical(
-        "%s: keeping events and texts in memory (%s) instead, without clips; they are lost at a reboot. "
-        "A read-only or failing SD card (see `dmesg`) needs replacing; a folder of another user needs "
-        "`sudo chown -R USER: %s`",
+        "%s: keeping events and texts in memory (%s) instead, without clips; they are lost at a reboot. Fix: %s",
         problem,
         volatile,
-        folder,
+        fix,
     )
     return override(config, {"storage.data_dir": str(volatile), "storage.clips": False}), problem
 

@@ -8,6 +8,7 @@ fail on cue instead."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import sqlite3
@@ -26,7 +27,8 @@ from alerting.pin_record import RECORD_FILE
 from alerting.sender import OUTBOX_RETRY, Senders
 from inference.eventlog import EVENTS_DB, EventLog
 from pipeline import storage
-from pipeline.config import override
+from pipeline.config import Config, override
+from pipeline.health import HealthMonitor
 from pipeline.metrics import StatsTable
 from pipeline.storage import (
     PRIVATE_MODE,
@@ -37,6 +39,7 @@ from pipeline.storage import (
     fall_back_if_unwritable,
     give_back,
     queue_durably,
+    storage_advice,
     take_over,
     unwritable_reason,
     volatile_data_dir,
@@ -45,6 +48,7 @@ from pipeline.supervisor import LOCK_FILE
 from tests.audio_env import pulseaudio_available, start_pulse
 from tests.conftest import own_run_id, tmpfs
 from tests.detector_run import RATE, DetectorRun, listening_config, stream_with_shots
+from tests.other_user import as_nobody, needs_root, open_folder
 from tests.test_aggregator import built, decision
 from tests.test_alerting_support import NUMBERS, FaultScript, Returns, config_for, sent_texts
 
@@ -110,6 +114,47 @@ def test_a_writable_folder_keeps_its_config_and_a_read_only_one_is_swapped_for_m
     swapped, problem = fall_back_if_unwritable(override(config, {"storage.data_dir": str(card)}))
     assert problem == f"cannot write the data folder {card} (Read-only file system)"
     assert swapped.storage.data_dir == str(volatile_data_dir(card)) and not swapped.storage.clips
+
+
+@needs_root
+def test_a_folder_this_user_may_not_write_is_told_as_its_owner_not_the_card(monkeypatch):
+    """A data folder of root's (made by a command run with sudo), the detector run as nobody: the
+    log names the user in the chown, and the recipients are not sent to the SD card."""
+    with open_folder() as folder:
+        data, memory = folder / "data", folder / "shm"
+        data.mkdir()
+        memory.mkdir()
+        memory.chmod(0o1777)  # as /dev/shm
+        monkeypatch.setattr(storage, "VOLATILE_ROOT", memory)
+
+        def fall_back() -> tuple[str | None, str, list[str]]:
+            lines: list[str] = []
+            handler = logging.Handler()
+            handler.emit = lambda record: lines.append(record.getMessage())
+            logging.getLogger("pipeline.storage").addHandler(handler)
+            _, problem = fall_back_if_unwritable(override(Config(), {"storage.data_dir": str(data)}))
+            return problem, storage_advice(problem), lines
+
+        problem, advice, lines = as_nobody(fall_back)
+    assert problem == f"cannot write the data folder {data} (Permission denied)"
+    assert advice == "Check the folder's owner: the detector's user (nobody) must be able to write it."
+    (line,) = lines
+    assert line.endswith(f"Fix: it must be this user's: `sudo chown -R nobody: {data}`")
+    assert "SD card" not in line
+
+
+def test_the_recipients_are_sent_to_the_card_or_the_folder_s_owner_by_the_cause(tmp_path):
+    """Read-only (a card the kernel remounted), EPERM (an immutable folder, the tests' failing
+    card): the card; refused by the folder's modes or a file of another user: its owner."""
+    problem = f"cannot write the data folder {tmp_path} ({{}})"
+    for reason in ("Read-only file system", "Operation not permitted", "Input/output error"):
+        assert storage_advice(problem.format(reason)) == "Check the SD card."
+    for reason in ("Permission denied", "outbox.sqlite is not writable by this user"):
+        assert storage_advice(problem.format(reason)).startswith("Check the folder's owner: the detector's user (")
+    health = HealthMonitor(config_for(tmp_path, **{"alerts.recipients": []}), capture=None)
+    text = health.storage_failed(problem.format("Permission denied"))
+    assert text.endswith(f"are lost at a reboot. {storage_advice(problem.format('Permission denied'))}")
+    assert "SD card" not in text
 
 
 def test_a_full_card_is_no_reason_to_leave_it(card):
