@@ -18,6 +18,7 @@ import click
 
 from pipeline.config import FICTIONAL_NUMBER, ConfigError, describe, load_config, override
 from pipeline.process import configure_logging
+from pipeline.users import user_name
 
 __version__ = "0.1.0"
 
@@ -403,8 +404,6 @@ def _on_the_way_to(out: Path, exc: OSError) -> bool:
 
 
 def _out_trouble(out: Path) -> str:
-    from pipeline.users import user_name
-
     where = "" if out.is_absolute() else f" (a relative OUT starts from the working directory, {Path.cwd()})"
     return (
         f"the output folder OUT ({out}){where} cannot be written here: give a folder this user ({user_name()}) "
