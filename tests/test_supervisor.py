@@ -41,7 +41,6 @@ from pipeline.supervisor import (
     WATCH_INTERVAL,
     Managed,
     Supervisor,
-    _default_context,
 )
 from tests import at_modem
 from tests.conftest import own_run_id
@@ -102,16 +101,21 @@ def report_death_signal(answers: multiprocessing.Queue) -> None:
 
 
 def test_the_forkserver_s_children_die_with_it_from_their_first_instruction():
-    """Set by the forkserver's fork hook, before the process runs anything (process_setup came later)."""
-    context = _default_context()
-    answers = context.Queue()
-    process = context.Process(target=report_death_signal, args=(answers,))
-    process.start()
-    try:
-        assert answers.get(timeout=DEADLINE) == signal.SIGKILL
-    finally:
-        process.join(DEADLINE)
-    assert process.exitcode == 0
+    """Set by the forkserver's fork hook, before the process runs anything (process_setup came later).
+    In a Python of its own: this one's forkserver may be another test's, started without the preload."""
+    child = (
+        "from pipeline.supervisor import _default_context\n"
+        "from tests.test_supervisor import report_death_signal\n"
+        "context = _default_context()\n"
+        "answers = context.Queue()\n"
+        "process = context.Process(target=report_death_signal, args=(answers,))\n"
+        "process.start()\n"
+        f"print(answers.get(timeout={DEADLINE}))\n"
+        f"process.join({DEADLINE})\n"
+    )
+    run = subprocess.run([sys.executable, "-c", child], cwd=ROOT, capture_output=True, text=True, timeout=2 * DEADLINE)
+    assert run.returncode == 0, run.stderr
+    assert int(run.stdout) == signal.SIGKILL
 
 
 def test_a_child_whose_parent_died_before_it_set_its_death_signal_kills_itself():
