@@ -58,6 +58,16 @@ def no_leaked_shared_memory():
     assert not leaked, f"test leaked shared memory segments: {sorted(leaked)}"
 
 
+@pytest.fixture(autouse=True)
+def _keep_umask():
+    """cli.main sets the umask (0027) of the process it runs in: a command run in-process (CliRunner)
+    must not change what later tests make."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    yield
+    os.umask(umask)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _child_path():
     """Child processes (forkserver/spawn) import the project from the repo root."""

@@ -1,5 +1,5 @@
 """A training stopped midway resumes at the first model it had not trained, and keeps no model that
-other settings or code would train differently."""
+other settings or code would train differently; `cli.py train` makes models `analyze` runs."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import json
 
 import numpy as np
 import pytest
+import soundfile
+from click.testing import CliRunner
 
 from models.training import train
-from models.training.data import Clip
+from models.training.data import REQUIRED_COLUMNS, Clip
 
 TINY_COPIES = {"positive": 2, "negative": 2, "ambient": 2, "noise": 200, "synthetic": 120}
 SHORT_MIXTURE_HOURS = 0.02  # 72 s: two inserted shots per calibration mixture
@@ -102,3 +104,33 @@ def test_the_window_cache_tells_a_clip_s_fold():
     clip = Clip("a.flac", 1, "gunshot", "s", "g", "train", np.zeros(1, dtype=np.float32))
     moved = Clip("a.flac", 1, "gunshot", "s", "g", "val", np.zeros(1, dtype=np.float32))
     assert train._clips_digest([clip]) != train._clips_digest([moved])  # a manifest split again
+
+
+def test_train_from_the_command_line_exports_models_that_analyze_loads(tmp_path, monkeypatch):
+    """The documented command end to end, at a tiny scale: a manifest of the shared data's form in,
+    models, thresholds and vote out, then scored by the runtime path (`analyze`) through a config."""
+    pytest.importorskip("tensorflow")
+    from cli import main
+
+    monkeypatch.setattr(train, "CALIBRATION_HOURS", SHORT_MIXTURE_HOURS)
+    monkeypatch.setattr(train, "QUICK_COPIES", TINY_COPIES)
+    rows = []
+    for clip in clips():
+        soundfile.write(tmp_path / clip.path.replace("/", "-"), clip.audio, train.SAMPLE_RATE)
+        label = "gunshot" if clip.label else "other"
+        rows.append([clip.path.replace("/", "-"), label, clip.category, clip.source, clip.split_group, clip.fold])
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("\n".join(",".join(row) for row in [list(REQUIRED_COLUMNS), *rows]) + "\n")
+    out = tmp_path / "models"
+    trained = CliRunner().invoke(main, ["train", "--manifest", str(manifest), "--out", str(out), "--quick"])
+    assert trained.exit_code == 0, trained.output
+    assert {p.name for p in out.glob("*.tflite")} == {f"{m}.tflite" for m in train.MODEL_IDS}
+    config = tmp_path / "config.toml"
+    config.write_text(f'[detector]\nmodels_dir = "{out}"\n')
+    recording = str(tmp_path / rows[0][0])
+    scores = []
+    for settings in (["--config", str(config)], []):  # the trained models, then the shipped ones
+        scored = CliRunner().invoke(main, ["analyze", *settings, "--format", "jsonl", recording])
+        assert scored.exit_code == 0, scored.output
+        scores.append(json.loads(scored.output.splitlines()[-1])["score"])
+    assert 0.0 <= scores[0] <= 1.0 and scores[0] != scores[1]
