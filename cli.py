@@ -275,6 +275,8 @@ def _event_line(record: dict) -> str:
     if "state" in record:  # events have one, near misses and samples not
         parts.append(record["state"] + (" degraded" if record["degraded"] else ""))
     parts.append(f"clip {record['clip'] or '-'}")
+    if record["clip_lost"]:  # the ring overwrote part of it before it was saved
+        parts.append(f"({record['clip_lost']:.1f} s of it lost: silence)")
     if record["label"]:
         parts.append(f"labelled {record['label']}" + (f" ({record['category']})" if record["category"] else ""))
     return " ".join(parts)

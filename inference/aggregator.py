@@ -2,7 +2,8 @@
 
 An opening event goes first to the event log and the persistent outbox (so a crash after this
 point loses nothing), then the SMS process is woken. Closing completes the record and saves the
-evidence clip from the audio ring once its post-roll has been captured. A window that a model
+evidence clip from the audio ring once its post-roll has been captured (an event outlasting the
+ring has its clip saved in pieces while it lasts, so that it keeps the start). A window that a model
 called a gunshot but the vote turned down is kept as a near miss, with its clip
 (inference/near_miss.py); a few windows a day are kept as background samples
 (inference/background_sample.py). Both are there to be labelled. The fused score of each window
@@ -26,6 +27,8 @@ from dataclasses import dataclass
 from multiprocessing.synchronize import Event as StopEvent
 from pathlib import Path
 from typing import Any, TypeVar
+
+import numpy as np
 
 from alerting.clock import clock_synchronised
 from alerting.compose import EventAlert, queue_event_alert
@@ -65,8 +68,11 @@ def wall_time(monotonic_time: float) -> float:
 class _ClipDue:
     table: str  # EVENTS, NEAR_MISSES or SAMPLES
     record_id: int
-    first: int  # audio rows of the clip
-    stop: int
+    first: int  # audio rows of the clip not saved yet
+    stop: int  # one past its last row; while its event is open, as far as known (_close sets it)
+    event: Event | None = None  # its event while open: the clip reaches at least its end so far
+    saved: bool = False  # its first pieces are saved (a long event's clip)
+    lost: int = 0  # rows of it lost before they were saved
 
 
 class Aggregator:
@@ -189,6 +195,8 @@ class Aggregator:
             " (degraded)" if event.degraded else "",
             " (heard late)" if event.late else "",
         )
+        if event.record_id is not None:
+            self._clip_due(EVENTS, event.record_id, event.start, event.end, event)  # in pieces if it outlasts the ring
 
     def _keep_window(self, table: str, decision: Decision) -> None:
         """A near miss or background sample: its record, and its clip once the post-roll is in."""
@@ -208,12 +216,17 @@ class Aggregator:
         log.info("%s %d kept for labelling: %s", what, record_id, _rounded(decision.votes))
         self._clip_due(table, record_id, start, start + self.window)
 
-    def _clip_due(self, table: str, record_id: int, start: int, end: int) -> None:
-        """Save audio from pre-roll before `start` to post-roll after `end` once it is captured."""
+    def _clip_due(self, table: str, record_id: int, start: int, end: int, event: Event | None = None) -> None:
+        """Save audio from pre-roll before `start` to post-roll after `end` once it is captured;
+        with an open `event`, after its end once it has closed (_close)."""
         if self.keep_clips:
             pre = round(self.config.storage.clip_pre_roll * self.rate)
-            post = round(self.config.storage.clip_post_roll * self.rate)
-            self.clips.append(_ClipDue(table, record_id, max(0, start - pre), end + post))
+            self.clips.append(_ClipDue(table, record_id, max(0, start - pre), end + self.post, event))
+
+    @property
+    def post(self) -> int:
+        """storage.clip_post_roll in audio rows."""
+        return round(self.config.storage.clip_post_roll * self.rate)
 
     def _holds_lost_audio(self, index: int) -> bool:
         """Silence stood in for lost audio (an overrun, a device outage, a capture restart) inside
@@ -255,7 +268,9 @@ class Aggregator:
             event.degraded,
             event.windows,
         )
-        self._clip_due(EVENTS, event.record_id, event.start, event.end)
+        for clip in self.clips:
+            if (clip.table, clip.record_id) == (EVENTS, event.record_id):
+                clip.stop, clip.event = event.end + self.post, None
 
     def watch_audio(self, now: float) -> None:
         """No new audio for AUDIO_STALL s: close the open event and save the pending clips now, once
@@ -284,23 +299,50 @@ class Aggregator:
 
     def write_due_clips(self, final: bool = False) -> None:
         """Clips whose post-roll has been captured; with `final` (shutdown, no audio), all, cut at
-        what is there."""
+        what is there. A clip not yet due whose unsaved audio is half a ring old (a long event's)
+        has what is known of it saved now, as a piece of its file, before the ring overwrites it."""
         for clip in list(self.clips):
-            if self.audio.write_pos < clip.stop and not final:
-                continue
-            self.clips.remove(clip)
-            first, stop = max(clip.first, self.audio.oldest()), min(clip.stop, self.audio.write_pos)
-            try:
-                if stop <= first:
-                    raise Lapped(f"its audio, rows {clip.first}-{clip.stop}, is no longer in the ring")
-                samples = self.audio.read(first, stop - first)
-            except (Lapped, NotWritten) as exc:
+            write_pos = self.audio.write_pos
+            if clip.event is None and (final or write_pos >= clip.stop):
+                self.clips.remove(clip)
+                self._save(clip, min(clip.stop, write_pos), more=False)
+            elif clip.first <= write_pos - self.audio.capacity // 2:
+                known = min(write_pos, clip.stop if clip.event is None else clip.event.end + self.post)
+                if known > clip.first and not self._save(clip, known, more=True):
+                    self.clips.remove(clip)
+
+    def _save(self, clip: _ClipDue, stop: int, more: bool) -> bool:
+        """Rows up to `stop` of the clip to its file (with `more`, as a piece: the rest comes later).
+        Rows the ring no longer holds are logged and counted, silence stands in for them and the
+        record says for how long; a clip none of whose audio is left is lost (logged, counted)."""
+        held = min(max(clip.first, self.audio.oldest()), stop)
+        try:
+            if held == stop and not clip.saved:
+                raise Lapped(f"its audio, rows {clip.first}-{stop}, is no longer in the ring")
+            samples = self.audio.read(held, stop - held)
+        except (Lapped, NotWritten) as exc:
+            if not clip.saved:
                 log.error("clip of %s %d lost: %s", clip.table, clip.record_id, exc)
                 self.slot.add("errors")
-                continue
-            args = (clip.table, clip.record_id, samples, self.rate, self.min_free)
-            if not self._record("clip", self.events.attach_clip, *args):
-                self.slot.add("errors")
+                return False
+            held, samples = stop, np.zeros(0, self.audio.shape.dtype)  # overwritten while read
+        if held > clip.first:
+            log.warning(
+                "clip of %s %d cut short: %.1f s of its audio were overwritten before they were saved"
+                " (silence stands in for them)",
+                clip.table,
+                clip.record_id,
+                (held - clip.first) / self.rate,
+            )
+            self.slot.add("errors")
+            clip.lost += held - clip.first
+            samples = np.concatenate((np.zeros(held - clip.first, samples.dtype), samples))
+        clip.first, clip.saved = stop, True
+        args = (clip.table, clip.record_id, samples, self.rate, self.min_free, more, clip.lost / self.rate)
+        if self._record("clip", self.events.attach_clip, *args):
+            return True
+        self.slot.add("errors")
+        return False
 
     def log_vote(self, vote: Vote) -> None:
         """Every vote goes to the score log, whether or not its window is decided already."""

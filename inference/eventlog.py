@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS events (
     degraded INTEGER NOT NULL,    -- decided without every model
     windows INTEGER NOT NULL DEFAULT 1,
     clip TEXT,                    -- evidence clip path, relative to the data folder
+    clip_lost REAL,               -- s of the clip where silence stands in for audio lost before it was saved
     state TEXT NOT NULL DEFAULT 'open',  -- open | closed | interrupted (the aggregator restarted)
     label TEXT,                   -- gunshot | other, set by a person (cli.py label); NULL: not labelled
     category TEXT                 -- what it is, in the person's words (e.g. rifle, door_slam)
@@ -77,13 +78,19 @@ CREATE TABLE IF NOT EXISTS {table} (
     votes TEXT NOT NULL,          -- JSON {{model id: probability}}
     models TEXT NOT NULL,         -- JSON {{model id: version}}
     clip TEXT,
+    clip_lost REAL,
     label TEXT,
     category TEXT
 );
 """
 # Columns added since the first release: a data folder made by it gets them when opened.
 # alert_queued: 0 from an event's record until its alert is in an outbox (1 for events of older logs)
-_ADDED_COLUMNS = {EVENTS: {"label": "TEXT", "category": "TEXT", "alert_queued": "INTEGER NOT NULL DEFAULT 1"}}
+_ADDED_COLUMNS = {
+    EVENTS: {"label": "TEXT", "category": "TEXT", "alert_queued": "INTEGER NOT NULL DEFAULT 1", "clip_lost": "REAL"},
+    NEAR_MISSES: {"clip_lost": "REAL"},
+    SAMPLES: {"clip_lost": "REAL"},
+}
+PART = ".part"  # suffix of a clip being written in pieces (a long event's): filed without it once whole
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +116,7 @@ class EventRecord:
     state: str
     label: str | None = None
     category: str | None = None
+    clip_lost: float | None = None  # s of the clip where silence stands in for audio lost before it was saved
 
     def to_json(self) -> dict:
         return self.__dict__.copy()
@@ -126,6 +134,7 @@ class WindowRecord:
     clip: str | None
     label: str | None
     category: str | None
+    clip_lost: float | None = None  # as EventRecord's
 
     def to_json(self) -> dict:
         return self.__dict__.copy()
@@ -150,6 +159,7 @@ class EventLog:
         kept_windows = "".join(_KEPT_WINDOW_SCHEMA.format(table=t) for t in KEPT_WINDOWS)
         self._db.executescript(_SCHEMA + kept_windows + _SCORES_SCHEMA)
         self._add_missing_columns()
+        self._writing: dict[tuple[str, int], tuple[soundfile.SoundFile, Path]] = {}  # clips written in pieces
 
     def _add_missing_columns(self) -> None:
         for table, columns in _ADDED_COLUMNS.items():
@@ -160,7 +170,10 @@ class EventLog:
                         self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     def mark_interrupted(self) -> int:
-        """Events left open by a crashed aggregator: their records stay partial."""
+        """Events left open by a crashed aggregator: their records stay partial (the clip it was
+        writing in pieces is deleted)."""
+        for part in (self.data_dir / CLIPS_DIR).glob(f"*{PART}"):
+            part.unlink(missing_ok=True)
         with self._db:
             return self._db.execute("UPDATE events SET state = 'interrupted' WHERE state = 'open'").rowcount
 
@@ -247,11 +260,26 @@ class EventLog:
             ).fetchall()
         return rows
 
-    def attach_clip(self, table: str, record_id: int, samples: np.ndarray, rate: int, min_free_bytes: int = 0) -> bool:
+    def attach_clip(
+        self,
+        table: str,
+        record_id: int,
+        samples: np.ndarray,
+        rate: int,
+        min_free_bytes: int = 0,
+        more: bool = False,
+        lost: float = 0.0,
+    ) -> bool:
         """Write the clip of a record; False (logged) when the disk refuses or the clip
         would take it below `min_free_bytes` even after deleting older clips. Detection goes on
-        either way."""
+        either way.
+
+        With `more`, `samples` are a piece of the clip, kept in an unfiled PART file that the next
+        call appends to; the call without `more` appends the last piece and files the clip. A
+        failed piece gives up the whole clip. `lost`: seconds of it where silence stands in for
+        audio lost before it was saved (recorded in clip_lost)."""
         what = f"{CLIP_PREFIX[table]} {record_id}"
+        writer, part = self._writing.pop((table, record_id), (None, None))
         if not self.make_room(min_free_bytes + samples.nbytes, table):  # FLAC is smaller than the samples
             log.error(
                 "clip of %s not saved: %.0f MB free on %s, below storage.min_free_mb",
@@ -259,18 +287,29 @@ class EventLog:
                 self.free_bytes() / MB,
                 self.data_dir,
             )
+            _give_up(writer, part)
             return False
         relative = Path(CLIPS_DIR) / f"{CLIP_PREFIX[table]}-{record_id:06d}.flac"
         path = self.data_dir / relative
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            soundfile.write(path, samples, rate, subtype="PCM_16", format="FLAC")
+            if writer is None:
+                part = path.with_name(path.name + PART)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                writer = soundfile.SoundFile(part, "w", rate, 1, subtype="PCM_16", format="FLAC")
+            writer.write(samples)
+            if more:
+                self._writing[table, record_id] = (writer, part)
+                return True
+            writer.close()
+            part.replace(path)
         except (OSError, soundfile.LibsndfileError) as exc:
             log.error("clip of %s not saved: %s", what, exc)
-            path.unlink(missing_ok=True)
+            _give_up(writer, part)
             return False
         with self._db:
-            self._db.execute(f"UPDATE {table} SET clip=? WHERE id=?", (str(relative), record_id))
+            self._db.execute(
+                f"UPDATE {table} SET clip=?, clip_lost=? WHERE id=?", (str(relative), lost or None, record_id)
+            )
         return True
 
     def free_bytes(self) -> int:
@@ -341,7 +380,7 @@ class EventLog:
     def _event_records(self, condition: str, params: tuple) -> list[EventRecord]:
         rows = self._db.execute(
             "SELECT id, opened_at, start_time, end_time, confidence, votes, models, degraded, windows, clip, state, "
-            f"label, category FROM events {condition}",
+            f"label, category, clip_lost FROM events {condition}",
             params,
         ).fetchall()
         return [EventRecord(*r[:5], json.loads(r[5]), json.loads(r[6]), bool(r[7]), *r[8:]) for r in rows]
@@ -349,7 +388,7 @@ class EventLog:
     def windows(self, table: str, limit: int = 100) -> list[WindowRecord]:
         """The latest near misses or background samples (`table`: one of KEPT_WINDOWS)."""
         rows = self._db.execute(
-            f"SELECT id, start_time, confidence, votes, models, clip, label, category FROM {table} "
+            f"SELECT id, start_time, confidence, votes, models, clip, label, category, clip_lost FROM {table} "
             "ORDER BY id DESC LIMIT ?",
             (limit,),
         ).fetchall()
@@ -377,4 +416,16 @@ class EventLog:
         return len(old)
 
     def close(self) -> None:
+        for writer, part in self._writing.values():  # clips left unfinished: not filed
+            _give_up(writer, part)
+        self._writing.clear()
         self._db.close()
+
+
+def _give_up(writer: soundfile.SoundFile | None, part: Path | None) -> None:
+    """Close and delete a clip being written (nothing to do when none is)."""
+    if writer is not None:
+        with contextlib.suppress(OSError, RuntimeError, soundfile.LibsndfileError):
+            writer.close()
+    if part is not None:
+        part.unlink(missing_ok=True)

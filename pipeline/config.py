@@ -76,7 +76,11 @@ class AudioConfig:
     channels: int = setting(1, "Channels to open the device with; they are averaged to mono.", 1, 8)
     period: float = setting(0.25, "ALSA period in seconds (one read; shorter: less delay, more CPU).", 0.01, 1.0)
     ring_seconds: float = setting(
-        60.0, "Seconds of audio kept in the shared-memory ring; it must hold a whole evidence clip.", 10.0, 600.0
+        60.0,
+        "Seconds of audio kept in the shared-memory ring; it must hold a one-window event's clip (a longer "
+        "one is saved in pieces).",
+        10.0,
+        600.0,
     )
     source: str = setting("", "Replay this WAV/FLAC file at real time instead of the device.", path=True)
     reopen_max_backoff: float = setting(30.0, "Longest wait between attempts to reopen a failed device, s.", 1.0, 600.0)
@@ -370,7 +374,10 @@ def check_clips_fit_ring(config: Config, window: float) -> None:
     merge_gap after its end (up to one hop more) is decided, merge_gap + hop + window after its end.
     The ring must hold that back from the newest row, plus one audio.period (the write in progress
     reuses the oldest rows), detector.vote_timeout (a window waits that long for a late model) and
-    CLIP_WRITE_DELAY."""
+    CLIP_WRITE_DELAY. A longer event's clip is not cut at close alone: whatever of it the aggregator
+    has not saved is saved as a piece once it is half a ring old, so the ring holds the clip of an
+    event of any length (unless the aggregator is held up for half a ring: then silence stands in
+    for what was overwritten, logged, counted and recorded in the event's clip_lost)."""
     storage, detector = config.storage, config.detector
     if not storage.clips:
         return

@@ -11,16 +11,18 @@ import soundfile
 
 from alerting.clock import UNSYNCHRONISED_NOTE
 from alerting.outbox import Outbox, outbox_path
+from cli import _event_line
 from inference.aggregator import AUDIO_STALL, Aggregator
-from inference.eventlog import EventLog
+from inference.eventlog import EVENTS, EventLog
 from inference.model import load_ensemble
 from inference.vote import ABSENT_AFTER, Decision
 from pipeline.channel import Channel
-from pipeline.config import Config, override
+from pipeline.config import CLIP_WRITE_DELAY, Config, override
 from pipeline.layout import AUDIO_SHAPE, Layout
 from pipeline.messages import OutboxChanged, Vote
 from pipeline.metrics import StatsTable
 from pipeline.ring import Ring
+from pipeline.run import list_events
 from tests.conftest import own_run_id
 
 RATE, HOP = 16000, 8000
@@ -42,7 +44,7 @@ def built(config: Config) -> Iterator[tuple[Aggregator, Ring, Layout]]:
     """An Aggregator on an in-memory audio ring, with a real stats row and outbox channel."""
     stats = StatsTable.create(f"gs-{own_run_id()}-stats", ("aggregator",))
     layout = Layout("t", "", stats.segment_name, ("aggregator",), outbox=Channel("outbox"))
-    audio = Ring.in_memory(RATE * 60, AUDIO_SHAPE, RATE)
+    audio = Ring.in_memory(round(config.audio.ring_seconds * RATE), AUDIO_SHAPE, RATE)
     try:
         yield Aggregator(config, load_ensemble(""), audio, stats.slot("aggregator"), layout), audio, layout
     finally:
@@ -235,6 +237,87 @@ def test_a_clip_whose_audio_is_gone_is_reported_lost_not_saved_empty(aggregator,
     (event,) = EventLog(data).events()
     assert event.clip is None and not list((data / "clips").glob("*.flac"))
     assert "is no longer in the ring" in caplog.text
+
+
+def live(agg: Aggregator, audio: Ring, sound: np.ndarray, shots: range, stalled: range = range(0)) -> None:
+    """Feed `sound` to the ring at the pace of a live run (as tests/test_config.py's
+    event_clip_seconds): audio.period blocks, each window decided as late as allowed, windows in
+    `shots` positive; due clips written after every block but those starting in the `stalled` seconds."""
+    config = agg.config
+    block = round(config.audio.period * RATE)
+    late = (config.detector.vote_timeout + CLIP_WRITE_DELAY) * RATE
+    decided = 0
+    for first in range(0, len(sound), block):
+        audio.write(sound[first : first + block])
+        while decided * HOP + WINDOW + late <= audio.write_pos:
+            agg.handle(decision(decided, decided in shots))
+            decided += 1
+        if first // RATE not in stalled:
+            agg.write_due_clips()
+    agg.shutdown()
+
+
+@pytest.mark.parametrize("ring_seconds", [12.0, 60.0])
+def test_the_clip_of_an_event_longer_than_the_ring_keeps_its_start(tmp_path, ring_seconds):
+    """Sustained fire outlasting the ring: the clip was cut once the event closed, and started
+    where the ring then did, without the shots that opened the event and sent the text (silently:
+    about 50 s of fire at the default 60 s ring). It is saved in pieces while the event lasts."""
+    config = override(Config(), {"storage.data_dir": str(tmp_path), "audio.ring_seconds": ring_seconds})
+    seconds = ring_seconds + 25
+    sound = np.random.default_rng(1).integers(-20000, 20000, round(seconds * RATE), dtype=np.int16)
+    shots = range(4, round((ring_seconds + 12) * RATE / HOP))  # windows from 2 s to 13.5 s past the ring
+    with built(config) as (agg, audio, _):
+        live(agg, audio, sound, shots)
+        assert agg.slot.get("errors") == 0
+    (event,) = EventLog(tmp_path).events()
+    assert event.windows == len(shots)
+    clip, _ = soundfile.read(tmp_path / event.clip, dtype="int16")
+    pre, post = (round(s * RATE) for s in (config.storage.clip_pre_roll, config.storage.clip_post_roll))
+    first, stop = shots[0] * HOP - pre, shots[-1] * HOP + WINDOW + post
+    assert len(clip) == stop - first and np.array_equal(clip, sound[first:stop])  # all of it, in order
+    assert event.clip_lost is None and not list((tmp_path / "clips").glob("*.part"))
+
+
+def test_a_clip_cut_short_is_logged_counted_and_recorded_with_silence_for_what_was_lost(tmp_path, caplog):
+    """The aggregator held up longer than the ring (while clips are due, nothing saves them): what
+    the ring overwrote is not silently left out; silence stands in for it, at its place in the clip."""
+    config = override(Config(), {"storage.data_dir": str(tmp_path), "audio.ring_seconds": 12.0})
+    sound = np.random.default_rng(2).integers(-20000, 20000, 40 * RATE, dtype=np.int16)
+    shots = range(4, 50)  # 2 s to 27 s
+    with built(config) as (agg, audio, _):
+        live(agg, audio, sound, shots, stalled=range(10, 30))
+        assert agg.slot.get("errors") == 1
+    (event,) = EventLog(tmp_path).events()
+    clip, _ = soundfile.read(tmp_path / event.clip, dtype="int16")
+    pre, post = (round(s * RATE) for s in (config.storage.clip_pre_roll, config.storage.clip_post_roll))
+    first, stop = shots[0] * HOP - pre, shots[-1] * HOP + WINDOW + post
+    assert len(clip) == stop - first
+    assert np.array_equal(clip[: pre + WINDOW], sound[first : first + pre + WINDOW])  # saved before the stall
+    (differs,) = np.nonzero(clip != sound[first:stop])
+    assert not clip[differs].any() and differs[-1] - differs[0] < round(event.clip_lost * RATE)  # the silence
+    assert 0 < event.clip_lost < 20
+    assert f"clip of events {event.id} cut short: {event.clip_lost:.1f} s" in caplog.text
+    (record,) = list_events(config, limit=1)
+    assert f"clip clips/event-000001.flac ({event.clip_lost:.1f} s of it lost: silence)" in _event_line(record)
+
+
+def test_a_clip_being_written_in_pieces_is_filed_whole_or_not_at_all(tmp_path):
+    """Its first pieces are in a .part file: a failed piece gives up the clip, and the clip of an
+    aggregator that stopped while writing it is deleted at the next start."""
+    log = EventLog(tmp_path)
+    events = [log.open_event(0.0, 0.9, {}, {}, False) for _ in range(2)]
+    piece = np.ones(RATE, dtype=np.int16)
+    for event in events:
+        assert log.attach_clip(EVENTS, event, piece, RATE, more=True)
+    assert not log.attach_clip(EVENTS, events[0], piece, RATE, min_free_bytes=2**62)  # the disk is full
+    assert [p.name for p in (tmp_path / "clips").iterdir()] == ["event-000002.flac.part"]
+    log.close()
+    assert not list((tmp_path / "clips").iterdir()) and EventLog(tmp_path).events()[1].clip is None
+    log = EventLog(tmp_path)
+    assert log.attach_clip(EVENTS, events[1], piece, RATE, more=True)
+    EventLog(tmp_path).mark_interrupted()  # a restarted aggregator's
+    log.close()
+    assert not list((tmp_path / "clips").iterdir())
 
 
 def test_a_model_that_stops_voting_is_logged_once_and_its_windows_are_counted(aggregator, caplog):
