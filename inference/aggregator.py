@@ -220,8 +220,12 @@ class Aggregator:
         """Save audio from pre-roll before `start` to post-roll after `end` once it is captured;
         with an open `event`, after its end once it has closed (_close)."""
         if self.keep_clips:
-            pre = round(self.config.storage.clip_pre_roll * self.rate)
-            self.clips.append(_ClipDue(table, record_id, max(0, start - pre), end + self.post, event))
+            self.clips.append(_ClipDue(table, record_id, max(0, start - self.pre), end + self.post, event))
+
+    @property
+    def pre(self) -> int:
+        """storage.clip_pre_roll in audio rows."""
+        return round(self.config.storage.clip_pre_roll * self.rate)
 
     @property
     def post(self) -> int:
@@ -271,6 +275,8 @@ class Aggregator:
         for clip in self.clips:
             if (clip.table, clip.record_id) == (EVENTS, event.record_id):
                 clip.stop, clip.event = event.end + self.post, None
+                if not clip.saved:  # a window decided late may have joined before the event's start
+                    clip.first = min(clip.first, max(0, event.start - self.pre))
 
     def watch_audio(self, now: float) -> None:
         """No new audio for AUDIO_STALL s: close the open event and save the pending clips now, once

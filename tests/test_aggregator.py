@@ -2,6 +2,7 @@
 closing completes the record and saves the evidence clip from the ring."""
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Iterator
 
@@ -372,6 +373,22 @@ def test_a_shot_decided_without_a_stalled_model_is_texted_when_its_late_yes_come
         agg.take([Vote(index, m, 0.0, now) for m in (hears, deaf, stalled)], now)
     (event,) = EventLog(data).events()
     assert event.state == "closed" and event.windows == 1
+
+
+def test_a_window_decided_late_before_the_event_s_start_joins_it_clip_and_all(aggregator):
+    agg, audio, _, data = aggregator
+    write_click(audio)
+    agg.handle(decision(8, True))
+    agg.handle(dataclasses.replace(decision(6, True), late=True))  # within the merge gap before it
+    for index in windows_until_closed(8, agg.config):
+        agg.handle(decision(index, False))
+    agg.write_due_clips()
+    (event,) = EventLog(data).events()
+    assert event.windows == 2 and len(Outbox(outbox_path(data)).rows()) == len(RECIPIENTS)  # texted once
+    clip, _ = soundfile.read(data / event.clip, dtype="int16")
+    pre, post = agg.config.storage.clip_pre_roll, agg.config.storage.clip_post_roll
+    assert len(clip) == round((pre + (8 * HOP + WINDOW - 6 * HOP) / RATE + post) * RATE)
+    assert np.argmax(clip) == click_in_clip(6, pre)
 
 
 def test_an_event_whose_alert_an_aggregator_stop_kept_from_the_outbox_is_texted_by_the_next(tmp_path):
