@@ -5,8 +5,9 @@ Two rules (VoteRule, chosen on validation and stored in models/ensemble.json):
   - k of n: each model's probability against its own threshold, k "yes" needed;
   - fused: the mean log-odds of the models against one threshold (a sure model can carry an unsure
     one). It waits for every present model: a positive window is decided when the slowest has voted.
-A window is decided as soon as every present model has voted (k of n: also as soon as k "yes" are
-in); otherwise `timeout` seconds after its first vote, on the m votes it has, and it is marked
+A window is decided as soon as every present model has voted (also k of n, when k "yes" are in
+already: its confidence, in the text, is then the same whichever model was fastest, and the same
+as `analyze` gives); otherwise `timeout` seconds after its first vote, on the m votes it has, and it is marked
 degraded: k of n needs ceil(k * m / n) (2 of 3 becomes 2 of 2 and 1 of 1), and so does the fused
 vote, with the models' own thresholds (its threshold was chosen for the mean of all n models, and
 is far too lenient for one model alone). A model that missed `ABSENT_AFTER` windows in a row is
@@ -81,12 +82,6 @@ class VoteRule:
     def yes_votes(self, votes: dict[str, float]) -> list[str]:
         """The models that call the window a gunshot at their own threshold."""
         return [m for m, p in votes.items() if p >= self.thresholds[m]]
-
-    def sure_yes(self, votes: dict[str, float]) -> bool:
-        """k of n: positive whatever the missing votes say. The fused vote always waits for them."""
-        if self.fused_threshold is not None:
-            return False
-        return len(self.yes_votes(votes)) >= self.votes_required
 
     def describe(self) -> str:
         if self.fused_threshold is not None:
@@ -176,9 +171,6 @@ class VoteBox:
     def _try_decide(self, index: int, pending: _Pending, now: float) -> Decision | None:
         votes = pending.votes
         waiting_for = [m for m in self.present() if m not in votes]
-        if self.rule.sure_yes(votes):  # degraded if a model it did not wait for is absent, not just slower
-            absent = [m for m in self.rule.thresholds if m not in votes and m not in self.present()]
-            return self._decision(index, pending, positive=True, degraded=bool(absent))
         if waiting_for and now - pending.first_vote_at < self.timeout:
             return None
         for model_id in self.rule.thresholds.keys() - votes.keys():
@@ -188,18 +180,14 @@ class VoteBox:
     def _positive(self, votes: dict[str, float]) -> bool:
         return bool(self.rule.positive(np.array(list(votes.values())), list(votes))[0])
 
-    def _decision(
-        self, index: int, pending: _Pending, positive: bool, degraded: bool | None = None, late: bool = False
-    ) -> Decision:
-        """`degraded` None: decided without a model's vote."""
-        if degraded is None:
-            degraded = len(pending.votes) < len(self.rule.thresholds)
+    def _decision(self, index: int, pending: _Pending, positive: bool, late: bool = False) -> Decision:
+        """Degraded: decided without a model's vote (one absent, or later than the timeout)."""
         return Decision(
             index=index,
             positive=positive,
             confidence=self.rule.confidence(pending.votes),
             votes=dict(pending.votes),
-            degraded=degraded,
+            degraded=len(pending.votes) < len(self.rule.thresholds),
             first_vote_at=pending.first_vote_at,
             late=late,
         )

@@ -94,9 +94,9 @@ def offline_result(tmp_path, samples: np.ndarray) -> StreamResult:
 
 def test_alsa_file_pcm_capture_detects_each_shot_once(tmp_path, pulse):
     """And the live processes score windows as `analyze` does (whose scores chose the thresholds):
-    the file plugin delivers the samples bit-exact from the ring's first row. (A live window is
-    decided as soon as enough models said yes, on their votes alone: so an event keeps the
-    probabilities of the models that had voted, and its confidence is their mean.)"""
+    the file plugin delivers the samples bit-exact from the ring's first row, and a live window
+    waits for every present model's vote, so an event's confidence (in its text) is `analyze`'s.
+    (Decided at the second yes, it was the mean of whichever two models voted first.)"""
     samples = (stream_with_shots(DURATION, SHOTS) * 32767).astype("int16")
     env = {**pulse.env, **alsa_replay_config(tmp_path, write_raw(tmp_path / "stream.raw", samples), clocked=True)}
     run = make_run(tmp_path, "replay", RATE, env)
@@ -120,6 +120,7 @@ def test_alsa_file_pcm_capture_detects_each_shot_once(tmp_path, pulse):
         for model, probability in json.loads(live_event["votes"]).items():
             offline_probabilities = np.array([votes[model] for votes in inside])
             assert np.min(np.abs(offline_probabilities - probability)) < SAME_SCORE, (model, probability)
+        assert live_event["confidence"] == pytest.approx(offline_event.confidence, abs=SAME_SCORE)
     live_starts = [e["start_time"] - live[0]["start_time"] for e in live]
     assert live_starts == pytest.approx([e.start - offline.events[0].start for e in offline.events], abs=START_JITTER)
 
