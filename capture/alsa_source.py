@@ -13,6 +13,7 @@ from pathlib import Path
 import alsaaudio
 import numpy as np
 
+from capture.alsa_errors import route_alsa_errors
 from pipeline.config import AudioConfig
 from pipeline.users import user_name
 
@@ -78,6 +79,7 @@ class AlsaSource:
         return self._frame_channels
 
     def open(self) -> None:
+        route_alsa_errors()  # a failed open is this DeviceError, not also a line of libasound's
         try:
             self._pcm = alsaaudio.PCM(
                 alsaaudio.PCM_CAPTURE,
