@@ -55,6 +55,7 @@ class StatsReporter:
         self.path = Path(supervisor.config.storage.data_dir) / STATS_FILE
         self._marks: dict[str, _CpuMark] = {}
         self._last = time.monotonic()
+        self._write_error: str | None = None  # why the file could not be written, while it cannot
 
     def maybe_report(self) -> dict[str, Any] | None:
         """The snapshot if one was due (and written), else None."""
@@ -66,13 +67,24 @@ class StatsReporter:
         self._last = time.monotonic()
         snapshot = self.collect()
         log.info("stats %s", json.dumps(snapshot, separators=(",", ":")))
+        self._write(snapshot)
+        return snapshot
+
+    def _write(self, snapshot: dict[str, Any]) -> None:
+        """The file `cli.py stats` reads; a failure is logged when it starts or changes and when it
+        clears, not once a minute for as long as a card stays full or unwritable."""
         tmp = self.path.with_suffix(".tmp")
         try:
             tmp.write_text(json.dumps(snapshot, indent=1))
             tmp.replace(self.path)
         except OSError as exc:
-            log.error("cannot write %s: %s", self.path, exc)
-        return snapshot
+            if str(exc) != self._write_error:
+                log.error("cannot write %s: %s (said again only if it changes)", self.path, exc)
+            self._write_error = str(exc)
+            return
+        if self._write_error is not None:
+            log.info("%s written again", self.path)
+            self._write_error = None
 
     def collect(self) -> dict[str, Any]:
         sup = self.supervisor

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import time
 from types import SimpleNamespace
@@ -136,3 +137,23 @@ def test_the_audio_start_time_is_the_wall_time_of_the_first_sample(watched):
     snapshot = StatsReporter(watched).collect()
     assert snapshot["audio_start_time"] == pytest.approx(time.time() - written_ago - AUDIO_S, abs=0.05)
     assert snapshot["audio_seconds"] == AUDIO_S
+
+
+def test_a_stats_file_that_cannot_be_written_is_logged_when_it_starts_and_clears_not_every_minute(
+    watched, tmp_path, caplog
+):
+    """A full or unwritable card: one ERROR a minute for as long as it lasted (measured: 1440 a day)."""
+    caplog.set_level("INFO", logger="pipeline.stats")
+    reporter = StatsReporter(watched)
+    (tmp_path / "stats.tmp").mkdir()  # where the file is made before it replaces the last one
+    for _ in range(3):
+        reporter.report()
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]  # not 3
+    assert len(errors) == 1 and "cannot write" in errors[0].getMessage()
+    (tmp_path / "stats.tmp").rmdir()
+    reporter.report()
+    reporter.report()
+    assert [r.getMessage() for r in caplog.records if "written again" in r.getMessage()] == [
+        f"{tmp_path / 'stats.json'} written again"
+    ]
+    assert json.loads((tmp_path / "stats.json").read_text())["audio_seconds"] == 0
