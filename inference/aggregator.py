@@ -401,6 +401,7 @@ def _open_event_log(data_dir: Path) -> EventLog:
     it: restarted on such a card, the aggregator must still decide and text, not crash again."""
     try:
         events = EventLog(data_dir)
+        events.remove_unfiled_clips()
         if interrupted := events.mark_interrupted():
             log.warning("%d events were open when the aggregator last stopped: marked interrupted", interrupted)
     except (sqlite3.Error, OSError) as exc:

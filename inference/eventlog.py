@@ -170,12 +170,22 @@ class EventLog:
                         self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     def mark_interrupted(self) -> int:
-        """Events left open by a crashed aggregator: their records stay partial (the clip it was
-        writing in pieces is deleted)."""
-        for part in (self.data_dir / CLIPS_DIR).glob(f"*{PART}"):
-            part.unlink(missing_ok=True)
+        """Events left open by a crashed aggregator: their records stay partial."""
         with self._db:
             return self._db.execute("UPDATE events SET state = 'interrupted' WHERE state = 'open'").rowcount
+
+    def remove_unfiled_clips(self) -> None:
+        """At an aggregator's start: the clip a stopped one was writing in pieces, and a clip written
+        just before it was killed that no record points at (retention and the disk floor find clips
+        through their records only: it would stay for good)."""
+        referenced = {
+            clip for table in (EVENTS, *KEPT_WINDOWS) for (clip,) in self._db.execute(f"SELECT clip FROM {table}")
+        }
+        for clip in (self.data_dir / CLIPS_DIR).glob(f"*.flac{PART}"):
+            clip.unlink(missing_ok=True)
+        for clip in (self.data_dir / CLIPS_DIR).glob("*.flac"):
+            if str(Path(CLIPS_DIR) / clip.name) not in referenced:
+                clip.unlink(missing_ok=True)
 
     def mark_alert_queued(self, event_id: int) -> None:
         with self._db:
@@ -306,10 +316,14 @@ class EventLog:
             log.error("clip of %s not saved: %s", what, exc)
             _give_up(writer, part)
             return False
-        with self._db:
-            self._db.execute(
-                f"UPDATE {table} SET clip=?, clip_lost=? WHERE id=?", (str(relative), lost or None, record_id)
-            )
+        try:
+            with self._db:
+                self._db.execute(
+                    f"UPDATE {table} SET clip=?, clip_lost=? WHERE id=?", (str(relative), lost or None, record_id)
+                )
+        except sqlite3.Error:
+            path.unlink(missing_ok=True)  # no record points at it: nothing would ever delete it
+            raise
         return True
 
     def free_bytes(self) -> int:

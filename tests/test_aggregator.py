@@ -3,6 +3,7 @@ closing completes the record and saves the evidence clip from the ring."""
 
 import contextlib
 import dataclasses
+import sqlite3
 import time
 from collections.abc import Iterator
 
@@ -316,9 +317,27 @@ def test_a_clip_being_written_in_pieces_is_filed_whole_or_not_at_all(tmp_path):
     assert not list((tmp_path / "clips").iterdir()) and EventLog(tmp_path).events()[1].clip is None
     log = EventLog(tmp_path)
     assert log.attach_clip(EVENTS, events[1], piece, RATE, more=True)
-    EventLog(tmp_path).mark_interrupted()  # a restarted aggregator's
+    EventLog(tmp_path).remove_unfiled_clips()  # a restarted aggregator's
     log.close()
     assert not list((tmp_path / "clips").iterdir())
+
+
+def test_a_clip_no_record_points_at_is_deleted_not_kept_for_good(tmp_path):
+    """Written, then its record's update refused (the database locked, the disk full) or the
+    aggregator killed in between: retention and the disk floor find clips through their records."""
+    log = EventLog(tmp_path)
+    kept, refused, killed = (log.open_event(0.0, 0.9, {}, {}, False) for _ in range(3))
+    piece = np.ones(RATE, dtype=np.int16)
+    assert log.attach_clip(EVENTS, kept, piece, RATE)
+    log._db.execute("PRAGMA query_only = ON")  # every write refused, as by a locked or full database
+    with pytest.raises(sqlite3.Error):
+        log.attach_clip(EVENTS, refused, piece, RATE)
+    assert not (tmp_path / "clips" / f"event-{refused:06d}.flac").exists()
+    log.close()
+    soundfile.write(tmp_path / "clips" / f"event-{killed:06d}.flac", piece, RATE)  # killed before its record
+    (tmp_path / "clips" / "notes.txt").write_text("not ours to delete")
+    EventLog(tmp_path).remove_unfiled_clips()
+    assert sorted(p.name for p in (tmp_path / "clips").iterdir()) == [f"event-{kept:06d}.flac", "notes.txt"]
 
 
 def test_a_model_that_stops_voting_is_logged_once_and_its_windows_are_counted(aggregator, caplog):
