@@ -41,7 +41,7 @@ from inference.frontend import hop_samples
 from inference.model import Ensemble, load_ensemble
 from inference.near_miss import NearMissPicker
 from inference.score_log import ScoreLog, model_set
-from inference.vote import ABSENT_AFTER, Decision, VoteBox
+from inference.vote import ABSENT_AFTER, DECIDED_KEPT, Decision, VoteBox
 from pipeline.config import Config
 from pipeline.layout import AUDIO_SHAPE, Layout
 from pipeline.messages import OutboxChanged, Vote
@@ -101,6 +101,7 @@ class Aggregator:
         self.keep_clips = config.storage.clips and self.events.data_dir == data_dir  # none in memory
         self.data_dir = data_dir
         self.clips: list[_ClipDue] = []
+        self.kept: dict[int, tuple[str, int]] = {}  # window -> (table, record id) of recent near misses and samples
         self.last_prune = 0.0
         self.window = ensemble.window_samples
         self.hop = hop
@@ -124,7 +125,7 @@ class Aggregator:
             since = self.slot.busy()
             for decision in decisions:
                 self.handle(decision)
-            self.slot.done(since, items=len(decisions))
+            self.slot.done(since, items=sum(not d.late for d in decisions))  # a late one was counted before
         self._note_presence()
 
     def _note_presence(self) -> None:
@@ -173,6 +174,7 @@ class Aggregator:
         log.warning(
             "window %d is a shot after all: a late model's votes make it %s", decision.index, _rounded(decision.votes)
         )
+        self._forget_kept(decision.index)
         update = self.tracker.update(decision)
         if update.opened is not None:
             self._open(update.opened)
@@ -215,6 +217,17 @@ class Aggregator:
             return
         log.info("%s %d kept for labelling: %s", what, record_id, _rounded(decision.votes))
         self._clip_due(table, record_id, start, start + self.window)
+        self.kept[decision.index] = (table, record_id)
+        if len(self.kept) > DECIDED_KEPT:
+            del self.kept[next(iter(self.kept))]  # the oldest: no late vote comes for it any more
+
+    def _forget_kept(self, index: int) -> None:
+        """A window kept as a near miss or sample that late votes made an event: its record and clip go."""
+        if (kept := self.kept.pop(index, None)) is None:
+            return
+        table, record_id = kept
+        self.clips = [c for c in self.clips if (c.table, c.record_id) != kept]
+        self._record(CLIP_PREFIX[table], self.events.remove_window, table, record_id)
 
     def _clip_due(self, table: str, record_id: int, start: int, end: int, event: Event | None = None) -> None:
         """Save audio from pre-roll before `start` to post-roll after `end` once it is captured;

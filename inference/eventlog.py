@@ -181,11 +181,16 @@ class EventLog:
         referenced = {
             clip for table in (EVENTS, *KEPT_WINDOWS) for (clip,) in self._db.execute(f"SELECT clip FROM {table}")
         }
-        for clip in (self.data_dir / CLIPS_DIR).glob(f"*.flac{PART}"):
-            clip.unlink(missing_ok=True)
-        for clip in (self.data_dir / CLIPS_DIR).glob("*.flac"):
-            if str(Path(CLIPS_DIR) / clip.name) not in referenced:
+        folder = self.data_dir / CLIPS_DIR
+        unfiled = [
+            *folder.glob(f"*.flac{PART}"),
+            *(c for c in folder.glob("*.flac") if f"{CLIPS_DIR}/{c.name}" not in referenced),
+        ]
+        for clip in unfiled:
+            try:
                 clip.unlink(missing_ok=True)
+            except OSError as exc:  # a cleanup: the event log works without it
+                log.warning("unfiled clip %s not deleted: %s", clip, exc)
 
     def mark_alert_queued(self, event_id: int) -> None:
         with self._db:
@@ -290,7 +295,12 @@ class EventLog:
         audio lost before it was saved (recorded in clip_lost)."""
         what = f"{CLIP_PREFIX[table]} {record_id}"
         writer, part = self._writing.pop((table, record_id), (None, None))
-        if not self.make_room(min_free_bytes + samples.nbytes, table):  # FLAC is smaller than the samples
+        try:
+            room = self.make_room(min_free_bytes + samples.nbytes, table)  # FLAC is smaller than the samples
+        except BaseException:  # the database or the disk refused: the clip is given up, its file closed
+            _give_up(writer, part)
+            raise
+        if not room:
             log.error(
                 "clip of %s not saved: %.0f MB free on %s, below storage.min_free_mb",
                 what,
@@ -420,8 +430,15 @@ class EventLog:
             self._db.execute("DELETE FROM listened WHERE hour < ?", (cutoff,))
         return sum(self._delete(table, query, cutoff) for table, query in queries)
 
-    def _delete(self, table: str, query: str, cutoff: float) -> int:
-        old = self._db.execute(query, (cutoff,)).fetchall()
+    def remove_window(self, table: str, record_id: int) -> None:
+        """A near miss or sample that turned out an event (a late model's yes): one record and clip
+        of that audio, not two to label."""
+        self._delete(table, f"SELECT id, clip FROM {table} WHERE id = ?", record_id)
+        writer, part = self._writing.pop((table, record_id), (None, None))
+        _give_up(writer, part)
+
+    def _delete(self, table: str, query: str, parameter: float) -> int:
+        old = self._db.execute(query, (parameter,)).fetchall()
         for _, clip in old:
             if clip:
                 (self.data_dir / clip).unlink(missing_ok=True)

@@ -15,7 +15,7 @@ from alerting.clock import UNSYNCHRONISED_NOTE
 from alerting.outbox import Outbox, outbox_path
 from cli import _event_line
 from inference.aggregator import AUDIO_STALL, Aggregator
-from inference.eventlog import EVENTS, EventLog
+from inference.eventlog import EVENTS, NEAR_MISSES, EventLog
 from inference.model import load_ensemble
 from inference.vote import ABSENT_AFTER, Decision
 from pipeline.channel import Channel
@@ -336,8 +336,32 @@ def test_a_clip_no_record_points_at_is_deleted_not_kept_for_good(tmp_path):
     log.close()
     soundfile.write(tmp_path / "clips" / f"event-{killed:06d}.flac", piece, RATE)  # killed before its record
     (tmp_path / "clips" / "notes.txt").write_text("not ours to delete")
+    (tmp_path / "clips" / "event-000009.flac.part").mkdir()  # cannot be unlinked: a cleanup, not a failure
     EventLog(tmp_path).remove_unfiled_clips()
-    assert sorted(p.name for p in (tmp_path / "clips").iterdir()) == [f"event-{kept:06d}.flac", "notes.txt"]
+    assert sorted(p.name for p in (tmp_path / "clips").iterdir()) == [
+        f"event-{kept:06d}.flac",
+        "event-000009.flac.part",
+        "notes.txt",
+    ]
+
+
+def test_a_clip_whose_room_cannot_be_made_is_given_up_with_its_file_closed(tmp_path, monkeypatch):
+    """The database locked by a command, or the disk, refusing the clean-up before a piece: the piece
+    writer stayed open, untracked, and its .part file stayed until the next start."""
+    log = EventLog(tmp_path)
+    event = log.open_event(0.0, 0.9, {}, {}, False)
+    piece = np.ones(RATE, dtype=np.int16)
+    assert log.attach_clip(EVENTS, event, piece, RATE, more=True)
+    (writer, _) = log._writing[EVENTS, event]
+
+    def locked(*_):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(log, "make_room", locked)  # a lock held long enough cannot be timed here
+    with pytest.raises(sqlite3.OperationalError):
+        log.attach_clip(EVENTS, event, piece, RATE, more=True)
+    assert writer.closed and not list((tmp_path / "clips").iterdir()) and not log._writing
+    log.close()
 
 
 def test_a_model_that_stops_voting_is_logged_once_and_its_windows_are_counted(aggregator, caplog):
@@ -387,6 +411,8 @@ def test_a_shot_decided_without_a_stalled_model_is_texted_when_its_late_yes_come
     assert event.state == "open"
     assert [r.recipient for r in Outbox(outbox_path(data)).rows()] == RECIPIENTS
     assert f"window {shot} is a shot after all" in caplog.text
+    assert agg.slot.get("processed") == 6  # each window counted once
+    assert EventLog(data).windows(NEAR_MISSES) == []  # kept as a near miss at first: one record of it, not two
     for index in windows_until_closed(5, agg.config):
         now = caught_up + index
         agg.take([Vote(index, m, 0.0, now) for m in (hears, deaf, stalled)], now)
