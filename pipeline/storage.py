@@ -48,9 +48,13 @@ FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
 SECONDS_PER_HOUR = 3600.0
 STORAGE_CHECK = 600.0  # s between probe files the supervisor makes in the data folder while running
 NOT_WRITABLE = "is not writable by this user"
-# What the recipients are told to do, by cause: the card, or the folder's owner (a run with sudo).
+MOUNT_ONLY = "only where this process sees it mounted, not on the card"  # a sandbox's read-only bind mount
+MOUNT_INFO = Path("/proc/self/mountinfo")
+# What the recipients are told to do, by cause: the card, the folder's owner (a run with sudo), or
+# the service's sandbox (deploy/gunshot-detector.service: writable are its ReadWritePaths only).
 CARD_ADVICE = "Check the SD card."
 OWNER_ADVICE = "Check the folder's owner: the detector's user ({user}) must be able to write it."
+SANDBOX_ADVICE = "Add the folder to the service's ReadWritePaths (systemctl edit gunshot-detector)."
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -103,11 +107,32 @@ def unwritable_reason(folder: Path) -> str | None:
         if refused := next((name for name in OWN_FILES if _not_writable(folder / name)), None):
             return f"{refused} {NOT_WRITABLE}"  # left by a run as another user (sudo)
     except OSError as exc:
+        if exc.errno == errno.EROFS and read_only_mount_only(folder):
+            return f"{exc.strerror}, {MOUNT_ONLY}"
         return None if exc.errno in FULL_DISK else exc.strerror or str(exc)
     finally:
         with contextlib.suppress(OSError):
             probe.unlink()
     return None
+
+
+def read_only_mount_only(folder: Path) -> bool:
+    """Whether `folder` is read-only by its mount alone (a bind mount made read-only, as systemd's
+    ProtectSystem=strict makes every path but ReadWritePaths=), its file system writable: not a
+    card the kernel remounted read-only, whose file system is read-only too."""
+    try:
+        lines = MOUNT_INFO.read_text().splitlines()
+    except OSError:
+        return False
+    target, best, read_only = str(folder.resolve()), "", False
+    for line in lines:  # proc(5): id parent dev root MOUNT_POINT OPTIONS [optional...] - type source SUPER_OPTIONS
+        fields = line.split()
+        mount_point = fields[4].replace("\\040", " ")
+        inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
+        if inside and len(mount_point) >= len(best):  # the deepest, and of one place the last mounted
+            super_options = fields[fields.index("-") + 3]
+            best, read_only = mount_point, "ro" in fields[5].split(",") and "rw" in super_options.split(",")
+    return read_only
 
 
 def _not_writable(path: Path) -> bool:
@@ -124,7 +149,9 @@ def owner_problem(problem: str) -> bool:
 
 def storage_advice(problem: str) -> str:
     """What the recipients' text about a data folder's `problem` tells them to do."""
-    return OWNER_ADVICE.format(user=user_name()) if owner_problem(problem) else CARD_ADVICE
+    if owner_problem(problem):
+        return OWNER_ADVICE.format(user=user_name())
+    return SANDBOX_ADVICE if problem.endswith(f"{MOUNT_ONLY})") else CARD_ADVICE
 
 
 def fall_back_if_unwritable(config: Config) -> tuple[Config, str | None]:
@@ -135,11 +162,12 @@ def fall_back_if_unwritable(config: Config) -> tuple[Config, str | None]:
         return config, None
     volatile = private_dir(volatile_data_dir(folder), create=True)
     problem = f"cannot write the data folder {folder} ({reason})"
-    fix = (
-        f"it must be this user's: `sudo chown -R {user_name()}: {folder}`"
-        if owner_problem(problem)
-        else "a read-only or failing SD card (see `dmesg`) needs replacing"
-    )
+    if owner_problem(problem):
+        fix = f"it must be this user's: `sudo chown -R {user_name()}: {folder}`"
+    elif problem.endswith(f"{MOUNT_ONLY})"):
+        fix = "add it to ReadWritePaths= in a drop-in (systemctl edit gunshot-detector): the unit's sandbox"
+    else:
+        fix = "a read-only or failing SD card (see `dmesg`) needs replacing"
     log.critical(
         "%s: keeping events and texts in memory (%s) instead, without clips; they are lost at a reboot. Fix: %s",
         problem,

@@ -13,6 +13,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 import time
 from types import SimpleNamespace
 
@@ -31,8 +32,10 @@ from pipeline.config import Config, override
 from pipeline.health import HealthMonitor
 from pipeline.metrics import StatsTable
 from pipeline.storage import (
+    CARD_ADVICE,
     PRIVATE_MODE,
     PROBE_FILE,
+    SANDBOX_ADVICE,
     TAKEN_OVER_FILE,
     UnsafeFolder,
     card_texts_stuck,
@@ -47,7 +50,7 @@ from pipeline.storage import (
 from pipeline.supervisor import LOCK_FILE
 from tests.audio_env import pulseaudio_available, start_pulse
 from tests.conftest import own_run_id, tmpfs
-from tests.detector_run import RATE, DetectorRun, listening_config, stream_with_shots
+from tests.detector_run import RATE, ROOT, DetectorRun, listening_config, stream_with_shots
 from tests.other_user import as_nobody, needs_root, open_folder
 from tests.test_aggregator import built, decision
 from tests.test_alerting_support import NUMBERS, FaultScript, Returns, config_for, sent_texts
@@ -105,6 +108,34 @@ def test_a_detector_started_on_a_read_only_card_texts_the_shot_what_the_card_hel
     kept = volatile_data_dir(card)
     assert (kept / RECORD_FILE).read_text() == "salt hash refused\n"
     assert outbox_path(kept).exists() and not (kept / "clips").exists()  # no clips in memory
+
+
+ADVICE_OF = (
+    "import sys\nfrom pathlib import Path\nfrom pipeline.storage import storage_advice, unwritable_reason\n"
+    "folder = Path(sys.argv[1])\n"
+    "print(storage_advice(f'cannot write the data folder {folder} ({unwritable_reason(folder)})'))"
+)
+
+
+def test_a_folder_read_only_in_the_service_s_sandbox_alone_is_told_as_the_sandbox_not_the_card(tmp_path, card):
+    """The unit's ProtectSystem=strict makes a data_dir outside its ReadWritePaths a read-only bind
+    mount: "Check the SD card." sent someone to replace a healthy card. A card the kernel made
+    read-only (its file system read-only too) is still the card."""
+    sandboxed = tmp_path / "srv"
+    sandboxed.mkdir()
+    in_a_sandbox = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && exec "$0" -c "$2" "$1"'
+    run = subprocess.run(
+        ["unshare", "-m", "sh", "-c", in_a_sandbox, sys.executable, str(sandboxed), ADVICE_OF],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if run.returncode and "unshare" in run.stderr:
+        pytest.skip(f"no private mount namespace here: {run.stderr.strip()}")
+    assert run.stdout.strip() == SANDBOX_ADVICE, run.stderr
+    read_only(card)
+    on_the_card = subprocess.run([sys.executable, "-c", ADVICE_OF, str(card)], cwd=ROOT, capture_output=True, text=True)
+    assert on_the_card.stdout.strip() == CARD_ADVICE, on_the_card.stderr
 
 
 def test_a_writable_folder_keeps_its_config_and_a_read_only_one_is_swapped_for_memory(tmp_path, card):
