@@ -147,11 +147,17 @@ def owner_problem(problem: str) -> bool:
     return problem.endswith((f"({os.strerror(errno.EACCES)})", f"{NOT_WRITABLE})"))
 
 
+def sandbox_problem(problem: str) -> bool:
+    """Whether a data folder's problem is a read-only mount of this process's alone (the service's
+    sandbox: the folder is not in its ReadWritePaths), the card writable."""
+    return problem.endswith(f"{MOUNT_ONLY})")
+
+
 def storage_advice(problem: str) -> str:
     """What the recipients' text about a data folder's `problem` tells them to do."""
     if owner_problem(problem):
         return OWNER_ADVICE.format(user=user_name())
-    return SANDBOX_ADVICE if problem.endswith(f"{MOUNT_ONLY})") else CARD_ADVICE
+    return SANDBOX_ADVICE if sandbox_problem(problem) else CARD_ADVICE
 
 
 def fall_back_if_unwritable(config: Config) -> tuple[Config, str | None]:
@@ -164,7 +170,7 @@ def fall_back_if_unwritable(config: Config) -> tuple[Config, str | None]:
     problem = f"cannot write the data folder {folder} ({reason})"
     if owner_problem(problem):
         fix = f"it must be this user's: `sudo chown -R {user_name()}: {folder}`"
-    elif problem.endswith(f"{MOUNT_ONLY})"):
+    elif sandbox_problem(problem):
         fix = "add it to ReadWritePaths= in a drop-in (systemctl edit gunshot-detector): the unit's sandbox"
     else:
         fix = "a read-only or failing SD card (see `dmesg`) needs replacing"

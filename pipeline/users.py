@@ -6,21 +6,23 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+from collections.abc import Callable
+from typing import Any
 
 
 def user_name() -> str:
     """This process's user's name (its uid if it has none, as in some containers)."""
-    uid = os.geteuid()
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
+    return _name(pwd.getpwuid, os.geteuid())
 
 
 def group_name() -> str:
     """This process's group's name (its gid if it has none)."""
-    gid = os.getegid()
+    return _name(grp.getgrgid, os.getegid())
+
+
+def _name(lookup: Callable[[int], Any], number: int) -> str:
+    """The name `lookup` finds for `number` (the entry's first field, pw_name or gr_name), else the number."""
     try:
-        return grp.getgrgid(gid).gr_name
+        return lookup(number)[0]
     except KeyError:
-        return str(gid)
+        return str(number)
