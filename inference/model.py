@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from inference.features import LogMelSpec
+from inference.litert_log import litert_lines_to_log
 from inference.vote import VoteRule
 
 ENSEMBLE_FILE = "ensemble.json"
@@ -158,8 +159,9 @@ class TFLiteModel:
         from ai_edge_litert.interpreter import Interpreter
 
         self.spec = spec
-        self._interpreter = Interpreter(model_path=str(spec.path), num_threads=num_threads)
-        self._interpreter.allocate_tensors()
+        with litert_lines_to_log():
+            self._interpreter = Interpreter(model_path=str(spec.path), num_threads=num_threads)
+            self._interpreter.allocate_tensors()
         (inp,) = self._interpreter.get_input_details()
         (out,) = self._interpreter.get_output_details()
         if tuple(inp["shape"]) != spec.input_shape:

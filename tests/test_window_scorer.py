@@ -4,13 +4,16 @@ vote window, each of its windows scored once."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import multiprocessing
+import os
 
 import numpy as np
 import pytest
 
 from capture.pcm import float_to_int16, int16_to_float
 from inference.frontend import hop_samples
+from inference.litert_log import litert_lines_to_log
 from inference.model import Ensemble, TFLiteModel, load_spec
 from inference.worker import WindowReader, WindowScorer, run_worker
 from pipeline.channel import Channel
@@ -119,3 +122,17 @@ def test_float_audio_at_or_beyond_full_scale_clips_at_the_rail_of_its_sign():
     """A clipped gunshot, or a resampler's overshoot on one, must not wrap to the other rail."""
     audio = np.array([1.0, 1.2, 0.99999, -1.0, -1.2, 0.5 / 32768], dtype=np.float32)
     assert float_to_int16(audio).tolist() == [32767, 32767, 32767, -32768, -32768, 0]
+
+
+def test_litert_lines_written_in_pieces_are_logged_whole_at_their_level(caplog):
+    """LiteRT writes "INFO: ", the text and "\\n" apart; another process's line could land between."""
+    before = os.fstat(2)
+    with caplog.at_level(logging.DEBUG, logger="inference.litert_log"), litert_lines_to_log():
+        for piece in (b"WARNING: ", b"delegate not applied", b"\n", b"INFO: ", b"Created delegate", b"\n"):
+            os.write(2, piece)
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.WARNING, "LiteRT: delegate not applied"),
+        (logging.DEBUG, "LiteRT: Created delegate"),
+    ]
+    after = os.fstat(2)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)  # stderr given back
