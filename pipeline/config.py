@@ -22,6 +22,7 @@ from typing import Any
 
 from alerting.encoding import GAMMU_MAX_PARTS, UCS2_SPLIT_PART, SMSEncodingError, is_gsm7, text_parts
 from alerting.phone import PhoneNumberError, validate_e164
+from pipeline.users import why_unreadable
 
 DEFAULT_CONFIG_PATH = Path("config.toml")
 SIM_PIN = re.compile(r"[0-9]{4,8}")  # what a SIM takes as its PIN (3GPP TS 31.102: 4 to 8 digits)
@@ -215,6 +216,8 @@ def load_config(path: Path | None) -> Config:
         raw = tomllib.loads(Path(path).read_text(encoding="utf-8-sig"))  # -sig: Notepad's byte-order mark
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist (copy config.example.toml)") from None
+    except PermissionError as exc:
+        raise ConfigError(f"config file {path} {why_unreadable(Path(path), exc)}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} cannot be read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:

@@ -6,7 +6,6 @@ import datetime
 import json
 import logging
 import math
-import os
 import time
 import zoneinfo
 from collections.abc import Iterator, Sequence
@@ -14,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import FICTIONAL_NUMBER, Config, check_clips_fit_ring
-from pipeline.users import group_name, user_name
+from pipeline.users import why_unreadable
 
 if TYPE_CHECKING:
     from inference.model import Ensemble
@@ -161,21 +160,9 @@ def check_gammurc(config: Config) -> None:
             with open(gammurc, "rb"):
                 pass
     except OSError as exc:
-        raise ValueError(f"modem.gammurc: {gammurc} {_unreadable(Path(gammurc), exc)}") from None
+        raise ValueError(f"modem.gammurc: {gammurc} {why_unreadable(Path(gammurc), exc)}") from None
     if not is_file:
         raise ValueError(f"modem.gammurc: {gammurc} is not a file{_relative_hint(gammurc)}")
-
-
-def _unreadable(path: Path, exc: OSError) -> str:
-    """Why this user cannot read `path`, and the fix: the file's group, or a folder on its way."""
-    user = f"this user ({user_name()}, uid {os.geteuid()})"
-    folder = path.absolute().parent
-    if not os.access(folder, os.X_OK):
-        return f"cannot be read by {user}: its folder {folder} cannot be entered ({exc.strerror or exc})"
-    return (
-        f"cannot be read by {user} ({exc.strerror or exc}): let its group read it: "
-        f"sudo chgrp {group_name()} {path} && sudo chmod 640 {path}"
-    )
 
 
 def _relative_hint(path: str) -> str:

@@ -7,6 +7,7 @@ import grp
 import os
 import pwd
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -18,6 +19,18 @@ def user_name() -> str:
 def group_name() -> str:
     """This process's group's name (its gid if it has none)."""
     return _name(grp.getgrgid, os.getegid())
+
+
+def why_unreadable(path: Path, exc: OSError) -> str:
+    """Why this user cannot read `path`, and the fix: the file's group, or a folder on its way."""
+    user = f"this user ({user_name()}, uid {os.geteuid()})"
+    folder = path.absolute().parent
+    if not os.access(folder, os.X_OK):
+        return f"cannot be read by {user}: its folder {folder} cannot be entered ({exc.strerror or exc})"
+    return (
+        f"cannot be read by {user} ({exc.strerror or exc}): let its group read it: "
+        f"sudo chgrp {group_name()} {path} && sudo chmod 640 {path}"
+    )
 
 
 def _name(lookup: Callable[[int], Any], number: int) -> str:

@@ -5,6 +5,7 @@ child, and runs the check there, for real (the tests skip when not run as root).
 from __future__ import annotations
 
 import contextlib
+import encodings.utf_8_sig  # noqa: F401 - the config's encoding, loaded before a fork (as below)
 import os
 import pickle
 import shutil

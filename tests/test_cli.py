@@ -21,7 +21,7 @@ import soundfile
 from cli import DEMO_RECORDING
 from inference.eventlog import EVENTS, NEAR_MISSES, EventLog
 from inference.model import load_ensemble
-from pipeline.config import Config, override
+from pipeline.config import Config, ConfigError, load_config, override
 from pipeline.profile import format_table
 from pipeline.run import check_gammurc, demo_overrides, list_events
 from pipeline.storage import private_dir, volatile_data_dir
@@ -109,6 +109,24 @@ def test_check_config_refuses_a_gammurc_this_user_cannot_read():
         folder.chmod(0o700)
         with pytest.raises(ValueError, match=f"its folder {folder} cannot be entered"):
             as_nobody(check_gammurc, config)
+
+
+@needs_root
+def test_a_config_file_the_detector_s_user_cannot_read_is_refused_with_the_fix():
+    """README's install makes the config 0640 root:gunshot; one left root's alone (0600) is named
+    with the user and the fix, not only "Permission denied"."""
+    with open_folder() as folder:
+        path = folder / "config.toml"
+        shutil.copy(ROOT / "config.example.toml", path)
+        path.chmod(0o600)
+        with pytest.raises(ConfigError) as refused:
+            as_nobody(load_config, path)
+        message = str(refused.value)
+        assert message.startswith(f"config file {path} cannot be read by this user (nobody, uid {NOBODY}) ")
+        assert message.endswith(f"sudo chgrp nogroup {path} && sudo chmod 640 {path}")
+        os.chown(path, -1, NOBODY)  # the fix it gives: nogroup is gid 65534 here
+        path.chmod(0o640)
+        assert as_nobody(load_config, path) == load_config(path)
 
 
 @pytest.mark.parametrize(
