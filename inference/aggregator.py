@@ -274,12 +274,12 @@ class Aggregator:
     def _close(self, event: Event) -> None:
         if event.record_id is None:
             return  # its opening was not recorded (disk full): nothing to complete, no clip to file
-        end = wall_time(self.audio.time_of(event.end))
+        span = (wall_time(self.audio.time_of(event.start)), wall_time(self.audio.time_of(event.end)))
         self._record(
             "event end",
             self.events.close_event,
             event.record_id,
-            end,
+            span,
             event.confidence,
             event.votes,
             event.degraded,

@@ -213,12 +213,20 @@ class EventLog:
         return int(cursor.lastrowid)
 
     def close_event(
-        self, event_id: int, end_time: float, confidence: float, votes: dict[str, float], degraded: bool, windows: int
+        self,
+        event_id: int,
+        span: tuple[float, float],
+        confidence: float,
+        votes: dict[str, float],
+        degraded: bool,
+        windows: int,
     ) -> None:
+        """Complete an event's record; `span` (start, end): a window decided late may have moved its start."""
         with self._db:
             self._db.execute(
-                "UPDATE events SET end_time=?, confidence=?, votes=?, degraded=?, windows=?, state='closed' WHERE id=?",
-                (end_time, confidence, json.dumps(votes), int(degraded), windows, event_id),
+                "UPDATE events SET start_time=?, end_time=?, confidence=?, votes=?, degraded=?, windows=?, "
+                "state='closed' WHERE id=?",
+                (*span, confidence, json.dumps(votes), int(degraded), windows, event_id),
             )
 
     def add_window(

@@ -430,9 +430,11 @@ def test_a_window_decided_late_before_the_event_s_start_joins_it_clip_and_all(ag
     agg.write_due_clips()
     (event,) = EventLog(data).events()
     assert event.windows == 2 and len(Outbox(outbox_path(data)).rows()) == len(RECIPIENTS)  # texted once
+    span = (8 * HOP + WINDOW - 6 * HOP) / RATE
+    assert event.end_time - event.start_time == pytest.approx(span, abs=1e-3)  # the record's start moved too
     clip, _ = soundfile.read(data / event.clip, dtype="int16")
     pre, post = agg.config.storage.clip_pre_roll, agg.config.storage.clip_post_roll
-    assert len(clip) == round((pre + (8 * HOP + WINDOW - 6 * HOP) / RATE + post) * RATE)
+    assert len(clip) == round((pre + span + post) * RATE)
     assert np.argmax(clip) == click_in_clip(6, pre)
 
 

@@ -216,7 +216,7 @@ def test_events_lists_the_latest_records_in_the_site_s_time_and_says_what_each_i
     log = EventLog(tmp_path)
     start = 1_796_000_000.0  # 2026-11-30 00:53:20 UTC
     event = log.open_event(start, 0.9, {"wave": 0.9, "mel_fine": 0.8}, {}, True)
-    log.close_event(event, start + 2.5, 0.9, {"wave": 0.9, "mel_fine": 0.8}, True, 2)
+    log.close_event(event, (start, start + 2.5), 0.9, {"wave": 0.9, "mel_fine": 0.8}, True, 2)
     log.set_label(EVENTS, event, "gunshot", "rifle")
     for k in range(3):
         log.add_window(NEAR_MISSES, start + 60.0 * k, 0.5, {"wave": 0.5}, {})

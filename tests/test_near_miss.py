@@ -112,7 +112,7 @@ def test_labelled_records_outlive_the_retention_and_unlabelled_ones_do_not(tmp_p
     log = EventLog(tmp_path)
     old = time.time()
     kept_event = log.open_event(old, 0.9, {"wave": 0.9}, {"wave": "v"}, False)
-    log.close_event(kept_event, old + 2, 0.9, {"wave": 0.9}, False, 1)
+    log.close_event(kept_event, (old, old + 2), 0.9, {"wave": 0.9}, False, 1)
     log.open_event(old, 0.9, {"wave": 0.9}, {"wave": "v"}, False)
     kept_near_miss = log.add_window(NEAR_MISSES, old, 0.5, ONE_YES, {"wave": "v"})
     log.add_window(NEAR_MISSES, old, 0.5, ONE_YES, {"wave": "v"})

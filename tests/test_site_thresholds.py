@@ -114,7 +114,7 @@ def test_site_thresholds_replays_the_event_log_of_the_models_in_use_and_says_wha
     log.add_scores(loud_pair, {}, shipped)
     log.add_scores([(start + 100.0, 0.99)], {start: 3600.0}, json.dumps({"wave": "an older version"}))
     event = log.open_event(start + GUNSHOT[0], 0.99, {}, {}, False)
-    log.close_event(event, start + GUNSHOT[1], 0.99, {}, False, 2)
+    log.close_event(event, (start + GUNSHOT[0], start + GUNSHOT[1]), 0.99, {}, False, 2)
     log.set_label(EVENTS, event, "gunshot", None)
     shown = cli("site-thresholds", "--data-dir", str(tmp_path))
     assert shown.returncode == 0, shown.stderr
@@ -206,7 +206,7 @@ def test_a_shot_labelled_in_the_first_partial_hour_is_not_counted_without_its_wi
     since, shot = hour + 600, hour + 660  # the cut 10 minutes into the hour, the shot a minute later
     log.add_scores([(shot, 0.999), (shot + 0.5, 0.999)], {hour: 3600.0, hour + 3600: 24 * 3600.0}, "models")
     event = log.open_event(shot, 0.999, {}, {}, False)
-    log.close_event(event, shot + 2.5, 0.999, {}, False, 2)
+    log.close_event(event, (shot, shot + 2.5), 0.999, {}, False, 2)
     log.set_label(EVENTS, event, "gunshot", None)
     result = from_event_log(log, since, "models", WINDOW_S, MERGE_GAP_S)
     assert (result.gunshots, result.costs[0].gunshots_heard, result.hours) == (0, 0, 24.0)
@@ -222,7 +222,7 @@ def test_site_thresholds_merges_with_the_configured_merge_gap(tmp_path):
         [(shot, 0.99), (after, 0.99)], {first_whole_hour(shot) - 3600: 30 * 3600.0}, model_set(load_ensemble(""))
     )
     event = log.open_event(shot, 0.99, {}, {}, False)
-    log.close_event(event, shot + 2.5, 0.99, {}, False, 1)
+    log.close_event(event, (shot, shot + 2.5), 0.99, {}, False, 1)
     log.set_label(EVENTS, event, "gunshot", None)
     config = tmp_path / "config.toml"
     for merge_gap, false_alerts in ((0.5, 1), (2.0, 0)):
