@@ -461,7 +461,7 @@ class Supervisor:
                         log.error("%s did not stop in %.0f s: killed", managed.name, JOIN_TIMEOUT)
                         managed.process.kill()
                         managed.process.join(JOIN_TIMEOUT)
-        self.reporter.report()
+        self.reporter.report(log_it=True)
         self.health.retry_at = 0.0
         self.health.queue_unqueued()  # a last try
         for text in self.health.unqueued:
