@@ -55,6 +55,7 @@ PRUNE_INTERVAL = 3600.0  # s between retention passes
 # saved from what the ring holds, before the silence standing in for the gap overwrites it.
 AUDIO_STALL = 5.0
 IDLE_WAIT = 1.0  # s: longest wait for a vote (heartbeat, stop event and due clips are checked as often)
+ONSET_LEVEL = 0.5  # a shot's onset: its window's first sample at half the window's peak (-6 dB)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -187,7 +188,8 @@ class Aggregator:
         event.record_id = self._record(
             "event", self.events.open_event, start, event.confidence, event.votes, self.versions, event.degraded
         )
-        self.unqueued.append(EventAlert(event.record_id, start, event.confidence, event.degraded, clock_synchronised()))
+        heard = self._onset_time(event)
+        self.unqueued.append(EventAlert(event.record_id, heard, event.confidence, event.degraded, clock_synchronised()))
         self.queue_alerts()
         log.warning(
             "GUNSHOT event %s: confidence %.2f, votes %s%s%s",
@@ -199,6 +201,17 @@ class Aggregator:
         )
         if event.record_id is not None:
             self._clip_due(EVENTS, event.record_id, event.start, event.end, event)  # in pieces if it outlasts the ring
+
+    def _onset_time(self, event: Event) -> float:
+        """The wall time the texts state, to the nearest second: the first loud sound of the event's
+        first window. The window starts 0.9-1.6 s before the shot that made it positive (measured
+        over 20 positions), and a time cut to the second could then show the minute before."""
+        try:
+            level = np.abs(self.audio.read(event.start, self.window).astype(np.int32))
+        except (Lapped, NotWritten):  # not held any more (an event heard late): the window's start
+            return round(wall_time(self.audio.time_of(event.start)))
+        onset = int(np.argmax(level >= ONSET_LEVEL * level.max()))
+        return round(wall_time(self.audio.time_of(event.start + onset)))
 
     def _keep_window(self, table: str, decision: Decision) -> None:
         """A near miss or background sample: its record, and its clip once the post-roll is in."""

@@ -12,6 +12,7 @@ import pytest
 import soundfile
 
 from alerting.clock import UNSYNCHRONISED_NOTE
+from alerting.compose import local_time
 from alerting.outbox import Outbox, outbox_path
 from cli import _event_line
 from inference.aggregator import AUDIO_STALL, Aggregator
@@ -79,6 +80,24 @@ def test_an_event_is_queued_for_every_recipient_the_moment_it_opens(aggregator):
     assert isinstance(layout.outbox.receive(1.0), OutboxChanged)
     (event,) = EventLog(data).events()
     assert event.state == "open" and event.degraded
+
+
+def test_the_texts_state_the_time_of_the_shot_not_of_its_window_s_start(aggregator):
+    """The first positive window starts 0.9-1.6 s before its shot (measured); the texts say when the
+    shot was heard, to the nearest second. The record keeps the window's start (clips, labels)."""
+    agg, audio, _, data = aggregator
+    sound = np.zeros(RATE * 8, dtype=np.int16)
+    shot_at = 6 * HOP / RATE + 1.4  # late in window 6
+    sound[round(shot_at * RATE) - 8 : round(shot_at * RATE) + 400] = 12000  # a click, then its tail
+    sound[round(shot_at * RATE) - 8 - 40] = 4000  # quieter than half the peak: not the onset
+    audio.write(sound)
+    agg.handle(decision(6, True))
+    (event,) = EventLog(data).events()
+    rows = Outbox(outbox_path(data)).rows()
+    assert {r.event_time for r in rows} == {rows[0].event_time} and rows[0].event_time == int(rows[0].event_time)
+    heard = event.start_time + (shot_at - 6 * HOP / RATE) - 8 / RATE
+    assert abs(rows[0].event_time - heard) <= 0.5 + 1e-3
+    assert local_time(agg.config, rows[0].event_time) in rows[0].text
 
 
 CLICK_AT = 3.2  # s
