@@ -191,7 +191,11 @@ class HealthConfig:
         -85.0, "Audio quieter than this (RMS, dBFS) counts as silence: a dead or unplugged microphone.", -130.0, -20.0
     )
     heartbeat_hours: float = setting(
-        0.0, "Text the recipients that the detector runs (with its figures) every this many hours; 0: off.", 0.0, 720.0
+        0.0,
+        "Text the recipients that the detector runs (alerts sent, lost audio, restarts) every this many hours, "
+        "counted from the last such text, also across restarts; 0: off.",
+        0.0,
+        720.0,
     )
 
 

@@ -3,7 +3,8 @@
 The capture process stamps `last_sound` whenever a period is louder than health.silence_dbfs;
 when that stamp (or the audio itself) is older than health.silence_alert_after, the recipients
 get one text, and another when sound comes back. With health.heartbeat_hours set, a "still
-running" text goes out on that schedule (silence from a detector then means something is wrong).
+running" text goes out on that schedule (silence from a detector then means something is wrong),
+counted from the last one sent, also across restarts and reboots (HEARTBEAT_FILE).
 Texts go through the outbox like alerts (pipeline/storage.py: the reserve of a full disk, then
 the in-memory outbox). One no outbox can take yet is kept and tried again every HEALTH_RETRY s, in
 order.
@@ -11,14 +12,19 @@ order.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import re
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from alerting.clock import clock_synchronised
 from alerting.compose import clock_note, local_time
-from alerting.outbox import Outbox
+from alerting.outbox import Outbox, outbox_path
+from capture.pcm import MODEL_RATE
 from pipeline.config import Config
 from pipeline.metrics import StatsSlot
 from pipeline.storage import queue_durably, storage_advice
@@ -27,7 +33,19 @@ SILENT_TEXT = "{site}: microphone silent (or no audio) since {since}. Check it: 
 BACK_TEXT = "{site}: the microphone works again (silent from {since} to {until})."
 DEGRADED_TEXT = "{site}: the detector is degraded ({reason}); it keeps trying, but needs a look."
 RECOVERED_TEXT = "{site}: the detector works normally again ({reason})."
-HEARTBEAT_TEXT = "{site}: detector running since {since}: {status}."
+HEARTBEAT_TEXT = "{site}: detector running since {since} ({figures}).{degraded}"
+HEARTBEAT_FIGURES = "alerts in the last {hours:g} h: {alerts}; lost audio: {lost}; restarts: {restarts}"
+HEARTBEAT_DEGRADED = " Degraded: needs a look."
+HEARTBEAT_UNPARSED = "{site}: detector running since {since}: {status}."  # a status line of another form
+# The supervisor's status line (pipeline/supervisor.py status_line), whose figures the heartbeat gives.
+STATUS_LINE = re.compile(
+    r"(?P<state>\w+); .*\b(?P<overruns>\d+) overruns \((?P<lost>\d+) samples lost\), (?P<restarts>\d+) restarts"
+)
+ALERT_KINDS = ("alert", "summary")
+# In the data folder: when the heartbeat's period began (the last one queued, or the first start
+# without one); written only then.
+HEARTBEAT_FILE = "heartbeat.json"
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")  # tells a restart (same boot: monotonic time holds) from a reboot
 STORAGE_TEXT = (
     "{site}: the detector {problem}. It keeps listening and texting from memory, but keeps no clips, "
     "and its records are lost at a reboot. {advice}"
@@ -46,7 +64,8 @@ class HealthMonitor:
     silent_since: float | None = None  # wall time the silence began, while it is being reported
     started: float = field(default_factory=time.monotonic)  # no sound stamped yet counts from here
     started_wall: float = field(default_factory=time.time)
-    last_heartbeat: float | None = None  # monotonic; None: count from `started`
+    last_heartbeat: float | None = None  # monotonic; None: from HEARTBEAT_FILE at the first look, else `started`
+    boot_id: str = field(default_factory=lambda: _boot_id())
     unqueued: list[str] = field(default_factory=list)  # texts the outbox refused, oldest first
     retry_at: float = 0.0  # monotonic
 
@@ -70,16 +89,86 @@ class HealthMonitor:
             return self._send(text, now_monotonic)
         return None
 
-    def heartbeat(self, status: str, now_monotonic: float | None = None) -> str | None:
-        """Queue the scheduled "still running" text when it is due (never when heartbeat_hours is 0)."""
+    def heartbeat(self, status: str, now_monotonic: float | None = None, now_wall: float | None = None) -> str | None:
+        """Queue the scheduled "still running" text when it is due (never when heartbeat_hours is 0):
+        `heartbeat_hours` after the last one, whichever run of the detector sent it (HEARTBEAT_FILE),
+        else after this start. `status` is the supervisor's status line, whose figures it gives."""
         every = self.config.health.heartbeat_hours * SECONDS_PER_HOUR
+        if not every:
+            return None
         now_monotonic = time.monotonic() if now_monotonic is None else now_monotonic
-        last = self.started if self.last_heartbeat is None else self.last_heartbeat
-        if not every or now_monotonic - last < every:
+        now_wall = time.time() if now_wall is None else now_wall
+        if self.last_heartbeat is None:
+            self.last_heartbeat = self._previous_heartbeat(now_monotonic, now_wall, every)
+        if now_monotonic - self.last_heartbeat < every:
             return None
         self.last_heartbeat = now_monotonic
-        text = HEARTBEAT_TEXT.format(site=self.config.site.name, since=self._local(self.started_wall), status=status)
+        text = self._heartbeat_text(status, now_wall, every)
+        self._record_heartbeat(now_monotonic, now_wall)
         return self._send(text, now_monotonic, logging.INFO)
+
+    def _heartbeat_text(self, status: str, now_wall: float, every: float) -> str:
+        """E.g. "North gate: detector running since 2026-12-01 08:00 EAT (alerts in the last 24 h: 0;
+        lost audio: none; restarts: 0).": one SMS part with the clock note, for a site name of up
+        to about 20 characters."""
+        site, since = self.config.site.name, self._local(self.started_wall)
+        if (line := STATUS_LINE.fullmatch(status)) is None:
+            return HEARTBEAT_UNPARSED.format(site=site, since=since, status=status)
+        lost = int(line["lost"])
+        figures = HEARTBEAT_FIGURES.format(
+            hours=every / SECONDS_PER_HOUR,
+            alerts=self._alerts_since(now_wall - every, now_wall),
+            lost=f"{max(1, round(lost / MODEL_RATE))} s" if lost else "none",
+            restarts=line["restarts"],
+        )
+        degraded = HEARTBEAT_DEGRADED if line["state"] == "DEGRADED" else ""
+        return HEARTBEAT_TEXT.format(site=site, since=since, figures=figures, degraded=degraded)
+
+    def _alerts_since(self, since_wall: float, now_wall: float) -> str:
+        """Alert and summary texts queued for the first recipient in that span of the wall clock
+        (each recipient gets the same ones), from the data folder's outbox; "?" when it cannot say."""
+        path = outbox_path(self.config.storage.data_dir)
+        if not self.config.alerts.recipients or not path.exists():
+            return "0"
+        try:
+            with Outbox(path) as outbox:
+                return str(outbox.count_between(self.config.alerts.recipients[0], ALERT_KINDS, since_wall, now_wall))
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("the heartbeat cannot count the alerts in %s: %s", path, exc)
+            return "?"
+
+    def _previous_heartbeat(self, now_monotonic: float, now_wall: float, every: float) -> float:
+        """When the current period began (the last heartbeat, or the first start without one), on this
+        process's monotonic clock, from HEARTBEAT_FILE; without a readable one, this start, written
+        there (so that restarts more often than the period still make one period in the end).
+
+        In the same boot the monotonic clock tells exactly. After a reboot only the wall clock can,
+        which a Pi without RTC may have set back or forward by hours: the time it gives is taken
+        between the time since the boot (the period began before it) and one period (a heartbeat at
+        once, never a burst), so no clock step puts the next heartbeat later than a period from now."""
+        path = Path(self.config.storage.data_dir) / HEARTBEAT_FILE
+        try:
+            last = json.loads(path.read_text())
+            wall, monotonic, boot = float(last["wall"]), float(last["monotonic"]), str(last["boot_id"])
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            if not isinstance(exc, FileNotFoundError):
+                log.warning("%s unreadable (%s): the next heartbeat is counted from this start", path, exc)
+            self._record_heartbeat(self.started, now_wall - (now_monotonic - self.started))
+            return self.started
+        if boot and boot == self.boot_id and monotonic <= now_monotonic:
+            return monotonic
+        elapsed = min(max(now_wall - wall, now_monotonic), every)  # Linux: monotonic time counts from the boot
+        return now_monotonic - elapsed
+
+    def _record_heartbeat(self, monotonic: float, wall: float) -> None:
+        """Write HEARTBEAT_FILE, whole or not at all (else a later start counts from an older record, or itself)."""
+        path = Path(self.config.storage.data_dir) / HEARTBEAT_FILE
+        part = path.with_name(path.name + ".part")
+        try:
+            part.write_text(json.dumps({"wall": wall, "monotonic": monotonic, "boot_id": self.boot_id}))
+            os.replace(part, path)
+        except OSError as exc:
+            log.warning("%s not written (%s): the heartbeat may come late after a restart", path, exc)
 
     def degraded(self, reason: str) -> str:
         """A process keeps crashing: the detector may miss shots until somebody looks."""
@@ -122,3 +211,11 @@ class HealthMonitor:
 
     def _queue(self, outbox: Outbox, text: str) -> None:
         outbox.enqueue_to_all(self.config.alerts.recipients, text, "health")
+
+
+def _boot_id() -> str:
+    """This boot's id (Linux), "" where there is none: the monotonic clock counts from each boot."""
+    try:
+        return BOOT_ID.read_text().strip()
+    except OSError:
+        return ""

@@ -1,16 +1,22 @@
 """A dead microphone must not look like a quiet night."""
 
+import itertools
+import json
 import time
+from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import soundfile
 
 from alerting.clock import clock_synchronised
 from alerting.compose import clock_note
+from alerting.encoding import encode_parts
 from alerting.outbox import Outbox, outbox_path
 from pipeline.config import Config, override
-from pipeline.health import HealthMonitor
+from pipeline.health import HEARTBEAT_FILE, HealthMonitor
 from pipeline.metrics import StatsTable
+from pipeline.supervisor import Supervisor
 from tests.conftest import own_run_id
 from tests.detector_run import RATE, RECIPIENTS, DetectorRun
 
@@ -51,21 +57,137 @@ def test_the_heartbeat_text_goes_out_on_its_schedule_and_never_when_off(tmp_path
     stats = StatsTable.create(f"gs-{own_run_id()}-stats", ("capture",))
     try:
         off = HealthMonitor(override(Config(), changes), stats.slot("capture"), started=0.0)
-        assert off.heartbeat("listening", 10 * 86400.0) is None
+        assert off.heartbeat(STATUS, 10 * 86400.0, WALL) is None
+        assert not (tmp_path / HEARTBEAT_FILE).exists()
         config = override(Config(), {**changes, "health.heartbeat_hours": 24.0})
         monitor = HealthMonitor(config, stats.slot("capture"), started=0.0, started_wall=WALL)
-        assert monitor.heartbeat("listening", 86399.0) is None
-        text = monitor.heartbeat("listening; 172800 windows decided, 0 overruns", 86400.0)
+        assert monitor.heartbeat(STATUS, 86399.0, WALL + 86399.0) is None
+        assert json.loads((tmp_path / HEARTBEAT_FILE).read_text())["monotonic"] == 0.0  # counted from the start
+        text = monitor.heartbeat(STATUS, 86400.0, WALL + 86400.0)
         assert text == (
-            "Gate: detector running since 2027-01-15 08:00 UTC: listening; 172800 windows decided, 0 overruns."
-            + clock_note(clock_synchronised())
+            "Gate: detector running since 2027-01-15 08:00 UTC (alerts in the last 24 h: 0; lost audio: none; "
+            "restarts: 0)." + clock_note(clock_synchronised())
         )
-        assert monitor.heartbeat("listening", 86400.0 + 3600.0) is None  # the next one a day later
-        assert monitor.heartbeat("listening", 2 * 86400.0) is not None
+        assert json.loads((tmp_path / HEARTBEAT_FILE).read_text())["wall"] == WALL + 86400.0
+        assert monitor.heartbeat(STATUS, 86400.0 + 3600.0, WALL + 90000.0) is None  # the next one a day later
+        assert monitor.heartbeat(STATUS, 2 * 86400.0, WALL + 2 * 86400.0) is not None
     finally:
         stats.close()
     texts = Outbox(outbox_path(tmp_path)).rows()
     assert [(t.kind, t.recipient) for t in texts] == [("health", r) for r in RECIPIENTS] * 2
+
+
+def status_line(overruns=0, lost=0, restarts=0, degraded=False, decided=172800):
+    """The real Supervisor.status_line (the heartbeat's figures come from it), on a stand-in supervisor."""
+    stats = StatsTable.create(f"gs-{own_run_id()}-status", ("aggregator",))
+    try:
+        stats.slot("aggregator").set("processed", decided)
+        supervisor = SimpleNamespace(
+            managed={"capture": SimpleNamespace(restarts=restarts)},
+            degraded=degraded,
+            stats=stats,
+            audio=SimpleNamespace(overruns=overruns, lost=lost),
+        )
+        return Supervisor.status_line(supervisor)
+    finally:
+        stats.close()
+
+
+STATUS = status_line()
+
+
+def test_the_heartbeat_is_one_plain_text_part_with_the_figures_that_say_it_works(tmp_path):
+    """The audit's heartbeat was 172 characters, 2 parts, in the log's words ("windows decided, 0
+    overruns (0 samples lost)"); now one part with the clock note, for a site name of 20 characters."""
+    config = override(
+        Config(),
+        {
+            "storage.data_dir": str(tmp_path),
+            "alerts.recipients": RECIPIENTS[:1],
+            "site.name": "Mara North gate 3 NE",
+            "site.timezone": "Africa/Nairobi",
+            "health.heartbeat_hours": 24.0,
+        },
+    )
+    with Outbox(outbox_path(tmp_path)) as outbox:  # 2 alerts in the last day, 1 before it
+        for created in (WALL - 86400.0 - 1.0, WALL - 3600.0, WALL - 60.0):
+            outbox.enqueue(RECIPIENTS[0], "Gate: possible gunshot", "alert", now=created)
+    stats = StatsTable.create(f"gs-{own_run_id()}-stats", ("capture",))
+    try:
+        monitor = HealthMonitor(config, stats.slot("capture"), started=0.0, started_wall=WALL - 86400.0)
+        status = status_line(overruns=3, lost=3 * 16000 + 4000, restarts=2, degraded=True)
+        text = monitor.heartbeat(status, 86400.0, WALL)
+    finally:
+        stats.close()
+    assert text.startswith(
+        "Mara North gate 3 NE: detector running since 2027-01-14 11:00 EAT (alerts in the last 24 h: 2; "
+        "lost audio: 3 s; restarts: 2). Degraded: needs a look."
+    )
+    for word in ("windows", "overrun", "samples", "decided", "listening"):
+        assert word not in text
+    plain = text.removesuffix(clock_note(clock_synchronised())).replace(" Degraded: needs a look.", "")
+    assert len(encode_parts(RECIPIENTS[0], plain + clock_note(False), "")) == 1, plain
+
+
+def heartbeats_over(tmp_path, run_hours, reboot, clock_offsets=None):
+    """Runs of the detector one after another (a restart, or with `reboot` a reboot: the monotonic
+    clock starts again from 0), each checking every 10 minutes; the heartbeats queued, as (real
+    hours since the first start, run)."""
+    config = override(
+        Config(),
+        {"storage.data_dir": str(tmp_path), "alerts.recipients": RECIPIENTS[:1], "health.heartbeat_hours": 24.0},
+    )
+    sent = []
+    stats = StatsTable.create(f"gs-{own_run_id()}-stats", ("capture",))
+    try:
+        for run, hours in enumerate(run_hours):
+            start = sum(run_hours[:run]) * 3600.0  # real time
+            offset = (clock_offsets or {}).get(run, 0.0)  # how wrong the wall clock is in this run
+            boot = f"boot-{run}" if reboot else "boot-0"
+            mono_origin = start - 30.0 if reboot else 0.0  # a reboot: the service starts 30 s into the boot
+            monitor = HealthMonitor(
+                config,
+                stats.slot("capture"),
+                started=start - mono_origin,
+                started_wall=WALL + start + offset,
+                boot_id=boot,
+            )
+            for second in range(0, round(hours * 3600), 600):
+                now = start + second
+                if monitor.heartbeat(STATUS, now - mono_origin, WALL + now + offset) is not None:
+                    sent.append((now / 3600.0, run))
+    finally:
+        stats.close()
+    return sent
+
+
+@pytest.mark.parametrize("reboot", [False, True], ids=["restarts", "reboots"])
+def test_a_detector_restarted_more_often_than_the_period_still_sends_its_heartbeat(tmp_path, reboot):
+    """The audit: restarted every 20 h with a 24 h period, no heartbeat in 100 h (each run counted
+    from its own start). The last heartbeat's time now survives restarts (heartbeat.json)."""
+    sent = heartbeats_over(tmp_path, [20] * 5, reboot=reboot)
+    assert [hours for hours, _run in sent] == [24.0, 48.0, 72.0, 96.0]
+    texts = Outbox(outbox_path(tmp_path)).rows()
+    assert [t.kind for t in texts] == ["health"] * 4
+
+
+@pytest.mark.parametrize(("step", "next_at"), [(-6.0, 78.0), (-72.0, 84.0), (6.0, 66.0), (72.0, 60.0)])
+def test_a_clock_set_back_or_forward_at_a_reboot_neither_skips_the_heartbeat_nor_bursts(tmp_path, step, next_at):
+    """A Pi has no RTC: after a reboot its clock may be hours behind (the last saved time) or ahead.
+    Heartbeats at 24 h and 48 h, a reboot at 60 h with the clock `step` hours off: the next one
+    comes when the clock says 24 h went by since 48 h, but never later than a period after the
+    start (-72 h: 84 h, not 156 h), and one at once at most (72 h: at 60 h, not three); then one a
+    period again."""
+    sent = heartbeats_over(tmp_path, [60, 130], reboot=True, clock_offsets={1: step * 3600.0})
+    assert [h for h, run in sent if run == 0] == [24.0, 48.0]
+    after_reboot = [h for h, run in sent if run == 1]
+    assert after_reboot[0] == next_at
+    assert all(b - a == 24.0 for a, b in itertools.pairwise(after_reboot))
+
+
+def test_an_unreadable_heartbeat_file_counts_from_the_start(tmp_path):
+    (tmp_path / HEARTBEAT_FILE).write_text("{not json")
+    assert [h for h, _run in heartbeats_over(tmp_path, [30], reboot=False)] == [24.0]
 
 
 def test_the_running_detector_texts_about_a_silent_microphone(tmp_path):
