@@ -1,6 +1,9 @@
 """A text as SMS parts: GSM-7 when every character fits (160 per part, 153 when split), UCS-2 only
 when one does not (70 per part, 67 when split); long texts are concatenated parts, at most
-GAMMU_MAX_PARTS of them."""
+GAMMU_MAX_PARTS of them. Typographic characters (curly quotes, dashes, odd spaces: a site name
+typed in a word processor or on a phone) go as their GSM-7 look-alikes (`gsm7_form`), so that they
+do not make every text UCS-2, two or three times the parts; a text that needs UCS-2 anyway (e.g.
+Amharic) goes as it is."""
 
 from __future__ import annotations
 
@@ -14,6 +17,24 @@ GSM7_BASIC = frozenset(
     "¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
+# Typographic characters and their GSM-7 look-alikes ("" drops one that shows nothing).
+TYPOGRAPHIC = str.maketrans(
+    {
+        **dict.fromkeys("\u2018\u2019\u201a\u201b\u2032\u02bc\u00b4\u0060", "'"),  # ‘ ’ ‚ ‛ ′ ʼ ´ `
+        **dict.fromkeys("\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb", '"'),  # “ ” „ ‟ ″ « »
+        **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212", "-"),  # hyphens, dashes, minus
+        **dict.fromkeys(  # no-break, en, em, thin, narrow no-break and other spaces, tab
+            "\u00a0\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f\u3000\t", " "
+        ),
+        **dict.fromkeys("\u00ad\u200b\u200c\u200d\u2060\ufeff", ""),  # soft hyphen, zero-width ones
+        "\u2026": "...",  # …
+        "\u2022": "*",  # •
+        "\u00b7": ".",  # ·
+        "\u00d7": "x",  # ×
+        "\u2028": "\n",
+        "\u2029": "\n",
+    }
+)
 SMSC_FROM_SIM = {"Location": 1}  # the SMS centre number stored on the SIM
 DEFAULT_CLASS = -1  # no message class: an ordinary text, stored by the phone
 GAMMU_MAX_PARTS = 50  # Gammu's GSM_MAX_MULTI_SMS: EncodeSMS refuses a longer text (ERR_INVALIDDATA)
@@ -31,9 +52,22 @@ def is_gsm7(text: str) -> bool:
     return all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text)
 
 
+def gsm7_form(text: str) -> str:
+    """`text` with its typographic characters as GSM-7 look-alikes (TYPOGRAPHIC) when that makes it
+    all GSM-7; else `text` itself (it goes as UCS-2 anyway, which carries them)."""
+    plain = text.translate(TYPOGRAPHIC)
+    return plain if is_gsm7(plain) else text
+
+
+def ucs2_characters(text: str) -> list[str]:
+    """The characters of `text` that make it go as UCS-2 (none of TYPOGRAPHIC's), each once, in order."""
+    return list(dict.fromkeys(char for char in text.translate(TYPOGRAPHIC) if not is_gsm7(char)))
+
+
 def text_parts(text: str) -> list[dict]:
-    """`text` as Gammu's SMS parts, in sending order, without recipient or SMS centre (`len()` counts
-    them); SMSEncodingError when Gammu cannot encode it."""
+    """`text` (its `gsm7_form`) as Gammu's SMS parts, in sending order, without recipient or SMS
+    centre (`len()` counts them); SMSEncodingError when Gammu cannot encode it."""
+    text = gsm7_form(text)
     try:
         return gammu.EncodeSMS(
             {

@@ -20,7 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alerting.encoding import GAMMU_MAX_PARTS, UCS2_SPLIT_PART, SMSEncodingError, is_gsm7, text_parts
+from alerting.encoding import (
+    GAMMU_MAX_PARTS,
+    GSM7_SPLIT_PART,
+    UCS2_SPLIT_PART,
+    SMSEncodingError,
+    text_parts,
+    ucs2_characters,
+)
 from alerting.phone import PhoneNumberError, validate_e164
 from pipeline.users import why_unreadable
 
@@ -320,14 +327,15 @@ def _check_text_lengths(config: Config) -> None:
     _check_parts("alerts.template", REPEAT_PREFIX + _longest_alert(config), what, "shorten it or site.name")
 
 
-def _longest_alert(config: Config) -> str:
+def _longest_alert(config: Config, confidence: float = 1.0, notes: bool = True) -> str:
     """The longest alert text `config` gives, made by the code that makes alerts: 100% confidence,
-    every note, and the longest local time in the year (e.g. Lord Howe Island's +11 and +1030)."""
+    every note (unless not `notes`), and the longest local time in the year (e.g. Lord Howe
+    Island's +11 and +1030)."""
     from alerting.compose import EventAlert, alert_text  # compose imports this module
 
     year = datetime.datetime.now(datetime.UTC).year
     starts = (datetime.datetime(year, month, 1, tzinfo=datetime.UTC).timestamp() for month in MONTHS)
-    alerts = (EventAlert(0, start, confidence=1.0, degraded=True, clock_synchronised=False) for start in starts)
+    alerts = (EventAlert(0, start, confidence, degraded=notes, clock_synchronised=not notes) for start in starts)
     return max((alert_text(config, alert) for alert in alerts), key=len)
 
 
@@ -340,12 +348,40 @@ def _check_parts(key: str, text: str, what: str, fix: str) -> None:
     if parts is not None and parts <= MAX_TEXT_PARTS:
         return
     count = f"more than {GAMMU_MAX_PARTS}" if parts is None else parts
-    wide = next((char for char in text if not is_gsm7(char)), None)
-    why = f" ({wide!r} is not in GSM-7: all of it goes as UCS-2, {UCS2_SPLIT_PART} characters a part)" if wide else ""
+    wide = ucs2_characters(text)
+    why = (
+        f" ({wide[0]!r} is not in GSM-7: all of it goes as UCS-2, {UCS2_SPLIT_PART} characters a part)" if wide else ""
+    )
     raise ConfigError(
         f"{key}: {what} takes {count} SMS parts, {len(text)} characters{why}; at most {MAX_TEXT_PARTS} are "
         f"allowed: {fix}"
     )
+
+
+def text_cost_warnings(config: Config) -> list[str]:
+    """A warning when a typical alert (no note, not a repeat, the longest local time of the year)
+    takes more than one SMS part: each part is paid for, and every text of a site name that forces
+    UCS-2 takes two or three times the parts. It names the setting and the characters to blame."""
+    typical = _longest_alert(config, confidence=0.99, notes=False)
+    try:
+        parts = len(text_parts(typical))
+    except SMSEncodingError:
+        parts = GAMMU_MAX_PARTS + 1  # validate() refuses it before this
+    if parts <= 1:
+        return []
+    cost = f"a typical alert takes {parts} SMS parts ({len(typical)} characters), each paid for"
+    literal = re.sub(r"\{\w*\}", "", config.alerts.template)  # what the template itself writes
+    blamed = [
+        (key, ucs2_characters(text)) for key, text in (("site.name", config.site.name), ("alerts.template", literal))
+    ]
+    if wide := [(key, chars) for key, chars in blamed if chars]:
+        return [
+            f"{key}: {cost}: {', '.join(map(repr, chars))} {'is' if len(chars) == 1 else 'are'} not in the GSM-7 "
+            f"alphabet, so every text goes as UCS-2 ({UCS2_SPLIT_PART} characters a part, not "
+            f"{GSM7_SPLIT_PART}); write it without them to make texts cheaper"
+            for key, chars in wide
+        ]
+    return [f"site.name or alerts.template: {cost}: shorten them to make texts cheaper"]
 
 
 def _check_pin(pin: str) -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from alerting import faults, modem_check
 from alerting import modem as modem_module
-from alerting.encoding import CUT_MARK, SMSEncodingError, encode_parts, text_parts
+from alerting.encoding import CUT_MARK, SMSEncodingError, cut_to_fit, encode_parts, text_parts
 from alerting.faults import ModemError, translate
 from alerting.modem import Modem
 from alerting.outbox import REPEAT_PREFIX, Outbox, outbox_path
@@ -67,6 +67,28 @@ def test_the_dummy_phone_takes_long_and_unicode_texts_in_the_right_parts(tmp_pat
     assert sent_texts(tmp_path) == [(A, long_text), (B, unicode_text), (A, "Séréna € [ok]")]
     log = (tmp_path / "gammu.log").read_text(encoding="utf-8")
     assert log.count("Unicode SMS") == 2 and log.count("7 bit SMS") == 4
+
+
+def test_typographic_characters_go_as_gsm7_look_alikes_and_a_text_needing_ucs2_as_it_is(tmp_path):
+    """A site name typed in a word processor ("Farmer’s dam – east") made every text UCS-2: an
+    alert 2 parts, a health text 3, silently. Curly quotes, dashes, odd spaces and the ellipsis now
+    go as their GSM-7 look-alikes; a text with a character GSM-7 has no form of (Amharic) still goes
+    as UCS-2, as written."""
+    config = config_for(tmp_path)
+    typed = "Farmer’s dam – east: possible gunshot at 2026-11-25 14:03:07 EAT (confidence 87%). “Check”…"
+    sent = 'Farmer\'s dam - east: possible gunshot at 2026-11-25 14:03:07 EAT (confidence 87%). "Check"...'
+    amharic = "ዋሻ ’gate’: possible gunshot"
+    modem = connected_modem(config)
+    try:
+        assert len(modem.send_text(A, typed)) == 1  # 96 characters: 2 parts as UCS-2
+        assert len(modem.send_text(B, amharic)) == 1
+    finally:
+        modem.terminate()
+    assert sent_texts(tmp_path) == [(A, sent), (B, amharic)]
+    log = (tmp_path / "gammu.log").read_text(encoding="utf-8")
+    assert log.count("7 bit SMS") == 1 and log.count("Unicode SMS") == 1
+    assert len(text_parts("–" * 7650)) == 50  # 50 GSM-7 parts; as UCS-2, past Gammu's 50
+    assert cut_to_fit("—" * 8000) == "—" * 7642 + CUT_MARK  # [ and ] take 2 septets each
 
 
 def test_identify_reports_the_dummy_phone(tmp_path):

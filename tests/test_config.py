@@ -23,6 +23,7 @@ from pipeline.config import (
     ConfigError,
     load_config,
     override,
+    text_cost_warnings,
 )
 from pipeline.layout import AUDIO_SHAPE, Layout
 from pipeline.metrics import StatsTable
@@ -154,6 +155,51 @@ def test_a_site_name_or_template_too_long_for_a_text_is_refused(changes, message
     """A text past 50 parts cannot be sent at all (Gammu's EncodeSMS refuses it)."""
     with pytest.raises(ConfigError, match=re.escape(message)):
         override(Config(), changes)
+
+
+def test_typographic_characters_count_as_the_gsm7_they_are_sent_as():
+    """An en dash is sent as '-' (alerting/encoding.py gsm7_form): a template of them that fits
+    MAX_TEXT_PARTS GSM-7 parts is taken (as UCS-2 it would take 24)."""
+    template = "\u2013" * (ROOM - septets(DEGRADED_NOTE + UNSYNCHRONISED_NOTE)) + "{note}"
+    assert override(Config(), {"alerts.template": template}).alerts.template == template
+    with pytest.raises(ConfigError, match=re.escape("takes 11 SMS parts")):
+        override(Config(), {"alerts.template": "\u2013" + template})
+
+
+LONG_SITE = "Mara North Conservancy: eastern boundary gate by the old lodge road and the river crossing, gate 3"
+
+
+@pytest.mark.parametrize(
+    ("changes", "warnings"),
+    [
+        ({"site.name": "North gate"}, []),
+        ({"site.name": "Farmer\u2019s dam \u2013 east"}, []),  # sent as "Farmer's dam - east": 1 part
+        (
+            {"site.name": "\u12cb\u123b \u12cb\u123b gate \u2013 \u12a0\u12cb\u123b"},
+            [
+                "site.name: a typical alert takes 2 SMS parts (79 characters), each paid for: '\u12cb', '\u123b', "
+                "'\u12a0' are not in the GSM-7 alphabet, so every text goes as UCS-2 (67 characters a part, not 153); "
+                "write it without them to make texts cheaper"
+            ],
+        ),
+        (
+            {
+                "site.name": "Gate 3",
+                "alerts.template": "{site} \u2605 possible gunshot at {time}, confidence {confidence}.{note} Go.",
+            },
+            ["alerts.template: a typical alert takes 2 SMS parts (73 characters), each paid for: '\u2605' is not"],
+        ),
+        (
+            {"site.name": LONG_SITE},
+            ["site.name or alerts.template: a typical alert takes 2 SMS parts (161 characters), each paid for"],
+        ),
+    ],
+)
+def test_a_typical_alert_over_one_sms_part_is_warned_about_naming_the_setting(changes, warnings):
+    """check-config (and start) warn of what makes every alert cost more than one part."""
+    got = text_cost_warnings(override(Config(), {"site.timezone": "Africa/Nairobi", **changes}))
+    assert len(got) == len(warnings)
+    assert all(g.startswith(w) for g, w in zip(got, warnings, strict=True)), got
 
 
 def test_a_data_dir_that_is_a_file_is_refused_not_taken_for_a_failing_card(tmp_path):
