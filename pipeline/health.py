@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -24,7 +23,6 @@ from pathlib import Path
 from alerting.clock import clock_synchronised
 from alerting.compose import clock_note, local_time
 from alerting.outbox import Outbox, outbox_path
-from capture.pcm import MODEL_RATE
 from pipeline.config import Config
 from pipeline.metrics import StatsSlot
 from pipeline.storage import queue_durably, storage_advice
@@ -36,11 +34,6 @@ RECOVERED_TEXT = "{site}: the detector works normally again ({reason})."
 HEARTBEAT_TEXT = "{site}: detector running since {since} ({figures}).{degraded}"
 HEARTBEAT_FIGURES = "alerts in the last {hours:g} h: {alerts}; lost audio: {lost}; restarts: {restarts}"
 HEARTBEAT_DEGRADED = " Degraded: needs a look."
-HEARTBEAT_UNPARSED = "{site}: detector running since {since}: {status}."  # a status line of another form
-# The supervisor's status line (pipeline/supervisor.py status_line), whose figures the heartbeat gives.
-STATUS_LINE = re.compile(
-    r"(?P<state>\w+); .*\b(?P<overruns>\d+) overruns \((?P<lost>\d+) samples lost\), (?P<restarts>\d+) restarts"
-)
 ALERT_KINDS = ("alert", "summary")
 # In the data folder: when the heartbeat's period began (the last one queued, or the first start
 # without one); written only then.
@@ -55,6 +48,15 @@ HEALTH_RETRY = 60.0  # s between tries to queue a health text the outbox refused
 UNQUEUED_KEPT = 50  # health texts kept while the outbox refuses them; older ones are given up (logged)
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunFigures:
+    """What the heartbeat says of the run so far (the supervisor's figures)."""
+
+    lost_seconds: float  # audio lost to overruns and outages
+    restarts: int  # of processes
+    degraded: bool
 
 
 @dataclass
@@ -89,10 +91,12 @@ class HealthMonitor:
             return self._send(text, now_monotonic)
         return None
 
-    def heartbeat(self, status: str, now_monotonic: float | None = None, now_wall: float | None = None) -> str | None:
+    def heartbeat(
+        self, figures: RunFigures, now_monotonic: float | None = None, now_wall: float | None = None
+    ) -> str | None:
         """Queue the scheduled "still running" text when it is due (never when heartbeat_hours is 0):
         `heartbeat_hours` after the last one, whichever run of the detector sent it (HEARTBEAT_FILE),
-        else after this start. `status` is the supervisor's status line, whose figures it gives."""
+        else after this start. `figures`: the supervisor's, as of now."""
         every = self.config.health.heartbeat_hours * SECONDS_PER_HOUR
         if not every:
             return None
@@ -103,26 +107,26 @@ class HealthMonitor:
         if now_monotonic - self.last_heartbeat < every:
             return None
         self.last_heartbeat = now_monotonic
-        text = self._heartbeat_text(status, now_wall, every)
+        text = self._heartbeat_text(figures, now_wall, every)
         self._record_heartbeat(now_monotonic, now_wall)
         return self._send(text, now_monotonic, logging.INFO)
 
-    def _heartbeat_text(self, status: str, now_wall: float, every: float) -> str:
+    def _heartbeat_text(self, run: RunFigures, now_wall: float, every: float) -> str:
         """E.g. "North gate: detector running since 2026-12-01 08:00 EAT (alerts in the last 24 h: 0;
         lost audio: none; restarts: 0).": one SMS part with the clock note, for a site name of up
         to about 20 characters."""
-        site, since = self.config.site.name, self._local(self.started_wall)
-        if (line := STATUS_LINE.fullmatch(status)) is None:
-            return HEARTBEAT_UNPARSED.format(site=site, since=since, status=status)
-        lost = int(line["lost"])
         figures = HEARTBEAT_FIGURES.format(
             hours=every / SECONDS_PER_HOUR,
             alerts=self._alerts_since(now_wall - every, now_wall),
-            lost=f"{max(1, round(lost / MODEL_RATE))} s" if lost else "none",
-            restarts=line["restarts"],
+            lost=f"{max(1, round(run.lost_seconds))} s" if run.lost_seconds else "none",
+            restarts=run.restarts,
         )
-        degraded = HEARTBEAT_DEGRADED if line["state"] == "DEGRADED" else ""
-        return HEARTBEAT_TEXT.format(site=site, since=since, figures=figures, degraded=degraded)
+        return HEARTBEAT_TEXT.format(
+            site=self.config.site.name,
+            since=self._local(self.started_wall),
+            figures=figures,
+            degraded=HEARTBEAT_DEGRADED if run.degraded else "",
+        )
 
     def _alerts_since(self, since_wall: float, now_wall: float) -> str:
         """Alert and summary texts queued for the first recipient in that span of the wall clock

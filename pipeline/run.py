@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.config import FICTIONAL_NUMBER, Config, check_clips_fit_ring
+from pipeline.config import FICTIONAL_NUMBER, Config, check_clips_fit_ring, text_cost_warnings
 from pipeline.users import why_unreadable
 
 if TYPE_CHECKING:
@@ -62,6 +62,8 @@ def run_detector(config: Config) -> int:
         return 2
     if not config.alerts.recipients:
         log.warning("%s", NO_RECIPIENTS)  # the demo's fictional number is no warning: check-config warns of it
+    for warning in text_cost_warnings(config):
+        log.warning("%s", warning)
     try:
         supervisor = Supervisor(config, ensemble)
         supervisor.start()
@@ -135,7 +137,8 @@ def _votes_text(votes: dict[str, float]) -> str:
 
 
 def config_warnings(config: Config) -> list[str]:
-    """What a valid config holds that makes the detector text no one, or hear nothing live."""
+    """What a valid config holds that makes the detector text no one, hear nothing live, or pay
+    for more SMS parts than it needs."""
     recipients = config.alerts.recipients
     warnings = [] if recipients else [NO_RECIPIENTS]
     if FICTIONAL_NUMBER in recipients:
@@ -145,7 +148,7 @@ def config_warnings(config: Config) -> list[str]:
             f"audio.source is set: the detector replays {config.audio.source} once and stops, and does not listen "
             "to audio.device (leave audio.source empty for a microphone)"
         )
-    return warnings
+    return warnings + text_cost_warnings(config)
 
 
 def check_gammurc(config: Config) -> None:

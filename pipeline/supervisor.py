@@ -40,7 +40,7 @@ from inference.model import Ensemble
 from inference.worker import run_worker
 from pipeline.channel import Channel
 from pipeline.config import Config
-from pipeline.health import HealthMonitor
+from pipeline.health import HealthMonitor, RunFigures
 from pipeline.layout import AUDIO_RING, AUDIO_SHAPE, STATS, Layout, feature_shape
 from pipeline.messages import OutboxChanged
 from pipeline.metrics import StatsTable
@@ -402,7 +402,7 @@ class Supervisor:
         """Each health watch once per loop turn: a text it queued, or None."""
         return (
             self.health.check(),
-            self.health.heartbeat(self.status_line()),
+            self.health.heartbeat(self.run_figures()),
             self._watch_storage(time.monotonic()),
         )
 
@@ -416,9 +416,15 @@ class Supervisor:
             self._ready = True
             self.notifier.ready(self.status_line())
 
+    def run_figures(self) -> RunFigures:
+        return RunFigures(self.audio.lost / self.audio.rate, self._restarts(), self.degraded)
+
+    def _restarts(self) -> int:
+        return sum(managed.restarts for managed in self.managed.values())
+
     def status_line(self) -> str:
         """One line for `systemctl status`: windows decided, lost audio, restarts, health."""
-        restarts = sum(managed.restarts for managed in self.managed.values())
+        restarts = self._restarts()
         state = "DEGRADED" if self.degraded else "listening"
         aggregator = self.stats.slot("aggregator")
         decided = f"{aggregator.get('processed'):.0f} windows decided"

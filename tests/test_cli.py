@@ -135,9 +135,15 @@ def test_a_config_file_the_detector_s_user_cannot_read_is_refused_with_the_fix()
         (["[alerts]", "recipients = []"], "alerts.recipients is empty"),
         (["[alerts]", f'recipients = ["{A}"]'], "the example's fictional number"),
         (["[audio]", f'source = "{DEMO_RECORDING}"'], "does not listen to audio.device"),
+        (
+            ["[site]", 'name = "Ndovu camp \u2013 \u0645\u062e\u064a\u0645"'],
+            "site.name: a typical alert takes 2 SMS parts",
+        ),
     ],
 )
-def test_check_config_warns_of_a_config_that_texts_no_one_or_hears_nothing_live(tmp_path, lines, warning):
+def test_check_config_warns_of_a_config_that_texts_no_one_hears_nothing_live_or_pays_for_more_parts(
+    tmp_path, lines, warning
+):
     result = cli("check-config", "--quiet", "--config", str(config_file(tmp_path, *lines)))
     assert result.returncode == 0 and result.stderr.startswith("warning: ") and warning in result.stderr
 

@@ -3,7 +3,6 @@
 import itertools
 import json
 import time
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,9 +13,8 @@ from alerting.compose import clock_note
 from alerting.encoding import encode_parts
 from alerting.outbox import Outbox, outbox_path
 from pipeline.config import Config, override
-from pipeline.health import HEARTBEAT_FILE, HealthMonitor
+from pipeline.health import HEARTBEAT_FILE, HealthMonitor, RunFigures
 from pipeline.metrics import StatsTable
-from pipeline.supervisor import Supervisor
 from tests.conftest import own_run_id
 from tests.detector_run import RATE, RECIPIENTS, DetectorRun
 
@@ -77,23 +75,7 @@ def test_the_heartbeat_text_goes_out_on_its_schedule_and_never_when_off(tmp_path
     assert [(t.kind, t.recipient) for t in texts] == [("health", r) for r in RECIPIENTS] * 2
 
 
-def status_line(overruns=0, lost=0, restarts=0, degraded=False, decided=172800):
-    """The real Supervisor.status_line (the heartbeat's figures come from it), on a stand-in supervisor."""
-    stats = StatsTable.create(f"gs-{own_run_id()}-status", ("aggregator",))
-    try:
-        stats.slot("aggregator").set("processed", decided)
-        supervisor = SimpleNamespace(
-            managed={"capture": SimpleNamespace(restarts=restarts)},
-            degraded=degraded,
-            stats=stats,
-            audio=SimpleNamespace(overruns=overruns, lost=lost),
-        )
-        return Supervisor.status_line(supervisor)
-    finally:
-        stats.close()
-
-
-STATUS = status_line()
+STATUS = RunFigures(lost_seconds=0.0, restarts=0, degraded=False)
 
 
 def test_the_heartbeat_is_one_plain_text_part_with_the_figures_that_say_it_works(tmp_path):
@@ -115,8 +97,7 @@ def test_the_heartbeat_is_one_plain_text_part_with_the_figures_that_say_it_works
     stats = StatsTable.create(f"gs-{own_run_id()}-stats", ("capture",))
     try:
         monitor = HealthMonitor(config, stats.slot("capture"), started=0.0, started_wall=WALL - 86400.0)
-        status = status_line(overruns=3, lost=3 * 16000 + 4000, restarts=2, degraded=True)
-        text = monitor.heartbeat(status, 86400.0, WALL)
+        text = monitor.heartbeat(RunFigures(lost_seconds=3.25, restarts=2, degraded=True), 86400.0, WALL)
     finally:
         stats.close()
     assert text.startswith(
