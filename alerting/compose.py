@@ -1,9 +1,12 @@
-"""The words of a text, and the hourly limit that turns a flood of events into a summary.
+"""The words of a text, and the hourly limit that turns a flood of events into summaries.
 
-Per recipient, at most `alerts.max_per_hour` alert and summary texts are queued in any rolling
-hour. An event over the limit is never dropped: it is recorded (outbox table `held`), and when the
-limit allows another text, every event waiting for that recipient goes out in ONE summary text.
-Once events wait, later ones wait with them, so texts stay in time order.
+Per recipient, an event is texted at once while fewer than `alerts.max_per_hour` alert and summary
+texts were queued in the rolling hour. An event over the limit is never dropped: it is recorded
+(outbox table `held`), and every event waiting for that recipient goes out in ONE summary text as
+soon as the limit allows another text, or once no summary went to that recipient for
+SUMMARY_INTERVAL: a held event waits at most that long, and a flood costs at most max_per_hour + 4
+texts an hour per recipient (the summaries sent past the limit are SUMMARY_INTERVAL apart). Once
+events wait, later ones wait with them, so texts stay in time order.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from alerting.outbox import HeldEvent, Outbox
 from pipeline.config import Config
 
 HOUR = 3600.0
+SUMMARY_INTERVAL = 15 * 60.0  # s: the longest an event over the hourly limit waits for its summary
 LIMITED_KINDS = ("alert", "summary")  # test and health texts do not count against the limit
 DEGRADED_NOTE = " Detector degraded: not all models are running."
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S %Z"
@@ -65,7 +69,8 @@ def network_back_text(config: Config, lost_at: float, back_at: float, synchronis
 
 
 def summary_text(config: Config, events: list[HeldEvent], now: float, synchronised: bool = True) -> str:
-    """E.g. "North gate: 7 more possible gunshots between 14:03 and 14:41 EAT (texts limited to 5/hour)."
+    """E.g. "North gate: 7 more possible gunfire incidents between 14:03 and 14:41 EAT (texts limited to
+    5/hour)." (each incident an event, of one shot or many)
 
     Dates are added when the events span midnight or happened before today (local time)."""
     first, last = events[0].event_time, events[-1].event_time
@@ -74,8 +79,8 @@ def summary_text(config: Config, events: list[HeldEvent], now: float, synchronis
     start, end = local_time(config, first, fmt), local_time(config, last, f"{fmt} %Z")
     limit = f"(texts limited to {config.alerts.max_per_hour}/hour)"
     if len(events) == 1:
-        return f"{config.site.name}: 1 more possible gunshot at {end} {limit}." + clock_note(synchronised)
-    span = f"{len(events)} more possible gunshots between {start} and {end} {limit}."
+        return f"{config.site.name}: 1 more possible gunfire incident at {end} {limit}." + clock_note(synchronised)
+    span = f"{len(events)} more possible gunfire incidents between {start} and {end} {limit}."
     return f"{config.site.name}: {span}" + clock_note(synchronised)
 
 
@@ -96,15 +101,16 @@ def queue_event_alert(outbox: Outbox, config: Config, alert: EventAlert, now: fl
 
 
 def release_summaries(outbox: Outbox, config: Config, now: float) -> list[int]:
-    """One summary text per recipient with waiting events, where the hourly limit has room.
+    """One summary text per recipient with waiting events, where the hourly limit has room or no
+    summary went to the recipient in the last SUMMARY_INTERVAL.
 
-    The SMS process calls this on every pass, so a summary goes out as soon as the limit allows."""
+    The SMS process calls this on every pass, so a summary goes out as soon as either allows."""
     if not outbox.waiting_held():
         return []  # the usual case: a read, no write transaction
     ids = []
     with outbox.transaction():
         for recipient, events in outbox.waiting_held().items():
-            if _room(outbox, config, recipient, now):
+            if _room(outbox, config, recipient, now) or not _summarised_lately(outbox, recipient, now):
                 summary = summary_text(config, events, now, clock_synchronised())
                 ids.append(outbox.release_held(recipient, [e.id for e in events], summary, now))
     return ids
@@ -114,3 +120,9 @@ def _room(outbox: Outbox, config: Config, recipient: str, now: float) -> bool:
     """Whether the hourly limit has room, in the hour before `now` as the clock now reads: after the
     clock is set back, texts stamped later hold nothing up (else a new shot waits for that hour)."""
     return outbox.count_between(recipient, LIMITED_KINDS, now - HOUR, now) < config.alerts.max_per_hour
+
+
+def _summarised_lately(outbox: Outbox, recipient: str, now: float) -> bool:
+    """Whether a summary went to `recipient` in the SUMMARY_INTERVAL before `now` (as `_room` counts:
+    summaries stamped after `now`, before the clock was set back, hold nothing up)."""
+    return outbox.count_between(recipient, ("summary",), now - SUMMARY_INTERVAL, now) > 0

@@ -8,6 +8,7 @@ import pytest
 
 from alerting.clock import clock_synchronised
 from alerting.compose import (
+    SUMMARY_INTERVAL,
     EventAlert,
     alert_text,
     clock_note,
@@ -133,10 +134,10 @@ def test_summary_text_gives_the_span_and_dates_only_when_needed(tmp_path):
     config = config_for(tmp_path, **{"alerts.max_per_hour": 5})
     events = [HeldEvent(i, A, i, SHOT_TIME + 60 * i, None) for i in range(7)]
     assert summary_text(config, events, SHOT_TIME + 3600) == (
-        "North gate: 7 more possible gunshots between 14:03 and 14:09 EAT (texts limited to 5/hour)."
+        "North gate: 7 more possible gunfire incidents between 14:03 and 14:09 EAT (texts limited to 5/hour)."
     )
     assert summary_text(config, events[:1], SHOT_TIME) == (
-        "North gate: 1 more possible gunshot at 14:03 EAT (texts limited to 5/hour)."
+        "North gate: 1 more possible gunfire incident at 14:03 EAT (texts limited to 5/hour)."
     )
     late = summary_text(config, events, SHOT_TIME + 86400)  # sent the next day
     assert "between 2026-11-25 14:03 and 2026-11-25 14:09 EAT" in late
@@ -270,7 +271,7 @@ def test_an_outbox_file_from_before_summaries_were_linked_still_opens(tmp_path):
 
 
 # --- the hourly limit -------------------------------------------------------------------------------
-def test_a_flood_gives_alerts_up_to_the_limit_then_one_summary_and_drops_nothing(tmp_path):
+def test_a_flood_gives_alerts_up_to_the_limit_then_summaries_and_drops_nothing(tmp_path):
     config = config_for(tmp_path, **{"alerts.max_per_hour": 5})
     outbox = open_outbox(tmp_path)
     start = SHOT_TIME
@@ -278,39 +279,87 @@ def test_a_flood_gives_alerts_up_to_the_limit_then_one_summary_and_drops_nothing
         queue_event_alert(outbox, config, EventAlert(i, start + 2 * i, 0.9, False), now=start + 2 * i)
     for recipient in NUMBERS:
         texts = [r for r in outbox.rows() if r.recipient == recipient]
-        assert [r.kind for r in texts] == ["alert"] * 5
-        assert [r.event_id for r in texts] == [0, 1, 2, 3, 4]
-        assert len(outbox.waiting_held()[recipient]) == 25  # recorded, not dropped
-    assert release_summaries(outbox, config, now=start + 3599) == []  # the hour is still full
-    summaries = release_summaries(outbox, config, now=start + 3600)  # the first alert left the hour
+        assert [r.kind for r in texts] == ["alert"] * 5 + ["summary"]  # the first over the limit: at once
+        assert [r.event_id for r in texts[:5]] == [0, 1, 2, 3, 4]
+        assert [e.event_id for e in outbox.reported_by(texts[5].id)] == [5]
+        assert len(outbox.waiting_held()[recipient]) == 24  # recorded, not dropped
+    # The hour is full: the rest waits for SUMMARY_INTERVAL after that summary (at start + 10) ...
+    assert release_summaries(outbox, config, now=start + 10 + SUMMARY_INTERVAL - 1) == []
+    summaries = release_summaries(outbox, config, now=start + 10 + SUMMARY_INTERVAL)
     assert len(summaries) == 2
     for summary_id, recipient in zip(summaries, NUMBERS, strict=True):
         summary = outbox.row(summary_id)
         assert summary.recipient == recipient and summary.kind == "summary"
         assert summary.text == (
-            "North gate: 25 more possible gunshots between 14:03 and 14:04 EAT (texts limited to 5/hour)."
+            "North gate: 24 more possible gunfire incidents between 14:03 and 14:04 EAT (texts limited to 5/hour)."
             + clock_note(clock_synchronised())  # this machine's clock may be unsynchronised
         )
-        assert [e.event_id for e in outbox.reported_by(summary_id)] == list(range(5, 30))
+        assert [e.event_id for e in outbox.reported_by(summary_id)] == list(range(6, 30))
     assert outbox.waiting_held() == {}
-    # The hour is full again (4 alerts + the summary): the next event waits for the next slot...
-    queue_event_alert(outbox, config, EventAlert(30, start + 3601, 0.9, False), now=start + 3601)
-    assert outbox.count_between(A, ("alert", "summary"), start + 1, start + 3601) == 5
-    # ... which opens when the second alert leaves the hour, as one more summary.
-    ids = release_summaries(outbox, config, now=start + 3602)
-    assert [outbox.row(i).text.split(" (")[0] for i in ids] == ["North gate: 1 more possible gunshot at 15:03 EAT"] * 2
+    # A later event is summarised at once (no summary for SUMMARY_INTERVAL); the next one waits ...
+    assert len(queue_event_alert(outbox, config, EventAlert(30, start + 3000, 0.9, False), now=start + 3000)) == 2
+    assert queue_event_alert(outbox, config, EventAlert(31, start + 3601, 0.9, False), now=start + 3601) == []
+    # ... until the hour has room, when that comes first (3 summaries and the alerts of start + 6 and + 8).
+    assert release_summaries(outbox, config, now=start + 3605) == []
+    ids = release_summaries(outbox, config, now=start + 3606)  # the alert of start + 6 left the hour
+    assert [outbox.row(i).text.split(" (")[0] for i in ids] == [
+        "North gate: 1 more possible gunfire incident at 15:03 EAT"
+    ] * 2
 
 
 def test_an_event_after_a_quiet_hour_is_a_plain_alert_again(tmp_path):
     config = config_for(tmp_path, **{"alerts.max_per_hour": 1, "alerts.recipients": [A]})
     outbox = open_outbox(tmp_path)
     assert len(queue_event_alert(outbox, config, EventAlert(1, 0.0, 0.9, False), now=0.0)) == 1
-    assert queue_event_alert(outbox, config, EventAlert(2, 10.0, 0.9, False), now=10.0) == []
-    summary_ids = release_summaries(outbox, config, now=3600.0)
-    assert len(summary_ids) == 1
-    (alert_id,) = queue_event_alert(outbox, config, EventAlert(3, 7300.0, 0.9, False), now=7300.0)
+    assert len(queue_event_alert(outbox, config, EventAlert(2, 10.0, 0.9, False), now=10.0)) == 1  # a summary
+    assert queue_event_alert(outbox, config, EventAlert(3, 20.0, 0.9, False), now=20.0) == []
+    assert len(release_summaries(outbox, config, now=10.0 + SUMMARY_INTERVAL)) == 1
+    (alert_id,) = queue_event_alert(outbox, config, EventAlert(4, 7300.0, 0.9, False), now=7300.0)
     assert outbox.row(alert_id).kind == "alert"
-    assert [r.kind for r in outbox.rows()] == ["alert", "summary", "alert"]
+    assert [r.kind for r in outbox.rows()] == ["alert", "summary", "summary", "alert"]
+
+
+def test_a_new_incident_after_a_flood_is_texted_at_once_not_when_the_hour_is_over(tmp_path):
+    """The audit's firefight: 11 bursts in 3 minutes at the default limit of 10, then a new incident
+    25 minutes later. Before, it waited for the first alert to leave the hour: texted 35 min late."""
+    config = config_for(tmp_path, **{"alerts.recipients": [A]})  # max_per_hour 10
+    outbox = open_outbox(tmp_path)
+    for i in range(11):
+        queue_event_alert(outbox, config, EventAlert(i, SHOT_TIME + 16 * i, 0.9, False), now=SHOT_TIME + 16 * i + 2)
+    assert [r.kind for r in outbox.rows()] == ["alert"] * 10 + ["summary"]
+    new = SHOT_TIME + 25 * 60
+    (summary_id,) = queue_event_alert(outbox, config, EventAlert(11, new, 0.9, False), now=new + 2)
+    assert [e.event_id for e in outbox.reported_by(summary_id)] == [11]
+    assert outbox.row(summary_id).text.startswith("North gate: 1 more possible gunfire incident at 14:28 EAT")
+
+
+def test_a_long_flood_holds_no_event_past_the_summary_interval_and_costs_at_most_4_texts_an_hour_more(tmp_path):
+    """Events every 20 s for 3 hours, the SMS process's pass every 5 s: every event is reported once,
+    in order, within SUMMARY_INTERVAL (before: up to an hour), and no rolling hour holds more than
+    max_per_hour + 4 texts to a recipient."""
+    limit = 3
+    config = config_for(tmp_path, **{"alerts.max_per_hour": limit, "alerts.recipients": [A]})
+    outbox = open_outbox(tmp_path)
+    queued_at: dict[int, float] = {}
+    for step in range(3 * 720 + int(SUMMARY_INTERVAL) // 5):  # then the passes after the last event
+        now = SHOT_TIME + 5 * step
+        if step % 4 == 0 and step < 3 * 720:
+            event_id = step // 4
+            queue_event_alert(outbox, config, EventAlert(event_id, now, 0.9, False), now=now)
+            queued_at[event_id] = now
+        release_summaries(outbox, config, now)
+    assert outbox.waiting_held() == {}
+    texts = outbox.rows(limit=10_000)
+    reported = []
+    for text in texts:
+        events = [text.event_id] if text.kind == "alert" else [e.event_id for e in outbox.reported_by(text.id)]
+        assert all(text.created - queued_at[event_id] <= SUMMARY_INTERVAL for event_id in events), text
+        reported += events
+    assert reported == sorted(queued_at)  # every event once, in time order
+    for text in texts:
+        in_hour = outbox.count_between(A, ("alert", "summary"), text.created - 3600, text.created)
+        assert in_hour <= limit + 4
+    assert max(outbox.count_between(A, ("summary",), t.created - 3600, t.created) for t in texts) == 4
 
 
 def test_texts_stamped_before_the_clock_was_set_back_leave_the_limit_room(tmp_path):
@@ -319,10 +368,13 @@ def test_texts_stamped_before_the_clock_was_set_back_leave_the_limit_room(tmp_pa
     config = config_for(tmp_path, **{"alerts.max_per_hour": 1, "alerts.recipients": [A]})
     outbox = open_outbox(tmp_path)
     assert len(queue_event_alert(outbox, config, EventAlert(1, SHOT_TIME, 0.9, False), now=SHOT_TIME)) == 1
+    queue_event_alert(outbox, config, EventAlert(2, SHOT_TIME + 10, 0.9, False), now=SHOT_TIME + 10)  # a summary
     set_back = SHOT_TIME - 86400
-    (alert_id,) = queue_event_alert(outbox, config, EventAlert(2, set_back, 0.9, False), now=set_back)
+    (alert_id,) = queue_event_alert(outbox, config, EventAlert(3, set_back, 0.9, False), now=set_back)
     assert outbox.row(alert_id).kind == "alert"
-    assert queue_event_alert(outbox, config, EventAlert(3, set_back + 60, 0.9, False), now=set_back + 60) == []
+    (summary_id,) = queue_event_alert(outbox, config, EventAlert(4, set_back + 60, 0.9, False), now=set_back + 60)
+    assert outbox.row(summary_id).kind == "summary"  # the summary stamped a day ahead holds none up either
+    assert queue_event_alert(outbox, config, EventAlert(5, set_back + 120, 0.9, False), now=set_back + 120) == []
 
 
 OPENERS, ROUNDS = 6, 20
@@ -373,16 +425,17 @@ def test_the_clock_counts_as_synchronised_unless_the_kernel_says_time_error(monk
 
 
 def test_a_new_event_waits_behind_events_already_held_for_a_summary(tmp_path):
-    """Once the hour has room again, the held events go first, in one summary with the new one: an
-    alert of its own would tell of the newest shot before the older ones."""
+    """Once a summary may go, the held events go first, in one summary with the new one: an alert of
+    its own would tell of the newest shot before the older ones."""
     config = config_for(tmp_path, **{"alerts.max_per_hour": 1, "alerts.recipients": [A]})
     outbox = open_outbox(tmp_path)
     queue_event_alert(outbox, config, EventAlert(1, SHOT_TIME, 0.9, False), now=SHOT_TIME)
-    assert queue_event_alert(outbox, config, EventAlert(2, SHOT_TIME + 10, 0.9, False), now=SHOT_TIME + 10) == []
-    later = SHOT_TIME + 3601  # the hour has room, and no summary was released yet
-    (summary_id,) = queue_event_alert(outbox, config, EventAlert(3, later, 0.9, False), now=later)
-    assert [r.kind for r in outbox.rows()] == ["alert", "summary"]
-    assert [e.event_id for e in outbox.reported_by(summary_id)] == [2, 3]
+    queue_event_alert(outbox, config, EventAlert(2, SHOT_TIME + 10, 0.9, False), now=SHOT_TIME + 10)  # a summary
+    assert queue_event_alert(outbox, config, EventAlert(3, SHOT_TIME + 20, 0.9, False), now=SHOT_TIME + 20) == []
+    later = SHOT_TIME + 10 + SUMMARY_INTERVAL  # a summary may go, and none was released yet
+    (summary_id,) = queue_event_alert(outbox, config, EventAlert(4, later, 0.9, False), now=later)
+    assert [r.kind for r in outbox.rows()] == ["alert", "summary", "summary"]
+    assert [e.event_id for e in outbox.reported_by(summary_id)] == [3, 4]
 
 
 def test_a_network_outage_over_midnight_gives_both_dates(tmp_path):

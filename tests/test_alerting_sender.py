@@ -19,7 +19,7 @@ import pytest
 
 from alerting import modem as modem_module
 from alerting.clock import clock_synchronised
-from alerting.compose import EventAlert, clock_note, queue_event_alert
+from alerting.compose import SUMMARY_INTERVAL, EventAlert, clock_note, queue_event_alert
 from alerting.encoding import CUT_MARK
 from alerting.faults import ModemError
 from alerting.modem import Modem
@@ -306,19 +306,20 @@ def test_a_restart_between_mark_sending_and_the_answer_loses_nothing(tmp_path):
         assert times == sorted(times) and len(times) == 3
 
 
-def test_a_flood_goes_out_as_five_alerts_then_one_summary(tmp_path):
+def test_a_flood_goes_out_as_five_alerts_then_summaries_at_most_the_summary_interval_apart(tmp_path):
     config, _, outbox, sender = setup(tmp_path, **{"alerts.recipients": [A], "alerts.max_per_hour": 5})
     for i in range(30):
         queue_event_alert(outbox, config, alert(i, SHOT_TIME + 2 * i), now=SHOT_TIME + 2 * i)
-    assert sender.send_due(SHOT_TIME + 60) == 5
-    assert sender.send_due(SHOT_TIME + 1800) == 0  # the hour is full: the rest waits, recorded
-    assert sender.send_due(SHOT_TIME + 3600) == 1  # the first alert left the hour
+    assert sender.send_due(SHOT_TIME + 60) == 6  # 5 alerts, then the sixth event's summary
+    assert sender.send_due(SHOT_TIME + 10 + SUMMARY_INTERVAL - 1) == 0  # the rest waits, recorded
+    assert sender.send_due(SHOT_TIME + 10 + SUMMARY_INTERVAL) == 1  # SUMMARY_INTERVAL after the first summary
     texts = [text for _, text in sent_texts(tmp_path)]
-    assert len(texts) == 6 and all(" possible gunshot at " in t for t in texts[:5])
-    assert texts[5] == (
-        "North gate: 25 more possible gunshots between 14:03 and 14:04 EAT (texts limited to 5/hour)."
-        + clock_note(clock_synchronised())
-    )
+    assert len(texts) == 7 and all(" possible gunshot at " in t for t in texts[:5])
+    note = clock_note(clock_synchronised())
+    assert texts[5:] == [
+        "North gate: 1 more possible gunfire incident at 14:03 EAT (texts limited to 5/hour)." + note,
+        "North gate: 24 more possible gunfire incidents between 14:03 and 14:04 EAT (texts limited to 5/hour)." + note,
+    ]
     assert outbox.waiting_held() == {} and outbox.pending_count() == 0
 
 
