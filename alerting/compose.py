@@ -112,7 +112,8 @@ def release_summaries(outbox: Outbox, config: Config, now: float) -> list[int]:
         for recipient, events in outbox.waiting_held().items():
             if _room(outbox, config, recipient, now) or not _summarised_lately(outbox, recipient, now):
                 summary = summary_text(config, events, now, clock_synchronised())
-                ids.append(outbox.release_held(recipient, [e.id for e in events], summary, now))
+                newest = max(e.event_time for e in events)
+                ids.append(outbox.release_held(recipient, [e.id for e in events], summary, now, newest))
     return ids
 
 

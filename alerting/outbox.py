@@ -5,7 +5,8 @@ A row is 'pending' until the SMS process takes it ('sending', committed before t
 and the modem accepts it ('sent'). A row found 'sending' after a crash, or whose send failed in a
 way that may have reached the network, is sent again marked as a repeat. Rows to one recipient go
 out in id order. Events over the hourly limit wait in `held` until a summary text reports them.
-Unsent texts are never pruned.
+A text that reports an event (an alert, or a summary: its newest event) and goes out more than
+LATE_AFTER after it says how late it is. Unsent texts are never pruned.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from alerting.phone import validate_e164
 
 OUTBOX_DB = "outbox.sqlite"
 REPEAT_PREFIX = "[repeat] "
+LATE_AFTER = 60.0  # s: a text handed to the modem later than this after its event says how late it is
 TAKEN_OVER_NOTE = "sent from the in-memory outbox (the data folder could not be written)"
 KINDS = ("alert", "summary", "test", "health")
 LOCK_WAIT = 30.0  # s: longest wait for another process's write transaction (they last milliseconds)
@@ -32,7 +34,7 @@ CREATE TABLE IF NOT EXISTS texts (
     id INTEGER PRIMARY KEY,
     created REAL NOT NULL,              -- wall time queued
     event_id INTEGER,                   -- the event it reports, if any
-    event_time REAL,                    -- wall time of that event's start in the audio
+    event_time REAL,                    -- wall time of that event's start in the audio (a summary: its newest)
     recipient TEXT NOT NULL,            -- E.164
     text TEXT NOT NULL,
     kind TEXT NOT NULL,                 -- alert | summary | test | health
@@ -90,10 +92,20 @@ class OutboxRow:
     reference: str | None = None
     event_time: float | None = None
 
-    @property
-    def text_to_send(self) -> str:
-        """The text as it goes out: a resend after an unknown fate says it may be a repeat."""
-        return REPEAT_PREFIX + self.text if self.repeat else self.text
+    def text_to_send(self, now: float) -> str:
+        """The text as it goes out at wall time `now`: one sent more than LATE_AFTER after its event says
+        how late (it would read as a fresh alert), a resend after an unknown fate that it may be a repeat."""
+        text = self.text
+        if self.event_time is not None and now - self.event_time > LATE_AFTER:
+            text = late_prefix(now - self.event_time) + text
+        return REPEAT_PREFIX + text if self.repeat else text
+
+
+def late_prefix(late: float) -> str:
+    """E.g. "[sent 5 min late] " for `late` s (minutes rounded down, at least 1), "[sent 3 h late] " from
+    120 min."""
+    minutes = max(1, int(late // 60))
+    return f"[sent {minutes // 60} h late] " if minutes >= 120 else f"[sent {minutes} min late] "
 
 
 @dataclass(frozen=True)
@@ -309,10 +321,13 @@ class Outbox:
         query = f"SELECT {_HELD_COLUMNS} FROM held WHERE summary_id=? ORDER BY id"
         return [HeldEvent(*r) for r in self._db.execute(query, (summary_id,))]
 
-    def release_held(self, recipient: str, held_ids: Iterable[int], summary: str, now: float) -> int:
-        """Queue the summary text and link the events it reports to it, in one commit; its id."""
+    def release_held(
+        self, recipient: str, held_ids: Iterable[int], summary: str, now: float, event_time: float | None = None
+    ) -> int:
+        """Queue the summary text (`event_time`: of the newest event it reports) and link the events it
+        reports to it, in one commit; its id."""
         with self.transaction():
-            summary_id = self.enqueue(recipient, summary, "summary", now=now)
+            summary_id = self.enqueue(recipient, summary, "summary", now=now, event_time=event_time)
             self._db.executemany(
                 "UPDATE held SET summary_id=? WHERE id=?", [(summary_id, held_id) for held_id in held_ids]
             )

@@ -119,6 +119,7 @@ class Sender:
         self.next_network_check = 0.0  # wall time
         self.network_lost_at: float | None = None  # wall time "no network" was first seen
         self.last_now: float | None = None  # wall time of the last pass
+        self.pass_began = time.monotonic()  # when the pass that `last_now` dates began
 
     def send_due(
         self,
@@ -128,6 +129,7 @@ class Sender:
     ) -> int:
         """Send the texts due at `now` (to `recipients`, default all); the number sent."""
         self._follow_clock(now)
+        self.pass_began = time.monotonic()
         wanted = None if recipients is None else set(recipients)
         sent, refused = 0, set()
         for outbox in list(self.outboxes):
@@ -260,9 +262,10 @@ class Sender:
     def _send(self, outbox: Outbox, row: OutboxRow, now: float) -> ModemError | None:
         outbox.mark_sending(row.id)  # committed: from here a crash means "maybe sent"
         started = time.monotonic()
+        text = row.text_to_send(now + started - self.pass_began)  # a pass may last minutes
         try:
             with BlockedCall(self.slot, MODEM_CALL_LIMIT) as call:
-                references = self.modem.send_text(row.recipient, row.text_to_send, on_part=call.renew)
+                references = self.modem.send_text(row.recipient, text, on_part=call.renew)
         except ModemError as exc:
             without_frames(exc)
             delay = self._delay(exc, row.attempts + 1)
@@ -280,7 +283,7 @@ class Sender:
         self.failures.cleared(row.recipient, now)
         if self.slot is not None:
             self.slot.done(started)
-        if self.latency is not None and row.event_time is not None and row.attempts == 0:
+        if self.latency is not None and row.kind == "alert" and row.event_time is not None and row.attempts == 0:
             self.latency.add((sent_at - row.event_time) * 1000.0)
         log.info(
             "text %d (%s%s, %d part%s) sent to %s",

@@ -18,7 +18,7 @@ from alerting.compose import (
     summary_text,
 )
 from alerting.encoding import encode_parts, is_gsm7
-from alerting.outbox import REPEAT_PREFIX, HeldEvent, Outbox, outbox_path
+from alerting.outbox import LATE_AFTER, REPEAT_PREFIX, HeldEvent, Outbox, outbox_path
 from alerting.phone import PhoneNumberError, masked, validate_e164
 from pipeline.config import ConfigError
 from pipeline.health import BACK_TEXT, SILENT_TEXT, HealthMonitor
@@ -197,9 +197,48 @@ def test_texts_are_committed_before_any_send_and_survive_reopening(tmp_path):
     assert reopened.recover() == 1  # a crash while sending: maybe sent
     (row,) = reopened.rows()
     assert (row.state, row.repeat, row.event_id, row.kind) == ("pending", True, 7, "alert")
-    assert row.text_to_send == REPEAT_PREFIX + "one"
+    assert row.text_to_send(100.0) == REPEAT_PREFIX + "one"
     assert reopened.due(now=100.0) == [row]
     assert pragmas(tmp_path) == ("wal",)
+
+
+@pytest.mark.parametrize(
+    ("late", "prefix"),
+    [
+        (-3600.0, ""),  # the clock was set back after the event
+        (LATE_AFTER, ""),
+        (LATE_AFTER + 1, "[sent 1 min late] "),
+        (287.0, "[sent 4 min late] "),
+        (120 * 60 - 1, "[sent 119 min late] "),
+        (120 * 60, "[sent 2 h late] "),
+        (3 * 3600 + 3599, "[sent 3 h late] "),
+        (30 * 86400, "[sent 720 h late] "),
+    ],
+)
+def test_a_text_sent_over_a_minute_after_its_event_says_how_late(tmp_path, late, prefix):
+    """A text handed to the modem long after its shot (no network, no modem) must not read as a fresh
+    alert; the outbox keeps the text as written, the lateness is the send's."""
+    outbox = open_outbox(tmp_path)
+    alert_id = outbox.enqueue(A, "the alert", "alert", event_id=1, now=SHOT_TIME + 1, event_time=SHOT_TIME)
+    health_id = outbox.enqueue(A, "the modem is back", "health", now=SHOT_TIME + 1)
+    assert outbox.row(alert_id).text_to_send(SHOT_TIME + late) == prefix + "the alert"
+    assert outbox.row(health_id).text_to_send(SHOT_TIME + late) == "the modem is back"  # no event
+    outbox.mark_sending(alert_id)
+    outbox.mark_retry(alert_id, "timeout", retry_at=SHOT_TIME + 5, maybe_sent=True)
+    assert outbox.row(alert_id).text_to_send(SHOT_TIME + late) == REPEAT_PREFIX + prefix + "the alert"
+
+
+def test_a_summary_is_late_by_its_newest_event_and_stays_one_part(tmp_path):
+    config = config_for(tmp_path, **{"alerts.max_per_hour": 1, "alerts.recipients": [A]})
+    outbox = open_outbox(tmp_path)
+    for i, at in enumerate((0, 10, 20, 300)):
+        queue_event_alert(outbox, config, EventAlert(i, SHOT_TIME + at, 0.9, False), now=SHOT_TIME + at + 1)
+    (summary_id,) = release_summaries(outbox, config, now=SHOT_TIME + 11 + SUMMARY_INTERVAL)
+    summary = outbox.row(summary_id)
+    assert [e.event_id for e in outbox.reported_by(summary_id)] == [2, 3] and summary.event_time == SHOT_TIME + 300
+    text = summary.text_to_send(SHOT_TIME + 11 + SUMMARY_INTERVAL)  # 611 s after the newest event
+    assert text.startswith("[sent 10 min late] North gate: 2 more possible gunfire incidents between 14:03 and ")
+    assert len(encode_parts(A, text)) == 1
 
 
 def pragmas(tmp_path):

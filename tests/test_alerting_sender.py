@@ -189,6 +189,28 @@ def test_a_missing_device_is_retried_until_plugged_in(tmp_path):
     sender.modem.terminate()
 
 
+def test_an_alert_held_up_by_a_missing_modem_says_how_late_it_went(tmp_path):
+    """The audit: with the modem missing for 4 min, alerts went 287 s and 167 s after their shots,
+    worded exactly as fresh ones."""
+    config = config_for(tmp_path, **{"alerts.recipients": [A]})
+    device = tmp_path / "phone"
+    device.rmdir()  # unplugged
+    outbox = Outbox(outbox_path(config.storage.data_dir))
+    sender = Sender(config, outbox, Modem(config.modem), rng=random.Random(1))
+    for event_id, shot in enumerate((SHOT_TIME, SHOT_TIME + 120, SHOT_TIME + 250), 1):
+        queue_event_alert(outbox, config, alert(event_id, shot), now=shot + 1)
+        assert sender.send_due(shot + 1) == 0
+    device.mkdir()  # plugged in
+    assert sender.send_due(SHOT_TIME + 287) == 3
+    assert [text for _, text in sent_texts(tmp_path)] == [
+        "[sent 4 min late] " + ALERT_TEXT,  # 287 s
+        "[sent 2 min late] " + ALERT_TEXT.replace("14:03:07", "14:05:07"),  # 167 s
+        ALERT_TEXT.replace("14:03:07", "14:07:17"),  # 37 s: on time
+    ]
+    assert outbox.rows()[0].text == ALERT_TEXT  # the outbox keeps the text as written
+    sender.modem.terminate()
+
+
 def test_a_refused_text_does_not_hold_up_texts_to_other_numbers(tmp_path):
     config, script, outbox, sender = setup(tmp_path, {"SendSMS": [gammu.ERR_UNKNOWN]})
     queue_event_alert(outbox, config, alert(), now=0.0)  # A first (lower id), then B
@@ -318,7 +340,8 @@ def test_a_flood_goes_out_as_five_alerts_then_summaries_at_most_the_summary_inte
     note = clock_note(clock_synchronised())
     assert texts[5:] == [
         "North gate: 1 more possible gunfire incident at 14:03 EAT (texts limited to 5/hour)." + note,
-        "North gate: 24 more possible gunfire incidents between 14:03 and 14:04 EAT (texts limited to 5/hour)." + note,
+        "[sent 14 min late] North gate: 24 more possible gunfire incidents between 14:03 and 14:04 EAT "
+        "(texts limited to 5/hour)." + note,  # 852 s after the newest of them
     ]
     assert outbox.waiting_held() == {} and outbox.pending_count() == 0
 
