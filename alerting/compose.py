@@ -59,12 +59,16 @@ def clock_note(synchronised: bool) -> str:
     return "" if synchronised else UNSYNCHRONISED_NOTE
 
 
-def network_back_text(config: Config, lost_at: float, back_at: float, synchronised: bool = True) -> str:
-    """E.g. "North gate: the modem had no mobile network from 14:03 to 15:20 EAT; texts were delayed."."""
+def network_back_text(
+    config: Config, lost_at: float, back_at: float, synchronised: bool = True, network_only: bool = True
+) -> str:
+    """E.g. "North gate: the modem had no mobile network from 14:03 to 15:20 EAT; texts were delayed."
+    (not `network_only`: "the modem did not work", unplugged or not answering)."""
     same_day = local_time(config, lost_at, DATE_FORMAT) == local_time(config, back_at, DATE_FORMAT)
     fmt = CLOCK_FORMAT if same_day else f"{DATE_FORMAT} {CLOCK_FORMAT}"
     start, end = local_time(config, lost_at, fmt), local_time(config, back_at, f"{fmt} %Z")
-    text = f"{config.site.name}: the modem had no mobile network from {start} to {end}; texts were delayed."
+    what = "had no mobile network" if network_only else "did not work"
+    text = f"{config.site.name}: the modem {what} from {start} to {end}; texts were delayed."
     return text + clock_note(synchronised)
 
 

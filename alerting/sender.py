@@ -48,8 +48,8 @@ MODEM_CALL_LIMIT = 120.0
 # s the wall clock may go back between two passes before it counts as stepped back (NTP setting
 # right a Pi that booted on a saved time): the modem's timers then go back with it
 CLOCK_STEP = 2.0
-NETWORK_TEXT_AFTER = 600.0  # s: a longer loss of the network is reported by a text once it is back;
-# shorter ones (a handover, the modem restarting) are only logged
+NETWORK_TEXT_AFTER = 600.0  # s: a longer outage (no network, or the modem itself failing: unplugged, not
+# answering) is reported by a text once it is over; shorter ones (a handover, the modem restarting) are only logged
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,8 @@ class Sender:
         self.modem_failures = 0  # modem-level failures in a row (connect, or a send that lost it)
         self.last_error: ModemError | None = None
         self.next_network_check = 0.0  # wall time
-        self.network_lost_at: float | None = None  # wall time "no network" was first seen
+        self.down_since: float | None = None  # wall time the modem first failed (no network, or itself)
+        self.down_network_only = True  # every failure since down_since was "no network"
         self.last_now: float | None = None  # wall time of the last pass
         self.pass_began = time.monotonic()  # when the pass that `last_now` dates began
 
@@ -192,24 +193,27 @@ class Sender:
             step = self.last_now - now
             self.retry_connect_at -= step
             self.next_network_check -= step
-            if self.network_lost_at is not None:
-                self.network_lost_at -= step
+            if self.down_since is not None:
+                self.down_since -= step
             log.warning("the clock went back %.0f s: the modem's retry and network check go back with it", step)
         self.last_now = now
 
     def _network_back(self, now: float) -> None:
-        """Log the end of a loss of the network; text it when it was long (kept until queued)."""
-        if self.network_lost_at is None:
+        """The end of an outage of the modem (no network, or the modem itself failing): texted when it
+        was long (kept until queued); the end of a loss of the network is logged (FailureLog logs the
+        end of the modem's own failures)."""
+        if self.down_since is None:
             return
-        lost_at = self.network_lost_at
-        if now - lost_at >= NETWORK_TEXT_AFTER:
-            text = network_back_text(self.config, lost_at, now, clock_synchronised())
+        down_since = self.down_since
+        if now - down_since >= NETWORK_TEXT_AFTER:
+            text = network_back_text(self.config, down_since, now, clock_synchronised(), self.down_network_only)
             queue = functools.partial(_queue_health, recipients=self.config.alerts.recipients, now=now)
             if (exc := queue_durably([text], queue, Path(self.config.storage.data_dir))) is not None:
                 log.error("the network-back text is NOT queued yet (%s): retrying", exc)
                 return
-        self.network_lost_at = None
-        log.warning("the modem is on a network again after %.0f s without", now - lost_at)
+        self.down_since = None
+        if self.down_network_only:
+            log.warning("the modem is on a network again after %.0f s without", now - down_since)
 
     def pending_count(self) -> int:
         """Texts waiting in the outboxes that can be read."""
@@ -297,8 +301,9 @@ class Sender:
         return None
 
     def _modem_failed(self, error: ModemError, now: float) -> None:
-        if error.code == NO_NETWORK and self.network_lost_at is None:
-            self.network_lost_at = now
+        if self.down_since is None:
+            self.down_since, self.down_network_only = now, True
+        self.down_network_only = self.down_network_only and error.code == NO_NETWORK
         self.modem_failures += 1
         delay = self._delay(error, self.modem_failures)
         self.retry_connect_at = now + delay

@@ -211,6 +211,29 @@ def test_an_alert_held_up_by_a_missing_modem_says_how_late_it_went(tmp_path):
     sender.modem.terminate()
 
 
+@pytest.mark.parametrize(("minutes", "texted"), [(10, True), (9, False)], ids=["long", "short"])
+def test_a_modem_that_did_not_work_for_10_min_or_more_is_texted_once_it_works(tmp_path, minutes, texted):
+    """Not only a lost network: a modem unplugged (or not answering) as long delays the texts too."""
+    config = config_for(tmp_path, **{"modem.network_check": 60.0})
+    device = tmp_path / "phone"
+    device.rmdir()  # unplugged, with nothing to send: the network check finds it
+    outbox = Outbox(outbox_path(config.storage.data_dir))
+    sender = Sender(config, outbox, Modem(config.modem), rng=random.Random(1))
+    for minute in range(minutes):
+        sender.watch_network(SHOT_TIME + 60 * minute)
+        assert sender.down_since == SHOT_TIME and not sender.modem.connected
+    device.mkdir()  # plugged in
+    sender.watch_network(SHOT_TIME + 60 * minutes)
+    assert sender.modem.connected and sender.down_since is None
+    health = [row.text for row in outbox.rows() if row.kind == "health"]
+    if texted:
+        expected = "North gate: the modem did not work from 14:03 to 14:13 EAT; texts were delayed."
+        assert health == [expected + clock_note(clock_synchronised())] * len(NUMBERS)
+    else:
+        assert health == []
+    sender.modem.terminate()
+
+
 def test_a_refused_text_does_not_hold_up_texts_to_other_numbers(tmp_path):
     config, script, outbox, sender = setup(tmp_path, {"SendSMS": [gammu.ERR_UNKNOWN]})
     queue_event_alert(outbox, config, alert(), now=0.0)  # A first (lower id), then B
@@ -548,15 +571,15 @@ def test_a_lost_network_is_noticed_while_idle_and_a_long_loss_is_texted_once_it_
     _, script, outbox, sender = setup(tmp_path, steps, **{"modem.network_check": every})
     now = SHOT_TIME
     sender.watch_network(now)  # connected, registered
-    assert sender.modem.connected and sender.network_lost_at is None
+    assert sender.modem.connected and sender.down_since is None
     for _ in range(checks_without_network):
         now += every
         sender.watch_network(now)
-        assert not sender.modem.connected and sender.network_lost_at == SHOT_TIME + every
+        assert not sender.modem.connected and sender.down_since == SHOT_TIME + every
     assert outbox.pending_count() == 0
     now += every
     sender.watch_network(now)  # reconnects: registered again
-    assert sender.network_lost_at is None and script.calls["GetNetworkInfo"] == checks_without_network + 2
+    assert sender.down_since is None and script.calls["GetNetworkInfo"] == checks_without_network + 2
     health = [row for row in outbox.rows() if row.kind == "health"]
     if not texted:
         assert health == []
