@@ -17,10 +17,9 @@ from dataclasses import dataclass
 
 from alerting.clock import UNSYNCHRONISED_NOTE, clock_synchronised
 from alerting.outbox import HeldEvent, Outbox
-from pipeline.config import Config
+from pipeline.config import SUMMARY_INTERVAL, Config
 
 HOUR = 3600.0
-SUMMARY_INTERVAL = 15 * 60.0  # s: the longest an event over the hourly limit waits for its summary
 LIMITED_KINDS = ("alert", "summary")  # test and health texts do not count against the limit
 DEGRADED_NOTE = " Detector degraded: not all models are running."
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S %Z"
@@ -116,8 +115,7 @@ def release_summaries(outbox: Outbox, config: Config, now: float) -> list[int]:
         for recipient, events in outbox.waiting_held().items():
             if _room(outbox, config, recipient, now) or not _summarised_lately(outbox, recipient, now):
                 summary = summary_text(config, events, now, clock_synchronised())
-                newest = max(e.event_time for e in events)
-                ids.append(outbox.release_held(recipient, [e.id for e in events], summary, now, newest))
+                ids.append(outbox.release_held(recipient, [e.id for e in events], summary, now))
     return ids
 
 

@@ -5,8 +5,9 @@ A row is 'pending' until the SMS process takes it ('sending', committed before t
 and the modem accepts it ('sent'). A row found 'sending' after a crash, or whose send failed in a
 way that may have reached the network, is sent again marked as a repeat. Rows to one recipient go
 out in id order. Events over the hourly limit wait in `held` until a summary text reports them.
-A text that reports an event (an alert, or a summary: its newest event) and goes out more than
-LATE_AFTER after it says how late it is. Unsent texts are never pruned.
+An alert that goes out more than LATE_AFTER after its event says how late it is, and so does a
+summary, counted from when it was queued (it holds events by design, and says when they were).
+Unsent texts are never pruned.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ CREATE TABLE IF NOT EXISTS texts (
     id INTEGER PRIMARY KEY,
     created REAL NOT NULL,              -- wall time queued
     event_id INTEGER,                   -- the event it reports, if any
-    event_time REAL,                    -- wall time of that event's start in the audio (a summary: its newest)
+    event_time REAL,                    -- wall time of that event's start in the audio
     recipient TEXT NOT NULL,            -- E.164
     text TEXT NOT NULL,
     kind TEXT NOT NULL,                 -- alert | summary | test | health
@@ -93,11 +94,13 @@ class OutboxRow:
     event_time: float | None = None
 
     def text_to_send(self, now: float) -> str:
-        """The text as it goes out at wall time `now`: one sent more than LATE_AFTER after its event says
-        how late (it would read as a fresh alert), a resend after an unknown fate that it may be a repeat."""
+        """The text as it goes out at wall time `now`: an alert sent more than LATE_AFTER after its
+        event, or a summary after it was queued, says how late (it would read as fresh news); a
+        resend after an unknown fate, that it may be a repeat."""
         text = self.text
-        if self.event_time is not None and now - self.event_time > LATE_AFTER:
-            text = late_prefix(now - self.event_time) + text
+        since = self.created if self.kind == "summary" else self.event_time
+        if since is not None and now - since > LATE_AFTER:
+            text = late_prefix(now - since) + text
         return REPEAT_PREFIX + text if self.repeat else text
 
 
@@ -106,6 +109,11 @@ def late_prefix(late: float) -> str:
     120 min."""
     minutes = max(1, int(late // 60))
     return f"[sent {minutes // 60} h late] " if minutes >= 120 else f"[sent {minutes} min late] "
+
+
+# The most a text may be given before it goes (the config's length checks count it): a repeat,
+# over a year late.
+LONGEST_PREFIX = REPEAT_PREFIX + late_prefix(9999 * 3600.0)
 
 
 @dataclass(frozen=True)
@@ -321,13 +329,10 @@ class Outbox:
         query = f"SELECT {_HELD_COLUMNS} FROM held WHERE summary_id=? ORDER BY id"
         return [HeldEvent(*r) for r in self._db.execute(query, (summary_id,))]
 
-    def release_held(
-        self, recipient: str, held_ids: Iterable[int], summary: str, now: float, event_time: float | None = None
-    ) -> int:
-        """Queue the summary text (`event_time`: of the newest event it reports) and link the events it
-        reports to it, in one commit; its id."""
+    def release_held(self, recipient: str, held_ids: Iterable[int], summary: str, now: float) -> int:
+        """Queue the summary text and link the events it reports to it, in one commit; its id."""
         with self.transaction():
-            summary_id = self.enqueue(recipient, summary, "summary", now=now, event_time=event_time)
+            summary_id = self.enqueue(recipient, summary, "summary", now=now)
             self._db.executemany(
                 "UPDATE held SET summary_id=? WHERE id=?", [(summary_id, held_id) for held_id in held_ids]
             )

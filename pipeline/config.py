@@ -143,6 +143,7 @@ class ModemConfig:
     )
 
 
+SUMMARY_INTERVAL = 15 * 60.0  # s: the longest an event over alerts.max_per_hour waits for its summary
 DEFAULT_TEMPLATE = "{site}: possible gunshot at {time} (confidence {confidence}).{note}"
 
 
@@ -155,7 +156,11 @@ class AlertsConfig:
         f"a repeat) it must fit {MAX_TEXT_PARTS} SMS parts.",
     )
     max_per_hour: int = setting(
-        10, "Alert texts per recipient per hour; events beyond it go out as one summary text.", 1, 1000
+        10,
+        "Alert and summary texts per recipient per rolling hour; events beyond it go out in summary texts, "
+        f"at least every {SUMMARY_INTERVAL / 60:g} min (so at most this + {3600 / SUMMARY_INTERVAL:g} texts an hour).",
+        1,
+        1000,
     )
 
 
@@ -318,13 +323,13 @@ def _check_recipients(recipients: list[str]) -> None:
 
 def _check_text_lengths(config: Config) -> None:
     """The site name (in every text) and the longest alert fit MAX_TEXT_PARTS SMS parts, also when sent
-    again as a repeat: a longer text waits for no good, and past GAMMU_MAX_PARTS none can send it."""
-    from alerting.outbox import REPEAT_PREFIX  # here: importing this module needs no sqlite3
+    again as a repeat, late: a longer text waits for no good, and past GAMMU_MAX_PARTS none can send it."""
+    from alerting.outbox import LONGEST_PREFIX  # here: importing this module needs no sqlite3
 
-    repeat = f"sent again with {REPEAT_PREFIX.strip()!r}"
-    _check_parts("site.name", REPEAT_PREFIX + config.site.name, f"a text of it alone, {repeat},", "shorten it")
+    repeat = f"sent again late, with {LONGEST_PREFIX.strip()!r}"
+    _check_parts("site.name", LONGEST_PREFIX + config.site.name, f"a text of it alone, {repeat},", "shorten it")
     what = f"the longest alert it gives (with site.name, the longest {{time}}, 100% and every {{note}}), {repeat},"
-    _check_parts("alerts.template", REPEAT_PREFIX + _longest_alert(config), what, "shorten it or site.name")
+    _check_parts("alerts.template", LONGEST_PREFIX + _longest_alert(config), what, "shorten it or site.name")
 
 
 def _longest_alert(config: Config, confidence: float = 1.0, notes: bool = True) -> str:

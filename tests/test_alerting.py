@@ -228,17 +228,20 @@ def test_a_text_sent_over_a_minute_after_its_event_says_how_late(tmp_path, late,
     assert outbox.row(alert_id).text_to_send(SHOT_TIME + late) == REPEAT_PREFIX + prefix + "the alert"
 
 
-def test_a_summary_is_late_by_its_newest_event_and_stays_one_part(tmp_path):
+def test_a_summary_is_late_by_its_queueing_not_by_the_events_it_holds_by_design(tmp_path):
     config = config_for(tmp_path, **{"alerts.max_per_hour": 1, "alerts.recipients": [A]})
     outbox = open_outbox(tmp_path)
     for i, at in enumerate((0, 10, 20, 300)):
         queue_event_alert(outbox, config, EventAlert(i, SHOT_TIME + at, 0.9, False), now=SHOT_TIME + at + 1)
-    (summary_id,) = release_summaries(outbox, config, now=SHOT_TIME + 11 + SUMMARY_INTERVAL)
+    queued = SHOT_TIME + 11 + SUMMARY_INTERVAL
+    (summary_id,) = release_summaries(outbox, config, now=queued)
     summary = outbox.row(summary_id)
-    assert [e.event_id for e in outbox.reported_by(summary_id)] == [2, 3] and summary.event_time == SHOT_TIME + 300
-    text = summary.text_to_send(SHOT_TIME + 11 + SUMMARY_INTERVAL)  # 611 s after the newest event
-    assert text.startswith("[sent 10 min late] North gate: 2 more possible gunfire incidents between 14:03 and ")
-    assert len(encode_parts(A, text)) == 1
+    assert [e.event_id for e in outbox.reported_by(summary_id)] == [2, 3]
+    on_time = summary.text_to_send(queued + LATE_AFTER)  # 611 s after the newest event: it says when that was
+    assert on_time.startswith("North gate: 2 more possible gunfire incidents between 14:03 and ")
+    late = summary.text_to_send(queued + 611)  # held up by the modem
+    assert late == "[sent 10 min late] " + on_time
+    assert len(encode_parts(A, late)) == 1
 
 
 def pragmas(tmp_path):

@@ -10,7 +10,7 @@ import soundfile
 from alerting.clock import UNSYNCHRONISED_NOTE
 from alerting.compose import DEGRADED_NOTE
 from alerting.encoding import GSM7_EXTENSION
-from alerting.outbox import REPEAT_PREFIX
+from alerting.outbox import LONGEST_PREFIX
 from inference.aggregator import Aggregator
 from inference.eventlog import EventLog
 from inference.model import load_ensemble
@@ -116,11 +116,11 @@ WIDEST_LORD_HOWE_TIME = len("2026-07-01 10:30:00 +1030")  # +11 in its summer (J
 
 
 def septets(text: str) -> int:
-    """GSM-7 septets of `text`: an extension character (the [ and ] of "[repeat]") takes two."""
+    """GSM-7 septets of `text`: an extension character (the [ and ] of "[repeat] [sent 9999 h late]") takes two."""
     return len(text) + sum(char in GSM7_EXTENSION for char in text)
 
 
-ROOM = MAX_TEXT_PARTS * GSM7_PART - septets(REPEAT_PREFIX)  # for the alert itself
+ROOM = MAX_TEXT_PARTS * GSM7_PART - septets(LONGEST_PREFIX)  # for the alert itself
 
 
 @pytest.mark.parametrize(
@@ -144,10 +144,13 @@ def test_an_alert_template_is_refused_past_its_parts_at_its_longest(template, zo
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"site.name": "N" * 1500}, "alerts.template: the longest alert it gives (with site.name, "),
-        ({"site.name": "N" * 1600, "alerts.template": "{time}"}, "site.name: a text of it alone, sent again with "),
+        ({"site.name": "N" * 1450}, "alerts.template: the longest alert it gives (with site.name, "),
+        ({"site.name": "N" * 1600, "alerts.template": "{time}"}, "site.name: a text of it alone, sent again late, "),
         ({"site.name": "Ndovu ☂ " * 80}, "('☂' is not in GSM-7: all of it goes as UCS-2, 67 characters a part)"),
-        ({"site.name": "N" * 8000}, "site.name: a text of it alone, sent again with '[repeat]', takes more than 50"),
+        (
+            {"site.name": "N" * 8000},
+            "site.name: a text of it alone, sent again late, with '[repeat] [sent 9999 h late]', takes more than 50",
+        ),
         ({"alerts.template": "{site}" * 8000}, "alerts.template: the longest alert it gives"),
     ],
 )
