@@ -38,6 +38,16 @@ class EventAlert:
     clock_synchronised: bool = True  # False: the wall time may be wrong (no RTC, no NTP yet)
 
 
+@dataclass(frozen=True)
+class EventEnd:
+    """A long event (LONG_EVENT or more) has closed: how long the gunfire its alert told of went on."""
+
+    event_id: int
+    heard_at: float  # wall time its alert stated
+    ended_at: float  # wall time of its last loud sound
+    clock_synchronised: bool = True
+
+
 def local_time(config: Config, wall_time: float, fmt: str = TIME_FORMAT) -> str:
     """`wall_time` in the site's time zone, e.g. "2026-11-25 14:03:07 EAT"."""
     zone = zoneinfo.ZoneInfo(config.site.timezone)
@@ -51,6 +61,15 @@ def alert_text(config: Config, alert: EventAlert) -> str:
         confidence=f"{alert.confidence:.0%}",
         note=(DEGRADED_NOTE if alert.degraded else "") + clock_note(alert.clock_synchronised),
     )
+
+
+def end_text(config: Config, end: EventEnd) -> str:
+    """E.g. "North gate: the gunfire heard at 14:03:07 went on until 14:05:12 EAT (2 min)."."""
+    seconds = end.ended_at - end.heard_at
+    lasted = f"{seconds / 60:.0f} min" if seconds >= 2 * 60 else f"{seconds:.0f} s"
+    heard, ended = local_time(config, end.heard_at, "%H:%M:%S"), local_time(config, end.ended_at, "%H:%M:%S %Z")
+    text = f"{config.site.name}: the gunfire heard at {heard} went on until {ended} ({lasted})."
+    return text + clock_note(end.clock_synchronised)
 
 
 def clock_note(synchronised: bool) -> str:
@@ -101,6 +120,15 @@ def queue_event_alert(outbox: Outbox, config: Config, alert: EventAlert, now: fl
                 ids.append(outbox.enqueue(recipient, text, "alert", alert.event_id, now, alert.started_at))
         ids += release_summaries(outbox, config, now)
     return ids
+
+
+def queue_event_end(outbox: Outbox, config: Config, end: EventEnd, now: float) -> list[int]:
+    """Queue the end of a long event for each recipient its alert was queued for (one it was held
+    for learns of the event from a summary); the outbox ids queued. Not counted in the hourly limit:
+    at most one for each alert."""
+    text = end_text(config, end)
+    with outbox.transaction():
+        return [outbox.enqueue(r, text, "update", end.event_id, now) for r in outbox.alerted(end.event_id)]
 
 
 def release_summaries(outbox: Outbox, config: Config, now: float) -> list[int]:

@@ -25,7 +25,7 @@ OUTBOX_DB = "outbox.sqlite"
 REPEAT_PREFIX = "[repeat] "
 LATE_AFTER = 60.0  # s: a text handed to the modem later than this after its event says how late it is
 TAKEN_OVER_NOTE = "sent from the in-memory outbox (the data folder could not be written)"
-KINDS = ("alert", "summary", "test", "health")
+KINDS = ("alert", "summary", "update", "test", "health")
 LOCK_WAIT = 30.0  # s: longest wait for another process's write transaction (they last milliseconds)
 WAL_RETRY = 0.05  # s between tries to switch a new outbox file to WAL
 ROWS_LIMIT = 1000
@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS texts (
     event_time REAL,                    -- wall time of that event's start in the audio
     recipient TEXT NOT NULL,            -- E.164
     text TEXT NOT NULL,
-    kind TEXT NOT NULL,                 -- alert | summary | test | health
+    kind TEXT NOT NULL,                 -- alert | summary | update | test | health
     state TEXT NOT NULL DEFAULT 'pending',  -- pending | sending | sent
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt REAL NOT NULL,         -- wall time it may be tried (again)
@@ -299,6 +299,11 @@ class Outbox:
         ).fetchone()[0]
 
     # --- events held for a summary ------------------------------------------------------------------
+    def alerted(self, event_id: int) -> list[str]:
+        """The recipients queued an alert for event `event_id` (not those it was held for), in order."""
+        query = "SELECT recipient FROM texts WHERE event_id=? AND kind='alert' ORDER BY id"
+        return [recipient for (recipient,) in self._db.execute(query, (event_id,))]
+
     def hold(self, recipient: str, event_id: int | None, event_time: float, now: float) -> int:
         """Record an event that the hourly limit keeps from its own text."""
         with self.transaction():

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from alerting.clock import clock_synchronised
-from alerting.compose import EventAlert, queue_event_alert
+from alerting.compose import EventAlert, EventEnd, queue_event_alert, queue_event_end
 from alerting.outbox import Outbox, outbox_path
 from alerting.reserve import DiskReserve
 from inference.background_sample import BackgroundSampler
@@ -55,7 +55,8 @@ PRUNE_INTERVAL = 3600.0  # s between retention passes
 # saved from what the ring holds, before the silence standing in for the gap overwrites it.
 AUDIO_STALL = 5.0
 IDLE_WAIT = 1.0  # s: longest wait for a vote (heartbeat, stop event and due clips are checked as often)
-ONSET_LEVEL = 0.5  # a shot's onset: its window's first sample at half the window's peak (-6 dB)
+ONSET_LEVEL = 0.5  # a loud sound: a sample at half its window's peak (-6 dB) or more
+LONG_EVENT = 30.0  # s of gunfire from which an event's end is texted too (its alert told only its start)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -107,7 +108,7 @@ class Aggregator:
         self.window = ensemble.window_samples
         self.hop = hop
         self.latency = LatencyTracker(slot)
-        self.unqueued: list[EventAlert] = []
+        self.unqueued: list[EventAlert | EventEnd] = []
         self.reserve = DiskReserve(data_dir)
         self.min_free = round(config.storage.min_free_mb * MB)
         self.audio_pos, self.audio_moved = audio.write_pos, time.monotonic()
@@ -188,8 +189,9 @@ class Aggregator:
         event.record_id = self._record(
             "event", self.events.open_event, start, event.confidence, event.votes, self.versions, event.degraded
         )
-        heard = self._onset_time(event)
-        self.unqueued.append(EventAlert(event.record_id, heard, event.confidence, event.degraded, clock_synchronised()))
+        event.heard_at = self._loud_time(event.start)
+        alert = EventAlert(event.record_id, event.heard_at, event.confidence, event.degraded, clock_synchronised())
+        self.unqueued.append(alert)
         self.queue_alerts()
         log.warning(
             "GUNSHOT event %s: confidence %.2f, votes %s%s%s",
@@ -202,16 +204,18 @@ class Aggregator:
         if event.record_id is not None:
             self._clip_due(EVENTS, event.record_id, event.start, event.end, event)  # in pieces if it outlasts the ring
 
-    def _onset_time(self, event: Event) -> float:
-        """The wall time the texts state, to the nearest second: the first loud sound of the event's
-        first window. The window starts 0.9-1.6 s before the shot that made it positive (measured
-        over 20 positions), and a time cut to the second could then show the minute before."""
+    def _loud_time(self, window_start: int, last: bool = False) -> float:
+        """The wall time a text states, to the nearest second: the first (or `last`) loud sound of
+        the window at `window_start`. An event's first window starts 0.9-1.6 s before the shot that
+        made it positive (measured over 20 positions), and a time cut to the second could then
+        show the minute before."""
+        edge = window_start + (self.window if last else 0)
         try:
-            level = np.abs(self.audio.read(event.start, self.window).astype(np.int32))
-        except (Lapped, NotWritten):  # not held any more (an event heard late): the window's start
-            return round(wall_time(self.audio.time_of(event.start)))
-        onset = int(np.argmax(level >= ONSET_LEVEL * level.max()))
-        return round(wall_time(self.audio.time_of(event.start + onset)))
+            level = np.abs(self.audio.read(window_start, self.window).astype(np.int32))
+        except (Lapped, NotWritten):  # not held any more (an event heard late): the window's edge
+            return round(wall_time(self.audio.time_of(edge)))
+        loud = np.flatnonzero(level >= ONSET_LEVEL * level.max())
+        return round(wall_time(self.audio.time_of(window_start + int(loud[-1] if last else loud[0]))))
 
     def _keep_window(self, table: str, decision: Decision) -> None:
         """A near miss or background sample: its record, and its clip once the post-roll is in."""
@@ -265,14 +269,18 @@ class Aggregator:
         return self.audio.holds_loss(start, start + self.window)
 
     def queue_alerts(self) -> None:
-        """Queue the alerts not yet in the outbox (the usual case: the one just decided)."""
+        """Queue the alerts (and ends of long events) not yet in the outbox (the usual case: the one
+        just decided)."""
         if (exc := queue_durably(self.unqueued, self._queue_alert, self.data_dir)) is not None:
             log.critical("alert for event %s NOT queued yet (%s): retrying", self.unqueued[0].event_id, exc)
             self.slot.add("errors")
 
-    def _queue_alert(self, outbox: Outbox, alert: EventAlert) -> None:
-        queue_event_alert(outbox, self.config, alert, now=time.time())
-        self._record("alert queued", self.events.mark_alert_queued, alert.event_id)  # else sent again at restart
+    def _queue_alert(self, outbox: Outbox, alert: EventAlert | EventEnd) -> None:
+        if isinstance(alert, EventEnd):
+            queue_event_end(outbox, self.config, alert, now=time.time())
+        else:
+            queue_event_alert(outbox, self.config, alert, now=time.time())
+            self._record("alert queued", self.events.mark_alert_queued, alert.event_id)  # else sent again at restart
         self.layout.outbox.send(OutboxChanged())
 
     def _record(self, what: str, write: Callable[..., T], *args: Any) -> T | None:
@@ -303,6 +311,11 @@ class Aggregator:
                 clip.stop, clip.event = event.end + self.post, None
                 if not clip.saved:  # a window decided late may have joined before the event's start
                     clip.first = min(clip.first, max(0, event.start - self.pre))
+        if event.heard_at is not None:
+            ended = self._loud_time(event.end - self.window, last=True)
+            if ended - event.heard_at >= LONG_EVENT:
+                self.unqueued.append(EventEnd(event.record_id, event.heard_at, ended, clock_synchronised()))
+                self.queue_alerts()
 
     def watch_audio(self, now: float) -> None:
         """No new audio for AUDIO_STALL s: close the open event and save the pending clips now, once

@@ -27,7 +27,7 @@ class Event:
     votes: dict[str, float]  # the models' probabilities in that window
     degraded: bool
     windows: int = 1
-    opened_at: float = 0.0  # monotonic time the event opened (its first vote)
+    heard_at: float | None = None  # wall time its alert states (set when it opens)
     record_id: int | None = field(default=None)
     late: bool = False  # opened by a window decided "yes" late
 
@@ -96,7 +96,6 @@ class EventTracker:
             confidence=decision.confidence,
             votes=decision.votes,
             degraded=decision.degraded,
-            opened_at=decision.first_vote_at,
             late=decision.late,
         )
 

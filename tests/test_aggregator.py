@@ -15,7 +15,7 @@ from alerting.clock import UNSYNCHRONISED_NOTE
 from alerting.compose import local_time
 from alerting.outbox import Outbox, outbox_path
 from cli import _event_line
-from inference.aggregator import AUDIO_STALL, Aggregator
+from inference.aggregator import AUDIO_STALL, LONG_EVENT, Aggregator
 from inference.eventlog import EVENTS, NEAR_MISSES, EventLog
 from inference.model import load_ensemble
 from inference.vote import ABSENT_AFTER, Decision
@@ -98,6 +98,33 @@ def test_the_texts_state_the_time_of_the_shot_not_of_its_window_s_start(aggregat
     heard = event.start_time + (shot_at - 6 * HOP / RATE) - 8 / RATE
     assert abs(rows[0].event_time - heard) <= 0.5 + 1e-3
     assert local_time(agg.config, rows[0].event_time) in rows[0].text
+
+
+@pytest.mark.parametrize("fire_seconds", [LONG_EVENT + 10, LONG_EVENT - 10])
+def test_the_end_of_long_gunfire_is_texted_to_those_its_alert_went_to(aggregator, fire_seconds):
+    """Two minutes of fire read as one "possible gunshot" (audit): a long event's end is texted too,
+    with the times of its first and last shots; a short one's is not."""
+    agg, audio, _, data = aggregator
+    sound = np.zeros(RATE * 60, dtype=np.int16)
+    first, last = 6 * HOP / RATE + 0.7, 6 * HOP / RATE + 0.7 + fire_seconds
+    for shot in np.arange(first, last + 0.01, 2.5):
+        sound[round(shot * RATE) : round(shot * RATE) + 200] = 15000
+    audio.write(sound)
+    last_window = round(last * RATE) // HOP - 1  # the last window the last shot is in, well inside it
+    for index in range(6, last_window + 1):
+        agg.handle(decision(index, True))
+    for index in windows_until_closed(last_window, agg.config):
+        agg.handle(decision(index, False))
+    (event,) = EventLog(data).events()
+    updates = [r for r in Outbox(outbox_path(data)).rows() if r.kind == "update"]
+    if fire_seconds < LONG_EVENT:
+        assert updates == []
+        return
+    assert [r.recipient for r in updates] == RECIPIENTS and {r.event_id for r in updates} == {event.id}
+    heard, ended = (event.start_time + at - 6 * HOP / RATE for at in (first, last))
+    times = f"heard at {local_time(agg.config, round(heard), '%H:%M:%S')} went on until"
+    assert updates[0].text.startswith(f"Gate: the gunfire {times} {local_time(agg.config, round(ended), '%H:%M:%S')}")
+    assert f"({fire_seconds:.0f} s)." in updates[0].text
 
 
 CLICK_AT = 3.2  # s

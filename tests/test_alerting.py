@@ -10,10 +10,12 @@ from alerting.clock import clock_synchronised
 from alerting.compose import (
     SUMMARY_INTERVAL,
     EventAlert,
+    EventEnd,
     alert_text,
     clock_note,
     network_back_text,
     queue_event_alert,
+    queue_event_end,
     release_summaries,
     summary_text,
 )
@@ -486,3 +488,17 @@ def test_a_network_outage_over_midnight_gives_both_dates(tmp_path):
     assert text == (
         "North gate: the modem had no mobile network from 2026-11-25 14:03 to 2026-11-26 02:03 EAT; texts were delayed."
     )
+
+
+def test_the_end_of_a_long_event_goes_to_those_its_alert_went_to_outside_the_limit(tmp_path):
+    """One held for a summary learns of the event there; the end is one text per alert at most."""
+    config = config_for(tmp_path, **{"alerts.max_per_hour": 1, "alerts.recipients": [A, B]})
+    outbox = open_outbox(tmp_path)
+    queue_event_alert(outbox, config, EventAlert(1, SHOT_TIME, 0.9, False), now=SHOT_TIME)
+    queue_event_alert(outbox, config, EventAlert(2, SHOT_TIME + 60, 0.9, False), now=SHOT_TIME + 60)
+    assert queue_event_end(outbox, config, EventEnd(2, SHOT_TIME + 60, SHOT_TIME + 200), now=SHOT_TIME + 210) == []
+    ids = queue_event_end(outbox, config, EventEnd(1, SHOT_TIME, SHOT_TIME + 125.4), now=SHOT_TIME + 130)
+    texts = [outbox.row(i) for i in ids]
+    assert [(t.recipient, t.kind) for t in texts] == [(A, "update"), (B, "update")]
+    assert texts[0].text == "North gate: the gunfire heard at 14:03:07 went on until 14:05:12 EAT (2 min)."
+    assert texts[0].text_to_send(SHOT_TIME + 400) == texts[0].text  # it states its times: never called late
