@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alerting.clock import clock_synchronised
-from alerting.compose import clock_note, local_time
+from alerting.compose import LIMITED_KINDS, clock_note, local_time
 from alerting.outbox import Outbox, outbox_path
 from pipeline.config import Config
 from pipeline.metrics import StatsSlot
@@ -34,7 +34,6 @@ RECOVERED_TEXT = "{site}: the detector works normally again ({reason})."
 HEARTBEAT_TEXT = "{site}: detector running since {since} ({figures}).{degraded}"
 HEARTBEAT_FIGURES = "alerts in the last {hours:g} h: {alerts}; lost audio: {lost}; restarts: {restarts}"
 HEARTBEAT_DEGRADED = " Degraded: needs a look."
-ALERT_KINDS = ("alert", "summary")
 # In the data folder: when the heartbeat's period began (the last one queued, or the first start
 # without one); written only then.
 HEARTBEAT_FILE = "heartbeat.json"
@@ -136,7 +135,7 @@ class HealthMonitor:
             return "0"
         try:
             with Outbox(path) as outbox:
-                return str(outbox.count_between(self.config.alerts.recipients[0], ALERT_KINDS, since_wall, now_wall))
+                return str(outbox.count_between(self.config.alerts.recipients[0], LIMITED_KINDS, since_wall, now_wall))
         except (OSError, sqlite3.Error) as exc:
             log.warning("the heartbeat cannot count the alerts in %s: %s", path, exc)
             return "?"
