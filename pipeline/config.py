@@ -144,7 +144,10 @@ class ModemConfig:
 
 
 SUMMARY_INTERVAL = 15 * 60.0  # s: the longest an event over alerts.max_per_hour waits for its summary
-DEFAULT_TEMPLATE = "{site}: possible gunshot at {time} (confidence {confidence}).{note}"
+# No {confidence} by default: the mean of the models' probabilities in the first window is no
+# calibrated chance (a volley's opening window read 63 % where its event reached 97 %; with a model
+# missing, alerts read surer, not less sure), and a reader takes it for one.
+DEFAULT_TEMPLATE = "{site}: possible gunshot at {time}.{note}"
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,8 @@ class AlertsConfig:
     recipients: list[str] = setting([], "Phone numbers in E.164 form, e.g. +447700900123, each once.")
     template: str = setting(
         DEFAULT_TEMPLATE,
-        "Text of an alert; fields: {site} {time} {confidence} {note}. At its longest (a long note, sent again as "
+        "Text of an alert; fields: {site} {time} {confidence} {note} ({confidence}: the models' mean probability "
+        "in the first window, not a calibrated chance). At its longest (a long note, sent again late as "
         f"a repeat) it must fit {MAX_TEXT_PARTS} SMS parts.",
     )
     max_per_hour: int = setting(

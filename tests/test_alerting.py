@@ -120,16 +120,16 @@ def test_parts_are_never_made_for_a_malformed_number():
 
 
 # --- texts ------------------------------------------------------------------------------------------
-def test_alert_text_names_the_site_local_time_and_confidence(tmp_path):
+def test_alert_text_names_the_site_and_local_time_and_confidence_only_when_asked(tmp_path):
     config = config_for(tmp_path, **{"site.name": "Kenya Ndovu – Séréna ☂"})
     alert = EventAlert(1, SHOT_TIME, 0.87, degraded=False)
-    assert alert_text(config, alert) == (
-        "Kenya Ndovu – Séréna ☂: possible gunshot at 2026-11-25 14:03:07 EAT (confidence 87%)."
-    )
+    assert alert_text(config, alert) == "Kenya Ndovu – Séréna ☂: possible gunshot at 2026-11-25 14:03:07 EAT."
     degraded = alert_text(config, EventAlert(1, SHOT_TIME, 0.87, degraded=True))
-    assert degraded.endswith("(confidence 87%). Detector degraded: not all models are running.")
+    assert degraded.endswith("14:03:07 EAT. Detector degraded: not all models are running.")
     unsynchronised = alert_text(config, EventAlert(1, SHOT_TIME, 0.87, degraded=False, clock_synchronised=False))
-    assert unsynchronised.endswith("(confidence 87%). Time unverified: clock not synced.")
+    assert unsynchronised.endswith("14:03:07 EAT. Time unverified: clock not synced.")
+    asked = config_for(tmp_path, **{"alerts.template": "{site}: possible gunshot at {time} (confidence {confidence})."})
+    assert alert_text(asked, alert).endswith("14:03:07 EAT (confidence 87%).")
 
 
 def test_summary_text_gives_the_span_and_dates_only_when_needed(tmp_path):

@@ -129,6 +129,11 @@ def test_a_config_file_the_detector_s_user_cannot_read_is_refused_with_the_fix()
         assert as_nobody(load_config, path) == load_config(path)
 
 
+ARABIC_NAME = (
+    "\u0645\u062e\u064a\u0645 \u0627\u0644\u0634\u0645\u0627\u0644 \u0627\u0644\u0634\u0631\u0642\u064a"  # UCS-2
+)
+
+
 @pytest.mark.parametrize(
     ("lines", "warning"),
     [
@@ -136,7 +141,10 @@ def test_a_config_file_the_detector_s_user_cannot_read_is_refused_with_the_fix()
         (["[alerts]", f'recipients = ["{A}"]'], "the example's fictional number"),
         (["[audio]", f'source = "{DEMO_RECORDING}"'], "does not listen to audio.device"),
         (
-            ["[site]", 'name = "Ndovu camp \u2013 \u0645\u062e\u064a\u0645"'],
+            [
+                "[site]",
+                f'name = "Ndovu camp \u2013 {ARABIC_NAME}"',
+            ],
             "site.name: a typical alert takes 2 SMS parts",
         ),
     ],

@@ -169,7 +169,10 @@ def test_typographic_characters_count_as_the_gsm7_they_are_sent_as():
         override(Config(), {"alerts.template": "\u2013" + template})
 
 
-LONG_SITE = "Mara North Conservancy: eastern boundary gate by the old lodge road and the river crossing, gate 3"
+LONG_SITE = (
+    "Mara North Conservancy: eastern boundary gate by the old lodge road and the river crossing, "
+    "gate 3 (north-east corner)"
+)
 
 
 @pytest.mark.parametrize(
@@ -178,9 +181,9 @@ LONG_SITE = "Mara North Conservancy: eastern boundary gate by the old lodge road
         ({"site.name": "North gate"}, []),
         ({"site.name": "Farmer\u2019s dam \u2013 east"}, []),  # sent as "Farmer's dam - east": 1 part
         (
-            {"site.name": "\u12cb\u123b \u12cb\u123b gate \u2013 \u12a0\u12cb\u123b"},
+            {"site.name": "\u12cb\u123b \u12cb\u123b gate \u2013 \u12a0\u12cb\u123b" + " \u12cb\u123b" * 3},
             [
-                "site.name: a typical alert takes 2 SMS parts (79 characters), each paid for: '\u12cb', '\u123b', "
+                "site.name: a typical alert takes 2 SMS parts (71 characters), each paid for: '\u12cb', '\u123b', "
                 "'\u12a0' are not in the GSM-7 alphabet, so every text goes as UCS-2 (67 characters a part, not 153); "
                 "write it without them to make texts cheaper"
             ],
@@ -194,7 +197,7 @@ LONG_SITE = "Mara North Conservancy: eastern boundary gate by the old lodge road
         ),
         (
             {"site.name": LONG_SITE},
-            ["site.name or alerts.template: a typical alert takes 2 SMS parts (161 characters), each paid for"],
+            ["site.name or alerts.template: a typical alert takes 2 SMS parts (164 characters), each paid for"],
         ),
     ],
 )
