@@ -22,7 +22,7 @@ from pathlib import Path
 from alerting.phone import validate_e164
 
 OUTBOX_DB = "outbox.sqlite"
-REPEAT_PREFIX = "[repeat] "
+REPEAT_PREFIX = "[sent again] "  # it may have gone before: a plain "[repeat]" read as "repeated shots"
 LATE_AFTER = 60.0  # s: a text handed to the modem later than this after its event says how late it is
 TAKEN_OVER_NOTE = "sent from the in-memory outbox (the data folder could not be written)"
 KINDS = ("alert", "summary", "update", "test", "health")

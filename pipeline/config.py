@@ -330,7 +330,7 @@ def _check_text_lengths(config: Config) -> None:
     again as a repeat, late: a longer text waits for no good, and past GAMMU_MAX_PARTS none can send it."""
     from alerting.outbox import LONGEST_PREFIX  # here: importing this module needs no sqlite3
 
-    repeat = f"sent again late, with {LONGEST_PREFIX.strip()!r}"
+    repeat = f"with the longest prefix a text may get, {LONGEST_PREFIX.strip()!r}"
     _check_parts("site.name", LONGEST_PREFIX + config.site.name, f"a text of it alone, {repeat},", "shorten it")
     what = f"the longest alert it gives (with site.name, the longest {{time}}, 100% and every {{note}}), {repeat},"
     _check_parts("alerts.template", LONGEST_PREFIX + _longest_alert(config), what, "shorten it or site.name")

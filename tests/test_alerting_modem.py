@@ -281,7 +281,7 @@ def test_send_failures_are_classified(tmp_path, steps, maybe_sent, modem_down, r
 
 
 # Written out here, not taken from alerting.faults: a code dropped from its list there must fail.
-ANSWER_LOST = (  # the part may have reached the network: a resend is marked [repeat]
+ANSWER_LOST = (  # the part may have reached the network: a resend is marked [sent again]
     "ERR_TIMEOUT",
     "ERR_NOTCONNECTED",
     "ERR_DEVICEREADERROR",
@@ -341,7 +341,7 @@ def test_test_modem_sends_earlier_waiting_texts_to_that_number_first(tmp_path):
     other = outbox.enqueue(B, "not this number's", "alert", now=0.0)
     report = check_modem(config, A)  # the name cli.py uses
     assert "after 1 earlier waiting text" in report["test text"]
-    assert sent_texts(tmp_path)[0][1] == "[repeat] an alert the stopped detector left"
+    assert sent_texts(tmp_path)[0][1] == "[sent again] an alert the stopped detector left"
     assert [r.state for r in outbox.rows()] == ["sent", "pending", "sent"]
     assert outbox.row(other).state == "pending"
 

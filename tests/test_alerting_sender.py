@@ -116,7 +116,7 @@ def test_modem_faults_leave_the_text_queued_until_they_clear(tmp_path, steps, fa
     assert (row.state, row.repeat, row.reference) == ("sent", repeat, "255")
     assert script.machines == failures + 1  # re-initialised after every failure
     if any(isinstance(step, After) for queue in steps.values() for step in queue):
-        # The dummy took every attempt before the answer was lost: all but the first say "[repeat]".
+        # The dummy took every attempt before the answer was lost: all but the first say "[sent again]".
         expected = [ALERT_TEXT] + [REPEAT_PREFIX + ALERT_TEXT] * failures
     else:
         expected = [REPEAT_PREFIX + ALERT_TEXT if repeat else ALERT_TEXT]

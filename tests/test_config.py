@@ -116,7 +116,7 @@ WIDEST_LORD_HOWE_TIME = len("2026-07-01 10:30:00 +1030")  # +11 in its summer (J
 
 
 def septets(text: str) -> int:
-    """GSM-7 septets of `text`: an extension character (the [ and ] of "[repeat] [sent 9999 h late]") takes two."""
+    """GSM-7 septets of `text`: an extension character (the [ and ] of "[sent again] [sent 9999 h late]") takes two."""
     return len(text) + sum(char in GSM7_EXTENSION for char in text)
 
 
@@ -145,11 +145,15 @@ def test_an_alert_template_is_refused_past_its_parts_at_its_longest(template, zo
     ("changes", "message"),
     [
         ({"site.name": "N" * 1450}, "alerts.template: the longest alert it gives (with site.name, "),
-        ({"site.name": "N" * 1600, "alerts.template": "{time}"}, "site.name: a text of it alone, sent again late, "),
+        (
+            {"site.name": "N" * 1600, "alerts.template": "{time}"},
+            "site.name: a text of it alone, with the longest prefix ",
+        ),
         ({"site.name": "Ndovu ☂ " * 80}, "('☂' is not in GSM-7: all of it goes as UCS-2, 67 characters a part)"),
         (
             {"site.name": "N" * 8000},
-            "site.name: a text of it alone, sent again late, with '[repeat] [sent 9999 h late]', takes more than 50",
+            "site.name: a text of it alone, with the longest prefix a text may get, '[sent again] [sent 9999 h late]', "
+            "takes more than 50",
         ),
         ({"alerts.template": "{site}" * 8000}, "alerts.template: the longest alert it gives"),
     ],
