@@ -64,7 +64,6 @@ class HealthMonitor:
     capture: StatsSlot
     silent_since: float | None = None  # wall time the silence began, while it is being reported
     started: float = field(default_factory=time.monotonic)  # no sound stamped yet counts from here
-    started_wall: float = field(default_factory=time.time)
     last_heartbeat: float | None = None  # monotonic; None: from HEARTBEAT_FILE at the first look, else `started`
     boot_id: str = field(default_factory=lambda: _boot_id())
     unqueued: list[str] = field(default_factory=list)  # texts the outbox refused, oldest first
@@ -106,14 +105,15 @@ class HealthMonitor:
         if now_monotonic - self.last_heartbeat < every:
             return None
         self.last_heartbeat = now_monotonic
-        text = self._heartbeat_text(figures, now_wall, every)
+        text = self._heartbeat_text(figures, now_wall - (now_monotonic - self.started), now_wall, every)
         self._record_heartbeat(now_monotonic, now_wall)
         return self._send(text, now_monotonic, logging.INFO)
 
-    def _heartbeat_text(self, run: RunFigures, now_wall: float, every: float) -> str:
+    def _heartbeat_text(self, run: RunFigures, since: float, now_wall: float, every: float) -> str:
         """E.g. "North gate: detector running since 2026-12-01 08:00 EAT (alerts in the last 24 h: 0;
         lost audio: none; restarts: 0).": one SMS part with the clock note, for a site name of up
-        to about 20 characters."""
+        to about 20 characters. `since`: the start, by the wall clock as it reads now (NTP may
+        have set it since)."""
         figures = HEARTBEAT_FIGURES.format(
             hours=every / SECONDS_PER_HOUR,
             alerts=self._alerts_since(now_wall - every, now_wall),
@@ -122,7 +122,7 @@ class HealthMonitor:
         )
         return HEARTBEAT_TEXT.format(
             site=self.config.site.name,
-            since=self._local(self.started_wall),
+            since=self._local(since),
             figures=figures,
             degraded=HEARTBEAT_DEGRADED if run.degraded else "",
         )

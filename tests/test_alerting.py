@@ -156,7 +156,7 @@ def test_texts_that_state_a_time_stay_one_part_with_the_clock_note(tmp_path):
     late = SHOT_TIME + 86400  # dates in the summary
     stats = StatsTable.create(f"gs-{own_run_id()}-stats", ("capture",))
     try:
-        monitor = HealthMonitor(config, stats.slot("capture"), started=0.0, started_wall=SHOT_TIME)
+        monitor = HealthMonitor(config, stats.slot("capture"), started=0.0)
         health = [SILENT_TEXT, BACK_TEXT]
         texts = [
             alert_text(config, EventAlert(1, SHOT_TIME, 0.97, degraded=True, clock_synchronised=False)),

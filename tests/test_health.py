@@ -58,7 +58,7 @@ def test_the_heartbeat_text_goes_out_on_its_schedule_and_never_when_off(tmp_path
         assert off.heartbeat(STATUS, 10 * 86400.0, WALL) is None
         assert not (tmp_path / HEARTBEAT_FILE).exists()
         config = override(Config(), {**changes, "health.heartbeat_hours": 24.0})
-        monitor = HealthMonitor(config, stats.slot("capture"), started=0.0, started_wall=WALL)
+        monitor = HealthMonitor(config, stats.slot("capture"), started=0.0)
         assert monitor.heartbeat(STATUS, 86399.0, WALL + 86399.0) is None
         assert json.loads((tmp_path / HEARTBEAT_FILE).read_text())["monotonic"] == 0.0  # counted from the start
         text = monitor.heartbeat(STATUS, 86400.0, WALL + 86400.0)
@@ -96,7 +96,7 @@ def test_the_heartbeat_is_one_plain_text_part_with_the_figures_that_say_it_works
             outbox.enqueue(RECIPIENTS[0], "Gate: possible gunshot", "alert", now=created)
     stats = StatsTable.create(f"gs-{own_run_id()}-stats", ("capture",))
     try:
-        monitor = HealthMonitor(config, stats.slot("capture"), started=0.0, started_wall=WALL - 86400.0)
+        monitor = HealthMonitor(config, stats.slot("capture"), started=0.0)
         text = monitor.heartbeat(RunFigures(lost_seconds=3.25, restarts=2, degraded=True), 86400.0, WALL)
     finally:
         stats.close()
@@ -130,7 +130,6 @@ def heartbeats_over(tmp_path, run_hours, reboot, clock_offsets=None):
                 config,
                 stats.slot("capture"),
                 started=start - mono_origin,
-                started_wall=WALL + start + offset,
                 boot_id=boot,
             )
             for second in range(0, round(hours * 3600), 600):
@@ -189,3 +188,20 @@ def test_the_running_detector_texts_about_a_silent_microphone(tmp_path):
     finally:
         run.stop()
     assert all("microphone silent (or no audio) since" in t["text"] for t in run.texts())
+
+
+def test_the_heartbeat_s_start_time_follows_the_clock_set_since(tmp_path):
+    """A Pi without RTC starts on a saved time and NTP sets it right later: the start is stated by
+    the clock as it reads now (the text carries no note then), not as it read at the start."""
+    config = override(
+        Config(),
+        {"storage.data_dir": str(tmp_path), "alerts.recipients": RECIPIENTS, "health.heartbeat_hours": 24.0},
+    )
+    stats = StatsTable.create(f"gs-{own_run_id()}-stats", ("capture",))
+    try:
+        monitor = HealthMonitor(config, stats.slot("capture"), started=0.0)
+        stepped = 5 * 3600.0  # the clock read 5 h early at the start
+        text = monitor.heartbeat(STATUS, 86400.0, WALL + 86400.0 + stepped)
+    finally:
+        stats.close()
+    assert "detector running since 2027-01-15 13:00 UTC " in text  # WALL is 08:00 UTC
