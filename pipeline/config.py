@@ -137,7 +137,12 @@ class ModemConfig:
     pin: str = setting("", "SIM PIN (4 to 8 digits, in quotes), if the SIM asks for one.", secret=True)
     smsc: str = setting("", "SMS centre number in E.164 form; empty takes the one stored on the SIM.")
     retry_initial: float = setting(5.0, "First wait after a failed send, s (doubles up to retry_max).", 0.1, 3600.0)
-    retry_max: float = setting(300.0, "Longest wait between send attempts, s.", 1.0, 86400.0)
+    retry_max: float = setting(
+        60.0,
+        "Longest wait between send attempts, s: an alert waits up to this long (+25 %) after the modem is back.",
+        1.0,
+        86400.0,
+    )
     network_check: float = setting(
         300.0, "How often the modem's network registration is checked while idle, s.", 10.0, 86400.0
     )
