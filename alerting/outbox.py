@@ -56,9 +56,16 @@ CREATE TABLE IF NOT EXISTS held (       -- events over the hourly limit, reporte
     summary_id INTEGER                  -- the summary text that reported it; NULL: still waiting
 );
 """
+# Every pass of the SMS process (each second) and every alert reads the unsent texts, the texts of
+# the last hour and the unreported events; sent ones are kept storage.retention_days. Without these
+# partial and time indexes each read scanned the whole table: measured 22 ms a pass at 100k texts
+# kept (x86), which a site over the hourly limit all day reaches within a retention period.
 _INDEXES = """
-CREATE INDEX IF NOT EXISTS texts_state ON texts (state, recipient, id);
-CREATE INDEX IF NOT EXISTS held_waiting ON held (recipient, summary_id);
+DROP INDEX IF EXISTS texts_state;
+DROP INDEX IF EXISTS held_waiting;
+CREATE INDEX IF NOT EXISTS texts_unsent ON texts (recipient, id) WHERE state != 'sent';
+CREATE INDEX IF NOT EXISTS texts_by_time ON texts (recipient, created);
+CREATE INDEX IF NOT EXISTS held_unreported ON held (id) WHERE summary_id IS NULL;
 """
 _ADDED_COLUMNS = {"held": {"created": "REAL", "summary_id": "INTEGER"}}  # files from before these columns
 _COLUMNS = (
