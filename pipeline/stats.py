@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _CpuMark:
+    pid: int  # a restarted process starts a new CPU count
     cpu: float  # user + system seconds
     audio: int  # audio rows written
 
@@ -103,13 +104,11 @@ class StatsReporter:
             pid = int(row["pid"])
             processes[name] = {**row, **(process_figures(pid) if managed.process is not None else {})}
         for name, figures in processes.items():
-            key = f"{name}:{int(figures['pid'])}"  # a restarted process starts a new CPU count
-            mark = self._marks.get(key)
-            cpu = figures.get("cpu_s")
-            if mark is not None and cpu is not None and audio_rows > mark.audio:
+            pid, mark, cpu = int(figures["pid"]), self._marks.get(name), figures.get("cpu_s")
+            if mark is not None and mark.pid == pid and cpu is not None and audio_rows > mark.audio:
                 figures["cpu_ms_per_audio_s"] = 1000.0 * (cpu - mark.cpu) / ((audio_rows - mark.audio) / rate)
             if cpu is not None:
-                self._marks[key] = _CpuMark(cpu, audio_rows)
+                self._marks[name] = _CpuMark(pid, cpu, audio_rows)  # one a process name: no pile of dead pids
         total = {
             key: sum(p.get(key, 0.0) for p in processes.values())
             for key in ("rss_mb", "pss_mb", "uss_mb", "cpu_ms_per_audio_s")

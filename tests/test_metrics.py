@@ -129,6 +129,7 @@ def test_cpu_is_counted_per_second_of_audio_and_a_restarted_process_starts_a_new
     watched.audio.write(np.zeros(round(AUDIO_S * RATE), dtype=np.int16))
     second.burn()
     assert reporter.collect()["processes"]["worker"]["cpu_ms_per_audio_s"] == pytest.approx(burnt, rel=0.15)
+    assert set(reporter._marks) == {"supervisor", "worker"}  # one mark a name: a restart leaves no dead pid's
 
 
 def test_the_audio_start_time_is_the_wall_time_of_the_first_sample(watched):
