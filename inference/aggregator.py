@@ -185,6 +185,7 @@ class Aggregator:
             self._close(update.late)
 
     def _open(self, event: Event) -> None:
+        self._forget_overlapping(event.start)
         start = wall_time(self.audio.time_of(event.start))
         event.record_id = self._record(
             "event", self.events.open_event, start, event.confidence, event.votes, self.versions, event.degraded
@@ -238,8 +239,18 @@ class Aggregator:
         if len(self.kept) > DECIDED_KEPT:
             del self.kept[next(iter(self.kept))]  # the oldest: no late vote comes for it any more
 
+    def _forget_overlapping(self, event_start: int) -> None:
+        """Near misses and samples kept from windows that overlap an event's first one: their audio is
+        in the event's clip (measured by an audit: 143 of 146 near misses were the window before an
+        event's onset, which spent the hourly budget on shots already heard)."""
+        for index in [i for i in self.kept if i * self.hop + self.window > event_start]:
+            if self.kept[index][0] == NEAR_MISSES:
+                self.near_misses.forget(index * self.hop)
+            self._forget_kept(index)
+
     def _forget_kept(self, index: int) -> None:
-        """A window kept as a near miss or sample that late votes made an event: its record and clip go."""
+        """A window kept as a near miss or sample that late votes made an event, or that overlaps
+        one: its record and clip go."""
         if (kept := self.kept.pop(index, None)) is None:
             return
         table, record_id = kept

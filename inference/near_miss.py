@@ -5,7 +5,8 @@ slam that fooled the waveform model. Their clips are the recordings most worth l
 training on (`python cli.py label`, `export-labels`), the field data that the held-out figures of
 models/README.md say the models lack. At most `per_hour` are kept per hour of audio. As positive
 windows merge into one event, a window inside an open event, or starting within `merge_gap` of
-the last near miss's window, is not kept again.
+the last near miss's window, is not kept again; one whose window overlaps an event's first gives
+way to the event (its audio is in the event's clip) and frees its place in the budget.
 """
 
 from __future__ import annotations
@@ -48,3 +49,8 @@ class NearMissPicker:
             return False
         self.kept.append(start)
         return True
+
+    def forget(self, start: int) -> None:
+        """The near miss kept at `start` is part of an event after all: its place in the budget is free."""
+        if start in self.kept:
+            self.kept.remove(start)

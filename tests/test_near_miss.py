@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,3 +158,19 @@ def test_the_hourly_budget_frees_one_place_as_each_kept_near_miss_leaves_the_hou
     assert near.pick(window(0, ONE_YES), in_event=False) and near.pick(window(5 * apart, ONE_YES), in_event=False)
     assert near.pick(window(WINDOWS_PER_HOUR + 1, ONE_YES), in_event=False)  # the one at 0 left the hour
     assert not near.pick(window(WINDOWS_PER_HOUR + 1 + apart, ONE_YES), in_event=False)  # the other two are in it
+
+
+def test_a_near_miss_at_the_onset_of_an_event_gives_way_to_it_and_frees_its_place(aggregator_with_near_misses):
+    """The window before an event's first often has one model's yes: 143 of 146 near misses kept in a
+    long run (audit) were such onsets of shots already heard, and spent the hourly budget."""
+    agg, audio, _, data = aggregator_with_near_misses
+    audio.write(np.zeros(RATE * 30, dtype=np.int16))
+    agg.handle(window(2, ONE_YES))  # far from the event: kept
+    agg.handle(window(19, ONE_YES))  # overlaps the event's first window (20)
+    assert len(EventLog(data).windows(NEAR_MISSES)) == 2
+    agg.handle(decision(20, True))
+    assert list(agg.near_misses.kept) == [2 * HOP]  # its place in the hourly budget is free again
+    agg.write_due_clips()
+    (kept,) = EventLog(data).windows(NEAR_MISSES)
+    assert kept.start_time < EventLog(data).events()[0].start_time - 8
+    assert [p.name for p in (data / "clips").iterdir()] == [Path(kept.clip).name]  # none of the one forgotten
