@@ -243,7 +243,8 @@ class Aggregator:
         """Near misses and samples kept from windows that overlap an event's first one: their audio is
         in the event's clip (measured by an audit: 143 of 146 near misses were the window before an
         event's onset, which spent the hourly budget on shots already heard)."""
-        for index in [i for i in self.kept if i * self.hop + self.window > event_start]:
+        overlapping = range(event_start - self.window + 1, event_start + self.window)  # window starts
+        for index in [i for i in self.kept if i * self.hop in overlapping]:
             if self.kept[index][0] == NEAR_MISSES:
                 self.near_misses.forget(index * self.hop)
             self._forget_kept(index)

@@ -4,6 +4,7 @@ them: a record and a clip, no text, kept past the retention once labelled."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import time
@@ -174,3 +175,15 @@ def test_a_near_miss_at_the_onset_of_an_event_gives_way_to_it_and_frees_its_plac
     (kept,) = EventLog(data).windows(NEAR_MISSES)
     assert kept.start_time < EventLog(data).events()[0].start_time - 8
     assert [p.name for p in (data / "clips").iterdir()] == [Path(kept.clip).name]  # none of the one forgotten
+
+
+def test_an_event_heard_late_takes_only_the_near_misses_that_overlap_its_window(aggregator_with_near_misses):
+    agg, audio, _, data = aggregator_with_near_misses
+    audio.write(np.zeros(RATE * 30, dtype=np.int16))
+    agg.handle(window(21, ONE_YES))  # overlaps window 20
+    agg.handle(window(40, ONE_YES))  # 10 s after it
+    agg.handle(dataclasses.replace(decision(20, True), late=True))  # a late model's votes make 20 a shot
+    (kept,) = EventLog(data).windows(NEAR_MISSES)
+    (event,) = EventLog(data).events()
+    assert kept.start_time == pytest.approx(event.start_time + 10, abs=0.01)  # window 40's
+    assert list(agg.near_misses.kept) == [40 * HOP]
