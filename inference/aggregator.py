@@ -55,7 +55,8 @@ PRUNE_INTERVAL = 3600.0  # s between retention passes
 # saved from what the ring holds, before the silence standing in for the gap overwrites it.
 AUDIO_STALL = 5.0
 IDLE_WAIT = 1.0  # s: longest wait for a vote (heartbeat, stop event and due clips are checked as often)
-ONSET_LEVEL = 0.5  # a loud sound: a sample at half its window's peak (-6 dB) or more
+ONSET_LEVEL = 0.5  # a loud sound: frames at half its window's peak (-6 dB) or more
+ONSET_FRAME = 0.01  # s: the frames of that envelope (a shot's waveform swings through zero within one)
 LONG_EVENT = 30.0  # s of gunfire from which an event's end is texted too (its alert told only its start)
 
 log = logging.getLogger(__name__)
@@ -206,17 +207,20 @@ class Aggregator:
             self._clip_due(EVENTS, event.record_id, event.start, event.end, event)  # in pieces if it outlasts the ring
 
     def _loud_time(self, window_start: int, last: bool = False) -> float:
-        """The wall time a text states, to the nearest second: the first (or `last`) loud sound of
-        the window at `window_start`. An event's first window starts 0.9-1.6 s before the shot that
-        made it positive (measured over 20 positions), and a time cut to the second could then
-        show the minute before."""
+        """The wall time a text states, to the nearest second: when the first (or `last`) loud sound
+        of the window at `window_start` began. An event's first window starts 0.9-1.6 s before the
+        shot that made it positive (measured over 20 positions), and a time cut to the second could
+        then show the minute before; the last loud sample was the last shot's tail, 1 s after it."""
         edge = window_start + (self.window if last else 0)
         try:
-            level = np.abs(self.audio.read(window_start, self.window).astype(np.int32))
+            samples = self.audio.read(window_start, self.window)
         except (Lapped, NotWritten):  # not held any more (an event heard late): the window's edge
             return round(wall_time(self.audio.time_of(edge)))
-        loud = np.flatnonzero(level >= ONSET_LEVEL * level.max())
-        return round(wall_time(self.audio.time_of(window_start + int(loud[-1] if last else loud[0]))))
+        frame = round(ONSET_FRAME * self.rate)
+        envelope = np.abs(samples[: len(samples) // frame * frame].astype(np.int32)).reshape(-1, frame).max(axis=1)
+        loud = envelope >= ONSET_LEVEL * envelope.max()
+        onsets = np.flatnonzero(loud & ~np.concatenate(([False], loud[:-1])))  # where each loud stretch begins
+        return round(wall_time(self.audio.time_of(window_start + frame * int(onsets[-1] if last else onsets[0]))))
 
     def _keep_window(self, table: str, decision: Decision) -> None:
         """A near miss or background sample: its record, and its clip once the post-roll is in."""
