@@ -57,6 +57,7 @@ AUDIO_STALL = 5.0
 IDLE_WAIT = 1.0  # s: longest wait for a vote (heartbeat, stop event and due clips are checked as often)
 ONSET_LEVEL = 0.5  # a loud sound: frames at half its window's peak (-6 dB) or more
 ONSET_FRAME = 0.01  # s: the frames of that envelope (a shot's waveform swings through zero within one)
+SOUND_GAP = 0.25  # s below that level that part two loud sounds (a shot's own dips are shorter)
 LONG_EVENT = 30.0  # s of gunfire from which an event's end is texted too (its alert told only its start)
 
 log = logging.getLogger(__name__)
@@ -191,7 +192,7 @@ class Aggregator:
         event.record_id = self._record(
             "event", self.events.open_event, start, event.confidence, event.votes, self.versions, event.degraded
         )
-        event.heard_at = self._loud_time(event.start)
+        event.heard_at = self._loud_time(event.start, event.start + self.window)
         alert = EventAlert(event.record_id, event.heard_at, event.confidence, event.degraded, clock_synchronised())
         self.unqueued.append(alert)
         self.queue_alerts()
@@ -206,21 +207,20 @@ class Aggregator:
         if event.record_id is not None:
             self._clip_due(EVENTS, event.record_id, event.start, event.end, event)  # in pieces if it outlasts the ring
 
-    def _loud_time(self, window_start: int, last: bool = False) -> float:
+    def _loud_time(self, start: int, stop: int, last: bool = False) -> float:
         """The wall time a text states, to the nearest second: when the first (or `last`) loud sound
-        of the window at `window_start` began. An event's first window starts 0.9-1.6 s before the
-        shot that made it positive (measured over 20 positions), and a time cut to the second could
-        then show the minute before; the last loud sample was the last shot's tail, 1 s after it."""
-        edge = window_start + (self.window if last else 0)
+        in rows [start, stop) began. An event's first window starts 0.9-1.6 s before the shot that
+        made it positive (measured over 20 positions), and a time cut to the second could then show
+        the minute before."""
         try:
-            samples = self.audio.read(window_start, self.window)
-        except (Lapped, NotWritten):  # not held any more (an event heard late): the window's edge
-            return round(wall_time(self.audio.time_of(edge)))
+            samples = self.audio.read(start, stop - start)
+        except (Lapped, NotWritten):  # not held any more (an event heard late): the edge
+            return round(wall_time(self.audio.time_of(stop if last else start)))
         frame = round(ONSET_FRAME * self.rate)
         envelope = np.abs(samples[: len(samples) // frame * frame].astype(np.int32)).reshape(-1, frame).max(axis=1)
-        loud = envelope >= ONSET_LEVEL * envelope.max()
-        onsets = np.flatnonzero(loud & ~np.concatenate(([False], loud[:-1])))  # where each loud stretch begins
-        return round(wall_time(self.audio.time_of(window_start + frame * int(onsets[-1] if last else onsets[0]))))
+        loud = np.flatnonzero(envelope >= ONSET_LEVEL * envelope.max())
+        onsets = loud[np.diff(loud, prepend=-len(envelope)) > SOUND_GAP / ONSET_FRAME]  # where each sound begins
+        return round(wall_time(self.audio.time_of(start + frame * int(onsets[-1] if last else onsets[0]))))
 
     def _keep_window(self, table: str, decision: Decision) -> None:
         """A near miss or background sample: its record, and its clip once the post-roll is in."""
@@ -328,7 +328,8 @@ class Aggregator:
                 if not clip.saved:  # a window decided late may have joined before the event's start
                     clip.first = min(clip.first, max(0, event.start - self.pre))
         if event.heard_at is not None:
-            ended = self._loud_time(event.end - self.window, last=True)
+            # the last positive window may start after the last shot (its tail made it positive)
+            ended = self._loud_time(max(event.start, event.end - 2 * self.window), event.end, last=True)
             if ended - event.heard_at >= LONG_EVENT:
                 self.unqueued.append(EventEnd(event.record_id, event.heard_at, ended, clock_synchronised()))
                 self.queue_alerts()

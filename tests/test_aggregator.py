@@ -108,8 +108,11 @@ def test_the_end_of_long_gunfire_is_texted_to_those_its_alert_went_to(aggregator
     sound = np.zeros(RATE * 60, dtype=np.int16)
     first, last = 6 * HOP / RATE + 0.7, 6 * HOP / RATE + 0.7 + fire_seconds
     for shot in np.arange(first, last + 0.01, 2.5):
-        sound[round(shot * RATE) : round(shot * RATE) + round(1.2 * RATE)] = 9000  # its tail, above half the peak
-        sound[round(shot * RATE) : round(shot * RATE) + 200] = 15000
+        at = round(shot * RATE)
+        sound[at : at + round(1.2 * RATE)] = 9000  # its tail, above half the peak, with dips below it:
+        sound[at + RATE // 2 : at + RATE // 2 + 800] = 0  # (a shot's own, measured on the bundled ones)
+        sound[at + RATE : at + RATE + 1600] = 0
+        sound[at : at + 200] = 15000
     audio.write(sound)
     last_window = round(last * RATE) // HOP - 1  # the last window the last shot is in, well inside it
     for index in range(6, last_window + 1):
