@@ -445,7 +445,7 @@ class EventLog:
         writer, part = self._writing.pop((table, record_id), (None, None))
         _give_up(writer, part)
 
-    def _delete(self, table: str, query: str, parameter: float) -> int:
+    def _delete(self, table: str, query: str, parameter: float | int) -> int:
         old = self._db.execute(query, (parameter,)).fetchall()
         for _, clip in old:
             if clip:

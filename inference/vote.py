@@ -6,8 +6,8 @@ Two rules (VoteRule, chosen on validation and stored in models/ensemble.json):
   - fused: the mean log-odds of the models against one threshold (a sure model can carry an unsure
     one). It waits for every present model: a positive window is decided when the slowest has voted.
 A window is decided as soon as every present model has voted (also k of n, when k "yes" are in
-already: its confidence, in the text, is then the same whichever model was fastest, and the same
-as `analyze` gives); otherwise `timeout` seconds after its first vote, on the m votes it has, and it is marked
+already: its recorded confidence is then the same whichever model was fastest, and the same as
+`analyze` gives); otherwise `timeout` seconds after its first vote, on the m votes it has, and it is marked
 degraded: k of n needs ceil(k * m / n) (2 of 3 becomes 2 of 2 and 1 of 1), and so does the fused
 vote, with the models' own thresholds (its threshold was chosen for the mean of all n models, and
 is far too lenient for one model alone). A model that missed `ABSENT_AFTER` windows in a row is
