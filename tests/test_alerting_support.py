@@ -23,6 +23,10 @@ DEADLINE = 20.0  # s: longest wait for a child process in a test
 POLL = 0.02  # s: how often a waiting test looks at the condition it waits for
 _RECIPIENT = re.compile(r'^Recipient number "(.*)"$')
 _UDH_CONCAT = (0x05, 0x00, 0x03)  # UDH length, IE "concatenated, 8-bit reference", IE length
+# Gammu's dump of the 6 UDH bytes, 4 characters each: hex, the byte as a character, "|"
+# ("05 |00 |03 |C6 |322|01"). Read by position: a reference byte 0x7C is "7C||", which split at
+# "|" made an empty token (a CI failure, 1 multi-part text in 256).
+_UDH_BYTE = 4
 
 
 def config_for(tmp_path: Path, **changes: Any) -> Config:
@@ -81,8 +85,8 @@ def _part(block: list[str]) -> SentPart:
     recipient = next(m.group(1) for line in block if (m := _RECIPIENT.match(line)))
     reference, total, index = None, 1, 1
     if "UDH, length 6" in block:
-        udh_line = block[block.index("UDH, length 6") + 2]
-        udh = [int(token.strip()[:2], 16) for token in udh_line.split("|")[:6]]
+        dump = block[block.index("UDH, length 6") + 2]
+        udh = [int(dump[i : i + 2], 16) for i in range(0, 6 * _UDH_BYTE, _UDH_BYTE)]
         if tuple(udh[:3]) == _UDH_CONCAT:
             reference, total, index = udh[3], udh[4], udh[5]
     return SentPart(recipient, block[-1], reference, total, index)
