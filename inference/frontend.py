@@ -23,6 +23,7 @@ from pipeline.ring import Lapped, Ring
 
 MIN_SLEEP = 0.01  # s: waits for the next window's audio are at least this ...
 MAX_SLEEP = 0.5  # ... and at most this, so the stop event and the heartbeat stay timely
+CHUNK_SECONDS = 2.0  # s: audio turned into frames at a time, bounding the memory of a catch-up
 
 log = logging.getLogger(__name__)
 
@@ -103,23 +104,24 @@ class Frontend:
         return ready
 
     def _advance(self, frontend: LogMelFrontend, ring: Ring, available: int) -> None:
+        """Frames up to `available`, CHUNK_SECONDS of audio at a time: after a stall or a restart a
+        whole ring may be waiting, and its spectra at once took 194 MB (a 60 s ring, measured)."""
         spec = frontend.spec
-        while True:  # again if capture wrote over the oldest rows while they were read (after a long gap)
+        last = spec.frames_in(available) if available >= spec.n_fft else 0
+        chunk = max(1, round(CHUNK_SECONDS * spec.sample_rate / spec.hop_length))
+        while ring.write_pos < last:
             first = ring.write_pos
             oldest_frame = -(-self.audio.oldest() // spec.hop_length)
             if first < oldest_frame:  # audio for these frames is gone: keep indices true, mark as silence
                 ring.skip(oldest_frame - first)
-                first = oldest_frame
-            last = spec.frames_in(available) if available >= spec.n_fft else 0
-            if last <= first:
-                return
+                continue
+            stop = min(last, first + chunk)
             start = first * spec.hop_length
             try:
-                audio = self.audio.read(start, (last - 1) * spec.hop_length + spec.n_fft - start)
-            except Lapped:
+                audio = self.audio.read(start, (stop - 1) * spec.hop_length + spec.n_fft - start)
+            except Lapped:  # capture wrote over these rows while they were read (after a long gap)
                 continue
             ring.write(frontend.frames(int16_to_float(audio)))
-            return
 
 
 def attach_streams(ensemble: Ensemble, layout: Layout) -> dict[str, tuple[LogMelSpec, Ring]]:
