@@ -444,8 +444,14 @@ class Aggregator:
         self.events.close()
 
     def _prune_sent(self, older_than: float) -> int:
-        with Outbox(outbox_path(self.data_dir)) as outbox:
-            return outbox.prune_sent(older_than)
+        """In the data folder's outbox and in the in-memory one that took the texts the card refused
+        (a full disk keeps the card: what memory sent would otherwise stay in RAM until a reboot)."""
+        removed = 0
+        for folder in (self.data_dir, private_dir(volatile_data_dir(self.data_dir))):
+            if folder == self.data_dir or outbox_path(folder).exists():
+                with Outbox(outbox_path(folder)) as outbox:
+                    removed += outbox.prune_sent(older_than)
+        return removed
 
 
 def _rounded(votes: dict[str, float]) -> dict[str, float]:

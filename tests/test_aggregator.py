@@ -3,6 +3,7 @@ closing completes the record and saves the evidence clip from the ring."""
 
 import contextlib
 import dataclasses
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from pipeline.messages import OutboxChanged, Vote
 from pipeline.metrics import StatsTable
 from pipeline.ring import Ring
 from pipeline.run import list_events
+from pipeline.storage import private_dir, volatile_data_dir
 from tests.conftest import own_run_id
 
 RATE, HOP = 16000, 8000
@@ -204,6 +206,23 @@ def test_retention_removes_old_clips_events_and_sent_texts_but_never_pending_one
     assert EventLog(data).events() == []
     assert not list((data / "clips").glob("*.flac"))
     assert [r.id for r in outbox.rows()] == [second.id]
+
+
+def test_retention_also_prunes_the_texts_memory_sent_for_a_card_that_refused_them(aggregator):
+    """A full card keeps its place (only its reserve is given up), so the texts it refused went out
+    from the in-memory outbox, in RAM: sent ones are pruned there too, pending ones never."""
+    agg, _, _, data = aggregator
+    volatile = private_dir(volatile_data_dir(data), create=True)
+    try:
+        with Outbox(outbox_path(volatile)) as outbox:
+            sent = outbox.enqueue(RECIPIENTS[0], "sent from memory", "alert", now=0.0)
+            pending = outbox.enqueue(RECIPIENTS[1], "still waiting in memory", "alert", now=0.0)
+            outbox.mark_sent(sent, [1], now=0.0)
+        agg.prune(time.time() + (agg.config.storage.retention_days + 1) * 86400)
+        with Outbox(outbox_path(volatile)) as outbox:
+            assert [row.id for row in outbox.rows()] == [pending]
+    finally:
+        shutil.rmtree(volatile, ignore_errors=True)
 
 
 def test_a_window_holding_silence_for_lost_audio_is_not_a_shot(aggregator):
