@@ -7,6 +7,9 @@ soon as the limit allows another text, or once no summary went to that recipient
 SUMMARY_INTERVAL: a held event waits at most that long, and a flood costs at most max_per_hour + 4
 texts an hour per recipient (the summaries sent past the limit are SUMMARY_INTERVAL apart). Once
 events wait, later ones wait with them, so texts stay in time order.
+
+Gunfire that goes on is texted again to the recipients its alert went to, outside the limit: "still
+going" every UPDATE_INTERVAL of it (inference/aggregator.py) and, from LONG_EVENT, its end.
 """
 
 from __future__ import annotations
@@ -48,6 +51,16 @@ class EventEnd:
     clock_synchronised: bool = True
 
 
+@dataclass(frozen=True)
+class EventOngoing:
+    """An event still open UPDATE_INTERVAL after its alert (or its last such text): the gunfire goes on."""
+
+    event_id: int
+    heard_at: float  # wall time its alert stated
+    still_at: float  # wall time of the latest loud sound heard
+    clock_synchronised: bool = True
+
+
 def local_time(config: Config, wall_time: float, fmt: str = TIME_FORMAT) -> str:
     """`wall_time` in the site's time zone, e.g. "2026-11-25 14:03:07 EAT"."""
     zone = zoneinfo.ZoneInfo(config.site.timezone)
@@ -70,6 +83,16 @@ def end_text(config: Config, end: EventEnd) -> str:
     heard, ended = local_time(config, end.heard_at, "%H:%M:%S"), local_time(config, end.ended_at, "%H:%M:%S %Z")
     text = f"{config.site.name}: the gunfire heard at {heard} went on until {ended} ({lasted})."
     return text + clock_note(end.clock_synchronised)
+
+
+def ongoing_text(config: Config, ongoing: EventOngoing) -> str:
+    """E.g. "North gate: the gunfire heard at 14:03:07 is still going at 14:13:09 EAT (10 min so far)."
+    (times to the second as in the alert and the end text, which name the gunfire by its first shot)."""
+    minutes = max(1, round((ongoing.still_at - ongoing.heard_at) / 60))
+    heard = local_time(config, ongoing.heard_at, "%H:%M:%S")
+    still = local_time(config, ongoing.still_at, "%H:%M:%S %Z")
+    text = f"{config.site.name}: the gunfire heard at {heard} is still going at {still} ({minutes} min so far)."
+    return text + clock_note(ongoing.clock_synchronised)
 
 
 def clock_note(synchronised: bool) -> str:
@@ -129,6 +152,20 @@ def queue_event_end(outbox: Outbox, config: Config, end: EventEnd, now: float) -
     text = end_text(config, end)
     with outbox.transaction():
         return [outbox.enqueue(r, text, "update", end.event_id, now) for r in outbox.alerted(end.event_id)]
+
+
+def queue_event_ongoing(outbox: Outbox, config: Config, ongoing: EventOngoing, now: float) -> list[int]:
+    """Queue "still going" for each recipient the event's alert was queued for (as the end text), but
+    not one whose last "still going" of it is unsent yet (no network, no modem): a modem back after an
+    hour-long outage sends one, not six; the outbox ids queued. Not counted in the hourly limit: the
+    aggregator queues one every UPDATE_INTERVAL of the gunfire at most."""
+    text = ongoing_text(config, ongoing)
+    with outbox.transaction():
+        return [
+            outbox.enqueue(r, text, "update", ongoing.event_id, now)
+            for r in outbox.alerted(ongoing.event_id)
+            if not outbox.has_unsent(r, "update", ongoing.event_id)
+        ]
 
 
 def release_summaries(outbox: Outbox, config: Config, now: float) -> list[int]:

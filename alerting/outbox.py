@@ -305,6 +305,11 @@ class Outbox:
             (recipient, *kinds, since, now),
         ).fetchone()[0]
 
+    def has_unsent(self, recipient: str, kind: str, event_id: int) -> bool:
+        """Whether a text of `kind` about event `event_id` to `recipient` waits to be sent."""
+        query = "SELECT 1 FROM texts WHERE recipient=? AND state != 'sent' AND kind=? AND event_id=? LIMIT 1"
+        return self._db.execute(query, (recipient, kind, event_id)).fetchone() is not None
+
     # --- events held for a summary ------------------------------------------------------------------
     def alerted(self, event_id: int) -> list[str]:
         """The recipients queued an alert for event `event_id` (not those it was held for), in order."""

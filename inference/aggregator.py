@@ -31,7 +31,14 @@ from typing import Any, TypeVar
 import numpy as np
 
 from alerting.clock import clock_synchronised
-from alerting.compose import EventAlert, EventEnd, queue_event_alert, queue_event_end
+from alerting.compose import (
+    EventAlert,
+    EventEnd,
+    EventOngoing,
+    queue_event_alert,
+    queue_event_end,
+    queue_event_ongoing,
+)
 from alerting.outbox import Outbox, outbox_path
 from alerting.reserve import DiskReserve
 from inference.background_sample import BackgroundSampler
@@ -59,6 +66,10 @@ ONSET_LEVEL = 0.5  # a loud sound: frames at half its window's peak (-6 dB) or m
 ONSET_FRAME = 0.01  # s: the frames of that envelope (a shot's waveform swings through zero within one)
 SOUND_GAP = 0.25  # s below that level that part two loud sounds (a shot's own dips are shorter)
 LONG_EVENT = 30.0  # s of gunfire from which an event's end is texted too (its alert told only its start)
+# s of gunfire between "still going" texts, from its alert: soon enough that nobody goes near an
+# incident half an hour on believing it over, few enough (6 an hour per event, outside the hourly
+# limit, on top of up to max_per_hour alerts) not to drown the alerts of other incidents or the credit.
+UPDATE_INTERVAL = 600.0
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -110,7 +121,7 @@ class Aggregator:
         self.window = ensemble.window_samples
         self.hop = hop
         self.latency = LatencyTracker(slot)
-        self.unqueued: list[EventAlert | EventEnd] = []
+        self.unqueued: list[EventAlert | EventEnd | EventOngoing] = []
         self.reserve = DiskReserve(data_dir)
         self.min_free = round(config.storage.min_free_mb * MB)
         self.audio_pos, self.audio_moved = audio.write_pos, time.monotonic()
@@ -164,6 +175,8 @@ class Aggregator:
             self._close(update.closed)
         if update.opened is not None:
             self._open(update.opened)
+        elif decision.positive and self.tracker.current is not None:
+            self._still_going(self.tracker.current, decision.index)
         in_event = self.tracker.current is not None
         if not lost_audio and self.near_misses.pick(decision, in_event):
             self._keep_window(NEAR_MISSES, decision)
@@ -193,6 +206,7 @@ class Aggregator:
             "event", self.events.open_event, start, event.confidence, event.votes, self.versions, event.degraded
         )
         event.heard_at = self._loud_time(event.start, event.start + self.window)
+        event.next_update = event.start + round(UPDATE_INTERVAL * self.rate)
         alert = EventAlert(event.record_id, event.heard_at, event.confidence, event.degraded, clock_synchronised())
         self.unqueued.append(alert)
         self.queue_alerts()
@@ -206,6 +220,23 @@ class Aggregator:
         )
         if event.record_id is not None:
             self._clip_due(EVENTS, event.record_id, event.start, event.end, event)  # in pieces if it outlasts the ring
+
+    def _still_going(self, event: Event, index: int) -> None:
+        """A positive window that reaches UPDATE_INTERVAL of audio past the event's first one (or past
+        the window of its last "still going" text): text that the gunfire goes on, at the last loud
+        sound in that window, to those its alert went to. Counted in audio rows, as its times are: a
+        wall clock set by NTP meanwhile, or an aggregator behind on its votes, does not bunch them up
+        (at most one per UPDATE_INTERVAL of audio). An event opened by a restarted aggregator counts
+        from its own alert: one that was open before the restart is never taken up again."""
+        start = index * self.hop
+        if event.record_id is None or event.heard_at is None or event.next_update is None:
+            return  # its alert went without an event id (the event log failed): nothing to tie a text to
+        if start + self.window < event.next_update:
+            return
+        event.next_update = start + self.window + round(UPDATE_INTERVAL * self.rate)
+        still = self._loud_time(start, start + self.window, last=True)
+        self.unqueued.append(EventOngoing(event.record_id, event.heard_at, still, clock_synchronised()))
+        self.queue_alerts()
 
     def _loud_time(self, start: int, stop: int, last: bool = False) -> float:
         """The wall time a text states, to the nearest second: when the first (or `last`) loud sound
@@ -285,15 +316,17 @@ class Aggregator:
         return self.audio.holds_loss(start, start + self.window)
 
     def queue_alerts(self) -> None:
-        """Queue the alerts (and ends of long events) not yet in the outbox (the usual case: the one
+        """Queue the alerts (and "still going" and ends of long events) not yet in the outbox (the usual case: the one
         just decided)."""
         if (exc := queue_durably(self.unqueued, self._queue_alert, self.data_dir)) is not None:
             log.critical("alert for event %s NOT queued yet (%s): retrying", self.unqueued[0].event_id, exc)
             self.slot.add("errors")
 
-    def _queue_alert(self, outbox: Outbox, alert: EventAlert | EventEnd) -> None:
+    def _queue_alert(self, outbox: Outbox, alert: EventAlert | EventEnd | EventOngoing) -> None:
         if isinstance(alert, EventEnd):
             queue_event_end(outbox, self.config, alert, now=time.time())
+        elif isinstance(alert, EventOngoing):
+            queue_event_ongoing(outbox, self.config, alert, now=time.time())
         else:
             queue_event_alert(outbox, self.config, alert, now=time.time())
             self._record("alert queued", self.events.mark_alert_queued, alert.event_id)  # else sent again at restart

@@ -28,6 +28,7 @@ class Event:
     degraded: bool
     windows: int = 1
     heard_at: float | None = None  # wall time its alert states (set when it opens)
+    next_update: int | None = None  # audio row a positive window must reach for a "still going" text
     record_id: int | None = field(default=None)
     late: bool = False  # opened by a window decided "yes" late
 

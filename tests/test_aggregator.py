@@ -16,7 +16,7 @@ from alerting.clock import UNSYNCHRONISED_NOTE
 from alerting.compose import local_time
 from alerting.outbox import Outbox, outbox_path
 from cli import _event_line
-from inference.aggregator import AUDIO_STALL, LONG_EVENT, Aggregator
+from inference.aggregator import AUDIO_STALL, LONG_EVENT, UPDATE_INTERVAL, Aggregator
 from inference.eventlog import EVENTS, NEAR_MISSES, EventLog
 from inference.model import load_ensemble
 from inference.vote import ABSENT_AFTER, Decision
@@ -131,6 +131,110 @@ def test_the_end_of_long_gunfire_is_texted_to_those_its_alert_went_to(aggregator
     times = f"heard at {local_time(agg.config, round(heard), '%H:%M:%S')} went on until"
     assert updates[0].text.startswith(f"Gate: the gunfire {times} {local_time(agg.config, round(ended), '%H:%M:%S')}")
     assert f"({fire_seconds:.0f} s)." in updates[0].text
+
+
+class Gunfire:
+    """Audio written to the ring 10 s at a time on a faked capture clock (hours ago, advancing as the
+    audio does), each window decided as soon as it is whole: positive when a shot begins in it.
+    Shots (a click, its tail below half its peak) come SHOT_EVERY s apart while `firing`. The texts
+    queued are marked sent after each chunk (the SMS process with a working modem)."""
+
+    SHOT_EVERY, CHUNK = 2.5, 10
+
+    def __init__(self, agg: Aggregator, audio: Ring) -> None:
+        self.agg, self.audio = agg, audio
+        self.clock = time.monotonic() - 3 * 3600.0
+        self.next_window = 0
+        self.onsets: list[int] = []  # rows where shots begin
+
+    def run(self, seconds: float, firing: bool) -> None:
+        for _ in range(round(seconds / self.CHUNK)):
+            first = self.audio.write_pos
+            chunk = np.zeros(self.CHUNK * RATE, dtype=np.int16)
+            if firing:
+                for at in np.arange(0.7, self.CHUNK, self.SHOT_EVERY) * RATE:
+                    chunk[round(at) : round(at) + 200] = 15000
+                    chunk[round(at) + 200 : round(at) + RATE // 2] = 3000
+                    self.onsets.append(first + round(at))
+            self.clock += self.CHUNK
+            self.audio.write(chunk, captured_at=self.clock)
+            while self.next_window * HOP + WINDOW <= self.audio.write_pos:
+                start = self.next_window * HOP
+                self.agg.handle(decision(self.next_window, any(start <= o < start + WINDOW for o in self.onsets)))
+                self.next_window += 1
+            self.agg.write_due_clips()
+            with Outbox(outbox_path(self.agg.data_dir)) as outbox:
+                while rows := outbox.due(time.time() + 1.0):
+                    for row in rows:
+                        outbox.mark_sent(row.id, [1], time.time())
+
+    def wall(self, row: int) -> float:
+        """The wall time of audio row `row`, as the aggregator reckons it."""
+        return round(time.time() - (time.monotonic() - self.audio.time_of(row)))
+
+
+def texts_of(data, kind: str = "update", recipient: str = RECIPIENTS[0]) -> list[str]:
+    return [r.text for r in Outbox(outbox_path(data)).rows() if r.kind == kind and r.recipient == recipient]
+
+
+def test_gunfire_that_goes_on_is_texted_as_still_going_every_update_interval(aggregator):
+    """25 minutes of fire: its alert, "still going" at 10 and 20 min of it (the latest shot heard
+    then, by the audio's clock), to every recipient its alert went to; its end at the close."""
+    agg, audio, _, data = aggregator
+    fire = Gunfire(agg, audio)
+    fire.run(20, firing=False)
+    fire.run(25 * 60, firing=True)
+    (event,) = EventLog(data).events()
+    heard = fire.wall(fire.onsets[0])
+    updates = texts_of(data)
+    assert len(updates) == 2 and texts_of(data, recipient=RECIPIENTS[1]) == updates
+    assert {r.event_id for r in Outbox(outbox_path(data)).rows()} == {event.id}
+    for n, text in enumerate(updates, start=1):
+        # the last shot of the first window that reaches n intervals past the event's first window
+        reaching = (event.start_time + n * UPDATE_INTERVAL) - fire.wall(0)
+        still = max(o for o in fire.onsets if fire.wall(o) <= fire.wall(0) + reaching)
+        expected = (
+            f"Gate: the gunfire heard at {local_time(agg.config, heard, '%H:%M:%S')} is still going at "
+            f"{local_time(agg.config, fire.wall(still), '%H:%M:%S %Z')} ({10 * n} min so far)."
+        )
+        assert abs(fire.wall(still) - heard - n * UPDATE_INTERVAL) <= 2 * Gunfire.SHOT_EVERY
+        assert text.removesuffix(UNSYNCHRONISED_NOTE) == expected
+    fire.run(20, firing=False)
+    assert len(texts_of(data)) == 3 and "went on until" in texts_of(data)[-1]  # the end, as before
+    assert len(texts_of(data, kind="alert")) == 1
+
+
+def test_no_still_going_text_before_the_interval_nor_to_a_recipient_the_alert_was_held_for(aggregator):
+    """Held for a summary (the hourly limit), a recipient learns of the event there, as of its end."""
+    agg, audio, _, data = aggregator
+    agg.config = override(agg.config, {"alerts.max_per_hour": 1})
+    Outbox(outbox_path(data)).enqueue(RECIPIENTS[1], "Gate: possible gunshot at ...", "alert", now=time.time())
+    fire = Gunfire(agg, audio)
+    fire.run(20, firing=False)
+    fire.run(UPDATE_INTERVAL - 20, firing=True)
+    assert texts_of(data) == []
+    fire.run(40, firing=True)
+    assert len(texts_of(data)) == 1 and "still going" in texts_of(data)[0]
+    assert texts_of(data, recipient=RECIPIENTS[1]) == []
+
+
+def test_an_aggregator_restarted_mid_gunfire_sends_no_burst_of_still_going_texts(aggregator):
+    """Killed 9 minutes into the fire and started again: the open event is marked interrupted and never
+    taken up again (no "still going" of it, however long it went on); the rest of the fire is a new
+    event (its alert, a duplicate, as before), whose "still going" counts from that alert."""
+    agg, audio, layout, data = aggregator
+    fire = Gunfire(agg, audio)
+    fire.run(20, firing=False)
+    fire.run(9 * 60, firing=True)
+    agg.events.close()  # killed: nothing closed, nothing flushed
+    restarted = Aggregator(agg.config, load_ensemble(""), audio, agg.slot, layout)
+    fire.agg = restarted
+    fire.run(UPDATE_INTERVAL - 30, firing=True)  # 19 min of fire in all, 10 since the restart
+    first, second = EventLog(data).events()
+    assert first.state == "interrupted" and texts_of(data) == []
+    fire.run(60, firing=True)
+    assert [r.event_id for r in Outbox(outbox_path(data)).rows() if r.kind == "update"] == [second.id] * 2
+    assert "(10 min so far)" in texts_of(data)[0]
 
 
 CLICK_AT = 3.2  # s

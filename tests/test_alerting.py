@@ -11,11 +11,13 @@ from alerting.compose import (
     SUMMARY_INTERVAL,
     EventAlert,
     EventEnd,
+    EventOngoing,
     alert_text,
     clock_note,
     network_back_text,
     queue_event_alert,
     queue_event_end,
+    queue_event_ongoing,
     release_summaries,
     summary_text,
 )
@@ -502,6 +504,33 @@ def test_the_end_of_a_long_event_goes_to_those_its_alert_went_to_outside_the_lim
     assert [(t.recipient, t.kind) for t in texts] == [(A, "update"), (B, "update")]
     assert texts[0].text == "North gate: the gunfire heard at 14:03:07 went on until 14:05:12 EAT (2 min)."
     assert texts[0].text_to_send(SHOT_TIME + 400) == texts[0].text  # it states its times: never called late
+
+
+def test_still_going_goes_to_those_its_alert_went_to_and_never_piles_up_unsent(tmp_path):
+    """Outside the hourly limit, as the end; to a recipient whose last "still going" of the event is
+    not sent yet (no network for an hour of fire), none more: one stale text when the modem is back,
+    not six. The end still goes. One GSM-7 part with the clock note, for a 20-character site name."""
+    config = config_for(tmp_path, **{"alerts.max_per_hour": 1, "alerts.recipients": [A, B]})
+    outbox = open_outbox(tmp_path)
+    outbox.enqueue(B, "an earlier alert", "alert", now=SHOT_TIME - 60)  # B's limit is spent: held for B
+    queue_event_alert(outbox, config, EventAlert(1, SHOT_TIME, 0.9, False), now=SHOT_TIME)
+    for row in outbox.rows():
+        outbox.mark_sent(row.id, [1], SHOT_TIME + 5)
+    first = queue_event_ongoing(outbox, config, EventOngoing(1, SHOT_TIME, SHOT_TIME + 601.4), now=SHOT_TIME + 605)
+    assert [(outbox.row(i).recipient, outbox.row(i).kind) for i in first] == [(A, "update")]
+    assert outbox.row(first[0]).text == (
+        "North gate: the gunfire heard at 14:03:07 is still going at 14:13:08 EAT (10 min so far)."
+    )
+    assert outbox.row(first[0]).text_to_send(SHOT_TIME + 3000) == outbox.row(first[0]).text  # it states its times
+    assert queue_event_ongoing(outbox, config, EventOngoing(1, SHOT_TIME, SHOT_TIME + 1202), now=SHOT_TIME + 1205) == []
+    outbox.mark_sent(first[0], [1], SHOT_TIME + 1600)
+    (later,) = queue_event_ongoing(outbox, config, EventOngoing(1, SHOT_TIME, SHOT_TIME + 1802), now=SHOT_TIME + 1805)
+    assert "(30 min so far)" in outbox.row(later).text
+    assert queue_event_end(outbox, config, EventEnd(1, SHOT_TIME, SHOT_TIME + 1900), now=SHOT_TIME + 1910)
+    assert outbox.count_between(A, ("alert", "summary"), SHOT_TIME - 1, SHOT_TIME + 2000) == 1
+    site = config_for(tmp_path, **{"site.name": "Mara North gate 3 NE"})
+    text = outbox.row(later).text.replace("North gate", site.site.name) + clock_note(False)
+    assert len(encode_parts(A, text)) == 1, text
 
 
 def test_the_reads_of_every_sms_pass_and_alert_use_indexes_not_the_whole_table(tmp_path):
