@@ -66,6 +66,9 @@ DROP INDEX IF EXISTS held_waiting;
 CREATE INDEX IF NOT EXISTS texts_unsent ON texts (recipient, id) WHERE state != 'sent';
 CREATE INDEX IF NOT EXISTS texts_by_time ON texts (recipient, created);
 CREATE INDEX IF NOT EXISTS held_unreported ON held (id) WHERE summary_id IS NULL;
+CREATE INDEX IF NOT EXISTS texts_alerts_by_time ON texts (created, event_id, event_time) WHERE kind = 'alert';
+CREATE INDEX IF NOT EXISTS texts_alerts_by_event ON texts (event_id) WHERE kind = 'alert';
+CREATE INDEX IF NOT EXISTS held_by_time ON held (created);
 """
 _ADDED_COLUMNS = {"held": {"created": "REAL", "summary_id": "INTEGER"}}  # files from before these columns
 _COLUMNS = (
@@ -309,6 +312,22 @@ class Outbox:
         """Whether a text of `kind` about event `event_id` to `recipient` waits to be sent."""
         query = "SELECT 1 FROM texts WHERE recipient=? AND state != 'sent' AND kind=? AND event_id=? LIMIT 1"
         return self._db.execute(query, (recipient, kind, event_id)).fetchone() is not None
+
+    def incidents_between(self, since: float, now: float) -> int:
+        """Events whose alert was queued, or that were held for a summary, after `since` and up to
+        `now` (as `count_between`): one an event, whatever the recipients and texts (its "still
+        going" and end texts are not counted). An event is told apart by its id, or without one (the
+        event log failed) by the time its texts state; a text with neither (not the aggregator's)
+        counts alone."""
+        query = """SELECT COUNT(*) FROM (
+            SELECT event_id, CASE WHEN event_id IS NULL THEN event_time END,
+                CASE WHEN event_id IS NULL AND event_time IS NULL THEN id END
+            FROM texts WHERE kind = 'alert' AND created > ? AND created <= ?
+            UNION
+            SELECT event_id, CASE WHEN event_id IS NULL THEN event_time END, NULL
+            FROM held WHERE created > ? AND created <= ?
+        )"""
+        return self._db.execute(query, (since, now, since, now)).fetchone()[0]
 
     # --- events held for a summary ------------------------------------------------------------------
     def alerted(self, event_id: int) -> list[str]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alerting.clock import clock_synchronised
-from alerting.compose import LIMITED_KINDS, clock_note, local_time
+from alerting.compose import clock_note, local_time
 from alerting.outbox import Outbox, outbox_path
 from pipeline.config import Config
 from pipeline.metrics import StatsSlot
@@ -32,7 +32,9 @@ BACK_TEXT = "{site}: the microphone works again (silent from {since} to {until})
 DEGRADED_TEXT = "{site}: the detector is degraded ({reason}); it keeps trying, but needs a look."
 RECOVERED_TEXT = "{site}: the detector works normally again ({reason})."
 HEARTBEAT_TEXT = "{site}: detector running since {since} ({figures}).{degraded}"
-HEARTBEAT_FIGURES = "alerts in the last {hours:g} h: {alerts}; lost audio: {lost}; restarts: {restarts}"
+# incidents: events alerted or held for a summary ("alerts in the last 24 h" counted the first
+# recipient's alert and summary texts: 2 alerts and a summary of 3 events said 3, and read as texts)
+HEARTBEAT_FIGURES = "incidents in {hours:g} h: {incidents}; lost audio: {lost}; restarts: {restarts}"
 HEARTBEAT_DEGRADED = " Degraded: needs a look."
 # In the data folder: when the heartbeat's period began (the last one queued, or the first start
 # without one); written only then.
@@ -110,13 +112,13 @@ class HealthMonitor:
         return self._send(text, now_monotonic, logging.INFO)
 
     def _heartbeat_text(self, run: RunFigures, since: float, now_wall: float, every: float) -> str:
-        """E.g. "North gate: detector running since 2026-12-01 08:00 EAT (alerts in the last 24 h: 0;
+        """E.g. "North gate: detector running since 2026-12-01 08:00 EAT (incidents in 24 h: 0;
         lost audio: none; restarts: 0).": one SMS part with the clock note, for a site name of up
         to about 20 characters. `since`: the start, by the wall clock as it reads now (NTP may
         have set it since)."""
         figures = HEARTBEAT_FIGURES.format(
             hours=every / SECONDS_PER_HOUR,
-            alerts=self._alerts_since(now_wall - every, now_wall),
+            incidents=self._incidents_since(now_wall - every, now_wall),
             lost=f"{max(1, round(run.lost_seconds))} s" if run.lost_seconds else "none",
             restarts=run.restarts,
         )
@@ -127,17 +129,18 @@ class HealthMonitor:
             degraded=HEARTBEAT_DEGRADED if run.degraded else "",
         )
 
-    def _alerts_since(self, since_wall: float, now_wall: float) -> str:
-        """Alert and summary texts queued for the first recipient in that span of the wall clock
-        (each recipient gets the same ones), from the data folder's outbox; "?" when it cannot say."""
+    def _incidents_since(self, since_wall: float, now_wall: float) -> str:
+        """Events alerted or held for a summary in that span of the wall clock, to any recipient (one
+        each, Outbox.incidents_between), from the data folder's outbox: the texts of a full disk's
+        in-memory outbox are not counted; "?" when it cannot say."""
         path = outbox_path(self.config.storage.data_dir)
-        if not self.config.alerts.recipients or not path.exists():
+        if not path.exists():
             return "0"
         try:
             with Outbox(path) as outbox:
-                return str(outbox.count_between(self.config.alerts.recipients[0], LIMITED_KINDS, since_wall, now_wall))
+                return str(outbox.incidents_between(since_wall, now_wall))
         except (OSError, sqlite3.Error) as exc:
-            log.warning("the heartbeat cannot count the alerts in %s: %s", path, exc)
+            log.warning("the heartbeat cannot count the incidents in %s: %s", path, exc)
             return "?"
 
     def _previous_heartbeat(self, now_monotonic: float, now_wall: float, every: float) -> float:

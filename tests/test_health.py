@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import sqlite3
 import time
 
 import numpy as np
@@ -9,7 +10,15 @@ import pytest
 import soundfile
 
 from alerting.clock import clock_synchronised
-from alerting.compose import clock_note
+from alerting.compose import (
+    EventAlert,
+    EventEnd,
+    EventOngoing,
+    clock_note,
+    queue_event_alert,
+    queue_event_end,
+    queue_event_ongoing,
+)
 from alerting.encoding import encode_parts
 from alerting.outbox import Outbox, outbox_path
 from pipeline.config import Config, override
@@ -63,7 +72,7 @@ def test_the_heartbeat_text_goes_out_on_its_schedule_and_never_when_off(tmp_path
         assert json.loads((tmp_path / HEARTBEAT_FILE).read_text())["monotonic"] == 0.0  # counted from the start
         text = monitor.heartbeat(STATUS, 86400.0, WALL + 86400.0)
         assert text == (
-            "Gate: detector running since 2027-01-15 08:00 UTC (alerts in the last 24 h: 0; lost audio: none; "
+            "Gate: detector running since 2027-01-15 08:00 UTC (incidents in 24 h: 0; lost audio: none; "
             "restarts: 0)." + clock_note(clock_synchronised())
         )
         assert json.loads((tmp_path / HEARTBEAT_FILE).read_text())["wall"] == WALL + 86400.0
@@ -101,13 +110,49 @@ def test_the_heartbeat_is_one_plain_text_part_with_the_figures_that_say_it_works
     finally:
         stats.close()
     assert text.startswith(
-        "Mara North gate 3 NE: detector running since 2027-01-14 11:00 EAT (alerts in the last 24 h: 2; "
+        "Mara North gate 3 NE: detector running since 2027-01-14 11:00 EAT (incidents in 24 h: 2; "
         "lost audio: 3 s; restarts: 2). Degraded: needs a look."
     )
     for word in ("windows", "overrun", "samples", "decided", "listening"):
         assert word not in text
     plain = text.removesuffix(clock_note(clock_synchronised())).replace(" Degraded: needs a look.", "")
     assert len(encode_parts(RECIPIENTS[0], plain + clock_note(False), "")) == 1, plain
+
+
+def malformed(*_args):
+    raise sqlite3.DatabaseError("database disk image is malformed")
+
+
+def test_the_heartbeat_counts_incidents_not_texts(tmp_path, caplog, monkeypatch):
+    """2 events alerted to 3 recipients (6 texts), their "still going" and end texts, and 3 events held
+    into one summary to each (3 texts): 5 incidents (counted before: 3, the first recipient's alert
+    and summary texts). An event the day before is not counted; an outbox that cannot be read gives
+    "?" and a warning."""
+    three = [*RECIPIENTS, "+33612345678"]
+    config = override(
+        Config(),
+        {"storage.data_dir": str(tmp_path), "alerts.recipients": three, "health.heartbeat_hours": 24.0},
+    )
+    with Outbox(outbox_path(tmp_path)) as outbox:
+        queue_event_alert(outbox, config, EventAlert(1, WALL - 86400.0 - 5, 0.9, False), now=WALL - 86400.0 - 1)
+        for event in (2, 3):
+            queue_event_alert(outbox, config, EventAlert(event, WALL - 7200.0, 0.9, False), now=WALL - 7200.0)
+            queue_event_ongoing(outbox, config, EventOngoing(event, WALL - 7200.0, WALL - 6600.0), now=WALL - 6600.0)
+            queue_event_end(outbox, config, EventEnd(event, WALL - 7200.0, WALL - 6000.0), now=WALL - 6000.0)
+        for recipient in three:
+            held = [outbox.hold(recipient, event, WALL - 3000.0 + event, WALL - 3000.0 + event) for event in (4, 5, 6)]
+            outbox.release_held(recipient, held, "Gate: 3 more possible gunfire incidents ...", WALL - 2000.0)
+        assert len(outbox.rows()) == 3 + 2 * 3 * 3 + 3
+    stats = StatsTable.create(f"gs-{own_run_id()}-stats", ("capture",))
+    try:
+        text = HealthMonitor(config, stats.slot("capture"), started=0.0).heartbeat(STATUS, 86400.0, WALL)
+        assert "(incidents in 24 h: 5; " in text, text
+        monkeypatch.setattr(Outbox, "incidents_between", malformed)  # a damaged card
+        text = HealthMonitor(config, stats.slot("capture"), started=0.0).heartbeat(STATUS, 2 * 86400.0, WALL + 86400)
+        assert "(incidents in 24 h: ?; " in text, text
+        assert "the heartbeat cannot count the incidents" in caplog.text
+    finally:
+        stats.close()
 
 
 def heartbeats_over(tmp_path, run_hours, reboot, clock_offsets=None):
