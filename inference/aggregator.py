@@ -316,8 +316,8 @@ class Aggregator:
         return self.audio.holds_loss(start, start + self.window)
 
     def queue_alerts(self) -> None:
-        """Queue the alerts (and "still going" and ends of long events) not yet in the outbox (the usual case: the one
-        just decided)."""
+        """Queue the alerts (and the "still going" and end texts of long events) not yet in the outbox
+        (the usual case: the one just decided)."""
         if (exc := queue_durably(self.unqueued, self._queue_alert, self.data_dir)) is not None:
             log.critical("alert for event %s NOT queued yet (%s): retrying", self.unqueued[0].event_id, exc)
             self.slot.add("errors")
