@@ -18,7 +18,7 @@ from pipeline.config import Config
 from pipeline.layout import AUDIO_SHAPE, Layout, feature_shape
 from pipeline.messages import WindowReady
 from pipeline.metrics import StatsTable
-from pipeline.process import process_setup
+from pipeline.process import OOM_SECOND, process_setup
 from pipeline.ring import Lapped, Ring
 
 MIN_SLEEP = 0.01  # s: waits for the next window's audio are at least this ...
@@ -132,7 +132,7 @@ def attach_streams(ensemble: Ensemble, layout: Layout) -> dict[str, tuple[LogMel
 
 
 def run_frontend(config: Config, layout: Layout, stop: StopEvent) -> int:
-    process_setup("frontend", supervisor_pid=layout.supervisor_pid)
+    process_setup("frontend", supervisor_pid=layout.supervisor_pid, oom=OOM_SECOND)
     ensemble = load_ensemble(config.detector.models_dir)
     audio = Ring.attach(layout.audio_ring, AUDIO_SHAPE)
     streams = attach_streams(ensemble, layout)

@@ -15,7 +15,7 @@ from pipeline.config import Config
 from pipeline.layout import AUDIO_SHAPE, Layout, feature_shape
 from pipeline.messages import Vote, WindowReady
 from pipeline.metrics import StatsTable
-from pipeline.process import process_setup
+from pipeline.process import OOM_FIRST, process_setup
 from pipeline.ring import Lapped, NotWritten, Ring
 
 RECEIVE_TIMEOUT = 1.0
@@ -63,7 +63,7 @@ class WindowScorer:
 
 
 def run_worker(config: Config, model_id: str, layout: Layout, stop: StopEvent) -> int:
-    process_setup(f"model.{model_id}", supervisor_pid=layout.supervisor_pid)
+    process_setup(f"model.{model_id}", supervisor_pid=layout.supervisor_pid, oom=OOM_FIRST)
     ensemble = load_ensemble(config.detector.models_dir)
     spec = ensemble.model(model_id)
     audio = Ring.attach(layout.audio_ring, AUDIO_SHAPE)

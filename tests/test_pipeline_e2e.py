@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import psutil
@@ -17,6 +18,7 @@ from capture.pcm import int16_to_float
 from inference.model import load_ensemble
 from inference.offline import OfflineDetector, StreamResult
 from pipeline.config import DetectorConfig
+from pipeline.process import OOM_FIRST, OOM_LAST, OOM_SECOND
 from tests.audio_env import alsa_replay_config, pulseaudio_available, start_pulse, write_raw
 from tests.detector_run import (
     PIPELINE_SHOTS,
@@ -103,6 +105,7 @@ def test_alsa_file_pcm_capture_detects_each_shot_once(tmp_path, pulse):
     run.start()
     try:
         run.wait_for_audio(run.ring())
+        expect_the_oom_killer_to_take_a_model_worker_first(run)
         expect_one_event_and_one_text_per_recipient_per_shot(run, SHOTS)
     finally:
         assert run.stop() == 0
@@ -123,6 +126,24 @@ def test_alsa_file_pcm_capture_detects_each_shot_once(tmp_path, pulse):
         assert live_event["confidence"] == pytest.approx(offline_event.confidence, abs=SAME_SCORE)
     live_starts = [e["start_time"] - live[0]["start_time"] for e in live]
     assert live_starts == pytest.approx([e.start - offline.events[0].start for e in offline.events], abs=START_JITTER)
+
+
+def oom_score_adj(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/oom_score_adj").read_text())
+
+
+def expect_the_oom_killer_to_take_a_model_worker_first(run: DetectorRun) -> None:
+    """Short of memory, the kernel takes a model worker first, then the front end, then the path
+    to a text; the supervisor and the forkserver (whose loss stops or restarts all) last."""
+    supervisor = oom_score_adj(run.process.pid)
+    (forkserver,) = [p for p in psutil.Process(run.process.pid).children() if "forkserver" in " ".join(p.cmdline())]
+    assert oom_score_adj(forkserver.pid) == supervisor
+    scores = {psutil.Process(pid).name(): oom_score_adj(pid) for pid in pipeline_processes(run)}
+    models = {name for name in scores if name.startswith("gs.model.")}
+    assert models and {scores[name] for name in models} == {supervisor + OOM_FIRST}, scores
+    assert scores["gs.frontend"] == supervisor + OOM_SECOND, scores
+    for name in ("gs.capture", "gs.aggregator", "gs.sms"):
+        assert scores[name] == supervisor + OOM_LAST, scores
 
 
 def play_when_listening(run: DetectorRun, pulse, tmp_path) -> None:
