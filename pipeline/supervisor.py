@@ -44,6 +44,7 @@ from pipeline.health import HealthMonitor, RunFigures
 from pipeline.layout import AUDIO_RING, AUDIO_SHAPE, STATS, Layout, feature_shape
 from pipeline.messages import OutboxChanged
 from pipeline.metrics import StatsTable
+from pipeline.oom_kills import OOM_KILLED, OomKills
 from pipeline.process import exit_with
 from pipeline.ring import Ring
 from pipeline.shm import SHM_DIR, new_run_id, remove_stale_segments, segment_name
@@ -135,6 +136,7 @@ class Supervisor:
         self._next_storage_check = 0.0  # monotonic
         self._volatile_seen: float | None = None  # mtime of the in-memory outbox when last looked at
         self._died_since_probe = False
+        self.oom_kills = OomKills()
         self._previous_handlers: dict[int, Any] = {}
 
     # --- start -------------------------------------------------------------------------------
@@ -306,7 +308,7 @@ class Supervisor:
                 level = logging.INFO if process.exitcode in (0, EXIT_SOURCE_DAMAGED) else logging.ERROR
                 log.log(level, "%s finished (exit code %d)", managed.name, process.exitcode)
                 continue
-            log.error("%s died (exit code %s)", managed.name, process.exitcode)
+            log.error("%s died (%s)", managed.name, self._death(process.exitcode))
             self._died_since_probe = True
             self._schedule_restart(managed, now)
         self.check_recovered(now)
@@ -335,6 +337,14 @@ class Supervisor:
             managed.process.kill()
             managed.process.join(JOIN_TIMEOUT)
             self._schedule_restart(managed, now)
+
+    def _death(self, exitcode: int) -> str:
+        """What the log says of a process's death; an out-of-memory kill is told from a person's."""
+        if exitcode == -signal.SIGKILL and self.oom_kills.take_one():
+            return f"exit code {exitcode}: {OOM_KILLED}, counted in {self.oom_kills.path}; see `journalctl -k`"
+        if exitcode == -signal.SIGKILL:
+            return f"exit code {exitcode}: killed, by a person or for lack of memory (`journalctl -k` says which)"
+        return f"exit code {exitcode}"
 
     def _schedule_restart(self, managed: Managed, now: float) -> None:
         managed.process.close()
