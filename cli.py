@@ -270,7 +270,9 @@ def _note_records_in_memory(folder: Path) -> None:
 
 
 def _event_line(record: dict) -> str:
-    votes = " ".join(f"{m}={p:.2f}" for m, p in record["votes"].items())
+    from inference.vote import probability_text
+
+    votes = " ".join(f"{m}={probability_text(p)}" for m, p in record["votes"].items())
     parts = [f"#{record['id']}", record["local_time"], f"conf {record['confidence']:.2f}", f"[{votes}]"]
     if "state" in record:  # events have one, near misses and samples not
         parts.append(record["state"] + (" degraded" if record["degraded"] else ""))

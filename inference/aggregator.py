@@ -48,7 +48,7 @@ from inference.frontend import hop_samples
 from inference.model import Ensemble, load_ensemble
 from inference.near_miss import NearMissPicker
 from inference.score_log import ScoreLog, model_set
-from inference.vote import ABSENT_AFTER, DECIDED_KEPT, Decision, VoteBox
+from inference.vote import ABSENT_AFTER, DECIDED_KEPT, Decision, VoteBox, votes_text
 from pipeline.config import Config
 from pipeline.layout import AUDIO_SHAPE, Layout
 from pipeline.messages import OutboxChanged, Vote
@@ -189,7 +189,7 @@ class Aggregator:
         if self._holds_lost_audio(decision.index):
             return
         log.warning(
-            "window %d is a shot after all: a late model's votes make it %s", decision.index, _rounded(decision.votes)
+            "window %d is a shot after all: a late model's votes make it %s", decision.index, votes_text(decision.votes)
         )
         self._forget_kept(decision.index)
         update = self.tracker.update(decision)
@@ -214,7 +214,7 @@ class Aggregator:
             "GUNSHOT event %s: confidence %.2f, votes %s%s%s",
             event.record_id,
             event.confidence,
-            _rounded(event.votes),
+            votes_text(event.votes),
             " (degraded)" if event.degraded else "",
             " (heard late)" if event.late else "",
         )
@@ -268,7 +268,7 @@ class Aggregator:
         )
         if record_id is None:
             return
-        log.info("%s %d kept for labelling: %s", what, record_id, _rounded(decision.votes))
+        log.info("%s %d kept for labelling: %s", what, record_id, votes_text(decision.votes))
         self._clip_due(table, record_id, start, start + self.window)
         self.kept[decision.index] = (table, record_id)
         if len(self.kept) > DECIDED_KEPT:
@@ -485,10 +485,6 @@ class Aggregator:
                 with Outbox(outbox_path(folder)) as outbox:
                     removed += outbox.prune_sent(older_than)
         return removed
-
-
-def _rounded(votes: dict[str, float]) -> dict[str, float]:
-    return {m: round(p, 2) for m, p in votes.items()}
 
 
 def _open_event_log(data_dir: Path) -> EventLog:

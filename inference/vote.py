@@ -34,6 +34,23 @@ DECIDED_KEPT = 64
 LOGIT_EPS = 1e-7  # log-odds are clipped to +-16: a float32 sigmoid output near 1 is this close at most
 
 
+FLOAT_SLACK = 1e-9  # 0.29 * 100 is 28.999999999999996 in floating point: cut to 0.29, not 0.28
+FINE_FROM = 0.99  # probabilities from here on are shown to 4 decimals: the thresholds sit at 0.995-0.9998
+
+
+def probability_text(p: float) -> str:
+    """A model's probability for people to read: 2 decimals, 4 from FINE_FROM, cut rather than
+    rounded, so that a vote just under a 0.9998 threshold never reads "1.00" beside one that passed."""
+    decimals = 4 if p >= FINE_FROM else 2
+    scale = 10**decimals
+    return f"{math.floor(p * scale + FLOAT_SLACK) / scale:.{decimals}f}"
+
+
+def votes_text(votes: dict[str, float]) -> str:
+    """E.g. "wave 0.12, mel_fine 0.9997, mel_coarse 0.9991"."""
+    return ", ".join(f"{m} {probability_text(p)}" for m, p in votes.items())
+
+
 def logit(p: np.ndarray | float) -> np.ndarray:
     p = np.clip(np.asarray(p, dtype=np.float64), LOGIT_EPS, 1 - LOGIT_EPS)
     return np.log(p / (1 - p))

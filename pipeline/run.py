@@ -96,6 +96,7 @@ def demo_overrides(recording: Path, recipient: str, changes: dict[str, Any]) -> 
 
 def print_demo_report(config: Config) -> None:
     from alerting.outbox import Outbox, outbox_path
+    from inference.vote import votes_text
     from pipeline.stats import STATS_FILE
 
     stats_file = Path(config.storage.data_dir) / STATS_FILE
@@ -113,7 +114,7 @@ def print_demo_report(config: Config) -> None:
         offset = f" ({record['start_time'] - audio_start:.1f} s into the recording)" if audio_start else ""
         print(
             f"  event {record['id']} at {record['local_time']}{offset}: confidence {record['confidence']:.2f} "
-            f"({_votes_text(record['votes'])})"
+            f"({votes_text(record['votes'])})"
         )
     outbox = Outbox(outbox_path(Path(config.storage.data_dir)))
     try:
@@ -127,13 +128,9 @@ def print_demo_report(config: Config) -> None:
     print(f"near misses (a model said gunshot, the vote did not) kept with a clip to label: {len(near_misses)}")
     for record in near_misses:
         offset = f" ({record['start_time'] - audio_start:.1f} s into the recording)" if audio_start else ""
-        print(f"  near miss {record['id']}{offset}: {_votes_text(record['votes'])}, clip {record['clip']}")
+        print(f"  near miss {record['id']}{offset}: {votes_text(record['votes'])}, clip {record['clip']}")
     if near_misses:
         print(f"  label them: python cli.py label --near-miss ID gunshot --data-dir {config.storage.data_dir}")
-
-
-def _votes_text(votes: dict[str, float]) -> str:
-    return ", ".join(f"{m} {p:.2f}" for m, p in votes.items())
 
 
 def config_warnings(config: Config) -> list[str]:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from inference.events import EventTracker, EventUpdate
-from inference.vote import ABSENT_AFTER, Decision, VoteBox, VoteRule
+from inference.vote import ABSENT_AFTER, Decision, VoteBox, VoteRule, probability_text, votes_text
 
 THRESHOLDS = {"wave": 0.5, "mel_fine": 0.6, "mel_coarse": 0.4}
 WINDOW, HOP = 16000, 8000
@@ -256,3 +256,15 @@ def test_a_late_yes_joins_the_open_event_or_the_incident_it_belongs_to_and_texts
     separate = tracker.update(late(15)).late  # before the open event, beyond both gaps: a text of its own
     assert separate is not None and (separate.first_window, separate.windows) == (15, 1)
     assert tracker.current.first_window == 20
+
+
+def test_a_vote_just_under_its_threshold_never_reads_as_reaching_it():
+    """The shipped thresholds sit at 0.995-0.9998: to 2 decimals, rounded, a near miss read
+    "mel_fine 1.00, mel_coarse 1.00" beside events that passed (the demo's report)."""
+    assert probability_text(0.99979) == "0.9997"
+    assert probability_text(0.9998) == "0.9998"
+    assert probability_text(0.996) == "0.9960"
+    assert probability_text(0.129) == "0.12"
+    assert [probability_text(p) for p in (0.29, 0.57, 0.58)] == ["0.29", "0.57", "0.58"]  # float products
+    assert probability_text(1.0) == "1.0000"
+    assert votes_text({"wave": 0.5, "mel_fine": 0.99995}) == "wave 0.50, mel_fine 0.9999"
