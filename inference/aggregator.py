@@ -141,6 +141,7 @@ class Aggregator:
             for decision in decisions:
                 self.handle(decision)
             self.slot.done(since, items=sum(not d.late for d in decisions))  # a late one was counted before
+            self.slot.set("cursor", self.box.next_index)  # every window before it decided (the supervisor's drains)
         self._note_presence()
 
     def _note_presence(self) -> None:

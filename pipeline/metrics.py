@@ -28,7 +28,7 @@ FIELDS = (
     "busy_ms_ema",  # moving average of the time per item
     "busy_ms_max",
     "restarts",  # written by the supervisor
-    "cursor",  # where to resume after a restart (the front end's next window)
+    "cursor",  # the front end's next window (where to resume after a restart); the aggregator's first undecided one
     "p50_ms",  # latency of the process's output: aggregator, window end -> decision;
     "p99_ms",  # SMS, event start in the audio -> text accepted by the modem
     "queue_hwm",  # most bytes seen waiting in the process's inbox channel

@@ -451,12 +451,15 @@ class Supervisor:
         if now - self._finished_at > DRAIN_LIMIT:
             log.warning("pipeline did not drain within %.0f s of the source's end", DRAIN_LIMIT)
             return True
-        frontend, aggregator = self.stats.slot("frontend"), self.stats.slot("aggregator")
+        return self._windows_decided() and self._outbox_idle()
+
+    def _windows_decided(self) -> bool:
+        """Every window of the audio in the ring announced by the front end and decided by the
+        aggregator (its alert, if any, queued: the aggregator moves its cursor after that)."""
         hop = round(self.config.detector.hop * self.ensemble.sample_rate)
         last_window = (self.audio.write_pos - self.ensemble.window_samples) // hop
-        if frontend.get("cursor") <= last_window or aggregator.get("processed") < frontend.get("processed"):
-            return False
-        return self._outbox_idle()
+        cursors = (self.stats.slot(name).get("cursor") for name in ("frontend", "aggregator"))
+        return all(cursor > last_window for cursor in cursors)
 
     def _outbox_idle(self) -> bool:
         """No text waiting that could be sent: in the data folder's outbox (unless a failing card

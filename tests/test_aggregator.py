@@ -550,6 +550,7 @@ def test_a_model_that_stops_voting_is_logged_once_and_its_windows_are_counted(ag
         now = index * timeout * 2  # each window decided (or timed out) before the next
         agg.take([Vote(index, m, 0.01, now) for m in models], now)
         agg.take([], now + timeout)
+        assert agg.slot.get("cursor") == index + 1  # the first undecided window: the supervisor's drains wait for it
 
     caplog.set_level("INFO", logger="inference.aggregator")
     for index in range(6):
