@@ -96,7 +96,7 @@ class StatsReporter:
 
     def collect(self) -> dict[str, Any]:
         sup = self.supervisor
-        audio_rows = sup.audio.write_pos
+        audio_rows = sup.audio.write_pos - sup.padding  # heard: not the zeros that complete the last window
         rate = sup.ensemble.sample_rate
         processes = {"supervisor": {"pid": os.getpid(), **process_figures(os.getpid())}}
         for name, managed in sup.managed.items():

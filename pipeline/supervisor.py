@@ -11,6 +11,10 @@ an unattended detector must not give up. The one exception is the capture of a r
 its exit ends the run, whatever its code (0: the recording ended; EXIT_SOURCE_DAMAGED: the file
 broke off; any other: the capture failed; restarted, it would replay the file from its start and
 text its shots again). The pipeline drains and stops, and the detector exits with that status.
+
+A stop (SIGTERM, SIGINT) scores the audio captured up to it the same way before the processes stop:
+the capture exits first, zeros complete its last window, and the windows left are decided, so that
+a shot in the last second before a `systemctl stop` or `restart` is texted (Supervisor.run).
 """
 
 from __future__ import annotations
@@ -73,6 +77,12 @@ RECOVERED_AFTER_MAX = 86400.0  # at each recovery up to this, so crash loops in 
 JOIN_TIMEOUT = 5.0
 WATCH_INTERVAL = 0.5
 DRAIN_LIMIT = 30.0  # longest wait, after a replayed source ends, for the last votes and texts
+# A stop (SIGTERM, SIGINT) first scores the audio captured up to it (Supervisor._score_until_the_stop):
+# for at most STOP_DRAIN_LIMIT s from the signal, of which at most CAPTURE_STOP_LIMIT for the capture to
+# end its read (one audio.period, 1 s at most) and exit, or be killed. Normally about 0.5 s.
+STOP_DRAIN_LIMIT = 5.0
+CAPTURE_STOP_LIMIT = 2.0
+STOP_DRAIN_POLL = 0.05
 LOCK_FILE = "detector.lock"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 PRELOAD = [
@@ -121,6 +131,7 @@ class Supervisor:
         self.ensemble = ensemble
         self.context = context or _default_context()
         self.stop_event = self.context.Event()
+        self.capture_stop = self.context.Event()  # the capture's own: a stop ends it first (run)
         self.data_dir = Path(self.config.storage.data_dir)
         self.run_id = new_run_id()
         self.degraded = False
@@ -138,6 +149,7 @@ class Supervisor:
         self._died_since_probe = False
         self.oom_kills = OomKills()
         self._previous_handlers: dict[int, Any] = {}
+        self.padding = 0  # zeros written after the capture's last row (not audio heard)
 
     # --- start -------------------------------------------------------------------------------
     def start(self) -> Layout:
@@ -265,7 +277,7 @@ class Supervisor:
     def _roles(self) -> list[tuple[str, Callable[..., int], tuple[Any, ...]]]:
         common = (self.layout, self.stop_event)
         roles = [
-            ("capture", run_capture, (self.config, *common)),
+            ("capture", run_capture, (self.config, self.layout, self.capture_stop)),
             ("frontend", run_frontend, (self.config, *common)),
         ]
         roles += [(f"model.{m.id}", run_worker, (self.config, m.id, *common)) for m in self.ensemble.models]
@@ -314,12 +326,14 @@ class Supervisor:
         self.check_recovered(now)
 
     def _complete_the_last_window(self) -> None:
-        """The replayed recording's end is scored, as `analyze` scores it: zeros complete its last
-        window (the capture, the ring's only writer, has exited)."""
+        """The end of the audio is scored, as `analyze` scores a recording's: zeros complete its last
+        window (the capture, the ring's only writer, has exited): at the end of a replayed recording,
+        and at a stop."""
         hop = hop_samples(self.config, self.ensemble)
         end = self.audio.write_pos
         zeros = np.zeros(tail_padding(end, self.ensemble.window_samples, hop), np.int16)
         self.audio.write(zeros, captured_at=self.audio.time_of(end + zeros.shape[0]))  # times stay the capture's
+        self.padding += zeros.shape[0]
 
     def _source_ended(self, name: str) -> bool:
         """Only the capture of a replayed source ends on its own, whatever its exit code (restarted,
@@ -380,15 +394,16 @@ class Supervisor:
 
     def _listen_for_stop(self) -> None:
         """From the start on, SIGTERM and SIGINT ask `run` to stop; the handlers are given back at
-        the end of `shutdown` (so a second signal does not cut a shutdown in order short), or by a
-        start that failed."""
+        the end of `shutdown` (so a second signal does not cut a shutdown in order short, though it
+        ends the scoring of the last audio before it), or by a start that failed."""
         self._previous_handlers = {
             sig: signal.signal(sig, lambda signum, _frame: self._stop_requested.append(signum)) for sig in STOP_SIGNALS
         }
 
     def run(self, until: Callable[[], bool] | None = None, last_look: Callable[[], None] | None = None) -> int:
         """Watch until SIGTERM/SIGINT, `until()` is true, or the replayed source has ended and drained;
-        then call `last_look()` while the processes still run (the profiler takes its figures there)."""
+        on a signal, score the audio captured up to it; then call `last_look()` while the processes
+        still run (the profiler takes its figures there)."""
         try:
             while not self._stop_requested and not (until and until()):
                 self.watch_once()
@@ -402,6 +417,8 @@ class Supervisor:
                 if self.source_finished() and self._drained(time.monotonic()):
                     break
                 time.sleep(WATCH_INTERVAL)
+            if self._stop_requested:
+                self._score_until_the_stop()
             if last_look is not None:
                 last_look()
         finally:
@@ -461,6 +478,62 @@ class Supervisor:
         cursors = (self.stats.slot(name).get("cursor") for name in ("frontend", "aggregator"))
         return all(cursor > last_window for cursor in cursors)
 
+    def _score_until_the_stop(self) -> None:
+        """At a stop, the audio captured up to it is scored like the end of a replayed recording: the
+        capture ends its read and exits, zeros complete the last window, and the front end, the
+        models and the aggregator decide the windows left, so that the alert for a shot in the last
+        second is in the outbox before the processes stop (the SMS process, stopped last, sends what
+        is due). At most STOP_DRAIN_LIMIT s; a second signal, or a front end or aggregator not
+        running, ends it at once. Before, the windows not complete at the stop were never scored."""
+        started = time.monotonic()
+        deadline = started + STOP_DRAIN_LIMIT
+        signals = len(self._stop_requested)
+        self.notifier.stopping()
+        if not self.source_finished():
+            if not self._stop_capture(min(deadline, started + CAPTURE_STOP_LIMIT), signals):
+                return
+            if self.audio.write_pos == 0:
+                return  # nothing heard
+            self._complete_the_last_window()
+        log.info(
+            "stopping: deciding the windows up to the stop (%.1f s of zeros complete the last)",
+            self.padding / self.audio.rate,
+        )
+        while not self._windows_decided():
+            if len(self._stop_requested) > signals:
+                log.warning("second stop signal: stopping without deciding the last windows")
+                return
+            if stopped := [n for n in ("frontend", "aggregator") if not _running(self.managed[n])]:
+                log.warning("%s not running: stopping without deciding the last windows", " and ".join(stopped))
+                return
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "the last windows were not decided within %.0f s of the stop: stopping without them",
+                    STOP_DRAIN_LIMIT,
+                )
+                return
+            time.sleep(STOP_DRAIN_POLL)
+        log.info("the audio up to the stop was scored in %.1f s", time.monotonic() - started)
+
+    def _stop_capture(self, deadline: float, signals: int) -> bool:
+        """The capture, the ring's only writer, ends its read and exits; killed if it has not by
+        `deadline` (a device that blocks). False if it still runs, or a second signal came."""
+        self.capture_stop.set()
+        process = self.managed["capture"].process
+        if process is None:
+            return True  # waiting for its restart: nothing writes
+        while process.exitcode is None:
+            if len(self._stop_requested) > signals:
+                log.warning("second stop signal: stopping without deciding the last windows")
+                return False
+            if time.monotonic() >= deadline:
+                log.error("capture did not stop in %.0f s: killed", CAPTURE_STOP_LIMIT)
+                process.kill()
+                process.join(JOIN_TIMEOUT)
+                return process.exitcode is not None
+            process.join(STOP_DRAIN_POLL)
+        return True
+
     def _outbox_idle(self) -> bool:
         """No text waiting that could be sent: in the data folder's outbox (unless a failing card
         lost it) or in the in-memory one."""
@@ -471,6 +544,7 @@ class Supervisor:
         """Stop event, then join in data-flow order (the SMS process last, so it flushes), kill
         stragglers, unlink shared memory, release the lock."""
         self.notifier.stopping()
+        self.capture_stop.set()
         self.stop_event.set()
         for prefix in SHUTDOWN_ORDER:
             for managed in self.managed.values():
@@ -521,6 +595,10 @@ def _pending_texts(data_dir: Path) -> int:
             return outbox.pending_count()
     except sqlite3.Error:
         return 0
+
+
+def _running(managed: Managed) -> bool:
+    return managed.process is not None and managed.process.exitcode is None
 
 
 def _exit_status(exitcode: int) -> int:

@@ -38,6 +38,7 @@ class Notifier:
         self.watchdog_interval = _watchdog_seconds(environ) * WATCHDOG_SHARE
         self._last_ping = float("-inf")
         self._socket: socket.socket | None = None
+        self._stopping = False
         if self._address:
             self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
 
@@ -52,7 +53,10 @@ class Notifier:
         self._send(f"STATUS={status}")
 
     def stopping(self) -> None:
-        self._send("STOPPING=1")
+        """Said once, when the stop begins (the last audio is scored, then the processes stop)."""
+        if not self._stopping:
+            self._stopping = True
+            self._send("STOPPING=1")
 
     def watchdog(self, now: float | None = None) -> None:
         """Ping if WatchdogSec is set and half of it has passed since the last ping."""
