@@ -496,7 +496,7 @@ class Supervisor:
                 return  # nothing heard
             self._complete_the_last_window()
         log.info(
-            "stopping: deciding the windows up to the stop (%.1f s of zeros complete the last)",
+            "stopping: deciding the windows up to the stop (%.2f s of zeros complete the last)",
             self.padding / self.audio.rate,
         )
         while not self._windows_decided():
