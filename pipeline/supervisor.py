@@ -487,10 +487,11 @@ class Supervisor:
         running, ends it at once. Before, the windows not complete at the stop were never scored."""
         started = time.monotonic()
         deadline = started + STOP_DRAIN_LIMIT
-        signals = len(self._stop_requested)
         self.notifier.stopping()
+        if self._second_stop_signal():
+            return
         if not self.source_finished():
-            if not self._stop_capture(min(deadline, started + CAPTURE_STOP_LIMIT), signals):
+            if not self._stop_capture(min(deadline, started + CAPTURE_STOP_LIMIT)):
                 return
             if self.audio.write_pos == 0:
                 return  # nothing heard
@@ -500,8 +501,7 @@ class Supervisor:
             self.padding / self.audio.rate,
         )
         while not self._windows_decided():
-            if len(self._stop_requested) > signals:
-                log.warning("second stop signal: stopping without deciding the last windows")
+            if self._second_stop_signal():
                 return
             if stopped := [n for n in ("frontend", "aggregator") if not _running(self.managed[n])]:
                 log.warning("%s not running: stopping without deciding the last windows", " and ".join(stopped))
@@ -515,7 +515,7 @@ class Supervisor:
             time.sleep(STOP_DRAIN_POLL)
         log.info("the audio up to the stop was scored in %.1f s", time.monotonic() - started)
 
-    def _stop_capture(self, deadline: float, signals: int) -> bool:
+    def _stop_capture(self, deadline: float) -> bool:
         """The capture, the ring's only writer, ends its read and exits; killed if it has not by
         `deadline` (a device that blocks). False if it still runs, or a second signal came."""
         self.capture_stop.set()
@@ -523,8 +523,7 @@ class Supervisor:
         if process is None:
             return True  # waiting for its restart: nothing writes
         while process.exitcode is None:
-            if len(self._stop_requested) > signals:
-                log.warning("second stop signal: stopping without deciding the last windows")
+            if self._second_stop_signal():
                 return False
             if time.monotonic() >= deadline:
                 log.error("capture did not stop in %.0f s: killed", CAPTURE_STOP_LIMIT)
@@ -532,6 +531,14 @@ class Supervisor:
                 process.join(JOIN_TIMEOUT)
                 return process.exitcode is not None
             process.join(STOP_DRAIN_POLL)
+        return True
+
+    def _second_stop_signal(self) -> bool:
+        """A second SIGTERM/SIGINT (whenever it came: the loop may have seen both at once) asks for
+        the stop without the scoring of the last audio."""
+        if len(self._stop_requested) < 2:
+            return False
+        log.warning("second stop signal: stopping without deciding the last windows")
         return True
 
     def _outbox_idle(self) -> bool:
