@@ -310,9 +310,23 @@ def _expand_paths(config: Config) -> Config:
                     changes[f.name] = str(Path(path).expanduser())
                 except RuntimeError as exc:  # no such user, or no home folder
                     raise ConfigError(f"{section.name}.{f.name}: cannot expand ~ in {path!r} ({exc})") from None
+                _refuse_literal_tilde(f"{section.name}.{f.name}", path, changes[f.name])
         if changes:
             replaced[section.name] = dataclasses.replace(value, **changes)
     return dataclasses.replace(config, **replaced) if replaced else config
+
+
+def _refuse_literal_tilde(key: str, path: str, expanded: str) -> None:
+    """Versions before 2026-12-07 took a leading ~ literally: `data_dir = "~/gsdata"` made a folder
+    named ~ in the working directory. Expanded now, it would name another, empty folder and leave
+    the texts waiting in the old one unsent, so a start with both possible is refused."""
+    literal = Path(path)
+    if literal.exists() and literal.resolve() != Path(expanded).resolve():
+        raise ConfigError(
+            f"{key}: {path!r} now means {expanded} (~ is your home folder), but {literal.resolve()} exists: "
+            f"what an older version made of it (its texts waiting, events, clips). Move it: "
+            f"mv '{literal.resolve()}' '{expanded}' (or give the full path of the one to use)"
+        )
 
 
 def _check_recipients(recipients: list[str]) -> None:

@@ -245,6 +245,23 @@ def test_a_leading_tilde_in_every_path_setting_is_the_home_folder(tmp_path, monk
         override(Config(), {"storage.data_dir": "~no-such-user-here/data"})
 
 
+def test_a_folder_an_older_version_named_literally_tilde_stops_the_start_with_how_to_move_it(tmp_path, monkeypatch):
+    """Before ~ was expanded, `data_dir = "~/gsdata"` made ./~/gsdata: expanded now, the detector
+    would start on an empty folder and leave the texts waiting there unsent (upgrade audit)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    old = tmp_path / "~" / "gsdata"
+    old.mkdir(parents=True)
+    (old / "outbox.sqlite").write_bytes(b"")
+    says = rf"^storage\.data_dir: '~/gsdata' now means {home / 'gsdata'} .* but {old} exists"
+    with pytest.raises(ConfigError, match=says):
+        override(Config(), {"storage.data_dir": "~/gsdata"})
+    old.rename(home / "gsdata")  # as the message says
+    assert override(Config(), {"storage.data_dir": "~/gsdata"}).storage.data_dir == str(home / "gsdata")
+
+
 def test_a_config_file_with_a_byte_order_mark_is_read(tmp_path):
     """Windows Notepad starts a UTF-8 file with one."""
     path = tmp_path / "config.toml"
