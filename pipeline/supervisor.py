@@ -78,9 +78,12 @@ JOIN_TIMEOUT = 5.0
 WATCH_INTERVAL = 0.5
 DRAIN_LIMIT = 30.0  # longest wait, after a replayed source ends, for the last votes and texts
 # A stop (SIGTERM, SIGINT) first scores the audio captured up to it (Supervisor._score_until_the_stop):
-# for at most STOP_DRAIN_LIMIT s from the signal, of which at most CAPTURE_STOP_LIMIT for the capture to
-# end its read (one audio.period, 1 s at most) and exit, or be killed. Normally about 0.5 s.
+# for at most STOP_DRAIN_LIMIT s from the signal: STOP_LISTEN s more of listening, so that a shot just
+# before the signal keeps its tail (cut 0.1-0.3 s after its peak and completed with zeros, a shot was
+# heard at some positions and not at others, offline), then at most CAPTURE_STOP_LIMIT for the capture
+# to end its read (one audio.period, 1 s at most) and exit, or be killed. Normally about 1.5 s.
 STOP_DRAIN_LIMIT = 5.0
+STOP_LISTEN = 1.0
 CAPTURE_STOP_LIMIT = 2.0
 STOP_DRAIN_POLL = 0.05
 LOCK_FILE = "detector.lock"
@@ -480,10 +483,10 @@ class Supervisor:
 
     def _score_until_the_stop(self) -> None:
         """At a stop, the audio captured up to it is scored like the end of a replayed recording: the
-        capture ends its read and exits, zeros complete the last window, and the front end, the
-        models and the aggregator decide the windows left, so that the alert for a shot in the last
-        second is in the outbox before the processes stop (the SMS process, stopped last, sends what
-        is due). At most STOP_DRAIN_LIMIT s; a second signal, or a front end or aggregator not
+        capture listens STOP_LISTEN s more, ends its read and exits, zeros complete the last window,
+        and the front end, the models and the aggregator decide the windows left, so that the alert
+        for a shot in the last second is in the outbox before the processes stop (the SMS process,
+        stopped last, sends what is due). At most STOP_DRAIN_LIMIT s; a second signal, or a front end or aggregator not
         running, ends it at once. Before, the windows not complete at the stop were never scored."""
         started = time.monotonic()
         deadline = started + STOP_DRAIN_LIMIT
@@ -491,7 +494,9 @@ class Supervisor:
         if self._second_stop_signal():
             return
         if not self.source_finished():
-            if not self._stop_capture(min(deadline, started + CAPTURE_STOP_LIMIT)):
+            if not self._listen_until(started + STOP_LISTEN):
+                return
+            if not self._stop_capture(min(deadline, time.monotonic() + CAPTURE_STOP_LIMIT)):
                 return
             if self.audio.write_pos == 0:
                 return  # nothing heard
@@ -514,6 +519,14 @@ class Supervisor:
                 return
             time.sleep(STOP_DRAIN_POLL)
         log.info("the audio up to the stop was scored in %.1f s", time.monotonic() - started)
+
+    def _listen_until(self, when: float) -> bool:
+        """The capture goes on until `when`; False if a second signal came meanwhile."""
+        while time.monotonic() < when:
+            if self._second_stop_signal():
+                return False
+            time.sleep(STOP_DRAIN_POLL)
+        return True
 
     def _stop_capture(self, deadline: float) -> bool:
         """The capture, the ring's only writer, ends its read and exits; killed if it has not by

@@ -15,7 +15,7 @@ import soundfile
 from inference.model import load_ensemble
 from inference.offline import OfflineDetector
 from pipeline.config import DetectorConfig
-from pipeline.supervisor import CAPTURE_STOP_LIMIT
+from pipeline.supervisor import CAPTURE_STOP_LIMIT, STOP_LISTEN
 from tests.audio_env import alsa_replay_config, pulseaudio_available, start_pulse, write_raw
 from tests.detector_run import (
     PIPELINE_SHOTS,
@@ -63,6 +63,7 @@ class Stopped:
     run: DetectorRun
     code: int
     took: float  # s from the SIGTERM to the detector's exit
+    signalled_at: int  # the ring's rows at the SIGTERM
     paused_at: int  # the ring's rows while the microphone was paused
     ring_end: int  # its rows at the end (the zeros that complete the last window too)
 
@@ -71,14 +72,17 @@ class Stopped:
         return self.run.output()
 
 
-def stop_just_after_a_shot(tmp_path, resume: bool, second_sigterm: bool = False, modem_away: bool = False) -> Stopped:
+def stop_just_after_a_shot(
+    tmp_path, resume: bool, second_sigterm: bool = False, modem_away: bool = False, pause: bool = True
+) -> Stopped:
     """SIGTERM about 0.1 s after a shot. The microphone (the null sink behind the clocked ALSA `file`
     PCM, which delivers the recording bit-exact from the ring's first row) is paused once the shot
     is captured, so that the window holding the shot cannot complete before the stop however the
     processes are timed. With `resume`, it plays again RESUME_AFTER s after the SIGTERM, and the
     capture's last read brings one more period; without, the capture's read blocks (a stalled
     device) until it is killed. `second_sigterm`: another SIGTERM 0.3 s after the first.
-    `modem_away`: Gammu's dummy phone has no device folder, so no text can go."""
+    `modem_away`: Gammu's dummy phone has no device folder, so no text can go. Without `pause`, the
+    microphone plays on."""
     samples = (stream_with_shots(STREAM_SECONDS, [(SHOT_AT, PIPELINE_SHOTS[0])]) * 32767).astype("int16")
     pulse = start_pulse(rate=48000)
     config = listening_config(tmp_path, "replay", RATE)
@@ -96,9 +100,9 @@ def stop_just_after_a_shot(tmp_path, resume: bool, second_sigterm: bool = False,
             run.assert_running()
             assert time.monotonic() < deadline, f"the shot was not captured:\n{run.output()}"
             time.sleep(0.005)
-        pulse.suspend(True)
+        pulse.suspend(pause)
         run.process.send_signal(signal.SIGTERM)
-        signalled = time.monotonic()
+        signalled, signalled_at = time.monotonic(), ring.write_pos
         assert run.texts() == [], run.output()  # nothing decided yet
         if second_sigterm:
             time.sleep(0.3)
@@ -116,17 +120,30 @@ def stop_just_after_a_shot(tmp_path, resume: bool, second_sigterm: bool = False,
         run.stop()
     # the premise: the first window that holds the shot was not complete before the stop, even
     # after the capture's last read
-    assert paused_at + round(PERIOD * RATE) < FIRST_WINDOW_END, paused_at / RATE
-    return Stopped(run, code, took, paused_at, ring_end)
+    assert not pause or paused_at + round(PERIOD * RATE) < FIRST_WINDOW_END, paused_at / RATE
+    return Stopped(run, code, took, signalled_at, paused_at, ring_end)
 
 
-def expect_the_shot_texted(stopped: Stopped) -> None:
+def expect_the_shot_texted(stopped: Stopped, paused: bool = True) -> None:
     texts = stopped.run.texts()  # queued before the processes stopped (and sent, if the modem was quick)
     assert sorted(t["recipient"] for t in texts) == sorted(RECIPIENTS), f"texts {texts}\n{stopped.log}"
     assert all("Test range: possible gunshot" in t["text"] and t["event_id"] for t in texts)
     assert all(t["state"] in ("pending", "sent") for t in texts)
     assert len(stopped.run.events()) == 1, stopped.log
-    assert stopped.ring_end == FIRST_WINDOW_END, stopped.ring_end / RATE  # zeros completed it
+    if paused:
+        assert stopped.ring_end == FIRST_WINDOW_END, stopped.ring_end / RATE  # zeros completed it
+
+
+@pytest.mark.realtime
+@NEEDS_PULSE
+def test_the_capture_listens_on_for_a_moment_after_a_stop_so_a_shot_keeps_its_tail(tmp_path):
+    """A shot just before the signal, cut 0.1-0.3 s after its peak and completed with zeros, was
+    heard at some positions and not at others (offline): the microphone is heard STOP_LISTEN s more."""
+    stopped = stop_just_after_a_shot(tmp_path, resume=True, pause=False)
+    assert stopped.code == 0, stopped.log
+    expect_the_shot_texted(stopped, paused=False)
+    heard_after = (stopped.ring_end - stopped.signalled_at) / RATE
+    assert STOP_LISTEN <= heard_after < STOP_LISTEN + CAPTURE_STOP_LIMIT + HOP * 2, heard_after
 
 
 @pytest.mark.realtime
