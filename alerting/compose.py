@@ -125,7 +125,8 @@ def summary_text(config: Config, events: list[HeldEvent], now: float, synchronis
     limit = f"(texts limited to {config.alerts.max_per_hour}/hour)"
     if len(events) == 1:
         return f"{config.site.name}: 1 more possible gunfire incident at {end} {limit}." + clock_note(synchronised)
-    span = f"{len(events)} more possible gunfire incidents between {start} and {end} {limit}."
+    when = f"at {end}" if start == local_time(config, last, fmt) else f"between {start} and {end}"  # one minute
+    span = f"{len(events)} more possible gunfire incidents {when} {limit}."
     return f"{config.site.name}: {span}" + clock_note(synchronised)
 
 

@@ -140,6 +140,12 @@ def config_warnings(config: Config) -> list[str]:
     warnings = [] if recipients else [NO_RECIPIENTS]
     if FICTIONAL_NUMBER in recipients:
         warnings.append(f"alerts.recipients holds {FICTIONAL_NUMBER}, the example's fictional number: put your own")
+    if "{confidence}" in config.alerts.template:
+        warnings.append(
+            "alerts.template states {confidence}: the first window's model probability, no calibrated chance of "
+            "gunfire, and higher with a model missing (the default template leaves it out: set it again from "
+            "config.example.toml, or keep it knowingly)"
+        )
     if config.audio.source:
         warnings.append(
             f"audio.source is set: the detector replays {config.audio.source} once and stops, and does not listen "

@@ -143,6 +143,10 @@ def test_summary_text_gives_the_span_and_dates_only_when_needed(tmp_path):
     assert summary_text(config, events[:1], SHOT_TIME) == (
         "North gate: 1 more possible gunfire incident at 14:03 EAT (texts limited to 5/hour)."
     )
+    same_minute = [HeldEvent(i, A, i, SHOT_TIME + 10 * i, None) for i in range(3)]  # not "between 14:03 and 14:03"
+    assert summary_text(config, same_minute, SHOT_TIME + 60) == (
+        "North gate: 3 more possible gunfire incidents at 14:03 EAT (texts limited to 5/hour)."
+    )
     late = summary_text(config, events, SHOT_TIME + 86400)  # sent the next day
     assert "between 2026-11-25 14:03 and 2026-11-25 14:09 EAT" in late
     unsynchronised = summary_text(config, events[:1], SHOT_TIME, synchronised=False)

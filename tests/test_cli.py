@@ -140,6 +140,7 @@ ARABIC_NAME = (
         (["[alerts]", "recipients = []"], "alerts.recipients is empty"),
         (["[alerts]", f'recipients = ["{A}"]'], "the example's fictional number"),
         (["[audio]", f'source = "{DEMO_RECORDING}"'], "does not listen to audio.device"),
+        (["[alerts]", 'template = "{site}: possible gunshot at {time} (confidence {confidence})."'], "no calibrated"),
         (
             [
                 "[site]",
