@@ -64,7 +64,8 @@ class RunFigures:
 class HealthMonitor:
     config: Config
     capture: StatsSlot
-    silent_since: float | None = None  # wall time the silence began, while it is being reported
+    silent_since: float | None = None  # monotonic: the silence began, while it is being reported (NTP may
+    # step the wall clock meanwhile: 39 min read as 3 days)
     started: float = field(default_factory=time.monotonic)  # no sound stamped yet counts from here
     last_heartbeat: float | None = None  # monotonic; None: from HEARTBEAT_FILE at the first look, else `started`
     boot_id: str = field(default_factory=lambda: _boot_id())
@@ -78,13 +79,13 @@ class HealthMonitor:
         quiet_for = now_monotonic - max(self.capture.get("last_sound"), self.started)
         threshold = self.config.health.silence_alert_after
         if self.silent_since is None and quiet_for >= threshold:
-            self.silent_since = now_wall - quiet_for
-            text = SILENT_TEXT.format(site=self.config.site.name, since=self._local(self.silent_since))
+            self.silent_since = now_monotonic - quiet_for
+            text = SILENT_TEXT.format(site=self.config.site.name, since=self._local(now_wall - quiet_for))
             return self._send(text, now_monotonic)
         if self.silent_since is not None and quiet_for < threshold:
             text = BACK_TEXT.format(
                 site=self.config.site.name,
-                since=self._local(self.silent_since),
+                since=self._local(now_wall - (now_monotonic - self.silent_since)),  # on the clock as it reads now
                 until=self._local(now_wall - quiet_for),
             )
             self.silent_since = None
