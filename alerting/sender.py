@@ -106,8 +106,14 @@ class Sender:
         modem: ModemLike,
         slot: StatsSlot | None = None,
         rng: random.Random | None = None,
+        monotonic: Callable[[], float] | None = None,
     ) -> None:
+        """`monotonic`: the clock an outage is timed on (the SMS process's: time.monotonic), so that
+        NTP stepping the wall clock of a Pi without RTC does not lengthen or shorten it (a 30 s wait
+        for the network at boot, with a 3-day step in it, was texted as 3 days without a network);
+        None: the wall clock the passes are given."""
         self.config, self.modem, self.slot = config, modem, slot
+        self.monotonic = monotonic
         self.outboxes = [] if outbox is None else [outbox]
         self.on_outbox_error: Callable[[Outbox, sqlite3.Error], None] | None = None
         self.latency = LatencyTracker(slot) if slot is not None else None
@@ -117,7 +123,7 @@ class Sender:
         self.modem_failures = 0  # modem-level failures in a row (connect, or a send that lost it)
         self.last_error: ModemError | None = None
         self.next_network_check = 0.0  # wall time
-        self.down_since: float | None = None  # wall time the modem first failed (no network, or itself)
+        self.down_since: float | None = None  # when the modem first failed (no network, or itself): _outage_clock
         self.down_network_only = True  # every failure since down_since was "no network"
         self.last_now: float | None = None  # wall time of the last pass
         self.pass_began = time.monotonic()  # when the pass that `last_now` dates began
@@ -193,7 +199,7 @@ class Sender:
             step = self.last_now - now
             self.retry_connect_at -= step
             self.next_network_check -= step
-            if self.down_since is not None:
+            if self.down_since is not None and self.monotonic is None:
                 self.down_since -= step
             log.warning("the clock went back %.0f s: the modem's retry and network check go back with it", step)
         self.last_now = now
@@ -204,16 +210,16 @@ class Sender:
         end of the modem's own failures)."""
         if self.down_since is None:
             return
-        down_since = self.down_since
-        if now - down_since >= NETWORK_TEXT_AFTER:
-            text = network_back_text(self.config, down_since, now, clock_synchronised(), self.down_network_only)
+        lasted = self._outage_clock(now) - self.down_since
+        if lasted >= NETWORK_TEXT_AFTER:
+            text = network_back_text(self.config, now - lasted, now, clock_synchronised(), self.down_network_only)
             queue = functools.partial(_queue_health, recipients=self.config.alerts.recipients, now=now)
             if (exc := queue_durably([text], queue, Path(self.config.storage.data_dir))) is not None:
                 log.error("the network-back text is NOT queued yet (%s): retrying", exc)
                 return
         self.down_since = None
         if self.down_network_only:
-            log.warning("the modem is on a network again after %.0f s without", now - down_since)
+            log.warning("the modem is on a network again after %.0f s without", lasted)
 
     def pending_count(self) -> int:
         """Texts waiting in the outboxes that can be read."""
@@ -302,13 +308,16 @@ class Sender:
 
     def _modem_failed(self, error: ModemError, now: float) -> None:
         if self.down_since is None:
-            self.down_since, self.down_network_only = now, True
+            self.down_since, self.down_network_only = self._outage_clock(now), True
         self.down_network_only = self.down_network_only and error.code == NO_NETWORK
         self.modem_failures += 1
         delay = self._delay(error, self.modem_failures)
         self.retry_connect_at = now + delay
         self._count_error(error)
         self.failures.failed(MODEM_SCOPE, error, now, self.pending_count(), delay)
+
+    def _outage_clock(self, now: float) -> float:
+        return now if self.monotonic is None else self.monotonic()
 
     def _delay(self, error: ModemError, failures: int) -> float:
         """Backoff; the longest at once when waiting cannot help (a person must act)."""
@@ -391,10 +400,12 @@ class Senders:
     card) is logged, closed and opened again OUTBOX_RETRY s later, when texts caught mid-send go
     again as repeats (Outbox.recover): it never stops the texts of the other."""
 
-    def __init__(self, config: Config, modem: ModemLike, slot: StatsSlot) -> None:
+    def __init__(
+        self, config: Config, modem: ModemLike, slot: StatsSlot, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         data_dir = Path(config.storage.data_dir)
         self.folders = (data_dir, volatile_data_dir(data_dir))
-        self.sender = Sender(config, None, modem, slot)
+        self.sender = Sender(config, None, modem, slot, monotonic=monotonic)
         self.sender.on_outbox_error = self._failed
         self.slot = slot
         self.opened: dict[Path, Outbox] = {}

@@ -234,6 +234,32 @@ def test_a_modem_that_did_not_work_for_10_min_or_more_is_texted_once_it_works(tm
     sender.modem.terminate()
 
 
+@pytest.mark.parametrize(("seconds", "texted"), [(30, False), (600, True)], ids=["boot wait", "long"])
+def test_an_outage_is_timed_on_the_monotonic_clock_not_by_a_wall_clock_ntp_stepped(tmp_path, seconds, texted):
+    """A Pi without RTC boots on a saved time; NTP steps it 3 days on while the modem is still
+    coming up: 30 s without a modem was texted as 3 days ("did not work from 14:03 on 11-25 to 11-28")."""
+    config = config_for(tmp_path, **{"modem.network_check": 10.0})
+    device = tmp_path / "phone"
+    device.rmdir()  # not there yet
+    outbox = Outbox(outbox_path(config.storage.data_dir))
+    elapsed = [0.0]
+    sender = Sender(config, outbox, Modem(config.modem), rng=random.Random(1), monotonic=lambda: elapsed[0])
+    sender.watch_network(SHOT_TIME)
+    step = 3 * 86400.0
+    elapsed[0] = seconds
+    device.mkdir()
+    sender.retry_connect_at = 0.0  # its backoff over
+    sender.watch_network(SHOT_TIME + step + seconds)
+    assert sender.modem.connected and sender.down_since is None
+    health = [row.text for row in outbox.rows() if row.kind == "health"]
+    if texted:
+        expected = "North gate: the modem did not work from 14:03 to 14:13 EAT; texts were delayed."
+        assert health == [expected + clock_note(clock_synchronised())] * len(NUMBERS)  # on 11-28
+    else:
+        assert health == []
+    sender.modem.terminate()
+
+
 def test_a_refused_text_does_not_hold_up_texts_to_other_numbers(tmp_path):
     config, script, outbox, sender = setup(tmp_path, {"SendSMS": [gammu.ERR_UNKNOWN]})
     queue_event_alert(outbox, config, alert(), now=0.0)  # A first (lower id), then B

@@ -373,8 +373,10 @@ def test_the_end_of_a_long_network_loss_is_texted_once_when_the_card_refuses_it(
     script = FaultScript(tmp_path, {"GetNetworkInfo": [None] + [Returns({"State": "NoNetwork"})] * 3})
     stats = StatsTable.create(f"gs-{own_run_id()}-stats", ("sms",))
     try:
-        senders = Senders(config, Modem(config.modem, machine_factory=script.machine), stats.slot("sms"))
         now = time.time()
+        senders = Senders(
+            config, Modem(config.modem, machine_factory=script.machine), stats.slot("sms"), monotonic=lambda: now
+        )
         for _ in range(7):  # connected; three checks without a network; back; the text goes out
             senders.send_due(now)
             now += every
