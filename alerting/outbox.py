@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from alerting.clock import UNSYNCHRONISED_NOTE
 from alerting.phone import validate_e164
 
 OUTBOX_DB = "outbox.sqlite"
@@ -103,13 +104,16 @@ class OutboxRow:
     reference: str | None = None
     event_time: float | None = None
 
-    def text_to_send(self, now: float) -> str:
+    def text_to_send(self, now: float, synchronised_now: bool = False) -> str:
         """The text as it goes out at wall time `now`: an alert sent more than LATE_AFTER after its
         event, or a summary after it was queued, says how late (it would read as fresh news); a
-        resend after an unknown fate, that it may be a repeat."""
+        resend after an unknown fate, that it may be a repeat. Not how late when the clock was
+        synchronised since the text was written (`synchronised_now`, and the text says its time is
+        unverified): NTP may have stepped it by days, and a shot a minute old read "[sent 72 h late]"."""
         text = self.text
         since = self.created if self.kind == "summary" else self.event_time
-        if since is not None and now - since > LATE_AFTER:
+        stepped = synchronised_now and text.endswith(UNSYNCHRONISED_NOTE)
+        if since is not None and now - since > LATE_AFTER and not stepped:
             text = late_prefix(now - since) + text
         return REPEAT_PREFIX + text if self.repeat else text
 

@@ -272,7 +272,7 @@ class Sender:
     def _send(self, outbox: Outbox, row: OutboxRow, now: float) -> ModemError | None:
         outbox.mark_sending(row.id)  # committed: from here a crash means "maybe sent"
         started = time.monotonic()
-        text = row.text_to_send(now + started - self.pass_began)  # a pass may last minutes
+        text = row.text_to_send(now + started - self.pass_began, clock_synchronised())  # a pass may last minutes
         try:
             with BlockedCall(self.slot, MODEM_CALL_LIMIT) as call:
                 references = self.modem.send_text(row.recipient, text, on_part=call.renew)

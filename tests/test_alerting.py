@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from alerting.clock import clock_synchronised
+from alerting.clock import UNSYNCHRONISED_NOTE, clock_synchronised
 from alerting.compose import (
     SUMMARY_INTERVAL,
     EventAlert,
@@ -234,6 +234,18 @@ def test_a_text_sent_over_a_minute_after_its_event_says_how_late(tmp_path, late,
     outbox.mark_sending(alert_id)
     outbox.mark_retry(alert_id, "timeout", retry_at=SHOT_TIME + 5, maybe_sent=True)
     assert outbox.row(alert_id).text_to_send(SHOT_TIME + late) == REPEAT_PREFIX + prefix + "the alert"
+
+
+def test_a_text_written_on_an_unverified_clock_is_not_called_late_once_the_clock_is_synchronised(tmp_path):
+    """A Pi without RTC boots on a saved time; NTP steps it 3 days on before the modem is up: the
+    stamps before and after the step cannot tell how late the alert is (it read "[sent 72 h late]"
+    a minute after the shot). On a clock never synchronised (no internet at the site) they can."""
+    outbox = open_outbox(tmp_path)
+    text = "the alert" + UNSYNCHRONISED_NOTE
+    alert_id = outbox.enqueue(A, text, "alert", event_id=1, now=SHOT_TIME + 1, event_time=SHOT_TIME)
+    after_the_step = SHOT_TIME + 3 * 86400 + 60
+    assert outbox.row(alert_id).text_to_send(after_the_step, synchronised_now=True) == text
+    assert outbox.row(alert_id).text_to_send(SHOT_TIME + 300, synchronised_now=False) == "[sent 5 min late] " + text
 
 
 def test_a_summary_is_late_by_its_queueing_not_by_the_events_it_holds_by_design(tmp_path):
