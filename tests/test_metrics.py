@@ -99,6 +99,7 @@ def watched(tmp_path):
         stats=stats,
         managed={},
         degraded=False,
+        padding=0,  # zeros after the capture's last row (a stop's, a replay's end)
     )
     yield supervisor
     for managed in supervisor.managed.values():
