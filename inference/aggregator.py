@@ -206,7 +206,8 @@ class Aggregator:
         event.record_id = self._record(
             "event", self.events.open_event, start, event.confidence, event.votes, self.versions, event.degraded
         )
-        event.heard_at = self._loud_time(event.start, event.start + self.window)
+        event.heard_row = self._loud_row(event.start, event.start + self.window)
+        event.heard_at = round(wall_time(self.audio.time_of(event.heard_row)))
         event.next_update = event.start + round(UPDATE_INTERVAL * self.rate)
         alert = EventAlert(event.record_id, event.heard_at, event.confidence, event.degraded, clock_synchronised())
         self.unqueued.append(alert)
@@ -235,24 +236,30 @@ class Aggregator:
         if start + self.window < event.next_update:
             return
         event.next_update = start + self.window + round(UPDATE_INTERVAL * self.rate)
-        still = self._loud_time(start, start + self.window, last=True)
+        still = self._later_time(event, self._loud_row(start, start + self.window, last=True))
         self.unqueued.append(EventOngoing(event.record_id, event.heard_at, still, clock_synchronised()))
         self.queue_alerts()
 
-    def _loud_time(self, start: int, stop: int, last: bool = False) -> float:
-        """The wall time a text states, to the nearest second: when the first (or `last`) loud sound
-        in rows [start, stop) began. An event's first window starts 0.9-1.6 s before the shot that
-        made it positive (measured over 20 positions), and a time cut to the second could then show
-        the minute before."""
+    def _loud_row(self, start: int, stop: int, last: bool = False) -> int:
+        """The row a text states the time of: where the first (or `last`) loud sound in rows
+        [start, stop) began. An event's first window starts 0.9-1.6 s before the shot that made it
+        positive (measured over 20 positions), and a time cut to the second could then show the
+        minute before."""
         try:
             samples = self.audio.read(start, stop - start)
         except (Lapped, NotWritten):  # not held any more (an event heard late): the edge
-            return round(wall_time(self.audio.time_of(stop if last else start)))
+            return stop if last else start
         frame = round(ONSET_FRAME * self.rate)
         envelope = np.abs(samples[: len(samples) // frame * frame].astype(np.int32)).reshape(-1, frame).max(axis=1)
         loud = np.flatnonzero(envelope >= ONSET_LEVEL * envelope.max())
         onsets = loud[np.diff(loud, prepend=-len(envelope)) > SOUND_GAP / ONSET_FRAME]  # where each sound begins
-        return round(wall_time(self.audio.time_of(start + frame * int(onsets[-1] if last else onsets[0]))))
+        return start + frame * int(onsets[-1] if last else onsets[0])
+
+    def _later_time(self, event: Event, row: int) -> float:
+        """When `row` was heard, as the event's texts state it, to the second: the time its alert
+        stated plus the audio's own time since (NTP stepping the wall clock during the gunfire made
+        17 s of it read as 4320 min)."""
+        return round(event.heard_at + self.audio.time_of(row) - self.audio.time_of(event.heard_row))
 
     def _keep_window(self, table: str, decision: Decision) -> None:
         """A near miss or background sample: its record, and its clip once the post-roll is in."""
@@ -363,7 +370,9 @@ class Aggregator:
                     clip.first = min(clip.first, max(0, event.start - self.pre))
         if event.heard_at is not None:
             # the last positive window may start after the last shot (its tail made it positive)
-            ended = self._loud_time(max(event.start, event.end - 2 * self.window), event.end, last=True)
+            ended = self._later_time(
+                event, self._loud_row(max(event.start, event.end - 2 * self.window), event.end, True)
+            )
             if ended - event.heard_at >= LONG_EVENT:
                 self.unqueued.append(EventEnd(event.record_id, event.heard_at, ended, clock_synchronised()))
                 self.queue_alerts()
