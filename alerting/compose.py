@@ -67,6 +67,15 @@ def local_time(config: Config, wall_time: float, fmt: str = TIME_FORMAT) -> str:
     return datetime.datetime.fromtimestamp(wall_time, zone).strftime(fmt)
 
 
+def local_span(config: Config, first: float, last: float, fmt: str) -> tuple[str, str]:
+    """Two times for "from ... to ...": the zone after the second, and after the first too when it
+    differs (the hour clocks go back reads "01:50 BST ... 01:10 GMT", not "01:50 ... 01:10 GMT")."""
+    start, end = local_time(config, first, fmt), local_time(config, last, f"{fmt} %Z")
+    if local_time(config, first, "%Z") != local_time(config, last, "%Z"):
+        start = local_time(config, first, f"{fmt} %Z")
+    return start, end
+
+
 def alert_text(config: Config, alert: EventAlert) -> str:
     return config.alerts.template.format(
         site=config.site.name,
@@ -80,7 +89,7 @@ def end_text(config: Config, end: EventEnd) -> str:
     """E.g. "North gate: the gunfire heard at 14:03:07 went on until 14:05:12 EAT (2 min)."."""
     seconds = end.ended_at - end.heard_at
     lasted = f"{seconds / 60:.0f} min" if seconds >= 2 * 60 else f"{seconds:.0f} s"
-    heard, ended = local_time(config, end.heard_at, "%H:%M:%S"), local_time(config, end.ended_at, "%H:%M:%S %Z")
+    heard, ended = local_span(config, end.heard_at, end.ended_at, "%H:%M:%S")
     text = f"{config.site.name}: the gunfire heard at {heard} went on until {ended} ({lasted})."
     return text + clock_note(end.clock_synchronised)
 
@@ -89,8 +98,7 @@ def ongoing_text(config: Config, ongoing: EventOngoing) -> str:
     """E.g. "North gate: the gunfire heard at 14:03:07 is still going at 14:13:09 EAT (10 min so far)."
     (times to the second as in the alert and the end text, which name the gunfire by its first shot)."""
     minutes = max(1, round((ongoing.still_at - ongoing.heard_at) / 60))
-    heard = local_time(config, ongoing.heard_at, "%H:%M:%S")
-    still = local_time(config, ongoing.still_at, "%H:%M:%S %Z")
+    heard, still = local_span(config, ongoing.heard_at, ongoing.still_at, "%H:%M:%S")
     text = f"{config.site.name}: the gunfire heard at {heard} is still going at {still} ({minutes} min so far)."
     return text + clock_note(ongoing.clock_synchronised)
 
@@ -107,7 +115,7 @@ def network_back_text(
     (not `network_only`: "the modem did not work", unplugged or not answering)."""
     same_day = local_time(config, lost_at, DATE_FORMAT) == local_time(config, back_at, DATE_FORMAT)
     fmt = CLOCK_FORMAT if same_day else f"{DATE_FORMAT} {CLOCK_FORMAT}"
-    start, end = local_time(config, lost_at, fmt), local_time(config, back_at, f"{fmt} %Z")
+    start, end = local_span(config, lost_at, back_at, fmt)
     what = "had no mobile network" if network_only else "did not work"
     text = f"{config.site.name}: the modem {what} from {start} to {end}; texts were delayed."
     return text + clock_note(synchronised)
@@ -118,10 +126,10 @@ def summary_text(config: Config, events: list[HeldEvent], now: float, synchronis
     5/hour)." (each incident an event, of one shot or many)
 
     Dates are added when the events span midnight or happened before today (local time)."""
-    first, last = events[0].event_time, events[-1].event_time
+    first, last = min(e.event_time for e in events), max(e.event_time for e in events)  # a clock set back
     with_date = len({local_time(config, t, DATE_FORMAT) for t in (first, last, now)}) > 1
     fmt = f"{DATE_FORMAT} {CLOCK_FORMAT}" if with_date else CLOCK_FORMAT
-    start, end = local_time(config, first, fmt), local_time(config, last, f"{fmt} %Z")
+    start, end = local_span(config, first, last, fmt)
     limit = f"(texts limited to {config.alerts.max_per_hour}/hour)"
     if len(events) == 1:
         return f"{config.site.name}: 1 more possible gunfire incident at {end} {limit}." + clock_note(synchronised)

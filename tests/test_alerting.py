@@ -14,6 +14,7 @@ from alerting.compose import (
     EventOngoing,
     alert_text,
     clock_note,
+    end_text,
     network_back_text,
     queue_event_alert,
     queue_event_end,
@@ -153,6 +154,21 @@ def test_summary_text_gives_the_span_and_dates_only_when_needed(tmp_path):
     assert unsynchronised.endswith("(texts limited to 5/hour). Time unverified: clock not synced.")
     network = network_back_text(config, SHOT_TIME, SHOT_TIME + 3600, synchronised=False)
     assert network.endswith("texts were delayed. Time unverified: clock not synced.")
+
+
+def test_a_span_across_the_hour_clocks_go_back_names_both_zones(tmp_path):
+    """Europe/London, 2026-10-25: 01:50 BST and 01:10 GMT are 20 min apart; "between 01:50 and 01:10
+    GMT" read backwards (clock audit). Events listed out of time order (a clock set back) still
+    give the earliest first."""
+    config = config_for(tmp_path, **{"site.timezone": "Europe/London", "alerts.max_per_hour": 5})
+    bst, gmt = 1792889400.0, 1792890600.0  # 00:50 and 01:10 UTC
+    events = [HeldEvent(2, A, 2, gmt, None), HeldEvent(1, A, 1, bst, None)]
+    assert "incidents between 01:50 BST and 01:10 GMT (texts" in summary_text(config, events, gmt + 60)
+    assert "from 01:50 BST to 01:10 GMT;" in network_back_text(config, bst, gmt)
+    assert "heard at 01:50:00 BST went on until 01:10:00 GMT (20 min)." in end_text(config, EventEnd(1, bst, gmt))
+    assert "between 01:10 and 01:20 GMT" in summary_text(
+        config, [HeldEvent(1, A, 1, gmt, None), HeldEvent(2, A, 2, gmt + 600, None)], gmt + 900
+    )
 
 
 def test_texts_that_state_a_time_stay_one_part_with_the_clock_note(tmp_path):
