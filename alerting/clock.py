@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import time
 
 _TIMEX_BYTES = 512  # struct timex is 208 bytes on 64-bit Linux; the rest is slack
 _TIME_ERROR = 5  # adjtimex's answer while the clock is not synchronised (STA_UNSYNC)
@@ -25,3 +26,14 @@ def clock_synchronised() -> bool:
         state = ctypes.CDLL(None, use_errno=True).adjtimex(timex)
         return state not in (-1, _TIME_ERROR)
     return False
+
+
+class ForwardStep:
+    """How far the wall clock was set forward since this was made (NTP setting a Pi that booted on
+    a saved time): what was stamped before looks that much older than it is."""
+
+    def __init__(self) -> None:
+        self.offset = time.time() - time.monotonic()
+
+    def seconds(self) -> float:
+        return max(0.0, time.time() - time.monotonic() - self.offset)

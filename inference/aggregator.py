@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from alerting.clock import clock_synchronised
+from alerting.clock import ForwardStep, clock_synchronised
 from alerting.compose import (
     EventAlert,
     EventEnd,
@@ -118,6 +118,7 @@ class Aggregator:
         self.clips: list[_ClipDue] = []
         self.kept: dict[int, tuple[str, int]] = {}  # window -> (table, record id) of recent near misses and samples
         self.last_prune = 0.0
+        self.clock_step = ForwardStep()  # retention does not count a step NTP sets the clock forward by
         self.window = ensemble.window_samples
         self.hop = hop
         self.latency = LatencyTracker(slot)
@@ -462,11 +463,14 @@ class Aggregator:
 
     def prune(self, now: float) -> None:
         """Retention: clips, closed events, near misses, samples, window scores and sent texts older
-        than storage.retention_days (labelled ones are kept)."""
+        than storage.retention_days (labelled ones are kept). Their age does not count a step NTP set
+        the clock forward by since the start: 40 days of it deleted an event recorded a second
+        before it, with its clip and texts."""
         if now - self.last_prune < PRUNE_INTERVAL:
             return
         self.last_prune = now
         self._record("outbox reserve", self.reserve.ensure)
+        now -= self.clock_step.seconds()
         days = self.config.storage.retention_days
         removed = self._record("retention", self.events.prune, days, now)
         texts = self._record("retention", self._prune_sent, now - days * SECONDS_PER_DAY)

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alerting.clock import clock_synchronised
+from alerting.clock import ForwardStep, clock_synchronised
 from alerting.compose import clock_note, local_time
 from alerting.outbox import Outbox, outbox_path
 from pipeline.config import Config
@@ -71,6 +71,7 @@ class HealthMonitor:
     boot_id: str = field(default_factory=lambda: _boot_id())
     unqueued: list[str] = field(default_factory=list)  # texts the outbox refused, oldest first
     retry_at: float = 0.0  # monotonic
+    clock_step: ForwardStep = field(default_factory=ForwardStep)
 
     def check(self, now_monotonic: float | None = None, now_wall: float | None = None) -> str | None:
         """Queue a health text when the microphone falls silent or comes back; returns its text."""
@@ -119,7 +120,8 @@ class HealthMonitor:
         have set it since)."""
         figures = HEARTBEAT_FIGURES.format(
             hours=every / SECONDS_PER_HOUR,
-            incidents=self._incidents_since(now_wall - every, now_wall),
+            # not fewer for a step NTP set the clock forward by since the start (they look older)
+            incidents=self._incidents_since(now_wall - every - self.clock_step.seconds(), now_wall),
             lost=f"{max(1, round(run.lost_seconds))} s" if run.lost_seconds else "none",
             restarts=run.restarts,
         )

@@ -319,6 +319,26 @@ def test_retention_removes_old_clips_events_and_sent_texts_but_never_pending_one
     assert [r.id for r in outbox.rows()] == [second.id]
 
 
+def test_retention_does_not_count_a_step_ntp_set_the_clock_forward_by(aggregator, monkeypatch):
+    """A Pi offline for weeks boots on its saved time; NTP then sets the clock 40 days on: the event
+    recorded a moment before, its clip and texts, were deleted at once as 40 days old (clock audit)."""
+    agg, audio, _, data = aggregator
+    audio.write(np.zeros(RATE * 16, dtype=np.int16))
+    agg.handle(decision(6, True))
+    for index in windows_until_closed(6, agg.config):
+        agg.handle(decision(index, False))
+    agg.write_due_clips()
+    outbox = Outbox(outbox_path(data))
+    for row in outbox.rows():
+        outbox.mark_sent(row.id, [1], now=time.time())
+    step = (agg.config.storage.retention_days + 10) * 86400
+    stepped = time.time
+    monkeypatch.setattr(time, "time", lambda: stepped() + step)
+    agg.prune(time.time())
+    assert len(EventLog(data).events()) == 1 and len(list((data / "clips").glob("*.flac"))) == 1
+    assert len(outbox.rows()) == len(RECIPIENTS)
+
+
 def test_retention_also_prunes_the_texts_memory_sent_for_a_card_that_refused_them(aggregator):
     """A full card keeps its place (only its reserve is given up), so the texts it refused went out
     from the in-memory outbox, in RAM: sent ones are pruned there too, pending ones never."""

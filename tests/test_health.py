@@ -157,6 +157,32 @@ def test_the_heartbeat_counts_incidents_not_texts(tmp_path, caplog, monkeypatch)
         stats.close()
 
 
+class SteppedForward:
+    """The clock NTP set 3 days forward since the start (it cannot be stepped for real here)."""
+
+    def seconds(self) -> float:
+        return 3 * 86400.0
+
+
+def test_the_heartbeat_counts_the_incidents_stamped_before_ntp_set_the_clock_forward(tmp_path):
+    """A Pi booted offline 3 days behind; 2 incidents, then NTP: the day's heartbeat said 0 (clock audit)."""
+    config = override(
+        Config(),
+        {"storage.data_dir": str(tmp_path), "alerts.recipients": RECIPIENTS, "health.heartbeat_hours": 24.0},
+    )
+    before_the_step = WALL - 3 * 86400.0 - 3600.0
+    with Outbox(outbox_path(tmp_path)) as outbox:
+        for event in (1, 2):
+            queue_event_alert(outbox, config, EventAlert(event, before_the_step, 0.9, False), now=before_the_step)
+    stats = StatsTable.create(f"gs-{own_run_id()}-stats", ("capture",))
+    try:
+        monitor = HealthMonitor(config, stats.slot("capture"), started=0.0, clock_step=SteppedForward())
+        text = monitor.heartbeat(STATUS, 86400.0, WALL)
+    finally:
+        stats.close()
+    assert "(incidents in 24 h: 2; " in text, text
+
+
 def heartbeats_over(tmp_path, run_hours, reboot, clock_offsets=None):
     """Runs of the detector one after another (a restart, or with `reboot` a reboot: the monotonic
     clock starts again from 0), each checking every 10 minutes; the heartbeats queued, as (real
