@@ -13,8 +13,9 @@ broke off; any other: the capture failed; restarted, it would replay the file fr
 text its shots again). The pipeline drains and stops, and the detector exits with that status.
 
 A stop (SIGTERM, SIGINT) scores the audio captured up to it the same way before the processes stop:
-the capture exits first, zeros complete its last window, and the windows left are decided, so that
-a shot in the last second before a `systemctl stop` or `restart` is texted (Supervisor.run).
+the capture listens a second more and exits, zeros complete its last window, and the windows left
+are decided, so that a shot in the last second before a `systemctl stop` or `restart` is texted
+(Supervisor.run).
 """
 
 from __future__ import annotations
