@@ -371,9 +371,8 @@ class Aggregator:
                     clip.first = min(clip.first, max(0, event.start - self.pre))
         if event.heard_at is not None:
             # the last positive window may start after the last shot (its tail made it positive)
-            ended = self._later_time(
-                event, self._loud_row(max(event.start, event.end - 2 * self.window), event.end, True)
-            )
+            last_sound = self._loud_row(max(event.start, event.end - 2 * self.window), event.end, last=True)
+            ended = self._later_time(event, last_sound)
             if ended - event.heard_at >= LONG_EVENT:
                 self.unqueued.append(EventEnd(event.record_id, event.heard_at, ended, clock_synchronised()))
                 self.queue_alerts()
