@@ -207,8 +207,8 @@ class Aggregator:
         event.record_id = self._record(
             "event", self.events.open_event, start, event.confidence, event.votes, self.versions, event.degraded
         )
-        event.heard_row = self._loud_row(event.start, event.start + self.window)
-        event.heard_at = round(wall_time(self.audio.time_of(event.heard_row)))
+        event.clock_offset = time.time() - time.monotonic()
+        event.heard_at = self._stated_time(event, self._loud_row(event.start, event.start + self.window))
         event.next_update = event.start + round(UPDATE_INTERVAL * self.rate)
         alert = EventAlert(event.record_id, event.heard_at, event.confidence, event.degraded, clock_synchronised())
         self.unqueued.append(alert)
@@ -237,7 +237,7 @@ class Aggregator:
         if start + self.window < event.next_update:
             return
         event.next_update = start + self.window + round(UPDATE_INTERVAL * self.rate)
-        still = self._later_time(event, self._loud_row(start, start + self.window, last=True))
+        still = self._stated_time(event, self._loud_row(start, start + self.window, last=True))
         self.unqueued.append(EventOngoing(event.record_id, event.heard_at, still, clock_synchronised()))
         self.queue_alerts()
 
@@ -256,11 +256,11 @@ class Aggregator:
         onsets = loud[np.diff(loud, prepend=-len(envelope)) > SOUND_GAP / ONSET_FRAME]  # where each sound begins
         return start + frame * int(onsets[-1] if last else onsets[0])
 
-    def _later_time(self, event: Event, row: int) -> float:
-        """When `row` was heard, as the event's texts state it, to the second: the time its alert
-        stated plus the audio's own time since (NTP stepping the wall clock during the gunfire made
-        17 s of it read as 4320 min)."""
-        return round(event.heard_at + self.audio.time_of(row) - self.audio.time_of(event.heard_row))
+    def _stated_time(self, event: Event, row: int) -> float:
+        """When `row` was heard, to the second, on the wall clock as it read at the event's alert:
+        its texts' times and durations stay true if NTP steps the clock during the gunfire (17 s of
+        it read as 4320 min)."""
+        return round(self.audio.time_of(row) + event.clock_offset)
 
     def _keep_window(self, table: str, decision: Decision) -> None:
         """A near miss or background sample: its record, and its clip once the post-roll is in."""
@@ -372,7 +372,7 @@ class Aggregator:
         if event.heard_at is not None:
             # the last positive window may start after the last shot (its tail made it positive)
             last_sound = self._loud_row(max(event.start, event.end - 2 * self.window), event.end, last=True)
-            ended = self._later_time(event, last_sound)
+            ended = self._stated_time(event, last_sound)
             if ended - event.heard_at >= LONG_EVENT:
                 self.unqueued.append(EventEnd(event.record_id, event.heard_at, ended, clock_synchronised()))
                 self.queue_alerts()

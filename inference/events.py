@@ -27,8 +27,8 @@ class Event:
     votes: dict[str, float]  # the models' probabilities in that window
     degraded: bool
     windows: int = 1
-    heard_at: float | None = None  # wall time its alert states (set when it opens) ...
-    heard_row: int = 0  # ... the audio row of that moment
+    heard_at: float | None = None  # wall time its alert states (set when it opens)
+    clock_offset: float = 0.0  # wall minus monotonic time at its alert: the clock its texts read
     next_update: int | None = None  # audio row a positive window must reach for a "still going" text
     record_id: int | None = field(default=None)
     late: bool = False  # opened by a window decided "yes" late
