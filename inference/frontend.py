@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from multiprocessing.synchronize import Event as StopEvent
 
 from capture.pcm import int16_to_float
@@ -74,18 +75,27 @@ class Frontend:
         window: int,
         hop: int,
         resume_at: int = 0,
+        beat: Callable[[], None] = lambda: None,
     ) -> None:
-        """`resume_at`: the first window not announced yet (from the stats table: 0 at the first start)."""
+        """`resume_at`: the first window not announced yet (from the stats table: 0 at the first start);
+        `beat`: called after each chunk of frames (a long catch-up is not taken for a hang)."""
         self.audio = audio
         self.streams = {key: (LogMelFrontend(spec), ring) for key, (spec, ring) in streams.items()}
         self.window = window
         self.hop = hop
         self.next_window = resume_at  # windows whose audio is gone are skipped by `step`, counted
         self.skipped = 0  # windows never announced by the last step: their audio was gone
+        self.beat = beat
 
     def step(self) -> list[WindowReady]:
-        """Compute every frame whose audio has arrived; return the windows that became complete."""
+        """Compute every frame whose audio has arrived; return the windows that became complete.
+        Windows whose audio the ring no longer held once the frames were computed are skipped: a
+        frame whose audio capture overwrote while the step ran is a stand-in (Ring.skip), and a
+        window of real frames and stand-ins scored as a gunshot (a CPU-starved front end's false
+        alert, measured)."""
         available = self.audio.write_pos
+        for frontend, ring in self.streams.values():
+            self._advance(frontend, ring, available)
         lapped_to = self.audio.oldest()
         self.skipped = max(0, -(-lapped_to // self.hop) - self.next_window)
         if self.skipped:
@@ -95,8 +105,6 @@ class Frontend:
                 self.skipped,
             )
             self.next_window += self.skipped
-        for frontend, ring in self.streams.values():
-            self._advance(frontend, ring, available)
         ready = []
         while self.next_window * self.hop + self.window <= available:
             ready.append(WindowReady(index=self.next_window, start=self.next_window * self.hop))
@@ -122,6 +130,7 @@ class Frontend:
             except Lapped:  # capture wrote over these rows while they were read (after a long gap)
                 continue
             ring.write(frontend.frames(int16_to_float(audio)))
+            self.beat()
 
 
 def attach_streams(ensemble: Ensemble, layout: Layout) -> dict[str, tuple[LogMelSpec, Ring]]:
@@ -138,7 +147,12 @@ def run_frontend(config: Config, layout: Layout, stop: StopEvent) -> int:
     streams = attach_streams(ensemble, layout)
     slot = StatsTable.attach(layout.stats, layout.process_names).slot("frontend")
     frontend = Frontend(
-        audio, streams, ensemble.window_samples, hop_samples(config, ensemble), resume_at=int(slot.get("cursor"))
+        audio,
+        streams,
+        ensemble.window_samples,
+        hop_samples(config, ensemble),
+        resume_at=int(slot.get("cursor")),
+        beat=slot.beat,
     )
     log.info("front end ready: %d feature streams, first window %d", len(streams), frontend.next_window)
     while not stop.is_set():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from inference.features import LogMelFrontend, LogMelSpec
-from inference.frontend import Frontend, feature_ring_capacity, hop_samples, run_frontend
+from inference.frontend import CHUNK_SECONDS, Frontend, feature_ring_capacity, hop_samples, run_frontend
 from inference.model import SHIPPED_MODELS, ModelError, TFLiteModel, load_ensemble
 from pipeline.channel import Channel
 from pipeline.config import Config, override
@@ -265,3 +265,42 @@ def test_a_whole_ring_of_audio_at_once_is_framed_in_bounded_memory_with_the_same
         kept = kept_streams[key][1]
         assert ring.write_pos == kept.write_pos
         np.testing.assert_allclose(ring.read(0, ring.write_pos), kept.read(0, kept.write_pos), atol=TOLERANCE_DB)
+
+
+def test_windows_whose_audio_was_overwritten_while_they_were_framed_are_skipped_not_announced():
+    """A CPU-starved front end: capture laps the ring while a step computes frames, and the frames
+    whose audio went are stand-ins (Ring.skip). A window of real frames and stand-ins scored 1.0 by
+    both mel models: a false alert (CPU audit). Such windows are skipped and counted."""
+    rate = load_ensemble("").sample_rate
+    capacity, hop = 10 * rate, rate // 2
+    frontend, audio, _ = _stepped_frontend(capacity, hop)
+    noise = (np.random.default_rng(3).standard_normal(20 * rate) * 300).astype(np.int16)
+    audio.write(noise[: 4 * rate])
+    frontend.step()
+    audio.write(noise[4 * rate : 12 * rate])  # 8 s behind, still held
+    framed = {"first": True}
+    for stream, _ in frontend.streams.values():
+        compute = stream.frames
+
+        def slow(samples, compute=compute):
+            if framed.pop("first", False):
+                audio.write(noise[12 * rate : 20 * rate])  # the ring laps while the step runs
+            return compute(samples)
+
+        stream.frames = slow
+    ready = frontend.step()
+    assert frontend.skipped > 0
+    assert ready and all(window.start >= audio.oldest() for window in ready)
+
+
+def test_a_long_catch_up_beats_after_each_chunk_so_it_is_not_taken_for_a_hang():
+    """The supervisor kills a process that has not beaten for 10 s: a CPU-starved front end catching
+    up a backlog in one step was killed, restarted on a bigger backlog and killed again (CPU audit)."""
+    rate = load_ensemble("").sample_rate
+    capacity, hop = 60 * rate, rate // 2
+    frontend, audio, _ = _stepped_frontend(capacity, hop)
+    beats = []
+    frontend.beat = lambda: beats.append(1)
+    audio.write(np.zeros(capacity, dtype=np.int16))
+    frontend.step()
+    assert len(beats) >= 2 * 60 / CHUNK_SECONDS - 2  # every chunk of each of the two streams
