@@ -303,13 +303,18 @@ def test_an_alert_says_when_its_time_is_unverified(aggregator, monkeypatch, sync
     assert texts and all(text.endswith(UNSYNCHRONISED_NOTE) != synchronised for text in texts)
 
 
-def test_retention_removes_old_clips_events_and_sent_texts_but_never_pending_ones(aggregator):
-    agg, audio, _, data = aggregator
+def closed_event_with_its_clip(agg: Aggregator, audio: Ring) -> None:
+    """One event (window 6) opened, closed and its clip written: its texts wait in the outbox."""
     audio.write(np.zeros(RATE * 16, dtype=np.int16))
     agg.handle(decision(6, True))
     for index in windows_until_closed(6, agg.config):
         agg.handle(decision(index, False))
     agg.write_due_clips()
+
+
+def test_retention_removes_old_clips_events_and_sent_texts_but_never_pending_ones(aggregator):
+    agg, audio, _, data = aggregator
+    closed_event_with_its_clip(agg, audio)
     outbox = Outbox(outbox_path(data))
     first, second = outbox.rows()
     outbox.mark_sent(first.id, [1], now=0.0)  # one text long sent, the other still pending
@@ -323,11 +328,7 @@ def test_retention_does_not_count_a_step_ntp_set_the_clock_forward_by(aggregator
     """A Pi offline for weeks boots on its saved time; NTP then sets the clock 40 days on: the event
     recorded a moment before, its clip and texts, were deleted at once as 40 days old (clock audit)."""
     agg, audio, _, data = aggregator
-    audio.write(np.zeros(RATE * 16, dtype=np.int16))
-    agg.handle(decision(6, True))
-    for index in windows_until_closed(6, agg.config):
-        agg.handle(decision(index, False))
-    agg.write_due_clips()
+    closed_event_with_its_clip(agg, audio)
     outbox = Outbox(outbox_path(data))
     for row in outbox.rows():
         outbox.mark_sent(row.id, [1], now=time.time())

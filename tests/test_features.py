@@ -148,15 +148,7 @@ def test_windows_whose_audio_the_ring_no_longer_holds_are_skipped_and_counted():
     ensemble = load_ensemble("")
     rate, window = ensemble.sample_rate, ensemble.window_samples
     capacity, hop = 4 * rate, rate // 2
-    audio = Ring.in_memory(capacity, AUDIO_SHAPE, rate)
-    streams = {
-        key: (
-            spec,
-            Ring.in_memory(feature_ring_capacity(spec, capacity), feature_shape(spec.n_mels), rate / spec.hop_length),
-        )
-        for key, spec in ensemble.logmel_specs().items()
-    }
-    frontend = Frontend(audio, streams, window, hop)
+    frontend, audio, streams = _stepped_frontend(capacity, hop)
     audio.write(np.zeros(3 * rate, dtype=np.int16))
     assert [w.index for w in frontend.step()] == [0, 1, 2] and frontend.skipped == 0
     audio.write(np.zeros(6 * rate, dtype=np.int16))  # the front end stalled while 6 s came: the ring holds 4
