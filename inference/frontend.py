@@ -85,6 +85,7 @@ class Frontend:
         self.hop = hop
         self.next_window = resume_at  # windows whose audio is gone are skipped by `step`, counted
         self.skipped = 0  # windows never announced by the last step: their audio was gone
+        self.unheard = 0  # samples captured (not lost) that the last step's skip left out of every window
         self.beat = beat
 
     def step(self) -> list[WindowReady]:
@@ -96,13 +97,17 @@ class Frontend:
         available = self.audio.write_pos
         for frontend, ring in self.streams.values():
             self._advance(frontend, ring, available)
-        lapped_to = self.audio.oldest()
-        self.skipped = max(0, -(-lapped_to // self.hop) - self.next_window)
+        first_held = -(-self.audio.oldest() // self.hop)
+        self.skipped = max(0, first_held - self.next_window)
+        self.unheard = 0
         if self.skipped:
+            heard_to = (self.next_window - 1) * self.hop + self.window if self.next_window else 0  # the last window
+            self.unheard = captured_between(self.audio, heard_to, first_held * self.hop)
             log.warning(
-                "skipped %d windows whose audio the ring no longer holds (a gap in the audio longer than "
-                "the ring, counted as lost by capture, or the front end fell behind)",
+                "skipped %d windows whose audio the ring no longer holds: %.1f s of it captured and never "
+                "scored (the front end fell behind), the rest lost by capture",
                 self.skipped,
+                self.unheard / self.audio.rate,
             )
             self.next_window += self.skipped
         ready = []
@@ -131,6 +136,13 @@ class Frontend:
                 continue
             ring.write(frontend.frames(int16_to_float(audio)))
             self.beat()
+
+
+def captured_between(audio: Ring, start: int, end: int) -> int:
+    """Samples in [start, end) that capture captured, i.e. not in a stretch it stood silence in for
+    (a device gap or overrun, already counted as lost): what skipping them leaves unheard."""
+    lost = sum(max(0, min(end, stop) - max(start, first)) for first, stop in audio.losses)
+    return max(0, end - start - lost)
 
 
 def attach_streams(ensemble: Ensemble, layout: Layout) -> dict[str, tuple[LogMelSpec, Ring]]:
@@ -164,6 +176,7 @@ def run_frontend(config: Config, layout: Layout, stop: StopEvent) -> int:
         since = slot.busy()
         windows = frontend.step()
         slot.add("dropped", frontend.skipped)
+        slot.add("unheard", frontend.unheard)
         for window in windows:
             for channel in layout.windows.values():
                 if not channel.send(window):

@@ -44,6 +44,13 @@ STORAGE_TEXT = (
     "{site}: the detector {problem}. It keeps listening and texting from memory, but keeps no clips, "
     "and its records are lost at a reboot. {advice}"
 )
+BEHIND_TEXT = (
+    "{site}: the detector is {behind:.0f} s behind the microphone: shots texted late, missed past "
+    "{ring:.0f} s. It needs more CPU (a cooler Pi, fewer other programs)."
+)
+CAUGHT_UP_TEXT = "{site}: the detector keeps up again (it was up to {worst:.0f} s behind; {unheard})."
+BEHIND_AT = 30.0  # s of audio waiting to be decided: texted (or half the ring, if shorter) ...
+CAUGHT_UP_AT = 5.0  # ... and caught up once under this (hysteresis: no pair of texts per wobble)
 SECONDS_PER_HOUR = 3600.0
 HEALTH_RETRY = 60.0  # s between tries to queue a health text the outbox refused
 UNQUEUED_KEPT = 50  # health texts kept while the outbox refuses them; older ones are given up (logged)
@@ -55,7 +62,7 @@ log = logging.getLogger(__name__)
 class RunFigures:
     """What the heartbeat says of the run so far (the supervisor's figures)."""
 
-    lost_seconds: float  # audio lost to overruns and outages
+    lost_seconds: float  # audio lost to overruns and outages, or never scored (the detector fell behind)
     restarts: int  # of processes
     degraded: bool
 
@@ -72,6 +79,7 @@ class HealthMonitor:
     unqueued: list[str] = field(default_factory=list)  # texts the outbox refused, oldest first
     retry_at: float = 0.0  # monotonic
     clock_step: ForwardStep = field(default_factory=ForwardStep)
+    behind: tuple[float, float] | None = None  # while texted as behind: (the most seen, unheard s before it)
 
     def check(self, now_monotonic: float | None = None, now_wall: float | None = None) -> str | None:
         """Queue a health text when the microphone falls silent or comes back; returns its text."""
@@ -92,6 +100,28 @@ class HealthMonitor:
             self.silent_since = None
             return self._send(text, now_monotonic)
         return None
+
+    def check_behind(self, behind: float, unheard: float, now_monotonic: float | None = None) -> str | None:
+        """Queue a text when the decisions fall BEHIND_AT s behind the microphone (a Pi throttled by heat
+        or loaded by other programs: shots texted later and later, then unheard), and one when they
+        catch up. `behind`: s of audio captured but not decided; `unheard`: s never scored so far."""
+        now_monotonic = time.monotonic() if now_monotonic is None else now_monotonic
+        ring = self.config.audio.ring_seconds
+        if self.behind is None:
+            if behind < min(BEHIND_AT, ring / 2):
+                return None
+            self.behind = (behind, unheard)
+            text = BEHIND_TEXT.format(site=self.config.site.name, behind=behind, ring=ring)
+            return self._send(text, now_monotonic, timed=False)
+        worst, unheard_before = max(self.behind[0], behind), self.behind[1]
+        self.behind = (worst, unheard_before)
+        if behind >= CAUGHT_UP_AT:
+            return None
+        self.behind = None
+        lost = unheard - unheard_before
+        said = f"{max(1, round(lost))} s of audio went unscored" if lost else "no audio went unscored"
+        text = CAUGHT_UP_TEXT.format(site=self.config.site.name, worst=worst, unheard=said)
+        return self._send(text, now_monotonic, timed=False)
 
     def heartbeat(
         self, figures: RunFigures, now_monotonic: float | None = None, now_wall: float | None = None

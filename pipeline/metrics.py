@@ -33,6 +33,7 @@ FIELDS = (
     "p99_ms",  # SMS, event start in the audio -> text accepted by the modem
     "queue_hwm",  # most bytes seen waiting in the process's inbox channel
     "last_sound",  # capture: monotonic time of the last period louder than health.silence_dbfs
+    "unheard",  # front end: samples captured but never scored (it fell more than a ring behind)
 )
 _INDEX = {name: i for i, name in enumerate(FIELDS)}
 EMA_WEIGHT = 0.05

@@ -52,6 +52,7 @@ class Profiler:
                 "windows_decided": aggregator.get("processed", 0),
                 "windows_decided_without_every_model": aggregator.get("partial_votes", 0),
                 "lost_samples": snapshot["lost_samples"],
+                "unheard_samples": snapshot["unheard_samples"],
                 "overruns": snapshot["overruns"],
                 "window_end_to_vote_ms": {"p50": aggregator.get("p50_ms"), "p99": aggregator.get("p99_ms")},
                 "event_start_to_sms_ms": {"p50": sms.get("p50_ms"), "p99": sms.get("p99_ms")},

@@ -119,6 +119,7 @@ class StatsReporter:
             "audio_start_time": now - (time.monotonic() - sup.audio.time_of(0)) if audio_rows else None,
             "audio_seconds": audio_rows / rate,
             "lost_samples": sup.audio.lost,
+            "unheard_samples": round(sum(p.get("unheard", 0.0) for p in processes.values())),  # the front end's
             "overruns": sup.audio.overruns,
             "degraded": sup.degraded,
             "total": total,

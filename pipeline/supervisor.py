@@ -435,7 +435,17 @@ class Supervisor:
             self.health.check(),
             self.health.heartbeat(self.run_figures()),
             self._watch_storage(time.monotonic()),
+            self.health.check_behind(self.behind_seconds(), self._unheard_seconds()) if self._ready else None,
         )
+
+    def behind_seconds(self) -> float:
+        """How far the decisions trail the microphone: audio captured after the end of the first
+        window the aggregator has not decided (normally under the vote timeout and a hop)."""
+        decided_to = self.stats.slot("aggregator").get("cursor") * hop_samples(self.config, self.ensemble)
+        return max(0, self.audio.write_pos - decided_to - self.ensemble.window_samples) / self.audio.rate
+
+    def _unheard_seconds(self) -> float:
+        return self.stats.slot("frontend").get("unheard") / self.audio.rate
 
     def _notify_ready(self) -> None:
         """Tell systemd we are up once the first window was decided (or the start-up grace ran out:
@@ -448,7 +458,8 @@ class Supervisor:
             self.notifier.ready(self.status_line())
 
     def run_figures(self) -> RunFigures:
-        return RunFigures(self.audio.lost / self.audio.rate, self._restarts(), self.degraded)
+        lost = self.audio.lost / self.audio.rate + self._unheard_seconds()
+        return RunFigures(lost, self._restarts(), self.degraded)
 
     def _restarts(self) -> int:
         return sum(managed.restarts for managed in self.managed.values())
@@ -461,8 +472,10 @@ class Supervisor:
         decided = f"{aggregator.get('processed'):.0f} windows decided"
         if without := aggregator.get("partial_votes"):
             decided += f" ({without:.0f} without every model)"
+        unheard = f", {unheard:.0f} s never scored (fell behind)" if (unheard := self._unheard_seconds()) else ""
         return (
-            f"{state}; {decided}, {self.audio.overruns} overruns ({self.audio.lost} samples lost), {restarts} restarts"
+            f"{state}; {decided}, {self.audio.overruns} overruns ({self.audio.lost} samples lost){unheard},"
+            f" {restarts} restarts"
         )
 
     def _drained(self, now: float) -> bool:

@@ -155,12 +155,33 @@ def test_windows_whose_audio_the_ring_no_longer_holds_are_skipped_and_counted():
     ready = frontend.step()
     first_held = -(-audio.oldest() // hop)
     assert frontend.skipped == first_held - 3 > 0
+    assert frontend.unheard == first_held * hop - 3 * rate  # captured, in no window scored (they end at 3 s)
     assert [w.index for w in ready] == list(range(first_held, (9 * rate - window) // hop + 1))
     assert frontend.step() == [] and frontend.skipped == 0
     restarted = Frontend(audio, streams, window, hop, resume_at=3)  # the front end died after window 2
     assert restarted.step()[0].index == first_held and restarted.skipped == first_held - 3
     late = Frontend(audio, streams, window, hop)  # its first start, after the ring had wrapped
     assert late.step()[0].index == first_held and late.skipped == first_held
+
+
+def test_windows_skipped_over_a_gap_capture_stood_silence_in_for_are_not_counted_unheard_again():
+    """Audio lost by capture (an unplugged microphone, overruns) is counted as lost there; only the
+    skipped audio that capture had captured is unheard, however the two mix."""
+    rate = load_ensemble("").sample_rate
+    capacity, hop = 4 * rate, rate // 2
+    frontend, audio, _ = _stepped_frontend(capacity, hop)
+    audio.write(np.zeros(3 * rate, dtype=np.int16))
+    frontend.step()
+    audio.skip(10 * rate)  # 3-13 s: a device gap longer than the ring, stood in by capture
+    frontend.step()
+    assert frontend.skipped > 0 and frontend.unheard == 0
+    assert frontend.next_window * hop == 11.5 * rate  # the last window framed ends at 13 s
+    audio.write(np.zeros(rate, dtype=np.int16))  # then the front end stalls: 13-14 s captured,
+    audio.skip(rate)  # 14-15 s lost,
+    audio.write(np.zeros(4 * rate, dtype=np.int16))  # 15-19 s captured, the ring holds 15-19 s
+    frontend.step()
+    assert frontend.skipped == (15.0 - 11.5) * rate / hop
+    assert frontend.unheard == rate  # of 13-15 s, which no window scored covers, only 13-14 s was captured
 
 
 def _all_waiting(channel: Channel) -> list:
@@ -170,7 +191,7 @@ def _all_waiting(channel: Channel) -> list:
     return messages
 
 
-def test_the_front_end_process_counts_skipped_windows_and_full_channels_as_dropped():
+def test_the_front_end_process_counts_skipped_windows_and_full_channels_as_dropped_and_unheard_audio():
     """run_frontend alone, in its own process, started after the ring wrapped, with one model's
     channel a single page deep: both losses reach the stats that the status line shows."""
     ensemble = load_ensemble("")
@@ -207,13 +228,14 @@ def test_the_front_end_process_counts_skipped_windows_and_full_channels_as_dropp
         process.join(PROCESS_DEADLINE)
         for ring in (audio, *feature_rings):
             ring.close()
-        dropped = slot.get("dropped")
+        dropped, unheard = slot.get("dropped"), slot.get("unheard")
         stats.close()
     sent = _all_waiting(windows[ensemble.models[1].id])
     kept = _all_waiting(shallow)
     skipped = sent[0].index
     assert skipped > 0 and sent[-1].index == last and 0 < len(kept) < len(sent)
     assert dropped == skipped + len(sent) - len(kept)
+    assert unheard == skipped * hop_samples(config, ensemble)  # captured before its start, in no window scored
 
 
 def _stepped_frontend(capacity: int, hop: int) -> tuple[Frontend, Ring, dict]:

@@ -22,7 +22,7 @@ from alerting.compose import (
 from alerting.encoding import encode_parts
 from alerting.outbox import Outbox, outbox_path
 from pipeline.config import Config, override
-from pipeline.health import HEARTBEAT_FILE, HealthMonitor, RunFigures
+from pipeline.health import BEHIND_AT, CAUGHT_UP_AT, HEARTBEAT_FILE, HealthMonitor, RunFigures
 from pipeline.metrics import StatsTable
 from tests.conftest import own_run_id
 from tests.detector_run import RATE, RECIPIENTS, DetectorRun
@@ -123,6 +123,62 @@ def test_the_heartbeat_is_one_plain_text_part_with_the_figures_that_say_it_works
 
 def malformed(*_args):
     raise sqlite3.DatabaseError("database disk image is malformed")
+
+
+@pytest.mark.parametrize("ring_seconds, texted_at", [(60.0, BEHIND_AT), (20.0, 10.0)])
+def test_falling_behind_is_texted_once_and_catching_up_once_with_the_audio_left_unscored(
+    tmp_path, ring_seconds, texted_at
+):
+    """Below about 1.5 % of an x86 core the detector fell further and further behind, its shots
+    texted later and later and then not at all, and nothing said so (CPU audit)."""
+    config = override(
+        Config(),
+        {
+            "storage.data_dir": str(tmp_path),
+            "alerts.recipients": RECIPIENTS[:1],
+            "site.name": "Mara North gate 3 NE",
+            "audio.ring_seconds": ring_seconds,
+        },
+    )
+    stats = StatsTable.create(f"gs-{own_run_id()}-stats", ("capture",))
+    try:
+        monitor = HealthMonitor(config, stats.slot("capture"), started=0.0)
+        texts = [monitor.check_behind(behind, unheard, 0.0) for behind, unheard in looks_behind(texted_at)]
+    finally:
+        stats.close()
+    behind = (
+        f"Mara North gate 3 NE: the detector is {texted_at:.0f} s behind the microphone: shots texted late, "
+        f"missed past {ring_seconds:.0f} s. It needs more CPU (a cooler Pi, fewer other programs)."
+    )
+    caught_up = "Mara North gate 3 NE: the detector keeps up again (it was up to {} s behind; {})."
+    said = [(i, text) for i, text in enumerate(texts) if text is not None]
+    assert said == [
+        (2, behind),
+        (7, caught_up.format(90, "12 s of audio went unscored")),
+        (10, behind),
+        (11, caught_up.format(f"{texted_at:.0f}", "no audio went unscored")),
+    ]
+    for _, text in said:
+        assert len(encode_parts(RECIPIENTS[0], text, "")) == 1, text
+    assert [row.kind for row in Outbox(outbox_path(tmp_path)).rows()] == ["health"] * 4
+
+
+def looks_behind(texted_at: float) -> list[tuple[float, float]]:
+    """(s behind, s unscored so far) at each look: falling behind, a wobble, catching up, again."""
+    return [
+        (1.0, 0.0),
+        (texted_at - 0.5, 0.0),
+        (texted_at, 2.0),  # texted
+        (90.0, 5.0),
+        (20.0, 10.0),  # still behind: no text per wobble
+        (texted_at + 5, 12.0),
+        (CAUGHT_UP_AT, 14.0),
+        (CAUGHT_UP_AT - 0.5, 14.0),  # caught up: 12 s unscored since the text
+        (1.0, 14.0),
+        (texted_at - 1, 14.0),
+        (texted_at, 14.0),  # again
+        (0.5, 14.0),
+    ]
 
 
 def test_the_heartbeat_counts_incidents_not_texts(tmp_path, caplog, monkeypatch):

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
 import soundfile
@@ -179,6 +180,35 @@ def test_a_process_that_keeps_crashing_marks_the_detector_degraded_and_texts(tmp
         assert run.stop() == 0
     degraded = "detector is degraded (model.mel_coarse crashed 6 times in a row, each within 70 s of its start)"
     assert all(degraded in t["text"] for t in run.texts())
+
+
+def test_a_front_end_held_up_past_the_ring_is_texted_as_behind_then_caught_up_with_the_audio_never_scored(tmp_path):
+    """A CPU-starved detector fell further behind without a word (CPU audit). The front end is stopped
+    (SIGSTOP, as a starved Pi holds it) until the supervisor kills it as hung; its restart finds more
+    audio waiting than the 10 s ring holds, skips what is gone and catches up."""
+    recipients = f"recipients = {RECIPIENTS!r}".replace("'", '"')
+    config = ("[audio]", "ring_seconds = 10", "[storage]", "clips = false", "[alerts]", recipients)
+    run, _ = running_detector(tmp_path, config)
+    try:
+        run.wait_until(lambda: run.output().count(" ready") >= 4, DEADLINE, "the front end and the models ready")
+        ring = run.ring()
+        heard_from = ring.write_pos + round(3 * RATE)  # windows decided: the supervisor watches the lag
+        run.wait_until(lambda: ring.write_pos > heard_from, DEADLINE, "3 s more audio")
+        held = run.child("gs.frontend")
+        held.suspend()
+        run.wait_until(lambda: not held.is_running(), DEADLINE, "the held front end killed as hung")
+        run.wait_until(lambda: len(run.texts()) == 2 * len(RECIPIENTS), DEADLINE, "the behind and caught-up texts")
+        ring.close()
+    finally:
+        assert run.stop() == 0
+    texts = [t["text"] for t in run.texts()]
+    behind, caught_up = texts[: len(RECIPIENTS)], texts[len(RECIPIENTS) :]
+    assert all("s behind the microphone: shots texted late, missed past 10 s" in text for text in behind), texts
+    assert all("the detector keeps up again (it was up to" in text for text in caught_up), texts
+    unscored = [int(text.split("behind; ")[1].split(" s of audio")[0]) for text in caught_up]
+    assert all(1 <= seconds <= 3 for seconds in unscored), texts  # killed after 10 s, the ring holds 10
+    log = (run.folder / "detector.log").read_text()
+    assert "frontend is hung" in log and "s of it captured and never scored" in log
 
 
 def test_under_systemd_it_notifies_ready_pings_the_watchdog_says_stopping_and_logs_for_the_journal(tmp_path):
@@ -352,9 +382,9 @@ def test_a_restarted_process_gets_the_start_up_grace_until_its_first_item(tmp_pa
                 worker.process.join()
 
 
-def test_the_status_line_counts_the_windows_decided_without_every_model(tmp_path):
+def test_the_status_line_counts_the_windows_decided_without_every_model_and_the_audio_never_scored(tmp_path):
     with supervisor_of_one_worker(tmp_path) as (supervisor, _):
-        supervisor.stats = StatsTable.create(f"gs-{own_run_id()}-aggregator", ("aggregator",))
+        supervisor.stats = StatsTable.create(f"gs-{own_run_id()}-aggregator", ("aggregator", "frontend"))
         supervisor.audio = Ring.in_memory(RATE, AUDIO_SHAPE, RATE)
         try:
             slot = supervisor.stats.slot("aggregator")
@@ -362,6 +392,24 @@ def test_the_status_line_counts_the_windows_decided_without_every_model(tmp_path
             assert supervisor.status_line() == "listening; 100 windows decided, 0 overruns (0 samples lost), 0 restarts"
             slot.add("partial_votes", 6)
             assert "; 100 windows decided (6 without every model), 0 overruns" in supervisor.status_line()
+            supervisor.stats.slot("frontend").add("unheard", 12.4 * RATE)
+            assert "(0 samples lost), 12 s never scored (fell behind), 0 restarts" in supervisor.status_line()
+            assert supervisor.run_figures().lost_seconds == pytest.approx(12.4)  # the heartbeat's lost audio
+        finally:
+            supervisor.stats.close()
+
+
+def test_how_far_behind_counts_the_audio_captured_after_the_first_undecided_window(tmp_path):
+    with supervisor_of_one_worker(tmp_path) as (supervisor, _):
+        supervisor.stats = StatsTable.create(f"gs-{own_run_id()}-aggregator", ("aggregator", "frontend"))
+        supervisor.audio = Ring.in_memory(60 * RATE, AUDIO_SHAPE, RATE)
+        try:
+            supervisor.audio.write(np.zeros(40 * RATE, np.int16))
+            aggregator = supervisor.stats.slot("aggregator")
+            aggregator.set("cursor", 20)  # windows 0-19 decided: window 20 covers 10-12 s
+            assert supervisor.behind_seconds() == pytest.approx(28.0)
+            aggregator.set("cursor", 77)  # window 77 (38.5-40.5 s) is not complete yet
+            assert supervisor.behind_seconds() == 0.0
         finally:
             supervisor.stats.close()
 
