@@ -10,7 +10,9 @@ do not count), mark the detector degraded (logged as an error, texted) but it ke
 an unattended detector must not give up. The one exception is the capture of a replayed source:
 its exit ends the run, whatever its code (0: the recording ended; EXIT_SOURCE_DAMAGED: the file
 broke off; any other: the capture failed; restarted, it would replay the file from its start and
-text its shots again). The pipeline drains and stops, and the detector exits with that status.
+text its shots again). The pipeline drains and stops, and the detector exits with that status, or
+with EXIT_INCOMPLETE when the recording ended well but was not scored as a whole (a process died,
+audio went unscored, the last windows were not decided): its events may lack some.
 
 A stop (SIGTERM, SIGINT) scores the audio captured up to it the same way before the processes stop:
 the capture listens a second more and exits, zeros complete its last window, and the windows left
@@ -87,6 +89,7 @@ STOP_DRAIN_LIMIT = 5.0
 STOP_LISTEN = 1.0
 CAPTURE_STOP_LIMIT = 2.0
 STOP_DRAIN_POLL = 0.05
+EXIT_INCOMPLETE = 5  # a replayed recording ended, but was not scored as a whole (the log says why)
 LOCK_FILE = "detector.lock"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 PRELOAD = [
@@ -145,6 +148,7 @@ class Supervisor:
         self._owned: list[Any] = []
         self.managed: dict[str, Managed] = {}
         self._finished_at: float | None = None
+        self._undecided = False  # the replayed source ended and its last windows were not decided in DRAIN_LIMIT
         self.notifier = Notifier()
         self._ready = False
         self._stop_requested: list[int] = []  # signals received
@@ -425,9 +429,27 @@ class Supervisor:
                 self._score_until_the_stop()
             if last_look is not None:
                 last_look()
+            gaps = self._replay_gaps()
         finally:
             self.shutdown()
+        if gaps:
+            log.error("%s was not scored as a whole: %s", self.config.audio.source, "; ".join(gaps))
+            return EXIT_INCOMPLETE
         return self.managed["capture"].exitcode
+
+    def _replay_gaps(self) -> list[str]:
+        """What kept a replayed recording that ended well from being scored as `analyze` scores it
+        (the memory audit's replays exited 0 with model workers OOM-killed and shots missed)."""
+        if not self.source_finished() or self.managed["capture"].exitcode:
+            return []
+        gaps = []
+        if restarts := self._restarts():
+            gaps.append(f"{restarts} process restarts (the log says which died and why)")
+        if unheard := self._unheard_seconds():
+            gaps.append(f"{unheard:.1f} s of it never scored (the detector fell behind)")
+        if self._undecided:
+            gaps.append(f"its last windows were not decided within {DRAIN_LIMIT:.0f} s of its end")
+        return gaps
 
     def _health_texts(self) -> tuple[str | None, ...]:
         """Each health watch once per loop turn: a text it queued, or None."""
@@ -484,6 +506,7 @@ class Supervisor:
             self._finished_at = now
         if now - self._finished_at > DRAIN_LIMIT:
             log.warning("pipeline did not drain within %.0f s of the source's end", DRAIN_LIMIT)
+            self._undecided = not self._windows_decided()
             return True
         return self._windows_decided() and self._outbox_idle()
 

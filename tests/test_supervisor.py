@@ -32,6 +32,7 @@ from pipeline.process import die_with_parent
 from pipeline.ring import Ring
 from pipeline.supervisor import (
     DRAIN_LIMIT,
+    EXIT_INCOMPLETE,
     FIRST_BACKOFF,
     HEARTBEAT_TIMEOUT,
     MAX_BACKOFF,
@@ -258,6 +259,21 @@ def test_shared_memory_deleted_under_a_running_detector_makes_it_exit_for_a_fres
     run.log.close()
     assert "was deleted while the detector ran" in (tmp_path / "detector.log").read_text()
     assert not list(SHM.glob(f"gs-{run.process.pid:x}-*"))  # the rest unlinked on the way out
+
+
+def test_a_replay_in_which_a_process_died_ends_with_its_own_exit_code_not_0(tmp_path):
+    """The memory audit's replays exited 0 with model workers OOM-killed and shots missed: a replay
+    (a test of a recording, the demo) must say when it was not scored as `analyze` scores it."""
+    wav = tmp_path / "short.wav"
+    soundfile.write(wav, stream_with_shots(12.0, []), RATE, subtype="PCM_16")
+    run = DetectorRun(tmp_path)
+    run.start("--source", str(wav))
+    run.wait_until(lambda: run.child("gs.model.wave") is not None, DEADLINE, "the wave worker")
+    run.child("gs.model.wave").kill()
+    assert run.process.wait(DEADLINE + 30) == EXIT_INCOMPLETE, run.output()
+    run.log.close()
+    log = (tmp_path / "detector.log").read_text()
+    assert f"{wav} was not scored as a whole: 1 process restarts (the log says which died and why)" in log
 
 
 def test_a_replayed_recording_is_not_replayed_again_when_its_capture_dies(tmp_path):
