@@ -83,3 +83,19 @@ def test_shots_closer_than_the_merge_gap_after_a_window_are_one_event(detector):
     shot = PIPELINE_SHOTS[0]
     (event,) = detector.run([stream_with_shots(16.0, [(4.0, shot), (9.0, shot)])]).events
     assert event.start <= 4.0 and event.end >= 9.0
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_a_background_cut_to_digital_silence_is_no_event_at_the_shipped_thresholds(seed):
+    """A stream that ends (a PulseAudio player, a muted input) cuts the noise floor to exact zeros:
+    at the pipeline-test thresholds that step is an event at most cut positions (the CPU audit's
+    extra event at the end of each played file), at the shipped ones it must not be. Offline: 0 of
+    30 cuts (6 backgrounds x 5 positions within a hop); the waveform model alone passed its
+    threshold at some, scoring up to 0.9996."""
+    config = DetectorConfig()
+    detector = OfflineDetector(load_ensemble(""), round(config.hop * RATE), config.merge_gap)
+    hop_seconds = detector.hop / RATE
+    for k in range(OFFSETS):
+        audio = stream_with_shots(STREAM_SECONDS, [], seed=seed)
+        audio[round((SHOT_AT + k * hop_seconds / OFFSETS) * RATE) :] = 0.0
+        assert detector.run([audio]).events == [], f"cut at {SHOT_AT + k * hop_seconds / OFFSETS:.3f} s"
