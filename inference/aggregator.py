@@ -118,7 +118,7 @@ class Aggregator:
         self.clips: list[_ClipDue] = []
         self.kept: dict[int, tuple[str, int]] = {}  # window -> (table, record id) of recent near misses and samples
         self.last_prune = 0.0
-        self.clock_step = ForwardStep()  # retention does not count a step NTP sets the clock forward by
+        self.clock_step = ForwardStep(data_dir)  # retention does not count a step NTP set the clock forward by
         self.window = ensemble.window_samples
         self.hop = hop
         self.latency = LatencyTracker(slot)
@@ -463,8 +463,9 @@ class Aggregator:
     def prune(self, now: float) -> None:
         """Retention: clips, closed events, near misses, samples, window scores and sent texts older
         than storage.retention_days (labelled ones are kept). Their age does not count a step NTP set
-        the clock forward by since the start: 40 days of it deleted an event recorded a second
-        before it, with its clip and texts."""
+        the clock forward by since the first start in this boot (alerting.clock.ForwardStep, also
+        across a restart): 40 days of it deleted an event recorded a second before it, with its
+        clip and texts."""
         if now - self.last_prune < PRUNE_INTERVAL:
             return
         self.last_prune = now

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alerting.clock import ForwardStep, clock_synchronised
+from alerting.clock import ForwardStep, boot_id, clock_synchronised
 from alerting.compose import clock_note, local_time
 from alerting.outbox import Outbox, outbox_path
 from pipeline.config import Config
@@ -39,7 +39,6 @@ HEARTBEAT_DEGRADED = " Degraded: needs a look."
 # In the data folder: when the heartbeat's period began (the last one queued, or the first start
 # without one); written only then.
 HEARTBEAT_FILE = "heartbeat.json"
-BOOT_ID = Path("/proc/sys/kernel/random/boot_id")  # tells a restart (same boot: monotonic time holds) from a reboot
 STORAGE_TEXT = (
     "{site}: the detector {problem}. It keeps listening and texting from memory, but keeps no clips, "
     "and its records are lost at a reboot. {advice}"
@@ -75,11 +74,15 @@ class HealthMonitor:
     # step the wall clock meanwhile: 39 min read as 3 days)
     started: float = field(default_factory=time.monotonic)  # no sound stamped yet counts from here
     last_heartbeat: float | None = None  # monotonic; None: from HEARTBEAT_FILE at the first look, else `started`
-    boot_id: str = field(default_factory=lambda: _boot_id())
+    boot_id: str = field(default_factory=lambda: boot_id())
     unqueued: list[str] = field(default_factory=list)  # texts the outbox refused, oldest first
     retry_at: float = 0.0  # monotonic
-    clock_step: ForwardStep = field(default_factory=ForwardStep)
+    clock_step: ForwardStep | None = None  # None: since the first start in this boot (the data folder's)
     behind: tuple[float, float] | None = None  # while texted as behind: (the most seen, unheard s before it)
+
+    def __post_init__(self) -> None:
+        if self.clock_step is None:
+            self.clock_step = ForwardStep(self.config.storage.data_dir)
 
     def check(self, now_monotonic: float | None = None, now_wall: float | None = None) -> str | None:
         """Queue a health text when the microphone falls silent or comes back; returns its text."""
@@ -250,11 +253,3 @@ class HealthMonitor:
 
     def _queue(self, outbox: Outbox, text: str) -> None:
         outbox.enqueue_to_all(self.config.alerts.recipients, text, "health")
-
-
-def _boot_id() -> str:
-    """This boot's id (Linux), "" where there is none: the monotonic clock counts from each boot."""
-    try:
-        return BOOT_ID.read_text().strip()
-    except OSError:
-        return ""

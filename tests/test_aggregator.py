@@ -340,6 +340,24 @@ def test_retention_does_not_count_a_step_ntp_set_the_clock_forward_by(aggregator
     assert len(outbox.rows()) == len(RECIPIENTS)
 
 
+def test_retention_does_not_count_a_step_made_before_a_restart_in_the_same_boot(aggregator, monkeypatch):
+    """The same 40-day step, then the aggregator (or the whole detector) restarted before the next
+    retention pass: the new one measured the step from its own start, on the stepped clock, and
+    deleted the event recorded a moment before the step, its clip and texts (clock.json)."""
+    agg, audio, _, data = aggregator  # the first start in this boot
+    closed_event_with_its_clip(agg, audio)
+    outbox = Outbox(outbox_path(data))
+    for row in outbox.rows():
+        outbox.mark_sent(row.id, [1], now=time.time())
+    step = (agg.config.storage.retention_days + 10) * 86400
+    stepped = time.time
+    monkeypatch.setattr(time, "time", lambda: stepped() + step)
+    with built(agg.config) as (restarted, _, _):
+        restarted.prune(time.time())
+    assert len(EventLog(data).events()) == 1 and len(list((data / "clips").glob("*.flac"))) == 1
+    assert len(outbox.rows()) == len(RECIPIENTS)
+
+
 def test_retention_also_prunes_the_texts_memory_sent_for_a_card_that_refused_them(aggregator):
     """A full card keeps its place (only its reserve is given up), so the texts it refused went out
     from the in-memory outbox, in RAM: sent ones are pruned there too, pending ones never."""

@@ -239,6 +239,29 @@ def test_the_heartbeat_counts_the_incidents_stamped_before_ntp_set_the_clock_for
     assert "(incidents in 24 h: 2; " in text, text
 
 
+def test_the_heartbeat_counts_the_incidents_stamped_before_a_step_made_before_a_restart(tmp_path, monkeypatch):
+    """The same, with the detector restarted in the same boot after NTP set the clock 3 days on: the
+    new start measured the step from itself, on the stepped clock, and the heartbeat said 0 after 2."""
+    config = override(
+        Config(),
+        {"storage.data_dir": str(tmp_path), "alerts.recipients": RECIPIENTS, "health.heartbeat_hours": 24.0},
+    )
+    stats = StatsTable.create(f"gs-{own_run_id()}-stats", ("capture",))
+    try:
+        HealthMonitor(config, stats.slot("capture"), started=0.0)  # the first start in this boot
+        before_the_step = time.time() - 3600.0
+        with Outbox(outbox_path(tmp_path)) as outbox:
+            for event in (1, 2):
+                queue_event_alert(outbox, config, EventAlert(event, before_the_step, 0.9, False), now=before_the_step)
+        stepped = time.time
+        monkeypatch.setattr(time, "time", lambda: stepped() + 3 * 86400.0)
+        restarted = HealthMonitor(config, stats.slot("capture"), started=0.0)
+        text = restarted.heartbeat(STATUS, 86400.0, time.time())
+    finally:
+        stats.close()
+    assert "(incidents in 24 h: 2; " in text, text
+
+
 def heartbeats_over(tmp_path, run_hours, reboot, clock_offsets=None):
     """Runs of the detector one after another (a restart, or with `reboot` a reboot: the monotonic
     clock starts again from 0), each checking every 10 minutes; the heartbeats queued, as (real
