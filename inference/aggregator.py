@@ -14,6 +14,10 @@ A full or failing disk must not cost an alert: a failed event-log write is logge
 text goes out without an event id); a failed outbox write gives up the outbox reserve and tries
 again, then queues the alert in the in-memory outbox (pipeline/storage.py); an alert that still
 cannot be queued is kept in memory and retried every loop.
+
+An aggregator restarted in the middle of an event (killed as hung, crashed) takes it up again from
+this run's stats row, where each decision leaves the open event: the rest of its shots join it and
+are not texted a second time (before, they opened a new event, and every recipient got a second alert).
 """
 
 from __future__ import annotations
@@ -70,6 +74,9 @@ LONG_EVENT = 30.0  # s of gunfire from which an event's end is texted too (its a
 # incident half an hour on believing it over, few enough (6 an hour per event, outside the hourly
 # limit, on top of up to max_per_hour alerts) not to drown the alerts of other incidents or the credit.
 UPDATE_INTERVAL = 600.0
+# The stats row's fields (pipeline/metrics.py) that keep the open event for a restarted aggregator,
+# besides "event", its record id
+OPEN_EVENT = ("event_start", "event_end", "event_update", "event_heard_at", "event_clock")
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -112,7 +119,7 @@ class Aggregator:
         self.score_log = ScoreLog(len(ensemble.models), hop / self.rate, time.monotonic())
         self.model_set = model_set(ensemble)
         data_dir = Path(config.storage.data_dir)
-        self.events = _open_event_log(data_dir)
+        self.events = _open_event_log(data_dir, taken_up=int(slot.get("event")))
         self.keep_clips = config.storage.clips and self.events.data_dir == data_dir  # none in memory
         self.data_dir = data_dir
         self.clips: list[_ClipDue] = []
@@ -127,6 +134,7 @@ class Aggregator:
         self.min_free = round(config.storage.min_free_mb * MB)
         self.audio_pos, self.audio_moved = audio.write_pos, time.monotonic()
         self.present = set(self.box.present())
+        self._take_up_open_event()
         if lost := self.events.alerts_not_queued():
             self.unqueued = [_recovered_alert(event) for event in lost]
             self.queue_alerts()
@@ -163,7 +171,11 @@ class Aggregator:
     def handle(self, decision: Decision) -> None:
         if decision.late:
             self._handle_late(decision)
-            return
+        else:
+            self._handle_in_order(decision)
+        self._remember_open_event()
+
+    def _handle_in_order(self, decision: Decision) -> None:
         window_end = self.audio.time_of(decision.index * self.hop + self.window)
         self.latency.add((time.monotonic() - window_end) * 1000.0)
         lost_audio = self._holds_lost_audio(decision.index)
@@ -201,6 +213,48 @@ class Aggregator:
             self._open(update.late)
             self._close(update.late)
 
+    def _remember_open_event(self) -> None:
+        """The open event whose alert went, in this run's stats row, for a restarted aggregator to take
+        up (_take_up_open_event). Its id is cleared first and set last: a kill in between leaves no
+        event to take up, which costs a second alert for its shots, never a lost one."""
+        event = self.tracker.current
+        self.slot.set("event", 0)
+        if event is None or event.record_id is None or event.heard_at is None or event.next_update is None:
+            return  # none, or its alert went without an event id: nothing to tie the rest of it to
+        for name, value in zip(
+            OPEN_EVENT, (event.start, event.end, event.next_update, event.heard_at, event.clock_offset), strict=True
+        ):
+            self.slot.set(name, value)
+        self.slot.set("event", event.record_id)
+
+    def _take_up_open_event(self) -> None:
+        """The event the last aggregator of this run left open goes on: a positive window within the
+        merge gap of its end joins it as it would have before the restart, and its "still going" and
+        end texts keep their times. Its record's confidence and window count go on from those written at
+        its alert: windows the stopped aggregator joined to it after that are not counted. A new run's
+        stats row holds no event: audio rows of another ring mean nothing here."""
+        record_id = int(self.slot.get("event"))
+        record = self._record("open event", self.events.open_record, record_id) if record_id else None
+        if record is None:
+            return
+        start, end, update, heard_at, clock_offset = (self.slot.get(name) for name in OPEN_EVENT)
+        event = Event(
+            start=int(start),
+            end=int(end),
+            first_window=int(start) // self.hop,
+            confidence=record.confidence,
+            votes=record.votes,
+            degraded=record.degraded,
+            windows=record.windows,
+            heard_at=heard_at,
+            clock_offset=clock_offset,
+            next_update=int(update),
+            record_id=record_id,
+        )
+        self.tracker.current = event
+        log.warning("event %d was open when the aggregator last stopped: taken up again, not texted again", record_id)
+        self._clip_due(EVENTS, record_id, event.start, event.end, event)
+
     def _open(self, event: Event) -> None:
         self._forget_overlapping(event.start)
         start = wall_time(self.audio.time_of(event.start))
@@ -229,8 +283,8 @@ class Aggregator:
         the window of its last "still going" text): text that the gunfire goes on, at the last loud
         sound in that window, to those its alert went to. Counted in audio rows, as its times are: a
         wall clock set by NTP meanwhile, or an aggregator behind on its votes, does not bunch them up
-        (at most one per UPDATE_INTERVAL of audio). An event opened by a restarted aggregator counts
-        from its own alert: one that was open before the restart is never taken up again."""
+        (at most one per UPDATE_INTERVAL of audio), nor does a restarted aggregator, which takes the
+        open event up with the row its next text waits for (_take_up_open_event)."""
         start = index * self.hop
         if event.record_id is None or event.heard_at is None or event.next_update is None:
             return  # its alert went without an event id (the event log failed): nothing to tie a text to
@@ -395,6 +449,7 @@ class Aggregator:
         )
         if (event := self.tracker.finish()) is not None:
             self._close(event)
+            self._remember_open_event()
         self.write_due_clips(final=True)
 
     def _all_decided(self) -> bool:
@@ -483,6 +538,7 @@ class Aggregator:
             self.handle(decision)
         if (event := self.tracker.finish()) is not None:
             self._close(event)
+            self._remember_open_event()
         self.write_due_clips(final=True)
         self.write_scores(time.monotonic(), final=True)
         self.queue_alerts()
@@ -501,13 +557,14 @@ class Aggregator:
         return removed
 
 
-def _open_event_log(data_dir: Path) -> EventLog:
+def _open_event_log(data_dir: Path, taken_up: int) -> EventLog:
     """The data folder's event log; in memory (pipeline/storage.py) when a failed card cannot open
-    it: restarted on such a card, the aggregator must still decide and text, not crash again."""
+    it: restarted on such a card, the aggregator must still decide and text, not crash again. Events
+    left open are marked interrupted, but the one `taken_up` (Aggregator._take_up_open_event)."""
     try:
         events = EventLog(data_dir)
         events.remove_unfiled_clips()
-        if interrupted := events.mark_interrupted():
+        if interrupted := events.mark_interrupted(but=taken_up):
             log.warning("%d events were open when the aggregator last stopped: marked interrupted", interrupted)
     except (sqlite3.Error, OSError) as exc:
         memory = private_dir(volatile_data_dir(data_dir), create=True)

@@ -169,10 +169,17 @@ class EventLog:
                     if name not in present:
                         self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
-    def mark_interrupted(self) -> int:
-        """Events left open by a crashed aggregator: their records stay partial."""
+    def mark_interrupted(self, but: int = 0) -> int:
+        """Events left open by a crashed aggregator: their records stay partial. Not the event `but`,
+        which a restarted aggregator takes up (0: none)."""
         with self._db:
-            return self._db.execute("UPDATE events SET state = 'interrupted' WHERE state = 'open'").rowcount
+            query = "UPDATE events SET state = 'interrupted' WHERE state = 'open' AND id != ?"
+            return self._db.execute(query, (but,)).rowcount
+
+    def open_record(self, event_id: int) -> EventRecord | None:
+        """The event `event_id` if it is still open."""
+        records = self._event_records("WHERE id = ? AND state = 'open'", (event_id,))
+        return records[0] if records else None
 
     def remove_unfiled_clips(self) -> None:
         """At an aggregator's start: the clip a stopped one was writing in pieces, and a clip written

@@ -34,6 +34,14 @@ FIELDS = (
     "queue_hwm",  # most bytes seen waiting in the process's inbox channel
     "last_sound",  # capture: monotonic time of the last period louder than health.silence_dbfs
     "unheard",  # front end: samples captured but never scored (it fell more than a ring behind)
+    # aggregator: its open event, whose alert went (0: none), for a restart to take up (inference/aggregator.py
+    # OPEN_EVENT); kept here because this table lives as long as the audio ring whose rows they count
+    "event",  # its record id
+    "event_start",  # its first audio row
+    "event_end",  # one past its last positive window's last row, so far
+    "event_update",  # the audio row its next "still going" text waits for
+    "event_heard_at",  # the wall time its texts say the gunfire was first heard
+    "event_clock",  # wall minus monotonic time at its alert: the clock its texts read
 )
 _INDEX = {name: i for i, name in enumerate(FIELDS)}
 EMA_WEIGHT = 0.05

@@ -225,23 +225,26 @@ def test_no_still_going_text_before_the_interval_nor_to_a_recipient_the_alert_wa
     assert texts_of(data, recipient=RECIPIENTS[1]) == []
 
 
-def test_an_aggregator_restarted_mid_gunfire_sends_no_burst_of_still_going_texts(aggregator):
-    """Killed 9 minutes into the fire and started again: the open event is marked interrupted and never
-    taken up again (no "still going" of it, however long it went on); the rest of the fire is a new
-    event (its alert, a duplicate, as before), whose "still going" counts from that alert."""
+def test_an_aggregator_restarted_mid_gunfire_takes_its_event_up_again(aggregator):
+    """Killed 9 minutes into the fire and started again: the rest of the fire is the same event (before:
+    a new one, with a second alert to every recipient and "still going" texts of its own, 10 minutes
+    after that alert); its "still going" texts keep their times, 10 and 20 minutes into the fire (no
+    burst of them), and its end is texted."""
     agg, audio, layout, data = aggregator
     fire = Gunfire(agg, audio)
     fire.run(20, firing=False)
     fire.run(9 * 60, firing=True)
     agg.events.close()  # killed: nothing closed, nothing flushed
-    restarted = Aggregator(agg.config, load_ensemble(""), audio, agg.slot, layout)
-    fire.agg = restarted
-    fire.run(UPDATE_INTERVAL - 30, firing=True)  # 19 min of fire in all, 10 since the restart
-    first, second = EventLog(data).events()
-    assert first.state == "interrupted" and texts_of(data) == []
-    fire.run(60, firing=True)
-    assert [r.event_id for r in Outbox(outbox_path(data)).rows() if r.kind == "update"] == [second.id] * 2
-    assert "(10 min so far)" in texts_of(data)[0]
+    fire.agg = Aggregator(agg.config, load_ensemble(""), audio, agg.slot, layout)
+    fire.run(12 * 60, firing=True)  # 21 min of fire in all
+    (event,) = EventLog(data).events()
+    assert event.state == "open" and len(texts_of(data, kind="alert")) == 1
+    updates = [t.removesuffix(UNSYNCHRONISED_NOTE) for t in texts_of(data)]
+    assert [t.split("(")[-1] for t in updates] == ["10 min so far).", "20 min so far)."]
+    fire.run(20, firing=False)
+    (event,) = EventLog(data).events()
+    assert event.state == "closed" and "went on until" in texts_of(data)[-1]
+    assert {r.event_id for r in Outbox(outbox_path(data)).rows()} == {event.id}
 
 
 CLICK_AT = 3.2  # s
@@ -257,6 +260,65 @@ def write_click(audio: Ring) -> None:
 def click_in_clip(first_window: int, pre_roll: float) -> int:
     """Where the click is in a clip that starts `pre_roll` s before `first_window`."""
     return round((CLICK_AT - (first_window * HOP / RATE - pre_roll)) * RATE)
+
+
+SHOT_WINDOWS = range(4, 7)  # windows that hold write_click's click (its clip starts after the ring's first row)
+
+
+def restarted(agg: Aggregator, audio: Ring, layout: Layout) -> Aggregator:
+    """`agg` killed (nothing closed, nothing flushed) and a new aggregator started in the same run."""
+    agg.events.close()
+    return Aggregator(agg.config, load_ensemble(""), audio, agg.slot, layout)
+
+
+def alerts_by_event(data) -> dict[int, list[str]]:
+    alerts: dict[int, list[str]] = {}
+    for row in Outbox(outbox_path(data)).rows():
+        if row.kind == "alert":
+            alerts.setdefault(row.event_id, []).append(row.recipient)
+    return alerts
+
+
+def test_an_aggregator_killed_mid_event_takes_it_up_and_texts_its_shot_once(aggregator):
+    """Killed (as hung, or a crash) just after a shot's alert, its later windows not yet decided: its
+    restart opened a second event with them, and every recipient got a second alert for the same shot
+    (measured live, a real detector's aggregator SIGKILLed at the alert: 2 events, 4 alerts). Now the
+    restart takes the open event up: one event, its clip whole, one alert each; a later shot is texted."""
+    agg, audio, layout, data = aggregator
+    write_click(audio)
+    agg.handle(decision(SHOT_WINDOWS[0], True))
+    agg = restarted(agg, audio, layout)
+    for index in SHOT_WINDOWS[1:]:
+        agg.handle(decision(index, True))
+    closing = windows_until_closed(SHOT_WINDOWS[-1], agg.config)
+    for index in closing:
+        agg.handle(decision(index, False))
+    agg.write_due_clips()
+    (event,) = EventLog(data).events()
+    assert event.state == "closed" and event.windows == len(SHOT_WINDOWS)
+    assert alerts_by_event(data) == {event.id: RECIPIENTS}
+    clip, _ = soundfile.read(data / event.clip, dtype="int16")
+    assert np.argmax(clip) == click_in_clip(SHOT_WINDOWS[0], agg.config.storage.clip_pre_roll)
+    agg.handle(decision(closing[-1] + 1, True))  # the next shot, past the merge gap
+    first, second = EventLog(data).events()
+    assert alerts_by_event(data) == {first.id: RECIPIENTS, second.id: RECIPIENTS}
+
+
+def test_a_shot_whose_alert_a_killed_aggregator_had_not_queued_is_texted_once_by_the_next(aggregator, monkeypatch):
+    """At least once: the outbox refused the alert (a full disk, a failing card) and the aggregator was
+    killed holding it. The next one queues it from the event log, and takes the event up: the rest of
+    the shot is not texted again (before: a second event and a second alert each)."""
+    agg, audio, layout, data = aggregator
+    write_click(audio)
+    monkeypatch.setattr(inference.aggregator, "queue_durably", lambda *_: OSError("no space left on device"))
+    agg.handle(decision(SHOT_WINDOWS[0], True))
+    assert agg.unqueued and not alerts_by_event(data)
+    monkeypatch.undo()
+    agg = restarted(agg, audio, layout)
+    for index in SHOT_WINDOWS[1:]:
+        agg.handle(decision(index, True))
+    (event,) = EventLog(data).events()
+    assert event.state == "open" and alerts_by_event(data) == {event.id: RECIPIENTS}
 
 
 def test_closing_completes_the_record_and_saves_the_clip_with_pre_and_post_roll(aggregator):
