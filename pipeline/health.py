@@ -49,7 +49,10 @@ BEHIND_TEXT = (
 )
 CAUGHT_UP_TEXT = "{site}: the detector keeps up again (it was up to {worst:.0f} s behind; {unheard})."
 BEHIND_AT = 30.0  # s of audio waiting to be decided: texted (or half the ring, if shorter) ...
-CAUGHT_UP_AT = 5.0  # ... and caught up once under this (hysteresis: no pair of texts per wobble)
+CAUGHT_UP_AT = 5.0  # ... and caught up once under this ...
+# ... for this long: a stall that comes back every few seconds is one spell, not a pair of texts each
+# (a front end stopped 8 s of every 9 with a 12 s ring texted a pair every 9 s: the log audit)
+CAUGHT_UP_FOR = 600.0
 SECONDS_PER_HOUR = 3600.0
 HEALTH_RETRY = 60.0  # s between tries to queue a health text the outbox refused
 UNQUEUED_KEPT = 50  # health texts kept while the outbox refuses them; older ones are given up (logged)
@@ -67,6 +70,15 @@ class RunFigures:
 
 
 @dataclass
+class BehindSpell:
+    """The detector texted as behind the microphone, until it has kept up for CAUGHT_UP_FOR s."""
+
+    worst: float  # s behind, the most seen
+    unheard_before: float  # s never scored before it began
+    caught_up_since: float | None = None  # monotonic: under CAUGHT_UP_AT since
+
+
+@dataclass
 class HealthMonitor:
     config: Config
     capture: StatsSlot
@@ -78,7 +90,7 @@ class HealthMonitor:
     unqueued: list[str] = field(default_factory=list)  # texts the outbox refused, oldest first
     retry_at: float = 0.0  # monotonic
     clock_step: ForwardStep | None = None  # None: since the first start in this boot (the data folder's)
-    behind: tuple[float, float] | None = None  # while texted as behind: (the most seen, unheard s before it)
+    behind: BehindSpell | None = None
 
     def __post_init__(self) -> None:
         if self.clock_step is None:
@@ -106,24 +118,30 @@ class HealthMonitor:
 
     def check_behind(self, behind: float, unheard: float, now_monotonic: float | None = None) -> str | None:
         """Queue a text when the decisions fall BEHIND_AT s behind the microphone (a Pi throttled by heat
-        or loaded by other programs: shots texted later and later, then unheard), and one when they
-        catch up. `behind`: s of audio captured but not decided; `unheard`: s never scored so far."""
+        or loaded by other programs: shots texted later and later, then unheard), and one once they
+        have kept up for CAUGHT_UP_FOR s. `behind`: s of audio captured but not decided; `unheard`: s
+        never scored so far."""
         now_monotonic = time.monotonic() if now_monotonic is None else now_monotonic
         ring = self.config.audio.ring_seconds
-        if self.behind is None:
+        spell = self.behind
+        if spell is None:
             if behind < min(BEHIND_AT, ring / 2):
                 return None
-            self.behind = (behind, unheard)
+            self.behind = BehindSpell(behind, unheard)
             text = BEHIND_TEXT.format(site=self.config.site.name, behind=behind, ring=ring)
             return self._send(text, now_monotonic, timed=False)
-        worst, unheard_before = max(self.behind[0], behind), self.behind[1]
-        self.behind = (worst, unheard_before)
+        spell.worst = max(spell.worst, behind)
         if behind >= CAUGHT_UP_AT:
+            spell.caught_up_since = None
+            return None
+        if spell.caught_up_since is None:
+            spell.caught_up_since = now_monotonic
+        if now_monotonic - spell.caught_up_since < CAUGHT_UP_FOR:
             return None
         self.behind = None
-        lost = unheard - unheard_before
+        lost = unheard - spell.unheard_before
         said = f"{max(1, round(lost))} s of audio went unscored" if lost else "no audio went unscored"
-        text = CAUGHT_UP_TEXT.format(site=self.config.site.name, worst=worst, unheard=said)
+        text = CAUGHT_UP_TEXT.format(site=self.config.site.name, worst=spell.worst, unheard=said)
         return self._send(text, now_monotonic, timed=False)
 
     def heartbeat(

@@ -183,33 +183,31 @@ def test_a_process_that_keeps_crashing_marks_the_detector_degraded_and_texts(tmp
     assert all(degraded in t["text"] for t in run.texts())
 
 
-def test_a_front_end_held_up_past_the_ring_is_texted_as_behind_then_caught_up_with_the_audio_never_scored(tmp_path):
+def test_a_front_end_held_up_past_the_ring_is_texted_as_behind_and_the_audio_it_never_scored_counted(tmp_path):
     """A CPU-starved detector fell further behind without a word (CPU audit). The front end is stopped
     (SIGSTOP, as a starved Pi holds it) until the supervisor kills it as hung; its restart finds more
-    audio waiting than the 10 s ring holds, skips what is gone and catches up."""
+    audio waiting than the 10 s ring holds, skips what is gone and catches up. ("Keeps up again" comes
+    10 minutes later: tests/test_health.py.)"""
     recipients = f"recipients = {RECIPIENTS!r}".replace("'", '"')
     config = ("[audio]", "ring_seconds = 10", "[storage]", "clips = false", "[alerts]", recipients)
     run, _ = running_detector(tmp_path, config)
+    log = tmp_path / "detector.log"
     try:
         run.wait_until(lambda: run.output().count(" ready") >= 4, DEADLINE, "the front end and the models ready")
         ring = run.ring()
         heard_from = ring.write_pos + round(3 * RATE)  # windows decided: the supervisor watches the lag
         run.wait_until(lambda: ring.write_pos > heard_from, DEADLINE, "3 s more audio")
+        ring.close()
         held = run.child("gs.frontend")
         held.suspend()
-        run.wait_until(lambda: not held.is_running(), DEADLINE, "the held front end killed as hung")
-        run.wait_until(lambda: len(run.texts()) == 2 * len(RECIPIENTS), DEADLINE, "the behind and caught-up texts")
-        ring.close()
+        run.wait_until(lambda: len(run.texts()) == len(RECIPIENTS), DEADLINE, "the behind texts")
+        run.wait_until(lambda: "captured and never scored" in log.read_text(), DEADLINE, "the restart's skip")
     finally:
         assert run.stop() == 0
+    assert not held.is_running() and "frontend is hung" in log.read_text()
     texts = [t["text"] for t in run.texts()]
-    behind, caught_up = texts[: len(RECIPIENTS)], texts[len(RECIPIENTS) :]
-    assert all("s behind the microphone: shots texted late, missed past 10 s" in text for text in behind), texts
-    assert all("the detector keeps up again (it was up to" in text for text in caught_up), texts
-    unscored = [int(text.split("behind; ")[1].split(" s of audio")[0]) for text in caught_up]
-    assert all(1 <= seconds <= 3 for seconds in unscored), texts  # killed after 10 s, the ring holds 10
-    log = (run.folder / "detector.log").read_text()
-    assert "frontend is hung" in log and "s of it captured and never scored" in log
+    assert all("s behind the microphone: shots texted late, missed past 10 s" in text for text in texts), texts
+    assert 1 * RATE <= run.stats()["unheard_samples"] <= 3 * RATE  # killed after 10 s, the ring holds 10
 
 
 def test_under_systemd_it_notifies_ready_pings_the_watchdog_says_stopping_and_logs_for_the_journal(tmp_path):
