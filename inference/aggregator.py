@@ -13,7 +13,8 @@ threshold (inference/score_log.py).
 A full or failing disk must not cost an alert: a failed event-log write is logged and counted (the
 text goes out without an event id); a failed outbox write gives up the outbox reserve and tries
 again, then queues the alert in the in-memory outbox (pipeline/storage.py); an alert that still
-cannot be queued is kept in memory and retried every loop.
+cannot be queued is kept in memory and tried again after 1, 2, 4 ... QUEUE_RETRY_MAX s (at once
+when another is added).
 
 An aggregator restarted in the middle of an event (killed as hung, crashed) takes it up again from
 this run's stats row, where each decision leaves the open event: the rest of its shots join it and
@@ -74,6 +75,10 @@ LONG_EVENT = 30.0  # s of gunfire from which an event's end is texted too (its a
 # incident half an hour on believing it over, few enough (6 an hour per event, outside the hourly
 # limit, on top of up to max_per_hour alerts) not to drown the alerts of other incidents or the credit.
 UPDATE_INTERVAL = 600.0
+# s between tries to queue texts that neither outbox took (a full card, and no room in memory either),
+# doubling from the first: each try logs why, and every loop logged 8 lines a second (log audit)
+QUEUE_RETRY_FIRST = 1.0
+QUEUE_RETRY_MAX = 60.0
 # The stats row's fields (pipeline/metrics.py) that keep the open event for a restarted aggregator,
 # besides "event", its record id
 OPEN_EVENT = ("event_start", "event_end", "event_update", "event_heard_at", "event_clock")
@@ -130,6 +135,9 @@ class Aggregator:
         self.hop = hop
         self.latency = LatencyTracker(slot)
         self.unqueued: list[EventAlert | EventEnd | EventOngoing] = []
+        self.queue_retry_at = 0.0  # monotonic: when to try the unqueued texts again
+        self.queue_retry_wait = QUEUE_RETRY_FIRST
+        self.queue_tried = 0  # texts unqueued at the last failed try: another one added is tried at once
         self.reserve = DiskReserve(data_dir)
         self.min_free = round(config.storage.min_free_mb * MB)
         self.audio_pos, self.audio_moved = audio.write_pos, time.monotonic()
@@ -378,12 +386,25 @@ class Aggregator:
         start = index * self.hop
         return self.audio.holds_loss(start, start + self.window)
 
-    def queue_alerts(self) -> None:
+    def queue_alerts(self, now: float | None = None) -> None:
         """Queue the alerts (and the "still going" and end texts of long events) not yet in the outbox
-        (the usual case: the one just decided)."""
-        if (exc := queue_durably(self.unqueued, self._queue_alert, self.data_dir)) is not None:
-            log.critical("alert for event %s NOT queued yet (%s): retrying", self.unqueued[0].event_id, exc)
-            self.slot.add("errors")
+        (the usual case: the one just decided); after a failed try, again when it is due (`now`:
+        monotonic) or another text was added."""
+        now = time.monotonic() if now is None else now
+        if not self.unqueued or (now < self.queue_retry_at and len(self.unqueued) <= self.queue_tried):
+            return
+        if (exc := queue_durably(self.unqueued, self._queue_alert, self.data_dir)) is None:
+            self.queue_retry_wait, self.queue_tried = QUEUE_RETRY_FIRST, 0
+            return
+        log.critical(
+            "%d text(s) of events NOT queued yet (%s): trying again in %.0f s",
+            len(self.unqueued),
+            exc,
+            self.queue_retry_wait,
+        )
+        self.slot.add("errors")
+        self.queue_retry_at, self.queue_tried = now + self.queue_retry_wait, len(self.unqueued)
+        self.queue_retry_wait = min(2 * self.queue_retry_wait, QUEUE_RETRY_MAX)
 
     def _queue_alert(self, outbox: Outbox, alert: EventAlert | EventEnd | EventOngoing) -> None:
         if isinstance(alert, EventEnd):

@@ -100,17 +100,23 @@ def test_an_alert_that_finds_no_room_at_all_is_queued_in_memory_and_sent(tmp_pat
 
 def test_an_alert_no_outbox_can_take_is_kept_and_queued_once_one_can(tmp_path, small_disk, monkeypatch, caplog):
     """The memory full too (here: the in-memory outbox on the same full disk): the alert waits in
-    the aggregator, retried every loop, and reaches the outbox when room is made."""
+    the aggregator, tried again after 1, 2, 4 ... s (every loop, it logged 8 lines a second: the log
+    audit), and reaches the outbox when room is made."""
     monkeypatch.setattr(storage, "VOLATILE_ROOT", small_disk / "shm")
     config = config_for(tmp_path, **{"storage.data_dir": str(small_disk / "data"), "storage.min_free_mb": 0.0})
     with built(config) as (agg, audio, _):
         leave_free(small_disk, 0)
         audio.write(np.zeros(RATE * 4, dtype=np.int16))
         agg.handle(decision(1, True))
-        agg.queue_alerts()  # the next loop: still no room
-        assert len(agg.unqueued) == 1 and "NOT queued yet" in caplog.text
+        now = time.monotonic()
+        for loop in range(100):  # the next 12 s of loops: still no room
+            agg.queue_alerts(now + loop * 0.12)
+        assert len(agg.unqueued) == 1
+        assert caplog.text.count("NOT queued yet") == 4, caplog.text  # at the decision, then 1, 2 and 4 s on
         (small_disk / "someone-elses.log").unlink()  # a person makes room
-        agg.queue_alerts()
+        agg.queue_alerts(now + 12.0)
+        assert len(agg.unqueued) == 1  # not due yet: 8 s after the last try (at a loop after 7 s)
+        agg.queue_alerts(now + 7.5 + 8)
         assert agg.unqueued == []
     outbox = Outbox(outbox_path(small_disk / "data"))
     assert sorted(row.recipient for row in outbox.rows()) == sorted(NUMBERS)
