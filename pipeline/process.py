@@ -22,6 +22,7 @@ _PR_SET_NAME = 15
 _PR_SET_PDEATHSIG = 1
 ORPHAN_CHECK_SECONDS = 1.0
 _COMM_LENGTH = 15  # the kernel keeps 15 characters of a thread name
+CRASH_EXIT = 1  # a role that raised: as Python's own exit code for an uncaught exception
 OOM_SCORE_ADJ = "/proc/self/oom_score_adj"
 # How much sooner than the supervisor and the forkserver (whose loss stops or restarts every process)
 # the kernel's out-of-memory killer takes a process, added to its oom_score_adj (-1000..1000; raising
@@ -37,11 +38,12 @@ _SYSLOG_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, loggi
 
 
 class JournalFormatter(logging.Formatter):
-    """Prefix `<priority>` (sd-daemon(3)): journald then files each line at its level (`journalctl -p err`)."""
+    """Prefix `<priority>` (sd-daemon(3)) to each line, a traceback's too: journald then files each
+    line at its level (`journalctl -p err`)."""
 
     def format(self, record: logging.LogRecord) -> str:
         priority = _SYSLOG_PRIORITY.get(record.levelno, _SYSLOG_PRIORITY[logging.INFO])
-        return f"<{priority}>{super().format(record)}"
+        return "\n".join(f"<{priority}>{line}" for line in super().format(record).splitlines())
 
 
 def configure_logging(level: int | None = None) -> None:
@@ -57,9 +59,21 @@ def configure_logging(level: int | None = None) -> None:
     logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
-def exit_with(target: Callable[..., int], *args: Any) -> None:
-    """Run a process's role; its return value is the exit code (multiprocessing drops it)."""
-    sys.exit(target(*args))
+def exit_with(target: Callable[..., int], *args: Any, brief_within: float = 0.0) -> None:
+    """Run a process's role; its return value is the exit code (multiprocessing drops it). A crash is
+    logged with its traceback (multiprocessing printed it line by line, at no level), or in one line
+    within `brief_within` s of the start: the supervisor's crash loop, whose traceback was logged."""
+    started = time.monotonic()
+    try:
+        code = target(*args)
+    except Exception as exc:
+        log = logging.getLogger(__name__)
+        if time.monotonic() - started <= brief_within:
+            log.error("crashed again: %s: %s", type(exc).__name__, exc)
+        else:
+            log.critical("crashed", exc_info=True)
+        code = CRASH_EXIT
+    sys.exit(code)
 
 
 def process_setup(role: str, nice: int = 0, supervisor_pid: int | None = None, oom: int = OOM_LAST) -> None:

@@ -75,6 +75,7 @@ RESTART_WINDOW = STARTUP_GRACE + HEARTBEAT_TIMEOUT
 FIRST_BACKOFF = 1.0
 MAX_BACKOFF = 30.0
 RESTART_BURST = 5
+CRASH_LOG_EVERY = 10  # past RESTART_BURST crashes in a row, one in this many is logged (the child's own in brief)
 RECOVERED_AFTER = 600.0  # s without a restart: a degraded detector is well again (and says so); doubled
 RECOVERED_AFTER_MAX = 86400.0  # at each recovery up to this, so crash loops in bursts do not text on and on
 JOIN_TIMEOUT = 5.0
@@ -297,7 +298,11 @@ class Supervisor:
 
     def _spawn(self, managed: Managed) -> None:
         process = self.context.Process(
-            target=exit_with, args=(managed.target, *managed.args), name=managed.name, daemon=False
+            target=exit_with,
+            args=(managed.target, *managed.args),
+            kwargs={"brief_within": RESTART_WINDOW if managed.crashes_in_a_row >= RESTART_BURST else 0.0},
+            name=managed.name,
+            daemon=False,
         )
         process.start()
         managed.process = process
@@ -328,9 +333,8 @@ class Supervisor:
                 level = logging.INFO if process.exitcode in (0, EXIT_SOURCE_DAMAGED) else logging.ERROR
                 log.log(level, "%s finished (exit code %d)", managed.name, process.exitcode)
                 continue
-            log.error("%s died (%s)", managed.name, self._death(process.exitcode))
             self._died_since_probe = True
-            self._schedule_restart(managed, now)
+            self._schedule_restart(managed, now, f"died ({self._death(process.exitcode)})")
         self.check_recovered(now)
 
     def _complete_the_last_window(self) -> None:
@@ -355,10 +359,9 @@ class Supervisor:
             return  # not one item done since its (re)start: still loading
         silent_for = now - row.get("heartbeat")  # also while stuck on one item: busy() beat last
         if silent_for > HEARTBEAT_TIMEOUT:
-            log.error("%s is hung (no heartbeat for %.0f s): killing it", managed.name, silent_for)
             managed.process.kill()
             managed.process.join(JOIN_TIMEOUT)
-            self._schedule_restart(managed, now)
+            self._schedule_restart(managed, now, f"is hung (no heartbeat for {silent_for:.0f} s): killed")
 
     def _death(self, exitcode: int) -> str:
         """What the log says of a process's death; an out-of-memory kill is told from a person's."""
@@ -368,7 +371,10 @@ class Supervisor:
             return f"exit code {exitcode}: killed, by a person or for lack of memory (`journalctl -k` says which)"
         return f"exit code {exitcode}"
 
-    def _schedule_restart(self, managed: Managed, now: float) -> None:
+    def _schedule_restart(self, managed: Managed, now: float, why: str = "died") -> None:
+        """Log `why` the process ended (in a crash loop texted as degraded, only every CRASH_LOG_EVERY-th
+        time: a model crashing at once on every start logged 21 lines every 30 s, the log audit) and
+        restart it after its backoff."""
         managed.process.close()
         managed.process = None
         managed.restarts += 1
@@ -385,7 +391,16 @@ class Supervisor:
         if managed.crashes_in_a_row == 1:
             managed.backoff = FIRST_BACKOFF
         managed.restart_at = now + managed.backoff
-        log.warning("restarting %s in %.0f s", managed.name, managed.backoff)
+        looping = managed.crashes_in_a_row > RESTART_BURST
+        quiet = looping and managed.crashes_in_a_row % CRASH_LOG_EVERY
+        log.log(logging.DEBUG if quiet else logging.ERROR, "%s %s", managed.name, why)
+        log.log(
+            logging.DEBUG if quiet else logging.WARNING,
+            "restarting %s in %.0f s%s",
+            managed.name,
+            managed.backoff,
+            f" (crash {managed.crashes_in_a_row} in a row: every {CRASH_LOG_EVERY}th is logged)" if looping else "",
+        )
         managed.backoff = min(managed.backoff * 2, MAX_BACKOFF)
 
     def check_recovered(self, now: float) -> None:

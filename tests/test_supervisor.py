@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import itertools
+import logging
 import multiprocessing
 import os
 import signal
@@ -354,6 +355,44 @@ def test_restarts_back_off_and_a_crash_after_a_quiet_minute_restarts_at_once(tmp
         assert crash(restarted_at + RESTART_WINDOW + 1) == FIRST_BACKOFF  # it ran for a minute
     texts = [row.text for row in Outbox(outbox_path(tmp_path)).rows()]
     assert sum("degraded" in text for text in texts) == len(RECIPIENTS)  # once for the burst, not per crash
+
+
+def test_a_long_crash_loop_is_logged_at_every_tenth_crash_once_texted(tmp_path, caplog):
+    """A model that crashes at once on every start logged 21 lines every 30 s (its traceback among
+    them) for as long as it went on: the log audit. The first RESTART_BURST crashes are logged, then
+    one in CRASH_LOG_EVERY, with its count."""
+    caplog.set_level(logging.DEBUG, logger="pipeline.supervisor")
+    with supervisor_of_one_worker(tmp_path) as (_, crash):
+        now = 100.0
+        for _ in range(25):
+            now += crash(now)
+    logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and "model.wave" in r.message]
+    died = [m for m in logged if m.startswith("model.wave died")]
+    assert len(died) == RESTART_BURST + 2  # crashes 1-5, 10 and 20
+    assert "restarting model.wave in 30 s (crash 20 in a row: every 10th is logged)" in logged
+
+
+@pytest.mark.parametrize("crashes_within", [0.0, 60.0], ids=["first-crash", "in-a-crash-loop"])
+def test_a_process_that_raises_logs_its_traceback_once_at_its_level_then_one_line(tmp_path, crashes_within):
+    """multiprocessing printed a crashing process's traceback line by line, at no level, at every crash."""
+    script = (
+        "import logging, sys\n"
+        "from pipeline.process import exit_with, JournalFormatter\n"
+        "handler = logging.StreamHandler(sys.stderr)\n"
+        "handler.setFormatter(JournalFormatter('%(message)s'))\n"
+        "logging.basicConfig(handlers=[handler], force=True)\n"
+        "def role():\n"
+        "    raise ValueError('the model file is damaged')\n"
+        f"exit_with(role, brief_within={crashes_within})\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    if crashes_within:
+        assert lines == ["<3>crashed again: ValueError: the model file is damaged"]
+    else:
+        assert lines[0] == "<2>crashed" and lines[-1] == "<2>ValueError: the model file is damaged"
+        assert len(lines) > 3 and all(line.startswith("<2>") for line in lines)  # each at its level
 
 
 @pytest.mark.parametrize(
