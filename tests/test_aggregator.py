@@ -386,26 +386,12 @@ def test_retention_removes_old_clips_events_and_sent_texts_but_never_pending_one
     assert [r.id for r in outbox.rows()] == [second.id]
 
 
-def test_retention_does_not_count_a_step_ntp_set_the_clock_forward_by(aggregator, monkeypatch):
+@pytest.mark.parametrize("restart", [False, True], ids=["running", "restarted-after-the-step"])
+def test_retention_does_not_count_a_step_ntp_set_the_clock_forward_by(aggregator, monkeypatch, restart):
     """A Pi offline for weeks boots on its saved time; NTP then sets the clock 40 days on: the event
-    recorded a moment before, its clip and texts, were deleted at once as 40 days old (clock audit)."""
-    agg, audio, _, data = aggregator
-    closed_event_with_its_clip(agg, audio)
-    outbox = Outbox(outbox_path(data))
-    for row in outbox.rows():
-        outbox.mark_sent(row.id, [1], now=time.time())
-    step = (agg.config.storage.retention_days + 10) * 86400
-    stepped = time.time
-    monkeypatch.setattr(time, "time", lambda: stepped() + step)
-    agg.prune(time.time())
-    assert len(EventLog(data).events()) == 1 and len(list((data / "clips").glob("*.flac"))) == 1
-    assert len(outbox.rows()) == len(RECIPIENTS)
-
-
-def test_retention_does_not_count_a_step_made_before_a_restart_in_the_same_boot(aggregator, monkeypatch):
-    """The same 40-day step, then the aggregator (or the whole detector) restarted before the next
-    retention pass: the new one measured the step from its own start, on the stepped clock, and
-    deleted the event recorded a moment before the step, its clip and texts (clock.json)."""
+    recorded a moment before, its clip and texts, were deleted at once as 40 days old (clock audit).
+    Also when the aggregator (or the whole detector) restarted after the step, before the next
+    retention pass: the new one measured the step from its own start, on the stepped clock (clock.json)."""
     agg, audio, _, data = aggregator  # the first start in this boot
     closed_event_with_its_clip(agg, audio)
     outbox = Outbox(outbox_path(data))
@@ -414,8 +400,11 @@ def test_retention_does_not_count_a_step_made_before_a_restart_in_the_same_boot(
     step = (agg.config.storage.retention_days + 10) * 86400
     stepped = time.time
     monkeypatch.setattr(time, "time", lambda: stepped() + step)
-    with built(agg.config) as (restarted, _, _):
-        restarted.prune(time.time())
+    if restart:
+        with built(agg.config) as (restarted, _, _):
+            restarted.prune(time.time())
+    else:
+        agg.prune(time.time())
     assert len(EventLog(data).events()) == 1 and len(list((data / "clips").glob("*.flac"))) == 1
     assert len(outbox.rows()) == len(RECIPIENTS)
 
