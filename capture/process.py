@@ -24,13 +24,14 @@ from capture.pcm import INT16_SCALE, MODEL_RATE
 from capture.resample import Resampler
 from pipeline.config import Config
 from pipeline.layout import AUDIO_SHAPE, Layout
+from pipeline.log_throttle import LogThrottle
 from pipeline.metrics import StatsSlot, StatsTable
 from pipeline.process import process_setup
 from pipeline.ring import Ring
 
 CAPTURE_NICE = -5  # capture first when the CPU is short (needs RLIMIT_NICE: the unit's LimitNICE)
 FIRST_BACKOFF = 1.0
-LOSS_LOG_EVERY = 100
+OVERRUN_LOG_EVERY = 60.0  # s: overruns are logged at most this often, with their count
 GAP_TOLERANCE = 0.5  # s: a longer hole between the ring's last row and new audio counts as lost
 STOP_CHECK = 0.5  # longest sleep between looks at the stop event
 EXIT_SOURCE_DAMAGED = 4  # the replayed file broke off: an end of the source (replaying it again re-alerts)
@@ -46,6 +47,7 @@ class RingWriter:
         self.resampler = Resampler(source_rate, MODEL_RATE)
         self.source_rate = source_rate
         self.losses = 0
+        self.overrun_log = LogThrottle(OVERRUN_LOG_EVERY)
         self.resuming = True  # the next audio may follow a gap (process start, device reopened)
         # Mean square of int16 samples at the silence level: compared without a log or a sqrt.
         self.silence_power = (10 ** (silence_dbfs / 20) * INT16_SCALE) ** 2
@@ -71,11 +73,12 @@ class RingWriter:
             self._lose(round(gap * MODEL_RATE), f"no audio for {gap:.1f} s (device away or capture restarted)")
 
     def _lose(self, rows: int, why: str, throttled: bool = False) -> None:
-        """Count lost audio and stand silence in for it; `throttled`: log only every LOSS_LOG_EVERY-th."""
+        """Count lost audio and stand silence in for it; `throttled`: logged at most once an
+        OVERRUN_LOG_EVERY (every 100th overrun was a line every 25 s at one a period: log audit)."""
         self.ring.record_loss(rows)
         self.ring.skip(rows)
         self.losses += 1
-        if not throttled or self.losses == 1 or self.losses % LOSS_LOG_EVERY == 0:
+        if not throttled or self.overrun_log.due(time.monotonic()) is not None:
             log.warning("%s: %d samples lost (%d losses so far)", why, rows, self.losses)
 
 

@@ -13,12 +13,16 @@ from inference.frontend import hop_samples
 from inference.model import ModelSpec, TFLiteModel, load_ensemble
 from pipeline.config import Config
 from pipeline.layout import AUDIO_SHAPE, Layout, feature_shape
+from pipeline.log_throttle import LogThrottle
 from pipeline.messages import Vote, WindowReady
 from pipeline.metrics import StatsTable
 from pipeline.process import OOM_FIRST, process_setup
 from pipeline.ring import Lapped, NotWritten, Ring
 
 RECEIVE_TIMEOUT = 1.0
+# s: windows skipped are logged at most this often, with their count (a worker starved of CPU skips
+# every window: a line each, two a second, for as long as it lasts)
+SKIP_LOG_EVERY = 60.0
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +79,7 @@ def run_worker(config: Config, model_id: str, layout: Layout, stop: StopEvent) -
     )
     slot = StatsTable.attach(layout.stats, layout.process_names).slot(f"model.{model_id}")
     inbox = layout.windows[model_id]
+    skips = LogThrottle(SKIP_LOG_EVERY)
     log.info("model %s %s ready", spec.id, spec.version)
     while not stop.is_set():
         slot.beat()
@@ -86,7 +91,8 @@ def run_worker(config: Config, model_id: str, layout: Layout, stop: StopEvent) -
             probability = scorer.score(window)
         except (Lapped, NotWritten) as exc:
             slot.add("dropped")
-            log.warning("window %d skipped: %s", window.index, exc)
+            if (count := skips.due(since)) is not None:
+                log.warning("window %d skipped: %s (%d skipped since the last such line)", window.index, exc, count)
             slot.done(since, items=0)
             continue
         if not layout.votes.send(Vote(window.index, spec.id, probability, time.monotonic())):

@@ -19,6 +19,7 @@ from capture.pcm import MODEL_RATE
 from capture.process import RingWriter, run_capture
 from pipeline.config import Config, override
 from pipeline.layout import AUDIO_SHAPE, Layout
+from pipeline.log_throttle import LogThrottle
 from pipeline.metrics import StatsTable
 from pipeline.ring import Ring
 from tests.audio_env import alsa_replay_config, write_raw
@@ -202,6 +203,27 @@ def test_frames_an_overrun_lost_at_48k_are_counted_as_16k_samples_and_stood_in_f
     writer.write(np.zeros(4800, dtype=np.int16), lost_frames=4800)  # 0.1 s the device dropped
     assert (ring.lost, ring.overruns) == (1600, 1)
     assert ring.losses == [(before, before + 1600)]
+
+
+def test_overruns_every_period_are_all_counted_and_logged_once_a_minute(shared, caplog, monkeypatch):
+    """Every 100th was logged: a line every 25 s at one a period, every 5 s at a 0.05 s period (log audit)."""
+    _, ring, stats = shared
+    writer = RingWriter(ring, stats.slot("capture"), MODEL_RATE, Config().health.silence_dbfs)
+    now = [0.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    for period in range(300):  # 150 s of 0.5 s periods, each with an overrun
+        now[0] = 1000.0 + 0.5 * period
+        writer.write(np.zeros(8000, dtype=np.int16), lost_frames=100)
+    assert ring.overruns == 300 and ring.lost == 300 * 100  # each counted
+    logged = [r.getMessage() for r in caplog.records if "audio overrun" in r.getMessage()]
+    assert len(logged) == 3  # at 0, 60 and 120 s
+    assert logged[-1].endswith("(241 losses so far)")
+
+
+def test_a_line_that_recurs_is_logged_first_then_once_a_period_with_the_count_since():
+    throttle = LogThrottle(every=60.0)
+    due = [throttle.due(now=1000.0 + 0.5 * i) for i in range(300)]  # twice a second for 150 s
+    assert [(i, count) for i, count in enumerate(due) if count is not None] == [(0, 1), (120, 120), (240, 120)]
 
 
 def test_an_input_stuck_at_a_constant_counts_as_silence_and_a_quiet_sound_does_not(shared):
