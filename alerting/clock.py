@@ -64,15 +64,15 @@ class ForwardStep:
     file (logged): from this start."""
 
     def __init__(self, data_dir: Path | str | None = None) -> None:
-        self.offset = _offset()
+        self.offset = wall_offset()
         if data_dir is not None:
             self.offset = _boot_offset(Path(data_dir) / CLOCK_FILE, self.offset)
 
     def seconds(self) -> float:
-        return max(0.0, _offset() - self.offset)
+        return max(0.0, wall_offset() - self.offset)
 
 
-def _offset() -> float:
+def wall_offset() -> float:
     """Wall minus monotonic time: only a step changes it (NTP slews both clocks alike)."""
     return time.time() - time.monotonic()
 

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from alerting.clock import ForwardStep, clock_synchronised
+from alerting.clock import ForwardStep, clock_synchronised, wall_offset
 from alerting.compose import (
     EventAlert,
     EventEnd,
@@ -269,7 +269,7 @@ class Aggregator:
         event.record_id = self._record(
             "event", self.events.open_event, start, event.confidence, event.votes, self.versions, event.degraded
         )
-        event.clock_offset = time.time() - time.monotonic()
+        event.clock_offset = wall_offset()
         event.heard_at = self._stated_time(event, self._loud_row(event.start, event.start + self.window))
         event.next_update = event.start + round(UPDATE_INTERVAL * self.rate)
         alert = EventAlert(event.record_id, event.heard_at, event.confidence, event.degraded, clock_synchronised())

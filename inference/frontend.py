@@ -141,8 +141,7 @@ class Frontend:
 def captured_between(audio: Ring, start: int, end: int) -> int:
     """Samples in [start, end) that capture captured, i.e. not in a stretch it stood silence in for
     (a device gap or overrun, already counted as lost): what skipping them leaves unheard."""
-    lost = sum(max(0, min(end, stop) - max(start, first)) for first, stop in audio.losses)
-    return max(0, end - start - lost)
+    return max(0, end - start - audio.lost_rows(start, end))
 
 
 def attach_streams(ensemble: Ensemble, layout: Layout) -> dict[str, tuple[LogMelSpec, Ring]]:

@@ -183,6 +183,10 @@ class Ring:
         forgotten = recorded > REMEMBERED and losses[0][0] > start
         return forgotten or any(first < stop and start < end for first, end in losses)
 
+    def lost_rows(self, start: int, stop: int) -> int:
+        """How many of rows [start, stop) are stood-in silence, of the stretches the header remembers."""
+        return sum(max(0, min(stop, end) - max(start, first)) for first, end in self.losses)
+
     def read(self, start: int, count: int) -> np.ndarray:
         """A copy of rows [start, start + count); raises NotWritten or Lapped."""
         if start + count > self.write_pos:
